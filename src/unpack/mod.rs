@@ -1,0 +1,1 @@
+//! Layer application. OWNED BY HELPER: placeholder.

@@ -187,7 +187,8 @@ pub struct VerifyingReader<R> {
 }
 
 impl<R: Read> VerifyingReader<R> {
-    /// `what` names the object in error messages, e.g. `layer sha256:… from oci:/tmp/img`.
+    /// `what` names the object in errors from [`VerifyingReader::finish`]; errors from `read`
+    /// say only the cause, since the consumer adds its own context.
     pub fn new(inner: R, expected: Expected, what: impl Into<String>) -> Self {
         let hasher = Some(Hasher::new(expected.digest.algorithm()));
         VerifyingReader {
@@ -211,15 +212,15 @@ impl<R: Read> VerifyingReader<R> {
             && size != self.count
         {
             return Err(mismatch(format!(
-                "{}: size mismatch: expected {} bytes, got {}",
-                self.what, size, self.count
+                "size mismatch: expected {} bytes, got {}",
+                size, self.count
             )));
         }
         let actual = hasher.finish();
         if actual != self.expected.digest {
             return Err(mismatch(format!(
-                "{}: digest mismatch: expected {}, got {}",
-                self.what, self.expected.digest, actual
+                "digest mismatch: expected {}, got {}",
+                self.expected.digest, actual
             )));
         }
         Ok(())
@@ -252,8 +253,8 @@ impl<R: Read> Read for VerifyingReader<R> {
             && self.count > size
         {
             return Err(mismatch(format!(
-                "{}: size mismatch: more than the expected {} bytes",
-                self.what, size
+                "size mismatch: more than the expected {} bytes",
+                size
             )));
         }
         if let Some(h) = self.hasher.as_mut() {

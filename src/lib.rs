@@ -1,10 +1,31 @@
 //! lade: a fully unprivileged OCI container image tool.
 //!
 //! The library holds everything; the `lade` binary is a thin command-line layer over it.
+//!
+//! - [`reference`]: Docker image references and their normalisation.
+//! - [`digest`]: digests and the streaming verifier every byte passes through.
+//! - [`manifest`], [`platform`]: manifests, indexes and platform choice.
+//! - [`transport`]: image sources and destinations (`oci:`, `oci-archive:`, the store).
+//! - [`copy`]: the one generic copy between any two transports.
+//! - [`storage`]: the storage directory and its content-addressed parts.
+//! - [`unpack`]: applying layers safely, without privileges.
 
+pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod export;
+pub mod fsck;
+pub mod fsutil;
+pub mod gc;
+pub mod import;
+pub mod layer_install;
+pub mod manifest;
+pub mod pack;
+pub mod platform;
+pub mod progress;
 pub mod reference;
+pub mod storage;
+pub mod transport;
 pub mod unpack;
 
 pub use error::{Error, Result};

@@ -1,1 +1,392 @@
-fn main() {}
+//! The `lade` command: argument parsing and output only; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use lade::copy::{CopyOptions, copy_image};
+use lade::error::{Error, Result};
+use lade::platform::ArchChoice;
+use lade::progress::Progress;
+use lade::reference::Reference;
+use lade::storage::{self, LockMode, Storage};
+use lade::transport::{self, Context, ImageLocation, store::StoreDestination};
+
+#[derive(Parser)]
+#[command(
+    name = "lade",
+    version,
+    about = "Pull, unpack, copy and manage OCI container images without privileges",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Storage directory [default: $LADE_STORAGE, else /var/tmp/$USER.lade]
+    #[arg(short, long, global = true, value_name = "DIR")]
+    storage: Option<PathBuf>,
+    /// Do not lock the storage directory (concurrent lades risk corruption)
+    #[arg(long, global = true)]
+    no_lock: bool,
+    /// Architecture: host, yolo, or a registry name such as arm64/v8
+    #[arg(short, long, global = true, default_value = "host", value_name = "ARCH")]
+    arch: String,
+    /// More chatter; repeat for more
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring an image into the store from a registry, oci:DIR[:REF] or oci-archive:FILE[:REF]
+    Pull {
+        /// Parse IMAGE_REF, print a report and exit, touching neither network nor store
+        #[arg(long)]
+        parse_only: bool,
+        /// Unpack only the first N layers (debugging)
+        #[arg(long, value_name = "N")]
+        last_layer: Option<usize>,
+        /// Copy every blob even if the store has it
+        #[arg(long)]
+        always_download: bool,
+        /// Source: IMAGE_REF (a registry) or TRANSPORT:…
+        source: String,
+        /// Name in the store [default: the source's own reference]
+        dest_ref: Option<String>,
+    },
+    /// Copy an image between transports (docker://, oci:, oci-archive:, lade:), digests preserved
+    Copy {
+        /// Copy every platform of a multi-architecture index
+        #[arg(long)]
+        all: bool,
+        source: String,
+        destination: String,
+    },
+    /// Write an image's flattened root filesystem to DIR (absent or empty)
+    Unpack { image_ref: String, dir: PathBuf },
+    /// List images in the store, or show one
+    List {
+        /// Long format: platform, digest, layers, source
+        #[arg(short, long)]
+        long: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        image_ref: Option<String>,
+    },
+    /// Delete images whose names match GLOB (quote it), then unused blobs and layers
+    Delete {
+        #[arg(required = true)]
+        globs: Vec<String>,
+    },
+    /// Make an image from a directory or tarball (with or without one top-level directory)
+    Import { path: PathBuf, image_ref: String },
+    /// Verify every object in the store
+    Fsck {
+        /// Remove corrupt objects and unusable images (pull them again afterwards)
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Delete everything in the storage directory
+    Reset,
+    /// Print configuration and features: storage-path, storage-version, arch, version
+    Gestalt { selector: Option<String> },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress = Progress::new(if cli.global.quiet {
+        -1
+    } else {
+        cli.global.verbose.min(3) as i8
+    });
+    match run(cli, &progress) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lade: error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg.replace('\n', " ")
+}
+
+fn open_storage(g: &Global, mode: LockMode) -> Result<Arc<Storage>> {
+    let (path, _) = storage::resolve_path(g.storage.as_deref())?;
+    let mode = if g.no_lock { LockMode::None } else { mode };
+    Ok(Arc::new(Storage::open(&path, mode)?))
+}
+
+fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
+    let g = &cli.global;
+    let arch: ArchChoice = g.arch.parse()?;
+    match cli.command {
+        Command::Pull {
+            parse_only,
+            last_layer,
+            always_download,
+            source,
+            dest_ref,
+        } => {
+            if parse_only {
+                let r = Reference::parse(source.strip_prefix("docker://").unwrap_or(&source))?;
+                print!("{}", r.parse_report());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let src_loc = ImageLocation::parse_pull_source(&source)?;
+            let name = match &dest_ref {
+                Some(d) => Reference::parse(d)?,
+                None => src_loc.implied_name().unwrap_or_else(|| {
+                    Err(Error::invalid(
+                        &source,
+                        "names no image reference; give one: lade pull SOURCE DEST_REF",
+                    ))
+                })?,
+            };
+            let storage = open_storage(g, LockMode::Shared)?;
+            let ctx = Context {
+                storage: Some(storage.clone()),
+            };
+            let src = transport::open_source(&src_loc, &ctx)?;
+            let mut dst = StoreDestination::new(storage.clone(), name.clone())
+                .with_progress(progress.clone())
+                .with_last_layer(last_layer)
+                .always_download(always_download);
+            let opts = CopyOptions {
+                arch,
+                ..CopyOptions::default()
+            };
+            progress.info(&format!("pulling {} to {}", src.describe(), name.familiar()));
+            let image = copy_image(&*src, &mut dst, &opts, progress)?;
+            progress.info(&format!("done: {} {}", name.familiar(), image.top.digest));
+        }
+        Command::Copy {
+            all,
+            source,
+            destination,
+        } => {
+            let src_loc = ImageLocation::parse(&source)?;
+            let dst_loc = ImageLocation::parse(&destination)?;
+            let uses_store = matches!(src_loc, ImageLocation::Store(_))
+                || matches!(dst_loc, ImageLocation::Store(_));
+            let storage = if uses_store {
+                Some(open_storage(g, LockMode::Shared)?)
+            } else {
+                None
+            };
+            let ctx = Context { storage };
+            let src = transport::open_source(&src_loc, &ctx)?;
+            let mut dst: Box<dyn transport::ImageDestination> = match (&dst_loc, &ctx.storage) {
+                (ImageLocation::Store(name), Some(st)) => Box::new(
+                    StoreDestination::new(st.clone(), name.clone()).with_progress(progress.clone()),
+                ),
+                _ => transport::open_destination(&dst_loc, &ctx)?,
+            };
+            let opts = CopyOptions {
+                arch,
+                all,
+                ..CopyOptions::default()
+            };
+            let image = copy_image(&*src, &mut *dst, &opts, progress)?;
+            progress.info(&format!("copied {} {}", dst.describe(), image.top.digest));
+        }
+        Command::Unpack { image_ref, dir } => {
+            let name = Reference::parse(&image_ref)?;
+            let storage = open_storage(g, LockMode::Shared)?;
+            let out = lade::export::unpack_to_dir(&storage, &name, &dir)?;
+            progress.info(&format!("unpacked {} to {}", name.familiar(), out.display()));
+        }
+        Command::List {
+            long,
+            format,
+            image_ref,
+        } => {
+            let storage = open_storage(g, LockMode::Shared)?;
+            list(&storage, long, format, image_ref.as_deref())?;
+        }
+        Command::Delete { globs } => {
+            let storage = open_storage(g, LockMode::Exclusive)?;
+            let mut failed = None;
+            for glob in &globs {
+                match lade::gc::delete_matching(&storage, glob) {
+                    Ok(names) => names.iter().for_each(|n| println!("deleted {n}")),
+                    Err(e) => {
+                        eprintln!("lade: error: {}", one_line(&e));
+                        failed = Some(ExitCode::FAILURE);
+                    }
+                }
+            }
+            let report = lade::gc::collect_garbage(&storage)?;
+            progress.note(&format!(
+                "removed {} unused blobs and {} unused layer trees",
+                report.blobs_removed, report.trees_removed
+            ));
+            if let Some(code) = failed {
+                return Ok(code);
+            }
+        }
+        Command::Import { path, image_ref } => {
+            let name = Reference::parse(&image_ref)?;
+            let storage = open_storage(g, LockMode::Shared)?;
+            lade::import::import(&storage, &path, &name, progress)?;
+            progress.info(&format!("imported {} as {}", path.display(), name.familiar()));
+        }
+        Command::Fsck { repair } => {
+            let mode = if repair { LockMode::Exclusive } else { LockMode::Shared };
+            let storage = open_storage(g, mode)?;
+            let report = lade::fsck::fsck(&storage, repair)?;
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+            for r in &report.repaired {
+                println!("repaired: {r}");
+            }
+            println!(
+                "checked {} blobs, {} layer trees, {} images: {}",
+                report.blobs_checked,
+                report.trees_checked,
+                report.images_checked,
+                if report.is_clean() {
+                    "no problems".to_string()
+                } else {
+                    format!("{} problems", report.problems.len())
+                }
+            );
+            if !report.is_clean() && !repair {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Reset => {
+            let (path, _) = storage::resolve_path(g.storage.as_deref())?;
+            storage::reset(&path)?;
+            progress.info(&format!("reset {}", path.display()));
+        }
+        Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gestalt(g: &Global, selector: Option<&str>) -> Result<ExitCode> {
+    let (path, _) = storage::resolve_path(g.storage.as_deref())?;
+    let facts = [
+        ("storage-path", path.display().to_string()),
+        ("storage-version", storage::FORMAT_VERSION.to_string()),
+        ("arch", lade::platform::host_arch()),
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+    ];
+    match selector {
+        None => {
+            for (k, v) in facts {
+                println!("{k:16} {v}");
+            }
+        }
+        Some(sel) => match facts.iter().find(|(k, _)| *k == sel) {
+            Some((_, v)) => println!("{v}"),
+            None => {
+                let known: Vec<&str> = facts.iter().map(|(k, _)| *k).collect();
+                return Err(Error::invalid(
+                    format!("gestalt selector '{sel}'"),
+                    format!("unknown; known selectors: {}", known.join(", ")),
+                ));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Result<()> {
+    let images = storage.images();
+    if let Some(r) = one {
+        let name = Reference::parse(r)?;
+        let record = images.get(&name)?;
+        if format == Format::Json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).map_err(|e| Error::json("list", e))?
+            );
+            return Ok(());
+        }
+        println!("details of image:    {}", name.familiar());
+        println!("full reference:      {name}");
+        match record {
+            None => println!("in local storage:    no"),
+            Some(rec) => {
+                println!("in local storage:    yes");
+                println!("platform:            {}", rec.platform.as_deref().unwrap_or("unknown"));
+                println!("manifest digest:     {}", rec.manifest);
+                if let Some(i) = &rec.index {
+                    println!("from index:          {i}");
+                }
+                println!("config digest:       {}", rec.config);
+                println!("layers:              {}", rec.layers.len());
+                println!("source:              {}", rec.source);
+            }
+        }
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    for r in images.list()? {
+        match r {
+            Ok(r) => records.push(r),
+            Err(e) => eprintln!("lade: warning: {e}"),
+        }
+    }
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).map_err(|e| Error::json("list", e))?
+        );
+        return Ok(());
+    }
+    for rec in records {
+        let name = rec
+            .reference()
+            .map(|r| r.familiar())
+            .unwrap_or_else(|_| rec.name.clone());
+        let arch = rec
+            .platform
+            .as_deref()
+            .map(|p| p.strip_prefix("linux/").unwrap_or(p).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        if long {
+            println!(
+                "{name:40} {arch:10} {} {:>3} layers  {}",
+                &rec.manifest.to_string()[..19],
+                rec.layers.len(),
+                rec.source
+            );
+        } else {
+            println!("{name} ({arch})");
+        }
+    }
+    Ok(())
+}

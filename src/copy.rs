@@ -1,0 +1,164 @@
+//! The one generic image copy: read the top manifest, choose a platform (or take the whole
+//! index), copy every blob the destination lacks as a verified stream, write manifests last,
+//! then let the destination name the image. `pull`, `copy` and `push` are all this.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use oci_spec::image::Descriptor;
+
+use crate::digest::Expected;
+use crate::error::{Error, Result};
+use crate::manifest::{self, Kind, RawManifest};
+use crate::platform::{self, ArchChoice};
+use crate::progress::Progress;
+use crate::transport::{CopiedImage, ImageDestination, ImageSource};
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    pub arch: ArchChoice,
+    /// Copy every platform of an index, not only the chosen one.
+    pub all: bool,
+    /// Blob streams copied at once: both cores for local copies.
+    pub parallel: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            arch: ArchChoice::Host,
+            all: false,
+            parallel: 2,
+        }
+    }
+}
+
+pub fn copy_image(
+    src: &dyn ImageSource,
+    dst: &mut dyn ImageDestination,
+    opts: &CopyOptions,
+    progress: &Progress,
+) -> Result<CopiedImage> {
+    let top = src.top_manifest()?;
+    let source = src.describe();
+    let image = match top.kind {
+        Kind::Image => {
+            copy_one(src, &*dst, &top, opts, progress)?;
+            CopiedImage {
+                top,
+                from_index: None,
+                platform: None,
+                source,
+            }
+        }
+        Kind::Index if opts.all => {
+            let index = top.index()?;
+            for desc in index.manifests() {
+                let child = src.manifest(&manifest::expected(desc)?)?;
+                match child.kind {
+                    Kind::Image => copy_one(src, &*dst, &child, opts, progress)?,
+                    Kind::Index => {
+                        return Err(Error::unsupported(&source, "nested indexes with --all"));
+                    }
+                }
+            }
+            dst.put_manifest(&top)?;
+            CopiedImage {
+                top,
+                from_index: None,
+                platform: None,
+                source,
+            }
+        }
+        Kind::Index => {
+            let index = top.index()?;
+            let desc = platform::select(&index, &opts.arch, &source)?;
+            let child = src.manifest(&manifest::expected(desc)?)?;
+            if child.kind != Kind::Image {
+                return Err(Error::unsupported(&source, "an index nested in an index"));
+            }
+            copy_one(src, &*dst, &child, opts, progress)?;
+            CopiedImage {
+                top: child,
+                from_index: Some(top.digest.clone()),
+                platform: platform::describe(desc),
+                source,
+            }
+        }
+    };
+    dst.commit(&image)?;
+    Ok(image)
+}
+
+/// Copies the config and layers of one image manifest, then the manifest itself.
+fn copy_one(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    manifest: &RawManifest,
+    opts: &CopyOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let parsed = manifest.image()?;
+    let mut blobs: Vec<&Descriptor> = vec![parsed.config()];
+    blobs.extend(parsed.layers());
+    let todo: Vec<(Expected, String)> = blobs
+        .iter()
+        .map(|d| {
+            let expected = manifest::expected(d)?;
+            let what = format!("blob {} of {}", expected.digest, src.describe());
+            Ok((expected, what))
+        })
+        .collect::<Result<_>>()?;
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = opts.parallel.clamp(1, todo.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((expected, what)) = todo.get(i) else {
+                        return;
+                    };
+                    if let Err(e) = copy_blob(src, dst, expected, what, progress) {
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    dst.put_manifest(manifest)
+}
+
+fn copy_blob(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    expected: &Expected,
+    what: &str,
+    progress: &Progress,
+) -> Result<()> {
+    if dst.has_blob(&expected.digest)? {
+        progress.note(&format!("{}: already present", short_what(expected)));
+        return Ok(());
+    }
+    let bar = progress.bytes(&short_what(expected), expected.size);
+    let mut stream = src.open_blob(&expected.digest)?;
+    let mut counted = bar.wrap_read(&mut stream);
+    dst.put_blob(expected, &mut counted as &mut dyn Read, what)?;
+    bar.finish("copied");
+    Ok(())
+}
+
+fn short_what(expected: &Expected) -> String {
+    format!("blob {}", expected.digest.short())
+}

@@ -1,0 +1,93 @@
+//! Deleting images and collecting what no image uses any more (mark and sweep from the
+//! image records). Runs under the exclusive storage lock, so no pull is half-way through.
+
+use std::collections::HashSet;
+
+use globset::GlobBuilder;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{Kind, RawManifest};
+use crate::storage::{ImageRecord, Storage};
+
+/// Deletes every image whose name (full or familiar) matches `pattern`, a shell glob as in
+/// `ch-image delete 'foo*'`. Returns the names deleted; no match is an error.
+pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> {
+    let glob = GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| Error::invalid(format!("pattern '{pattern}'"), e.to_string()))?
+        .compile_matcher();
+    // A plain reference also matches its normalised forms (alpine = docker.io/library/alpine:latest).
+    let exact = crate::reference::Reference::parse(pattern).ok();
+    let images = storage.images();
+    let mut deleted = Vec::new();
+    for record in images.list()?.into_iter().flatten() {
+        let Ok(name) = record.reference() else { continue };
+        let hit = glob.is_match(&record.name)
+            || glob.is_match(name.familiar())
+            || exact.as_ref().is_some_and(|e| *e == name);
+        if hit && images.remove(&name)? {
+            deleted.push(name.familiar());
+        }
+    }
+    if deleted.is_empty() {
+        return Err(Error::ImageNotFound(format!("no image matches '{pattern}'")));
+    }
+    Ok(deleted)
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub blobs_removed: usize,
+    pub trees_removed: usize,
+}
+
+/// Removes blobs and layer trees that no image record reaches.
+pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
+    let blobs = storage.blobs();
+    let layers = storage.layers();
+    let mut live_blobs: HashSet<Digest> = HashSet::new();
+    let mut live_trees: HashSet<String> = HashSet::new();
+    for record in storage.images().list()? {
+        // An unreadable record keeps everything: never collect on a guess.
+        let record: ImageRecord = record?;
+        mark_record(storage, &record, &mut live_blobs);
+        live_trees.extend(record.layers.iter().map(|l| l.tree.clone()));
+    }
+    let mut report = GcReport::default();
+    for d in blobs.list()?.into_iter().flatten() {
+        if !live_blobs.contains(&d) {
+            blobs.remove(&d)?;
+            report.blobs_removed += 1;
+        }
+    }
+    for key in layers.list()? {
+        if !live_trees.contains(&key) {
+            layers.remove(&key)?;
+            report.trees_removed += 1;
+        }
+    }
+    Ok(report)
+}
+
+fn mark_record(storage: &Storage, record: &ImageRecord, live: &mut HashSet<Digest>) {
+    live.insert(record.manifest.clone());
+    live.insert(record.config.clone());
+    live.extend(record.layers.iter().map(|l| l.blob.clone()));
+    if let Some(index) = &record.index {
+        live.insert(index.clone());
+    }
+    // Blobs the manifest lists beyond the unpacked layers (--last-layer) stay too.
+    if let Ok(bytes) = storage.blobs().read_to_vec(&record.manifest)
+        && let Ok(m) = RawManifest::new(bytes, None, None, "manifest")
+        && m.kind == Kind::Image
+        && let Ok(parsed) = m.image()
+    {
+        for d in parsed.layers() {
+            if let Ok(d) = Digest::try_from(d.digest()) {
+                live.insert(d);
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The content-addressed blob store: each blob stored once, by digest, immutable.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Algorithm, Digest, Expected, VerifyingReader};
+use crate::error::{Error, IoContext, Result};
+
+/// Copy buffer: large enough that per-read overhead vanishes next to hashing and inflating.
+const BUF_SIZE: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+    work: PathBuf,
+}
+
+impl BlobStore {
+    pub(super) fn new(dir: PathBuf, work: PathBuf) -> BlobStore {
+        BlobStore { dir, work }
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
+    pub fn has(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn open(&self, digest: &Digest) -> Result<File> {
+        let path = self.path(digest);
+        File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::invalid(
+                    format!("blob {digest}"),
+                    "missing from the store (run `lade fsck`)",
+                )
+            } else {
+                Error::io_path(&path, e)
+            }
+        })
+    }
+
+    pub fn read_to_vec(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.path(digest);
+        let bytes = fs::read(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::invalid(format!("blob {digest}"), "missing from the store")
+            } else {
+                Error::io_path(&path, e)
+            }
+        })?;
+        let actual = Digest::of_bytes(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(Error::invalid(
+                format!("blob {digest} in the store"),
+                format!("corrupt (content hashes to {actual}); run `lade fsck --repair`"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Streams `data` into the store, verifying it against `expected` before it becomes
+    /// visible. `what` names the blob and its source for error messages.
+    pub fn put(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<PathBuf> {
+        // No early return when the blob exists: callers ask `has` first, and `--always-download`
+        // deliberately replaces a stored blob with a freshly verified copy.
+        let final_path = self.path(&expected.digest);
+        let tmp = self.work.join(format!(
+            "blob-{}-{:08x}",
+            expected.digest.hex(),
+            rand::random::<u32>()
+        ));
+        let result = (|| {
+            let mut out = File::create(&tmp).at(&tmp)?;
+            let mut verifier = VerifyingReader::new(data, expected.clone(), what);
+            copy_stream(&mut verifier, &mut out, what, &tmp)?;
+            out.set_permissions(fs::Permissions::from_mode(0o444))
+                .at(&tmp)?;
+            drop(out);
+            self.publish(&tmp, &final_path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| final_path)
+    }
+
+    /// Stores an in-memory blob (manifest, config, index) and returns its digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of_bytes(Algorithm::Sha256, bytes);
+        let expected = Expected {
+            digest: digest.clone(),
+            size: Some(bytes.len() as u64),
+        };
+        if !self.has(&digest) {
+            self.put(&expected, &mut &bytes[..], &format!("blob {digest}"))?;
+        }
+        Ok(digest)
+    }
+
+    fn publish(&self, tmp: &Path, final_path: &Path) -> Result<()> {
+        if let Some(parent) = final_path.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        // rename() replaces atomically; a concurrent writer of the same digest wrote the same
+        // verified bytes, so whichever lands last is equally right.
+        fs::rename(tmp, final_path).at(final_path)
+    }
+
+    /// Every blob in the store, in no particular order; files with foreign names are reported as
+    /// errors so that `fsck` can list them.
+    pub fn list(&self) -> Result<Vec<std::result::Result<Digest, PathBuf>>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io_path(&self.dir, e)),
+        };
+        for alg_dir in entries {
+            let alg_dir = alg_dir.at(&self.dir)?;
+            let alg = alg_dir.file_name().to_string_lossy().into_owned();
+            let Ok(files) = fs::read_dir(alg_dir.path()) else {
+                out.push(Err(alg_dir.path()));
+                continue;
+            };
+            for f in files {
+                let f = f.at(&alg_dir.path())?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                match format!("{alg}:{name}").parse::<Digest>() {
+                    Ok(d) => out.push(Ok(d)),
+                    Err(_) => out.push(Err(f.path())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-hashes a stored blob; Ok(false) if its content no longer matches its name.
+    pub fn verify(&self, digest: &Digest) -> Result<bool> {
+        let mut file = self.open(digest)?;
+        let expected = Expected {
+            digest: digest.clone(),
+            size: None,
+        };
+        let what = format!("blob {digest}");
+        let mut verifier = VerifyingReader::new(&mut file, expected, &what);
+        match io::copy(&mut verifier, &mut io::sink()) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(false),
+            Err(e) => Err(Error::io(what, e)),
+        }
+    }
+
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(&path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Copies with a 1 MiB buffer, attributing read errors to the source (`what`) and write errors
+/// (full disk, quota) to the destination file.
+pub fn copy_stream(src: &mut dyn Read, dst: &mut dyn Write, what: &str, dst_path: &Path) -> Result<u64> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(what, e)),
+        };
+        dst.write_all(&buf[..n]).at(dst_path)?;
+        total += n as u64;
+    }
+    Ok(total)
+}

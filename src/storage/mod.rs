@@ -1,0 +1,209 @@
+//! lade's storage directory: where it is, its format version, locking, and its parts.
+//!
+//! ```text
+//! $STORAGE/VERSION                 format version; unknown versions are refused
+//! $STORAGE/lock                    flock: shared for ordinary work, exclusive for delete/reset/gc
+//! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed layers)
+//! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs format)
+//! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance
+//! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
+//!                                  rename() publishes finished objects atomically
+//! ```
+//!
+//! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
+//! verified: it is built under `tmp/` and renamed into place. A crash leaves only a stale work
+//! area, which the next process sweeps (its per-process lock tells that its owner is gone).
+
+mod blobs;
+mod images;
+mod layers;
+mod lock;
+
+pub use blobs::BlobStore;
+pub use images::{ImageRecord, ImageStore, LayerRef};
+pub use layers::{LayerInfo, LayerStore};
+pub use blobs::copy_stream;
+pub use lock::LockMode;
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The storage format this lade writes and understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How the storage directory was chosen, for `gestalt` and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathSource {
+    Option,
+    Environment,
+    Default,
+}
+
+/// Chooses the storage directory: `-s/--storage`, then `$LADE_STORAGE` (must be absolute,
+/// because the variable is usually set far from where it is used), then `/var/tmp/$USER.lade`.
+pub fn resolve_path(option: Option<&Path>) -> Result<(PathBuf, PathSource)> {
+    if let Some(p) = option {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .ctx(|| "current directory".into())?
+                .join(p)
+        };
+        return Ok((p, PathSource::Option));
+    }
+    if let Some(env) = std::env::var_os("LADE_STORAGE").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(env);
+        if !p.is_absolute() {
+            return Err(Error::storage(
+                &p,
+                "$LADE_STORAGE must be an absolute path",
+            ));
+        }
+        return Ok((p, PathSource::Environment));
+    }
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && !u.contains('/'))
+        .unwrap_or_else(|| rustix::process::getuid().as_raw().to_string());
+    Ok((
+        PathBuf::from(format!("/var/tmp/{user}.lade")),
+        PathSource::Default,
+    ))
+}
+
+/// An open storage directory, holding its lock (unless opened without locking) and this
+/// process's work area for as long as it lives.
+pub struct Storage {
+    root: PathBuf,
+    _lock: Option<lock::StorageLock>,
+    work: lock::WorkArea,
+}
+
+impl Storage {
+    /// Opens (creating and initialising if absent or empty) the storage directory at `root`.
+    pub fn open(root: &Path, mode: LockMode) -> Result<Storage> {
+        init_or_check(root)?;
+        let lock = lock::StorageLock::acquire(root, mode)?;
+        for dir in ["blobs", "layers", "images", "tmp"] {
+            fs::create_dir_all(root.join(dir)).at(&root.join(dir))?;
+        }
+        let work = lock::WorkArea::create(&root.join("tmp"))?;
+        let storage = Storage {
+            root: root.to_path_buf(),
+            _lock: lock,
+            work,
+        };
+        lock::sweep_stale_work_areas(&storage.root.join("tmp"));
+        Ok(storage)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// This process's private scratch directory inside the store (same filesystem).
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// A fresh, unique path inside the work area (not created).
+    pub fn scratch_path(&self, prefix: &str) -> PathBuf {
+        self.work.unique(prefix)
+    }
+
+    pub fn blobs(&self) -> BlobStore {
+        BlobStore::new(self.root.join("blobs"), self.work.path().to_path_buf())
+    }
+
+    pub fn layers(&self) -> LayerStore {
+        LayerStore::new(self.root.join("layers"))
+    }
+
+    pub fn images(&self) -> ImageStore {
+        ImageStore::new(self.root.join("images"), self.work.path().to_path_buf())
+    }
+}
+
+fn version_path(root: &Path) -> PathBuf {
+    root.join("VERSION")
+}
+
+/// Reads the format version; `None` if the directory is absent or empty (never initialised).
+fn read_version(root: &Path) -> Result<Option<u32>> {
+    let vpath = version_path(root);
+    match fs::read_to_string(&vpath) {
+        Ok(text) => {
+            let v = text.trim().parse::<u32>().map_err(|_| {
+                Error::storage(root, format!("VERSION file holds '{}', not a number", text.trim()))
+            })?;
+            Ok(Some(v))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match fs::read_dir(root) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io_path(root, e)),
+                Ok(mut entries) => {
+                    if entries.next().is_none() {
+                        Ok(None)
+                    } else {
+                        // Never take over a directory that is not ours: reset would delete it.
+                        Err(Error::storage(
+                            root,
+                            "exists, is not empty and has no VERSION file: not a lade storage directory",
+                        ))
+                    }
+                }
+            }
+        }
+        Err(e) => Err(Error::io_path(&vpath, e)),
+    }
+}
+
+fn init_or_check(root: &Path) -> Result<()> {
+    match read_version(root)? {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(other) => Err(Error::storage(
+            root,
+            format!(
+                "format version {other} is unknown to this lade (it knows {FORMAT_VERSION}); \
+                 remove it with `lade reset`"
+            ),
+        )),
+        None => {
+            fs::create_dir_all(root).at(root)?;
+            // Written whole then renamed, so a concurrent opener never reads a partial VERSION.
+            let tmp = root.join(format!(".VERSION.{}", std::process::id()));
+            let mut f = fs::File::create(&tmp).at(&tmp)?;
+            writeln!(f, "{FORMAT_VERSION}").at(&tmp)?;
+            drop(f);
+            fs::rename(&tmp, version_path(root)).at(root)?;
+            Ok(())
+        }
+    }
+}
+
+/// Deletes everything in the storage directory and initialises it afresh. Refuses a directory
+/// that is not a lade storage directory (no VERSION file), whatever its version.
+pub fn reset(root: &Path) -> Result<()> {
+    if !version_path(root).exists() {
+        if !root.exists() {
+            return Ok(());
+        }
+        read_version(root)?; // errors for a non-empty foreign directory
+        return Ok(());
+    }
+    let _lock = lock::StorageLock::acquire(root, LockMode::Exclusive)?;
+    for entry in fs::read_dir(root).at(root)? {
+        let entry = entry.at(root)?;
+        let name = entry.file_name();
+        if name == "lock" {
+            continue;
+        }
+        crate::fsutil::remove_all(&entry.path())?;
+    }
+    init_or_check(root)
+}

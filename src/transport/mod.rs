@@ -1,0 +1,255 @@
+//! Where images live, behind one interface: an [`ImageSource`] gives manifests and blob
+//! streams, an [`ImageDestination`] takes blobs and manifests and finally names the image.
+//! `pull`, `copy` and (later) `push` are all [`crate::copy::copy_image`] between two of them.
+
+mod layout;
+pub mod oci_archive;
+pub mod oci_layout;
+pub mod store;
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::digest::{Digest, Expected};
+use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
+use crate::reference::Reference;
+use crate::storage::Storage;
+
+/// A parsed transport specification such as `oci:/tmp/img:latest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageLocation {
+    /// `docker://REF`: a registry.
+    Registry(Reference),
+    /// `oci:DIR[:REF]`: an OCI image layout directory.
+    OciLayout { dir: PathBuf, name: Option<String> },
+    /// `oci-archive:FILE[:REF]`: a tar archive of an OCI image layout.
+    OciArchive { file: PathBuf, name: Option<String> },
+    /// `lade:NAME`: lade's own storage directory.
+    Store(Reference),
+}
+
+pub const TRANSPORTS: &str = "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], lade:NAME";
+
+impl ImageLocation {
+    /// Parses a transport-qualified location. A bare name is refused, because it would be
+    /// ambiguous between the store and a registry.
+    pub fn parse(spec: &str) -> Result<ImageLocation> {
+        let bad = |why: String| Error::BadTransport {
+            spec: spec.to_string(),
+            why,
+        };
+        if let Some(rest) = spec.strip_prefix("docker://") {
+            return Ok(ImageLocation::Registry(Reference::parse(rest)?));
+        }
+        let Some((transport, rest)) = spec.split_once(':') else {
+            return Err(bad(format!("no transport; use one of {TRANSPORTS}")));
+        };
+        match transport {
+            "oci" | "oci-archive" => {
+                // As containers-transports(5): everything after the path's first ':' is the
+                // reference, so paths with ':' cannot be named (as in skopeo).
+                let (path, name) = match rest.split_once(':') {
+                    Some((p, n)) => (p, Some(n)),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(bad("empty path".into()));
+                }
+                if let Some(n) = name {
+                    validate_layout_ref(n).map_err(|why| bad(why))?;
+                }
+                let name = name.map(str::to_string);
+                Ok(if transport == "oci" {
+                    ImageLocation::OciLayout {
+                        dir: PathBuf::from(path),
+                        name,
+                    }
+                } else {
+                    ImageLocation::OciArchive {
+                        file: PathBuf::from(path),
+                        name,
+                    }
+                })
+            }
+            "lade" => Ok(ImageLocation::Store(Reference::parse(rest)?)),
+            "docker" => Err(bad("registry references are written docker://REF".into())),
+            other => Err(bad(format!(
+                "unknown transport '{other}'; use one of {TRANSPORTS}"
+            ))),
+        }
+    }
+
+    /// Parses the source of `lade pull`: like [`parse`](Self::parse), except that a plain
+    /// image reference means a registry, as with `docker pull` and `ch-image pull`.
+    pub fn parse_pull_source(spec: &str) -> Result<ImageLocation> {
+        let looks_like_transport = ["docker://", "oci:", "oci-archive:", "lade:"]
+            .iter()
+            .any(|p| spec.starts_with(p));
+        if looks_like_transport {
+            ImageLocation::parse(spec)
+        } else {
+            Ok(ImageLocation::Registry(Reference::parse(spec)?))
+        }
+    }
+
+    /// The image reference this location implies for naming it in the store, if any.
+    pub fn implied_name(&self) -> Option<Result<Reference>> {
+        match self {
+            ImageLocation::Registry(r) | ImageLocation::Store(r) => Some(Ok(r.clone())),
+            ImageLocation::OciLayout { name, .. } | ImageLocation::OciArchive { name, .. } => {
+                name.as_deref().map(Reference::parse)
+            }
+        }
+    }
+}
+
+/// Layout reference names per the image-layout spec's `org.opencontainers.image.ref.name`
+/// grammar (alphanumerics and `-._:@/+` separators); we refuse only what could not be one.
+fn validate_layout_ref(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("empty reference after ':'".into());
+    }
+    if name
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || "-._:@/+=".contains(c)))
+    {
+        return Err(format!("reference '{name}' has characters not allowed in a layout ref.name"));
+    }
+    Ok(())
+}
+
+impl fmt::Display for ImageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |n: &Option<String>| n.as_ref().map(|n| format!(":{n}")).unwrap_or_default();
+        match self {
+            ImageLocation::Registry(r) => write!(f, "docker://{r}"),
+            ImageLocation::OciLayout { dir, name } => write!(f, "oci:{}{}", dir.display(), opt(name)),
+            ImageLocation::OciArchive { file, name } => {
+                write!(f, "oci-archive:{}{}", file.display(), opt(name))
+            }
+            ImageLocation::Store(r) => write!(f, "lade:{}", r.familiar()),
+        }
+    }
+}
+
+/// Reads an image: its top manifest (an image manifest or an index), the manifests an index
+/// lists, and blobs as streams. Implementations need not verify blob streams; the copier wraps
+/// them in a verifying reader. Manifests are returned verified.
+pub trait ImageSource: Send + Sync {
+    fn describe(&self) -> String;
+    fn top_manifest(&self) -> Result<RawManifest>;
+    fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
+        let mut bytes = Vec::new();
+        let what = format!("manifest {} of {}", expected.digest, self.describe());
+        let limit = expected.size.unwrap_or(MAX_MANIFEST_BYTES).min(MAX_MANIFEST_BYTES);
+        self.open_blob(&expected.digest)?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&what, e))?;
+        RawManifest::new(bytes, None, Some(expected), &what)
+    }
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>>;
+}
+
+/// Manifests are small; a bigger one is an attack or an accident, not an image.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// What a copy produced, for the destination to record.
+#[derive(Debug, Clone)]
+pub struct CopiedImage {
+    /// The document the destination names: the index when copying all platforms, else the
+    /// (possibly chosen) image manifest.
+    pub top: RawManifest,
+    /// The index the manifest was chosen from, when one platform was taken out of an index.
+    pub from_index: Option<Digest>,
+    /// `os/arch[/variant]` of the image manifest, when known.
+    pub platform: Option<String>,
+    pub source: String,
+}
+
+/// Writes an image: blobs first, then manifests, then [`commit`](Self::commit) names it.
+/// Nothing is visible under the image's name until commit succeeds.
+pub trait ImageDestination: Send + Sync {
+    fn describe(&self) -> String;
+    fn has_blob(&self, digest: &Digest) -> Result<bool>;
+    /// Stores a blob, verifying it against `expected`; `what` names it for errors.
+    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()>;
+    fn put_manifest(&self, manifest: &RawManifest) -> Result<()>;
+    fn commit(&mut self, image: &CopiedImage) -> Result<()>;
+}
+
+/// Everything a transport may need to open.
+pub struct Context {
+    pub storage: Option<Arc<Storage>>,
+}
+
+fn need_storage(ctx: &Context) -> Result<Arc<Storage>> {
+    ctx.storage
+        .clone()
+        .ok_or_else(|| Error::invalid("lade:", "storage directory not open"))
+}
+
+fn registry_not_yet(r: &Reference) -> Error {
+    Error::unsupported(
+        format!("docker://{r}"),
+        "the registry transport is not in this version of lade yet; \
+         use oci:DIR or oci-archive:FILE (e.g. made with `skopeo copy`)",
+    )
+}
+
+pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSource>> {
+    Ok(match loc {
+        ImageLocation::Registry(r) => return Err(registry_not_yet(r)),
+        ImageLocation::OciLayout { dir, name } => {
+            Box::new(oci_layout::OciLayoutSource::open(dir, name.as_deref())?)
+        }
+        ImageLocation::OciArchive { file, name } => {
+            Box::new(oci_archive::OciArchiveSource::open(file, name.as_deref())?)
+        }
+        ImageLocation::Store(r) => Box::new(store::StoreSource::open(need_storage(ctx)?, r)?),
+    })
+}
+
+/// `unpack` controls whether a store destination also unpacks the layers (pull does).
+pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageDestination>> {
+    Ok(match loc {
+        ImageLocation::Registry(r) => return Err(registry_not_yet(r)),
+        ImageLocation::OciLayout { dir, name } => {
+            Box::new(oci_layout::OciLayoutDestination::create(dir, name.clone())?)
+        }
+        ImageLocation::OciArchive { file, name } => {
+            let storage = ctx.storage.clone();
+            Box::new(oci_archive::OciArchiveDestination::create(file, name.clone(), storage)?)
+        }
+        ImageLocation::Store(r) => Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_transports() {
+        assert_eq!(
+            ImageLocation::parse("oci:/tmp/x:latest").unwrap(),
+            ImageLocation::OciLayout {
+                dir: "/tmp/x".into(),
+                name: Some("latest".into())
+            }
+        );
+        assert_eq!(
+            ImageLocation::parse("oci-archive:a.tar").unwrap(),
+            ImageLocation::OciArchive {
+                file: "a.tar".into(),
+                name: None
+            }
+        );
+        for bad in ["alpine", "oci:", "oci:/x:", "foo:bar", "docker:alpine", "oci:/x:a b"] {
+            assert!(ImageLocation::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `oci-archive:FILE[:REF]`: an OCI image layout in a (plain) tar file.
+//!
+//! Reading does not extract: one pass over the tar headers (seeking past contents) maps each
+//! member to its offset, and blobs are then read in place.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::oci_layout::OciLayoutDestination;
+use super::{CopiedImage, ImageDestination, ImageSource, layout};
+use crate::digest::{Digest, Expected};
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::RawManifest;
+use crate::storage::Storage;
+
+pub struct OciArchiveSource {
+    file: PathBuf,
+    what: String,
+    members: HashMap<String, (u64, u64)>,
+    top: RawManifest,
+}
+
+impl OciArchiveSource {
+    pub fn open(file: &Path, name: Option<&str>) -> Result<OciArchiveSource> {
+        let what = format!("oci-archive:{}", file.display());
+        let handle = File::open(file).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::ImageNotFound(format!("{what}: no such file"))
+            } else {
+                Error::io_path(file, e)
+            }
+        })?;
+        let members = index_members(handle, &what)?;
+        let read_member = |path: &str, limit: u64| -> Result<Vec<u8>> {
+            let Some(&(offset, size)) = members.get(path) else {
+                return Err(Error::invalid(&what, format!("{path} is missing")));
+            };
+            if size > limit {
+                return Err(Error::invalid(&what, format!("{path} is too large ({size} bytes)")));
+            }
+            let mut f = File::open(file).at(file)?;
+            f.seek(SeekFrom::Start(offset)).at(file)?;
+            let mut bytes = Vec::with_capacity(size as usize);
+            f.take(size).read_to_end(&mut bytes).at(file)?;
+            Ok(bytes)
+        };
+        let layout_file = read_member("oci-layout", 4096).ok();
+        layout::check_layout_file(layout_file.as_deref(), &what)?;
+        let index_bytes = read_member("index.json", super::MAX_MANIFEST_BYTES)?;
+        let index = layout::parse_index(&index_bytes, &what)?;
+        let desc = layout::select(&index, name, &what)?;
+        let top = layout::read_manifest(desc, &what, |d, size| {
+            read_member(&layout::blob_path(d), size)
+        })?;
+        let what = match name {
+            Some(n) => format!("{what}:{n}"),
+            None => what,
+        };
+        Ok(OciArchiveSource {
+            file: file.to_path_buf(),
+            what,
+            members,
+            top,
+        })
+    }
+}
+
+/// Maps normalised member paths to (data offset, size) for regular files.
+fn index_members(handle: File, what: &str) -> Result<HashMap<String, (u64, u64)>> {
+    let mut archive = tar::Archive::new(handle);
+    let mut members = HashMap::new();
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| Error::invalid(what, format!("not a tar archive: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::invalid(what, format!("bad tar member: {e}")))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry
+            .path()
+            .map_err(|e| Error::invalid(what, format!("bad member name: {e}")))?;
+        let path = path.to_string_lossy();
+        let path = path.trim_start_matches("./").to_string();
+        members.insert(path, (entry.raw_file_position(), entry.size()));
+    }
+    Ok(members)
+}
+
+impl ImageSource for OciArchiveSource {
+    fn describe(&self) -> String {
+        self.what.clone()
+    }
+
+    fn top_manifest(&self) -> Result<RawManifest> {
+        Ok(self.top.clone())
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        let path = layout::blob_path(digest);
+        let Some(&(offset, size)) = self.members.get(&path) else {
+            return Err(Error::invalid(&self.what, format!("blob {digest} is missing")));
+        };
+        let mut f = File::open(&self.file).at(&self.file)?;
+        f.seek(SeekFrom::Start(offset)).at(&self.file)?;
+        Ok(Box::new(f.take(size)))
+    }
+}
+
+/// Builds the layout in a staging directory beside the archive, and on commit writes the tar
+/// to a temporary file renamed over FILE: the archive is replaced whole or not at all. Like
+/// skopeo, the new archive holds just this image.
+pub struct OciArchiveDestination {
+    file: PathBuf,
+    staging: PathBuf,
+    layout: OciLayoutDestination,
+}
+
+impl OciArchiveDestination {
+    pub fn create(file: &Path, name: Option<String>, _storage: Option<Arc<Storage>>) -> Result<Self> {
+        let parent = match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(Error::invalid(
+                format!("oci-archive:{}", file.display()),
+                format!("directory {} does not exist", parent.display()),
+            ));
+        }
+        let staging = parent.join(format!(
+            ".{}.lade-staging.{}.{:08x}",
+            file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let layout = OciLayoutDestination::create(&staging, name)?;
+        Ok(OciArchiveDestination {
+            file: file.to_path_buf(),
+            staging,
+            layout,
+        })
+    }
+
+    fn write_archive(&self) -> Result<()> {
+        let tmp = self.staging.with_extension("tar");
+        let result = (|| {
+            let out = File::create(&tmp).at(&tmp)?;
+            let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+            let mut paths = vec![PathBuf::from("oci-layout"), PathBuf::from("index.json")];
+            let blobs = self.staging.join("blobs");
+            let mut blob_dirs: Vec<_> = fs::read_dir(&blobs).at(&blobs)?.flatten().collect();
+            blob_dirs.sort_by_key(|e| e.file_name());
+            for dir in blob_dirs {
+                let mut files: Vec<_> = fs::read_dir(dir.path()).at(&dir.path())?.flatten().collect();
+                files.sort_by_key(|e| e.file_name());
+                for f in files {
+                    if f.file_name().to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    paths.push(PathBuf::from("blobs").join(dir.file_name()).join(f.file_name()));
+                }
+            }
+            for rel in paths {
+                let full = self.staging.join(&rel);
+                let mut src = File::open(&full).at(&full)?;
+                let len = src.metadata().at(&full)?.len();
+                let mut header = tar::Header::new_ustar();
+                header.set_size(len);
+                header.set_mode(0o644);
+                header.set_mtime(0);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder
+                    .append_data(&mut header, &rel, &mut src)
+                    .at(&tmp)?;
+            }
+            let mut writer = builder.into_inner().at(&tmp)?;
+            writer.flush().at(&tmp)?;
+            drop(writer);
+            fs::rename(&tmp, &self.file).at(&self.file)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+impl Drop for OciArchiveDestination {
+    fn drop(&mut self) {
+        let _ = crate::fsutil::remove_all(&self.staging);
+    }
+}
+
+impl ImageDestination for OciArchiveDestination {
+    fn describe(&self) -> String {
+        format!(
+            "oci-archive:{}{}",
+            self.file.display(),
+            self.layout
+                .describe()
+                .rsplit_once(':')
+                .filter(|_| self.layout.describe().matches(':').count() > 1)
+                .map(|(_, n)| format!(":{n}"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        self.layout.has_blob(digest)
+    }
+
+    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
+        self.layout.put_blob(expected, data, what)
+    }
+
+    fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
+        self.layout.put_manifest(manifest)
+    }
+
+    fn commit(&mut self, image: &CopiedImage) -> Result<()> {
+        self.layout.commit(image)?;
+        self.write_archive()
+    }
+}

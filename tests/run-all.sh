@@ -1,0 +1,157 @@
+#!/bin/bash
+# The whole lade test suite, as CI runs it (.ci/run execs this) and as the README says:
+#
+#   bash tests/run-all.sh        (as root, on a fresh Debian machine)
+#
+# As root, it
+#   1. installs every test dependency with apt-get (skipped when all are installed already),
+#   2. creates the ordinary user that runs the tests ($LADE_TEST_USER, default lade-test),
+#   3. checks formatting (cargo fmt --check) and lints (cargo clippy --all-targets -D warnings),
+#   4. builds every unit and integration test into a nextest archive,
+# then, as that ordinary user, runs the whole archive with cargo-nextest: lade is a tool for
+# users without root, and a test that passes only as root proves nothing. The user needs no
+# Rust toolchain (rustup's lives in /root, mode 700): the archive holds the built binaries and
+# nextest runs them against a copy of the source tree. Doc tests cannot be archived; they are
+# compiled and run as root at the end (they exercise pure library functions).
+#
+# Prints nextest's summary line and exits non-zero if anything failed.
+set -euo pipefail
+
+SELF=tests/run-all.sh
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+START=$SECONDS
+
+step() { printf '\n==> %s  [%ds]\n' "$*" $((SECONDS - START)); }
+die() { echo "$SELF: $*" >&2; exit 1; }
+
+if [ "$(id -u)" != 0 ]; then
+    die "needs root for the set-up (apt-get install of test dependencies, creating the test user \
+'${LADE_TEST_USER:-lade-test}'); run it as root, e.g. 'sudo bash tests/run-all.sh'. The tests \
+themselves then run as that ordinary user."
+fi
+
+TEST_USER=${LADE_TEST_USER:-lade-test}
+export DEBIAN_FRONTEND=noninteractive
+
+# ------------------------------------------------------------------------------------------------
+step "test dependencies (apt)"
+# skopeo, umoci: peers and oracles; busybox-static: the test images; attr: getfattr/setfattr;
+# tar/gzip/coreutils: fixture layers; util-linux: runuser; ca-certificates for later registry
+# tests.
+PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils
+      ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+        || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "all installed: ${PKGS[*]}"
+else
+    echo "installing: ${missing[*]}"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ------------------------------------------------------------------------------------------------
+step "Rust toolchain"
+if ! command -v cargo >/dev/null; then
+    # rustup's default place; CI runs as root with the toolchain in /root/.cargo
+    # shellcheck disable=SC1091
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || die "cargo not found (install Rust with rustup first)"
+if ! command -v cargo-nextest >/dev/null; then
+    echo "cargo-nextest not found; installing it from crates.io (takes a few minutes)"
+    cargo install --locked cargo-nextest
+fi
+NEXTEST=$(command -v cargo-nextest)
+cargo --version
+"$NEXTEST" nextest --version | head -1
+
+# ------------------------------------------------------------------------------------------------
+step "test user '$TEST_USER'"
+if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$TEST_USER"
+    echo "created"
+fi
+TEST_UID=$(id -u "$TEST_USER")
+[ "$TEST_UID" != 0 ] || die "test user '$TEST_USER' is root"
+TEST_HOME=$(getent passwd "$TEST_USER" | cut -d: -f6)
+id "$TEST_USER"
+
+# ------------------------------------------------------------------------------------------------
+status=0
+step "cargo fmt --check"
+cargo fmt --check || { echo "FAILED: cargo fmt --check (run 'cargo fmt')"; status=1; }
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings || { echo "FAILED: cargo clippy"; status=1; }
+
+step "building all tests (cargo nextest archive)"
+ARCHIVE=$ROOT/target/nextest/lade-tests.tar.zst
+mkdir -p "$(dirname "$ARCHIVE")"
+if ! "$NEXTEST" nextest archive --locked --archive-file "$ARCHIVE"; then
+    echo "FAILED: the tests do not build"
+    exit 1
+fi
+
+# ------------------------------------------------------------------------------------------------
+step "staging for $TEST_USER"
+# A directory the user owns, outside the checkout (which may sit under /root, mode 700): the
+# archive, a copy of the source tree (nextest's --workspace-remap; tests run with it as their
+# working directory), nextest itself (it may live under /root/.cargo/bin), and a config with
+# a safety timeout (the repo's own .config/nextest.toml takes precedence).
+WORK=$(mktemp -d /var/tmp/lade-tests.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/src" "$WORK/bin" "$WORK/tmp"
+tar -C "$ROOT" --exclude=./target --exclude=./.git -cf - . | tar -C "$WORK/src" -xf -
+cp "$ARCHIVE" "$WORK/tests.tar.zst"
+cp "$NEXTEST" "$WORK/bin/cargo-nextest"
+cat > "$WORK/nextest.toml" <<'EOF'
+[profile.default]
+# a hung test is killed after 10 minutes instead of eating CI's 90
+slow-timeout = { period = "60s", terminate-after = 10 }
+failure-output = "immediate-final"
+EOF
+chown -R "$TEST_USER:" "$WORK"
+chmod 0755 "$WORK"
+
+step "running the whole test suite as $TEST_USER (uid $TEST_UID)"
+# A clean environment: nothing of root's (CARGO_HOME, RUSTUP_HOME, ...) leaks in. No cargo
+# on PATH: the user could not run it anyway.
+user_env=(env -i
+    PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+    HOME="$TEST_HOME" USER="$TEST_USER" LOGNAME="$TEST_USER"
+    TMPDIR="$WORK/tmp" LANG=C.UTF-8
+    NEXTEST_HIDE_PROGRESS_BAR=1 CARGO_TERM_COLOR=never)
+runuser -u "$TEST_USER" -- "${user_env[@]}" sh -c \
+    'echo "running as: $(id)"; if [ "$(id -u)" = 0 ]; then echo "still root!" >&2; exit 1; fi'
+set +e
+(cd "$WORK/src" && runuser -u "$TEST_USER" -- "${user_env[@]}" \
+    "$WORK/bin/cargo-nextest" nextest run \
+        --archive-file "$WORK/tests.tar.zst" \
+        --workspace-remap "$WORK/src" \
+        --tool-config-file "lade-ci:$WORK/nextest.toml" \
+        --no-fail-fast --color never) 2>&1 | tee "$WORK/nextest.log"
+nextest_status=${PIPESTATUS[0]}
+set -e
+[ "$nextest_status" = 0 ] || status=1
+
+step "doc tests (as root: doc tests cannot be archived for the test user)"
+doc_status=0
+cargo test --locked --doc 2>&1 | tee "$WORK/doctest.log" || doc_status=1
+[ "$doc_status" = 0 ] || status=1
+
+# ------------------------------------------------------------------------------------------------
+step "summary"
+grep -E '^ *Summary \[' "$WORK/nextest.log" || echo "nextest printed no summary (exit $nextest_status)"
+grep -E '^test result:' "$WORK/doctest.log" | sed 's/^/doc tests: /' || true
+if [ "$status" = 0 ]; then
+    echo "ALL PASSED in $((SECONDS - START))s"
+else
+    echo "FAILED (fmt/clippy/tests above; nextest exit $nextest_status, doc tests $doc_status) \
+after $((SECONDS - START))s"
+fi
+exit "$status"

@@ -24,6 +24,7 @@ pub mod pack;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+pub mod run;
 pub mod storage;
 pub mod transport;
 pub mod unpack;

@@ -91,6 +91,8 @@ enum Command {
     },
     /// Make an image from a directory or tarball (with or without one top-level directory)
     Import { path: PathBuf, image_ref: String },
+    /// Run a command in an image: user and mount namespaces, no daemon, no privileges
+    Run(RunArgs),
     /// Verify every object in the store
     Fsck {
         /// Remove corrupt objects and unusable images (pull them again afterwards)
@@ -101,6 +103,39 @@ enum Command {
     Reset,
     /// Print configuration and features: storage-path, storage-version, arch, version
     Gestalt { selector: Option<String> },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Bind host SRC at DST inside (DST defaults to SRC; created if missing); repeatable
+    #[arg(short, long = "bind", value_name = "SRC[:DST]")]
+    binds: Vec<String>,
+    /// Writable root: changes vanish on exit, or are kept in DIR with --write=DIR
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "DIR")]
+    write: Option<String>,
+    /// User ID inside the container (e.g. 0); the caller's own by default
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Group ID inside the container
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Do not bind the home directory at /home/$USER
+    #[arg(long)]
+    no_home: bool,
+    /// Working directory inside [default: the image's WorkingDir, else /]
+    #[arg(short = 'c', long = "cd", value_name = "DIR")]
+    cd: Option<String>,
+    /// Set variables: K=V, or a file of K=V lines; repeatable
+    #[arg(long, value_name = "FILE|K=V")]
+    set_env: Vec<String>,
+    /// Remove variables matching GLOB; repeatable
+    #[arg(long, value_name = "GLOB")]
+    unset_env: Vec<String>,
+    /// Image reference in the store, or an unpacked root directory
+    image: String,
+    /// Command and arguments [default: the image's Entrypoint and Cmd]
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -290,9 +325,51 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             storage::reset(&path)?;
             progress.info(&format!("reset {}", path.display()));
         }
+        Command::Run(args) => return run_container(g, args),
         Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_container(g: &Global, args: RunArgs) -> Result<ExitCode> {
+    use lade::run::{self, RunImage, RunOptions, process, rootfs::Upper};
+    let looks_like_dir = args.image.starts_with('/') || args.image.starts_with('.');
+    let image = if looks_like_dir {
+        RunImage::Directory(PathBuf::from(&args.image))
+    } else {
+        RunImage::Stored(Reference::parse(&args.image)?)
+    };
+    let mut set_env = Vec::new();
+    for a in &args.set_env {
+        set_env.extend(process::parse_set_env(a)?);
+    }
+    let binds = args
+        .binds
+        .iter()
+        .map(|b| run::parse_bind(b))
+        .collect::<Result<Vec<_>>>()?;
+    let upper = match args.write.as_deref() {
+        None => Upper::Scratch { writable: false },
+        Some("") => Upper::Scratch { writable: true },
+        Some(dir) => Upper::Keep(std::path::absolute(dir).map_err(|e| Error::io(format!("--write={dir}"), e))?),
+    };
+    let opts = RunOptions {
+        image,
+        user: process::UserChoices {
+            command: args.command,
+            set_env,
+            unset_env: args.unset_env,
+            cwd: args.cd,
+            host_env: std::env::vars().collect(),
+        },
+        binds,
+        upper,
+        uid: args.uid,
+        gid: args.gid,
+        no_home: args.no_home,
+    };
+    let storage = open_storage(g, LockMode::Shared)?;
+    match run::run(&storage, &opts)? {}
 }
 
 fn gestalt(g: &Global, selector: Option<&str>) -> Result<ExitCode> {

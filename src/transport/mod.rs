@@ -59,7 +59,7 @@ impl ImageLocation {
                     return Err(bad("empty path".into()));
                 }
                 if let Some(n) = name {
-                    validate_layout_ref(n).map_err(|why| bad(why))?;
+                    validate_layout_ref(n).map_err(bad)?;
                 }
                 let name = name.map(str::to_string);
                 Ok(if transport == "oci" {

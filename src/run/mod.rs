@@ -1,0 +1,189 @@
+//! `lade run`: a container is just a process. lade enters a user and mount namespace,
+//! assembles the image root, pivots into it and replaces itself with the user's command: no
+//! daemon, no supervisor, no setuid helper (the model of Charliecloud's ch-run).
+
+pub mod namespace;
+pub mod process;
+pub mod rootfs;
+
+use std::convert::Infallible;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Reference;
+use crate::storage::Storage;
+use process::{ImageDefaults, UserChoices};
+use rootfs::{Bind, Upper};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum RunImage {
+    Stored(Reference),
+    /// An unpacked root filesystem directory (e.g. from `lade unpack`).
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub image: RunImage,
+    pub user: UserChoices,
+    /// `-b SRC[:DST]`.
+    pub binds: Vec<(PathBuf, PathBuf)>,
+    pub upper: Upper,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub no_home: bool,
+}
+
+/// Parses `-b SRC[:DST]`; DST defaults to SRC, and both must be absolute inside.
+pub fn parse_bind(arg: &str) -> Result<(PathBuf, PathBuf)> {
+    let (src, dst) = match arg.split_once(':') {
+        Some((s, d)) => (s, d),
+        None => (arg, arg),
+    };
+    if src.is_empty() || dst.is_empty() {
+        return Err(Error::invalid(format!("-b {arg}"), "expected SRC[:DST]"));
+    }
+    let dst = PathBuf::from(dst);
+    if !dst.is_absolute() {
+        return Err(Error::invalid(format!("-b {arg}"), "DST must be an absolute path"));
+    }
+    let src = std::path::absolute(src).ctx(|| format!("-b {arg}"))?;
+    Ok((src, dst))
+}
+
+/// Sets everything up and executes the command; returns only on error.
+pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
+    // Everything that can fail for ordinary reasons is checked before entering namespaces,
+    // so those errors read plainly.
+    let (defaults, lower_base, lowers, manifest_hex) = match &opts.image {
+        RunImage::Stored(name) => {
+            let record = storage.images().require(name)?;
+            let config_bytes = storage.blobs().read_to_vec(&record.config)?;
+            let config = crate::manifest::parse_config(&config_bytes, &format!("config of {}", name.familiar()))?;
+            let layers = storage.layers();
+            let mut lowers = Vec::with_capacity(record.layers.len());
+            for l in record.layers.iter().rev() {
+                if !layers.has(&l.tree) {
+                    return Err(Error::invalid(
+                        format!("image {}", name.familiar()),
+                        format!("layer tree {} is missing; pull the image again", l.tree),
+                    ));
+                }
+                lowers.push(format!("{}/tree", l.tree));
+            }
+            (
+                ImageDefaults::from_config(&config),
+                storage.root().join("layers"),
+                lowers,
+                Some(record.manifest.hex().to_string()),
+            )
+        }
+        RunImage::Directory(dir) => {
+            let dir = std::path::absolute(dir).ctx(|| dir.display().to_string())?;
+            if !dir.is_dir() {
+                return Err(Error::ImageNotFound(format!("{}: not a directory", dir.display())));
+            }
+            (ImageDefaults::default(), PathBuf::from("/"), vec![dir.display().to_string()], None)
+        }
+    };
+    if lowers.is_empty() {
+        return Err(Error::invalid("lade run", "the image has no layers"));
+    }
+    let spec = process::process_spec(&defaults, &opts.user)?;
+    let mut binds = rootfs::standard_binds(home_bind(opts.no_home).as_ref().map(|(h, i)| (h.as_path(), i.as_path())));
+    for (src, dst) in &opts.binds {
+        if !src.exists() {
+            return Err(Error::invalid(format!("-b {}", src.display()), "bind source does not exist"));
+        }
+        binds.push(Bind {
+            source: src.clone(),
+            target: dst.clone(),
+            recursive: true,
+            read_only: false,
+        });
+    }
+    let scratch = storage.scratch_path("run");
+    rootfs::prepare_scratch_dir(&scratch)?;
+
+    let uid = opts.uid.unwrap_or_else(|| rustix::process::getuid().as_raw());
+    let gid = opts.gid.unwrap_or_else(|| rustix::process::getgid().as_raw());
+    namespace::enter(uid, gid)?;
+    rootfs::make_mounts_private()?;
+    rootfs::mount_scratch(&scratch)?;
+    let root = match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
+        Ok(root) => root,
+        Err(overlay_err) => {
+            // Without overlayfs: a flattened copy of the image, made once and kept.
+            if !matches!(opts.upper, Upper::Scratch { writable: false }) {
+                return Err(overlay_err);
+            }
+            let Some(hex) = &manifest_hex else { return Err(overlay_err) };
+            eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
+            let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
+            rootfs::mount_flat(&scratch, &flat)?
+        }
+    };
+    rootfs::bind_all(&root, &binds)?;
+    if matches!(opts.upper, Upper::Scratch { writable: false }) {
+        rootfs::make_read_only(&root)?;
+    }
+    rootfs::pivot(&root)?;
+    std::env::set_current_dir(&spec.cwd).map_err(|e| {
+        Error::io(format!("working directory {} in the image", spec.cwd), e)
+    })?;
+    let err = std::process::Command::new(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .exec();
+    let path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    Err(if err.kind() == std::io::ErrorKind::NotFound {
+        Error::invalid(
+            format!("command '{}'", spec.argv[0]),
+            format!("not found in the image (PATH={path})"),
+        )
+    } else {
+        Error::io(format!("executing '{}' in the image", spec.argv[0]), err)
+    })
+}
+
+/// The host home directory and where it appears inside (`/home/$USER`, as ch-run).
+fn home_bind(no_home: bool) -> Option<(PathBuf, PathBuf)> {
+    if no_home {
+        return None;
+    }
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    let user = std::env::var("USER").ok().filter(|u| !u.is_empty() && !u.contains('/'))?;
+    home.is_dir().then(|| (home, PathBuf::from("/home").join(user)))
+}
+
+/// `$STORAGE/flat/<manifest>`: the image flattened once, published by rename.
+fn flattened_tree(storage: &Storage, base: &Path, lowers: &[String], hex: &str) -> Result<PathBuf> {
+    let flat = storage.root().join("flat").join(hex);
+    if flat.is_dir() {
+        return Ok(flat);
+    }
+    let staging = storage.scratch_path("flat");
+    std::fs::create_dir_all(&staging).at(&staging)?;
+    let trees: Vec<PathBuf> = lowers.iter().rev().map(|l| base.join(l)).collect();
+    let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
+    crate::unpack::flatten_trees(&refs, &staging)?;
+    if let Some(p) = flat.parent() {
+        std::fs::create_dir_all(p).at(p)?;
+    }
+    match std::fs::rename(&staging, &flat) {
+        Ok(()) => Ok(flat),
+        Err(_) if flat.is_dir() => {
+            let _ = crate::fsutil::remove_all(&staging);
+            Ok(flat)
+        }
+        Err(e) => Err(Error::io_path(&flat, e)),
+    }
+}

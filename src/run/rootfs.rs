@@ -1,0 +1,224 @@
+//! Assembling the container's root filesystem inside the new mount namespace and switching
+//! to it: overlayfs over the image's layer trees (or a bind of a flattened tree), host
+//! directories bound in, then `pivot_root`.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{
+    MountFlags, MountPropagationFlags, UnmountFlags, mount, mount_bind, mount_bind_recursive,
+    mount_change, mount_remount, unmount,
+};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A host path to bind into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub recursive: bool,
+    pub read_only: bool,
+}
+
+/// Where the writable part of the root lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upper {
+    /// A tmpfs that vanishes with the container; the root is read-only unless `writable`.
+    Scratch { writable: bool },
+    /// `--write=DIR`: changes kept in DIR/upper (DIR/work is overlayfs's work directory).
+    Keep(PathBuf),
+}
+
+fn mnt_err(what: String, e: rustix::io::Errno) -> Error {
+    Error::io(what, e.into())
+}
+
+pub fn make_mounts_private() -> Result<()> {
+    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
+        .map_err(|e| mnt_err("making / private in the new mount namespace".into(), e))
+}
+
+/// Mounts a tmpfs on `scratch` (an existing, empty directory) for the container's own
+/// bookkeeping: the overlay upper and work directories and the root mount point.
+pub fn mount_scratch(scratch: &Path) -> Result<()> {
+    mount("tmpfs", scratch, "tmpfs", MountFlags::empty(), Some(c"mode=0700"))
+        .map_err(|e| mnt_err(format!("mounting a tmpfs on {}", scratch.display()), e))?;
+    for d in ["upper", "work", "root"] {
+        fs::create_dir(scratch.join(d)).at(&scratch.join(d))?;
+    }
+    Ok(())
+}
+
+/// Overlay of `lowers` (top-most first) at `scratch/root`. Whiteouts and opaque markers in
+/// the trees are the unprivileged kind (0/0 devices and `user.overlay.*` xattrs), hence
+/// `userxattr`. Paths are given relative to `lower_base` (the process changes there first),
+/// which keeps the option string under the kernel's one-page limit for deep images.
+pub fn mount_overlay(scratch: &Path, lower_base: &Path, lowers: &[String], upper: &Upper) -> Result<PathBuf> {
+    let root = scratch.join("root");
+    let (upperdir, workdir) = match upper {
+        Upper::Scratch { .. } => (scratch.join("upper"), scratch.join("work")),
+        Upper::Keep(dir) => {
+            for d in ["upper", "work"] {
+                fs::create_dir_all(dir.join(d)).at(&dir.join(d))?;
+            }
+            (dir.join("upper"), dir.join("work"))
+        }
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lowers.join(":"),
+        upperdir.display(),
+        workdir.display()
+    );
+    if options.len() >= 4096 {
+        return Err(Error::unsupported(
+            "overlayfs",
+            format!("{} layers make the mount options too long", lowers.len()),
+        ));
+    }
+    let options = CString::new(options).map_err(|_| Error::invalid("overlay options", "NUL byte in a path"))?;
+    let here = std::env::current_dir().ctx(|| "current directory".into())?;
+    std::env::set_current_dir(lower_base).at(lower_base)?;
+    let result = mount("overlay", &root, "overlay", MountFlags::empty(), Some(options.as_c_str()));
+    std::env::set_current_dir(&here).at(&here)?;
+    result.map_err(|e| {
+        Error::unsupported(
+            "overlayfs",
+            format!("mount failed: {e} (unprivileged overlayfs needs Linux 5.11 or later)"),
+        )
+    })?;
+    Ok(root)
+}
+
+/// Binds a flattened image tree at `scratch/root` (the fallback without overlayfs).
+pub fn mount_flat(scratch: &Path, tree: &Path) -> Result<PathBuf> {
+    let root = scratch.join("root");
+    mount_bind(tree, &root).map_err(|e| mnt_err(format!("binding {}", tree.display()), e))?;
+    Ok(root)
+}
+
+/// Creates `target` (a directory, or an empty file when `like` is a file) inside the new
+/// root if missing. The root's upper layer is scratch, so this never touches the image.
+fn ensure_mount_point(root: &Path, target: &Path, source_is_dir: bool) -> Result<PathBuf> {
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    let path = root.join(rel);
+    // Refuse to follow a symlink in the image out of the root: resolve nothing, check each
+    // component is not a link.
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        if let Ok(m) = fs::symlink_metadata(&cur)
+            && m.file_type().is_symlink()
+        {
+            return Err(Error::invalid(
+                format!("bind target {}", target.display()),
+                "is a symbolic link in the image; give the real path",
+            ));
+        }
+    }
+    if !path.exists() {
+        if source_is_dir {
+            fs::create_dir_all(&path)
+        } else {
+            if let Some(p) = path.parent() {
+                fs::create_dir_all(p).at(p)?;
+            }
+            fs::File::create(&path).map(|_| ())
+        }
+        .map_err(|e| {
+            Error::io(
+                format!(
+                    "creating bind target {} in the image (use --write, or give a target that exists)",
+                    target.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    Ok(path)
+}
+
+pub fn bind_all(root: &Path, binds: &[Bind]) -> Result<()> {
+    for b in binds {
+        let meta = fs::metadata(&b.source).map_err(|e| {
+            Error::io(format!("bind source {}", b.source.display()), e)
+        })?;
+        let target = ensure_mount_point(root, &b.target, meta.is_dir())?;
+        let res = if b.recursive {
+            mount_bind_recursive(&b.source, &target)
+        } else {
+            mount_bind(&b.source, &target)
+        };
+        res.map_err(|e| mnt_err(format!("binding {} to {}", b.source.display(), b.target.display()), e))?;
+        if b.read_only {
+            // A bind mount becomes read-only only by remounting it.
+            mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")
+                .map_err(|e| mnt_err(format!("making {} read-only", b.target.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn make_read_only(root: &Path) -> Result<()> {
+    mount_remount(root, MountFlags::BIND | MountFlags::RDONLY, c"")
+        .map_err(|e| mnt_err("making the image root read-only".into(), e))
+}
+
+/// Makes `root` the process's root and detaches the old one entirely.
+pub fn pivot(root: &Path) -> Result<()> {
+    std::env::set_current_dir(root).at(root)?;
+    rustix::process::pivot_root(".", ".").map_err(|e| mnt_err("pivot_root".into(), e))?;
+    // The old root is now stacked on "/"; detaching it leaves only the image.
+    unmount(".", UnmountFlags::DETACH).map_err(|e| mnt_err("detaching the host root".into(), e))?;
+    std::env::set_current_dir("/").ctx(|| "/".into())?;
+    Ok(())
+}
+
+/// The directories every container gets, like ch-run: host /dev, /proc and /sys (recursive
+/// binds, since an unprivileged namespace cannot mount a new /proc without a PID namespace),
+/// /tmp, the user's home unless `--no-home`, and the host's name resolution files.
+pub fn standard_binds(home: Option<(&Path, &Path)>) -> Vec<Bind> {
+    let mut binds = vec![
+        bind("/dev", "/dev", true),
+        bind("/proc", "/proc", true),
+        bind("/sys", "/sys", true),
+        bind("/tmp", "/tmp", false),
+    ];
+    if let Some((host, inside)) = home {
+        binds.push(Bind {
+            source: host.to_path_buf(),
+            target: inside.to_path_buf(),
+            recursive: false,
+            read_only: false,
+        });
+    }
+    for f in ["/etc/hosts", "/etc/resolv.conf"] {
+        if Path::new(f).exists() {
+            binds.push(Bind {
+                source: f.into(),
+                target: f.into(),
+                recursive: false,
+                read_only: true,
+            });
+        }
+    }
+    binds
+}
+
+fn bind(s: &str, t: &str, recursive: bool) -> Bind {
+    Bind {
+        source: s.into(),
+        target: t.into(),
+        recursive,
+        read_only: false,
+    }
+}
+
+/// Gives a scratch directory the permissions tmpfs needs to be mounted over by its owner.
+pub fn prepare_scratch_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).at(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).at(dir)
+}

@@ -37,9 +37,10 @@ export DEBIAN_FRONTEND=noninteractive
 # ------------------------------------------------------------------------------------------------
 step "test dependencies (apt)"
 # skopeo, umoci: peers and oracles; busybox-static: the test images; attr: getfattr/setfattr;
-# tar/gzip/coreutils: fixture layers; util-linux: runuser; ca-certificates for later registry
+# tar/gzip/coreutils: fixture layers; util-linux: runuser; gcc/libc6-dev: the build (C code in
+# zstd-sys, linking); ca-certificates for later registry
 # tests.
-PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils
+PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils gcc libc6-dev
       ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do

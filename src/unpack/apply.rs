@@ -1,0 +1,1073 @@
+//! Applying one tar layer under a root, in either mode (the rules are in the module docs of
+//! `unpack`).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use super::compression::Magic;
+use super::meta::{self, Meta};
+use super::names::{self, Special, show, split};
+use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
+use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
+use super::{ApplyMode, ApplyOptions, Compression, LayerReport};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Warnings kept per layer; a hostile layer could otherwise produce millions.
+const MAX_WARNINGS: usize = 100;
+
+/// Directory fds kept open between entries. Tar streams are depth-first, so the few most recent
+/// directories serve nearly every entry; the cap bounds fd use.
+const MAX_CACHED_DIRS: usize = 256;
+
+/// Reads a (possibly compressed) layer blob from `blob` in one streaming pass and applies it
+/// under `root` (an existing directory). Decompression runs on its own thread feeding the
+/// tar/write thread through a bounded channel of ~1 MiB chunks, so inflate and file writes
+/// overlap. Never holds a layer in memory. The whole blob is read, so a verifying reader wrapped
+/// around it sees every byte.
+pub fn apply_layer(
+    blob: impl Read + Send,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<LayerReport> {
+    let what = opts.what;
+    let root_fd = safe_fs::open_root(root)
+        .map_err(|e| Error::io(format!("{what}: opening {}", root.display()), e))?;
+    let mut blob = blob;
+    let magic = Magic::read(&mut blob).map_err(|e| Error::io(what, e))?;
+    let compression = magic.compression();
+    let mut applier = Applier::new(root_fd, opts);
+    let (diff_id, _) =
+        pipeline::run(blob, magic, |reader| applier.consume(reader, compression))
+            .map_err(|e| Error::io(format!("{what}: starting the decompression thread"), e))??;
+    applier.finish_dirs()?;
+    let external_hardlinks = applier.finish_external();
+    Ok(LayerReport {
+        diff_id,
+        compression,
+        entries: applier.entries,
+        warnings: applier.warnings.into_vec(),
+        external_hardlinks,
+    })
+}
+
+/// Why applying stopped.
+enum Fault {
+    /// The tar stream is corrupt or ends early; the decompression thread may know the deeper
+    /// cause (a digest mismatch, corrupt gzip), so it is asked before this is reported.
+    Stream {
+        context: String,
+        err: Option<io::Error>,
+    },
+    Other(Error),
+}
+
+impl From<Error> for Fault {
+    fn from(e: Error) -> Fault {
+        Fault::Other(e)
+    }
+}
+
+#[derive(Default)]
+struct Warnings {
+    list: Vec<String>,
+    more: u64,
+}
+
+impl Warnings {
+    fn push(&mut self, w: String) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push(w);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list.push(format!("… and {} more warnings", self.more));
+        }
+        self.list
+    }
+}
+
+/// A hard link whose target is in a lower layer (OverlayTree mode), held by a placeholder file.
+struct External {
+    link: PathBuf,
+    target: PathBuf,
+    placeholder: (u64, u64),
+}
+
+struct Applier<'o> {
+    root: Rc<OwnedFd>,
+    mode: ApplyMode,
+    what: &'o str,
+    /// Open directories by path. Only directories that exist in this layer's own tree are
+    /// entered here (Flatten relies on it for `in_layer`); cleared whenever a directory is
+    /// removed, so no fd names a directory that left the tree.
+    cache: HashMap<PathBuf, Rc<OwnedFd>>,
+    /// Flatten mode: every path this layer has, its ancestors included (what its own
+    /// OverlayTree would hold). Whiteouts and opaque markers spare these. OverlayTree mode asks
+    /// the tree itself, which holds nothing else.
+    in_layer: Option<HashSet<PathBuf>>,
+    /// Directory metadata, applied after the last entry so creating children cannot disturb
+    /// mtimes and a read-only mode cannot block them.
+    deferred: Vec<(PathBuf, Meta)>,
+    external: Vec<External>,
+    /// Placeholder inode → the lower-layer target it stands for, so hard links to a placeholder
+    /// are reported as external too.
+    placeholders: HashMap<(u64, u64), PathBuf>,
+    warnings: Warnings,
+    xattrs_unsupported: bool,
+    entries: u64,
+    last_name: Vec<u8>,
+}
+
+impl<'o> Applier<'o> {
+    fn new(root: OwnedFd, opts: &ApplyOptions<'o>) -> Applier<'o> {
+        Applier {
+            root: Rc::new(root),
+            mode: opts.mode,
+            what: opts.what,
+            cache: HashMap::new(),
+            in_layer: (opts.mode == ApplyMode::Flatten).then(HashSet::new),
+            deferred: Vec::new(),
+            external: Vec::new(),
+            placeholders: HashMap::new(),
+            warnings: Warnings::default(),
+            xattrs_unsupported: false,
+            entries: 0,
+            last_name: Vec::new(),
+        }
+    }
+
+    fn warn(&mut self, w: String) {
+        self.warnings.push(w);
+    }
+
+    fn fs_error(&self, path: &Path, action: &str, e: impl Into<io::Error>) -> Error {
+        Error::io(format!("{}: {}: {action}", self.what, show(path)), e.into())
+    }
+
+    fn invalid(&self, path: &Path, why: impl Into<String>) -> Error {
+        Error::invalid(format!("{}: {}", self.what, show(path)), why)
+    }
+
+    /// Runs the tar stream and settles what went wrong, preferring the deeper cause.
+    fn consume(
+        &mut self,
+        reader: &mut ChunkReader,
+        compression: Compression,
+    ) -> Result<(Digest, u64)> {
+        let fault = match self.walk(reader) {
+            Ok(()) => {
+                let clean_end = reader.saw_end_block();
+                reader.drain();
+                if let Some(up) = reader.take_upstream() {
+                    return Err(self.upstream_error(up, compression));
+                }
+                if !clean_end {
+                    self.warn(
+                        "the tar stream ends without its end-of-archive blocks (accepted, as GNU \
+                         tar and Go's archive/tar do)"
+                            .into(),
+                    );
+                }
+                return Ok(reader.digest());
+            }
+            Err(fault) => fault,
+        };
+        if let Some(up) = reader.take_upstream() {
+            return Err(self.upstream_error(up, compression));
+        }
+        match fault {
+            Fault::Other(e) => Err(e),
+            Fault::Stream { context, err } => {
+                let truncated = reader.at_end();
+                if !truncated {
+                    // Read on: if the blob fails its digest check or its compression is corrupt,
+                    // that is the real story behind the garbled tar.
+                    reader.drain();
+                    if let Some(up) = reader.take_upstream() {
+                        return Err(self.upstream_error(up, compression));
+                    }
+                }
+                let why = match (truncated, err) {
+                    (true, _) => format!("truncated tar stream: it ends inside {context}"),
+                    (false, Some(e)) => format!("corrupt tar stream: {context}: {e}"),
+                    (false, None) => format!("corrupt tar stream: {context}"),
+                };
+                Err(Error::invalid(self.what, why))
+            }
+        }
+    }
+
+    fn upstream_error(&self, up: Upstream, compression: Compression) -> Error {
+        match up {
+            Upstream::Source(e) => Error::io(self.what, e),
+            Upstream::Decode(e) => {
+                Error::io(format!("{}: corrupt {compression} data", self.what), e)
+            }
+        }
+    }
+
+    fn header_context(&self) -> String {
+        if self.entries == 0 {
+            "the first header".into()
+        } else {
+            format!(
+                "the header after {}",
+                String::from_utf8_lossy(&self.last_name)
+            )
+        }
+    }
+
+    fn walk(&mut self, reader: &mut ChunkReader) -> Result<(), Fault> {
+        let mut archive = tar::Archive::new(reader);
+        let mut buf = vec![0u8; CHUNK];
+        let entries = archive.entries().map_err(|e| Fault::Stream {
+            context: "the first header".into(),
+            err: Some(e),
+        })?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| Fault::Stream {
+                context: self.header_context(),
+                err: Some(e),
+            })?;
+            self.entries += 1;
+            self.entry(&mut entry, &mut buf)?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        let etype = entry.header().entry_type();
+        if etype.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        let name = names::clean(&raw).map_err(|why| {
+            Error::invalid(
+                self.what,
+                format!("member name {}: {why}", String::from_utf8_lossy(&raw)),
+            )
+        })?;
+        if name.climbed {
+            self.warn(format!(
+                "member name {} neutralised to {}",
+                String::from_utf8_lossy(&raw),
+                show(&name.path)
+            ));
+        } else if name.absolute {
+            self.warn(format!(
+                "absolute member name {} made relative",
+                String::from_utf8_lossy(&raw)
+            ));
+        }
+        let path = name.path;
+        let result = self.entry_at(entry, etype, &raw, &path, buf);
+        self.last_name = raw;
+        result
+    }
+
+    fn entry_at<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        etype: EntryType,
+        raw: &[u8],
+        path: &Path,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        match names::classify(path) {
+            Special::None => {}
+            Special::Whiteout(target) => return Ok(self.whiteout(&target)?),
+            Special::Opaque(dir) => return Ok(self.opaque(&dir)?),
+            Special::Ignored(why) => {
+                self.warn(format!("skipped {} ({why})", show(path)));
+                return Ok(());
+            }
+        }
+        let device = match etype {
+            EntryType::Char => Some("character device"),
+            EntryType::Block => Some("block device"),
+            EntryType::Fifo => Some("FIFO"),
+            _ => None,
+        };
+        if let Some(kind) = device {
+            self.warn(format!("skipped {kind} {}", show(path)));
+            return Ok(());
+        }
+        // Pre-POSIX archives mark directories only by the trailing slash.
+        let is_dir = etype.is_dir() || (etype == EntryType::Regular && raw.ends_with(b"/"));
+        let meta = Meta::read(entry).map_err(|e| Fault::Stream {
+            context: format!("the header of {}", show(path)),
+            err: Some(e),
+        })?;
+        if path.as_os_str().is_empty() {
+            if is_dir {
+                self.deferred.push((PathBuf::new(), meta));
+            } else {
+                self.warn(format!(
+                    "skipped {}: it names the root directory but is not a directory",
+                    String::from_utf8_lossy(raw)
+                ));
+            }
+            return Ok(());
+        }
+        match etype {
+            _ if is_dir => self.dir(path, meta),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.file(entry, path, meta, buf)
+            }
+            EntryType::Symlink => self.symlink(entry, path, meta),
+            EntryType::Link => self.hardlink(entry, path),
+            other => {
+                self.warn(format!(
+                    "skipped {}: unsupported tar entry type {:?}",
+                    show(path),
+                    other
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    // ----- the kinds of entries -----
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+        meta: Meta,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        let mode = meta::file_mode(meta.mode);
+        let (parent, name) = self.parts(path)?;
+        let dir = self.dir_for(parent, path)?;
+        let fd = self.create_file(&dir, name, path, mode & 0o777)?;
+        let mut file = File::from(fd);
+        let size = entry.size();
+        let mut done = 0u64;
+        while done < size {
+            let want = (size - done).min(buf.len() as u64) as usize;
+            let n = match entry.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Fault::Stream {
+                        context: format!("the data of {}", show(path)),
+                        err: Some(e),
+                    });
+                }
+            };
+            file.write_all(&buf[..n])
+                .map_err(|e| self.fs_error(path, "writing", e))?;
+            done += n as u64;
+        }
+        if done < size {
+            return Err(Fault::Stream {
+                context: format!("the data of {} ({done} of {size} bytes)", show(path)),
+                err: None,
+            });
+        }
+        if !meta::create_mode_is_exact(mode) {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+                .map_err(|e| self.fs_error(path, "setting the mode", e))?;
+        }
+        self.set_xattrs(&file, &meta, path);
+        rustix::fs::futimens(&file, &meta.times())
+            .map_err(|e| self.fs_error(path, "setting the times", e))?;
+        self.mark(path);
+        Ok(())
+    }
+
+    fn dir(&mut self, path: &Path, meta: Meta) -> Result<(), Fault> {
+        let (parent, name) = self.parts(path)?;
+        let pdir = self.dir_for(parent, path)?;
+        match rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {
+                let fd = self.open_child_dir(&pdir, name, path)?;
+                self.cache_put(path, Rc::new(fd));
+            }
+            Err(Errno::EXIST) => {
+                let st =
+                    lstat_at(&*pdir, name).map_err(|e| self.fs_error(path, "inspecting", e))?;
+                let is_dir = st
+                    .as_ref()
+                    .is_some_and(|st| file_type(st) == FileType::Directory);
+                // An existing directory keeps its contents; only the metadata changes.
+                if !is_dir {
+                    let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
+                    self.clear(&pdir, name, path)?;
+                    rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| self.fs_error(path, "creating directory", e))?;
+                    let fd = self.open_child_dir(&pdir, name, path)?;
+                    if was_whiteout {
+                        self.opaque_after_whiteout(&fd, path)?;
+                    }
+                    self.cache_put(path, Rc::new(fd));
+                }
+            }
+            Err(e) => return Err(self.fs_error(path, "creating directory", e).into()),
+        }
+        self.mark(path);
+        self.deferred.push((path.to_path_buf(), meta));
+        Ok(())
+    }
+
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+        meta: Meta,
+    ) -> Result<(), Fault> {
+        let target = entry
+            .link_name_bytes()
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        if target.is_empty() || target.contains(&0) {
+            self.warn(format!(
+                "skipped symlink {}: its target is empty or has a NUL byte",
+                show(path)
+            ));
+            return Ok(());
+        }
+        let target = OsStr::from_bytes(&target);
+        let (parent, name) = self.parts(path)?;
+        let dir = self.dir_for(parent, path)?;
+        match rustix::fs::symlinkat(target, &*dir, name) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.clear(&dir, name, path)?;
+                rustix::fs::symlinkat(target, &*dir, name)
+                    .map_err(|e| self.fs_error(path, "creating symlink", e))?;
+            }
+            Err(e) => return Err(self.fs_error(path, "creating symlink", e).into()),
+        }
+        rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.fs_error(path, "setting the times", e))?;
+        self.mark(path);
+        Ok(())
+    }
+
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+    ) -> Result<(), Fault> {
+        let raw = entry
+            .link_name_bytes()
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        let target = names::clean(&raw)
+            .map_err(|why| self.invalid(path, format!("hard link target: {why}")))?;
+        if target.climbed || target.absolute {
+            self.warn(format!(
+                "hard link {}: target {} taken as {}",
+                show(path),
+                String::from_utf8_lossy(&raw),
+                show(&target.path)
+            ));
+        }
+        let target = target.path;
+        if target.as_os_str().is_empty() {
+            return Err(self.invalid(path, "hard link to the root directory").into());
+        }
+        if target == path {
+            self.warn(format!("skipped hard link {} to itself", show(path)));
+            return Ok(());
+        }
+        let (tparent, tname) = self.parts(&target)?;
+        let tdir = match self.lookup_dir(tparent) {
+            Ok(fd) => Some(fd),
+            Err(Errno::NOENT) => None,
+            Err(Errno::NOTDIR | Errno::LOOP) => {
+                return Err(self
+                    .invalid(
+                        path,
+                        format!(
+                            "hard link target {} lies behind a symlink or a non-directory \
+                             (hard links are never resolved through symlinks)",
+                            show(&target)
+                        ),
+                    )
+                    .into());
+            }
+            Err(e) => return Err(self.fs_error(&target, "opening directory", e).into()),
+        };
+        let st = match &tdir {
+            Some(d) => {
+                lstat_at(&**d, tname).map_err(|e| self.fs_error(&target, "inspecting", e))?
+            }
+            None => None,
+        };
+        let (Some(tdir), Some(st)) = (tdir, st) else {
+            return self.missing_link_target(path, &target);
+        };
+        if safe_fs::is_whiteout(&st) {
+            return Err(self
+                .invalid(
+                    path,
+                    format!(
+                        "hard link target {} is deleted by this layer",
+                        show(&target)
+                    ),
+                )
+                .into());
+        }
+        if file_type(&st) == FileType::Directory {
+            return Err(self
+                .invalid(
+                    path,
+                    format!("hard link target {} is a directory", show(&target)),
+                )
+                .into());
+        }
+        let chained = self.placeholders.get(&safe_fs::inode(&st)).cloned();
+        let (parent, name) = self.parts(path)?;
+        let dir = self.dir_for(parent, path)?;
+        let link = |to: &OwnedFd| rustix::fs::linkat(&*tdir, tname, to, name, AtFlags::empty());
+        match link(&dir) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let same = lstat_at(&*dir, name)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|cur| safe_fs::inode(&cur) == safe_fs::inode(&st));
+                if !same {
+                    self.clear(&dir, name, path)?;
+                    link(&dir).map_err(|e| self.fs_error(path, "creating hard link", e))?;
+                }
+            }
+            Err(e) => return Err(self.fs_error(path, "creating hard link", e).into()),
+        }
+        if let Some(orig) = chained {
+            self.external.push(External {
+                link: path.to_path_buf(),
+                target: orig,
+                placeholder: safe_fs::inode(&st),
+            });
+        }
+        self.mark(path);
+        Ok(())
+    }
+
+    fn missing_link_target(&mut self, path: &Path, target: &Path) -> Result<(), Fault> {
+        if self.mode == ApplyMode::Flatten {
+            return Err(self
+                .invalid(
+                    path,
+                    format!(
+                        "hard link target {} exists neither in this layer nor below",
+                        show(target)
+                    ),
+                )
+                .into());
+        }
+        // The target must live in a lower layer, which this tree cannot see; hold the place
+        // with an empty file that the caller fills once the lower trees exist.
+        let (parent, name) = self.parts(path)?;
+        let dir = self.dir_for(parent, path)?;
+        let fd = self.create_file(&dir, name, path, 0o600)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.fs_error(path, "inspecting", e))?;
+        let inode = safe_fs::inode(&st);
+        self.placeholders.insert(inode, target.to_path_buf());
+        self.external.push(External {
+            link: path.to_path_buf(),
+            target: target.to_path_buf(),
+            placeholder: inode,
+        });
+        self.mark(path);
+        Ok(())
+    }
+
+    fn whiteout(&mut self, target: &Path) -> Result<()> {
+        let (parent, name) = self.parts(target)?;
+        let dir = self.dir_for(parent, target)?;
+        match self.mode {
+            ApplyMode::OverlayTree => match safe_fs::make_whiteout(&*dir, name) {
+                // Whatever exists was created by this layer, and a whiteout spares it.
+                Ok(()) | Err(Errno::EXIST) => Ok(()),
+                Err(e) if safe_fs::is_unsupported(e) => Err(Error::unsupported(
+                    format!("{}: {}", self.what, show(target)),
+                    format!(
+                        "cannot create the overlayfs whiteout (a 0/0 character device): {e}; \
+                         unprivileged whiteouts need Linux 5.8 or later and a filesystem that \
+                         allows them"
+                    ),
+                )),
+                Err(e) => Err(self.fs_error(target, "creating whiteout", e)),
+            },
+            ApplyMode::Flatten => {
+                if self.in_layer(target) {
+                    return Ok(());
+                }
+                self.clear(&dir, name, target)
+            }
+        }
+    }
+
+    fn opaque(&mut self, dir_path: &Path) -> Result<()> {
+        let dir = self.dir_for(dir_path, dir_path)?;
+        match self.mode {
+            ApplyMode::OverlayTree => {
+                safe_fs::set_opaque(&*dir).map_err(|e| self.opaque_error(dir_path, e))
+            }
+            ApplyMode::Flatten => self.hide_lower(dir, dir_path),
+        }
+    }
+
+    fn opaque_error(&self, path: &Path, e: Errno) -> Error {
+        if safe_fs::is_unsupported(e) {
+            Error::unsupported(
+                format!("{}: {}", self.what, show(path)),
+                format!(
+                    "cannot mark the directory opaque (xattr {}): {e}; the filesystem must \
+                     support user xattrs",
+                    safe_fs::OPAQUE_XATTR
+                ),
+            )
+        } else {
+            self.fs_error(path, "marking the directory opaque", e)
+        }
+    }
+
+    /// A directory that replaces this layer's own whiteout hides the lower directory entirely,
+    /// as it would in a flattened image.
+    fn opaque_after_whiteout(&self, fd: &OwnedFd, path: &Path) -> Result<()> {
+        if self.mode == ApplyMode::OverlayTree {
+            safe_fs::set_opaque(fd).map_err(|e| self.opaque_error(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flatten mode's opaque marker: removes everything under `top` that this layer does not
+    /// have, descending into the directories it does have (their lower contents go too).
+    fn hide_lower(&mut self, top: Rc<OwnedFd>, top_path: &Path) -> Result<()> {
+        let mut removed_dir = false;
+        let mut stack = vec![(top, top_path.to_path_buf())];
+        while let Some((dir, path)) = stack.pop() {
+            let children =
+                safe_fs::list_dir(&*dir).map_err(|e| self.fs_error(&path, "listing", e))?;
+            for (name, ft) in children {
+                let child = path.join(OsStr::from_bytes(name.as_bytes()));
+                if self.in_layer(&child) {
+                    let ft = safe_fs::entry_type(&*dir, &name, ft)
+                        .map_err(|e| self.fs_error(&child, "inspecting", e))?;
+                    if ft == Some(FileType::Directory) {
+                        let fd = rustix::fs::openat(
+                            &*dir,
+                            &name,
+                            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| self.fs_error(&child, "opening directory", e))?;
+                        stack.push((Rc::new(fd), child));
+                    }
+                } else if safe_fs::remove_all_at(&*dir, name.as_c_str())
+                    .map_err(|e| self.fs_error(&child, "removing", e))?
+                    == Removed::Dir
+                {
+                    removed_dir = true;
+                }
+            }
+        }
+        if removed_dir {
+            self.cache.clear();
+        }
+        Ok(())
+    }
+
+    // ----- paths and directories -----
+
+    fn parts<'p>(&self, path: &'p Path) -> Result<(&'p Path, &'p OsStr)> {
+        split(path).ok_or_else(|| self.invalid(path, "empty name"))
+    }
+
+    fn in_layer(&self, path: &Path) -> bool {
+        self.in_layer.as_ref().is_some_and(|set| set.contains(path))
+    }
+
+    /// Records that this layer has `path` (and so all its ancestors).
+    fn mark(&mut self, path: &Path) {
+        let Some(set) = self.in_layer.as_mut() else {
+            return;
+        };
+        let mut p = path;
+        // Ancestors of a recorded path are recorded, so the walk stops at the first known one.
+        while !p.as_os_str().is_empty() && !set.contains(p) {
+            set.insert(p.to_path_buf());
+            p = p.parent().unwrap_or(Path::new(""));
+        }
+    }
+
+    fn cache_put(&mut self, path: &Path, fd: Rc<OwnedFd>) {
+        if self.cache.len() >= MAX_CACHED_DIRS {
+            self.cache.clear();
+        }
+        self.cache.insert(path.to_path_buf(), fd);
+    }
+
+    /// The directory `rel`, made to exist as a real directory for `entry`: missing components
+    /// are created and non-directories in the way replaced (never followed).
+    fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+        if rel.as_os_str().is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(fd) = self.cache.get(rel) {
+            return Ok(fd.clone());
+        }
+        let fd = match safe_fs::open_beneath(&*self.root, rel, DIR) {
+            Ok(fd) => Rc::new(fd),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => self.make_dirs(rel, entry)?,
+            Err(e) => return Err(self.fs_error(rel, "opening directory", e)),
+        };
+        self.mark(rel);
+        self.cache_put(rel, fd.clone());
+        Ok(fd)
+    }
+
+    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+        let mut cur = self.root.clone();
+        let mut cur_path = PathBuf::new();
+        for comp in rel.iter() {
+            cur_path.push(comp);
+            if let Some(fd) = self.cache.get(&cur_path) {
+                cur = fd.clone();
+                continue;
+            }
+            let flags = DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let next = match rustix::fs::openat(&*cur, comp, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => self.implicit_dir(&cur, comp, &cur_path, false)?,
+                Err(Errno::NOTDIR | Errno::LOOP) => {
+                    let st = lstat_at(&*cur, comp)
+                        .map_err(|e| self.fs_error(&cur_path, "inspecting", e))?;
+                    let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
+                    if let (Some(st), false) = (&st, was_whiteout) {
+                        self.warn(format!(
+                            "replaced the {} {} by a directory to hold {}",
+                            safe_fs::kind_name(file_type(st)),
+                            show(&cur_path),
+                            show(entry)
+                        ));
+                    }
+                    self.clear(&cur, comp, &cur_path)?;
+                    self.implicit_dir(&cur, comp, &cur_path, was_whiteout)?
+                }
+                Err(e) => return Err(self.fs_error(&cur_path, "opening directory", e)),
+            };
+            cur = Rc::new(next);
+            self.cache_put(&cur_path, cur.clone());
+        }
+        Ok(cur)
+    }
+
+    /// A parent directory the layer did not list: `0755` whatever the umask, like Docker.
+    fn implicit_dir(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        replaced_whiteout: bool,
+    ) -> Result<OwnedFd> {
+        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+            .map_err(|e| self.fs_error(path, "creating directory", e))?;
+        let fd = self.open_child_dir(parent, name, path)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+            .map_err(|e| self.fs_error(path, "setting the mode", e))?;
+        if replaced_whiteout {
+            self.opaque_after_whiteout(&fd, path)?;
+        }
+        Ok(fd)
+    }
+
+    fn open_child_dir(&self, parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd> {
+        rustix::fs::openat(
+            parent,
+            name,
+            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.fs_error(path, "opening directory", e))
+    }
+
+    /// An existing directory, for reading only: nothing is created.
+    fn lookup_dir(&self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
+        if rel.as_os_str().is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(fd) = self.cache.get(rel) {
+            return Ok(fd.clone());
+        }
+        safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY).map(Rc::new)
+    }
+
+    /// Removes whatever is at `name` so something else can take its place.
+    fn clear(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
+        let removed = safe_fs::remove_all_at(dir, name)
+            .map_err(|e| self.fs_error(path, "removing the old entry", e))?;
+        if removed == Removed::Dir {
+            self.cache.clear();
+        }
+        Ok(())
+    }
+
+    fn create_file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: &Path,
+        mode: u32,
+    ) -> Result<OwnedFd> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(mode);
+        match rustix::fs::openat(dir, name, flags, mode) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::EXIST) => {
+                self.clear(dir, name, path)?;
+                rustix::fs::openat(dir, name, flags, mode)
+                    .map_err(|e| self.fs_error(path, "creating file", e))
+            }
+            Err(e) => Err(self.fs_error(path, "creating file", e)),
+        }
+    }
+
+    fn set_xattrs(&mut self, fd: impl AsFd, meta: &Meta, path: &Path) {
+        for (name, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(fd.as_fd(), name.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::NOTSUP) => {
+                    if !self.xattrs_unsupported {
+                        self.xattrs_unsupported = true;
+                        self.warn(format!(
+                            "the filesystem does not support user xattrs: ignored {} on {} and \
+                             any further ones",
+                            String::from_utf8_lossy(name),
+                            show(path)
+                        ));
+                    }
+                }
+                Err(e) => self.warn(format!(
+                    "ignored xattr {} on {}: {e}",
+                    String::from_utf8_lossy(name),
+                    show(path)
+                )),
+            }
+        }
+    }
+
+    // ----- after the last entry -----
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        for (path, meta) in std::mem::take(&mut self.deferred) {
+            let fd = if path.as_os_str().is_empty() {
+                self.root.clone()
+            } else if let Some(fd) = self.cache.get(&path) {
+                fd.clone()
+            } else {
+                match safe_fs::open_beneath(&*self.root, &path, DIR) {
+                    Ok(fd) => Rc::new(fd),
+                    // Replaced by a non-directory later in the layer.
+                    Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                    Err(e) => return Err(self.fs_error(&path, "opening directory", e)),
+                }
+            };
+            let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta::dir_mode(meta.mode)))
+                .and_then(|()| rustix::fs::futimens(&*fd, &meta.times()));
+            match applied {
+                Ok(()) => {}
+                // The root belongs to the caller and may not be ours to change.
+                Err(e) if path.as_os_str().is_empty() => {
+                    self.warn(format!("kept the root directory's metadata: {e}"));
+                }
+                Err(e) => return Err(self.fs_error(&path, "setting directory metadata", e)),
+            }
+            self.set_xattrs(&*fd, &meta, &path);
+        }
+        Ok(())
+    }
+
+    /// The external hard links whose placeholder survived the rest of the layer.
+    fn finish_external(&mut self) -> Vec<(PathBuf, PathBuf)> {
+        let external = std::mem::take(&mut self.external);
+        external
+            .into_iter()
+            .filter(|x| {
+                let Some((parent, name)) = split(&x.link) else {
+                    return false;
+                };
+                let Ok(dir) = self.lookup_dir(parent) else {
+                    return false;
+                };
+                matches!(lstat_at(&*dir, name), Ok(Some(st))
+                    if safe_fs::inode(&st) == x.placeholder && file_type(&st) == FileType::RegularFile)
+            })
+            .map(|x| (x.link, x.target))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn header(path: &str, kind: EntryType, size: u64, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(path).unwrap();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        h
+    }
+
+    fn layer(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+        b.append(
+            &header(path, EntryType::Regular, data.len() as u64, 0o644),
+            data,
+        )
+        .unwrap();
+    }
+
+    fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
+        b.append(&header(path, EntryType::Directory, 0, 0o755), &[][..])
+            .unwrap();
+    }
+
+    fn apply(blob: &[u8], root: &Path, mode: ApplyMode) -> Result<LayerReport> {
+        apply_layer(
+            blob,
+            root,
+            &ApplyOptions {
+                mode,
+                what: "test layer",
+            },
+        )
+    }
+
+    #[test]
+    fn diff_id_covers_the_whole_stream() {
+        let mut blob = layer(|b| file(b, "a", b"hello"));
+        blob.extend_from_slice(&[0u8; 4096]);
+        let t = tempfile::tempdir().unwrap();
+        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
+        assert_eq!(r.diff_id, Digest::sha256_of(&blob));
+        assert_eq!(r.entries, 1);
+        assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn directory_metadata_applied_last() {
+        let blob = layer(|b| {
+            b.append(&header("ro/", EntryType::Directory, 0, 0o555), &[][..])
+                .unwrap();
+            file(b, "ro/f", b"x");
+        });
+        let t = tempfile::tempdir().unwrap();
+        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
+        let m = std::fs::metadata(t.path().join("ro")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(m.mtime(), 1_600_000_000);
+        let f = std::fs::symlink_metadata(t.path().join("ro/f")).unwrap();
+        assert_eq!(f.mtime(), 1_600_000_000);
+    }
+
+    #[test]
+    fn repeated_directory_keeps_contents() {
+        let blob = layer(|b| {
+            dir(b, "d/");
+            file(b, "d/f", b"x");
+            b.append(&header("d/", EntryType::Directory, 0, 0o700), &[][..])
+                .unwrap();
+        });
+        let t = tempfile::tempdir().unwrap();
+        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
+        assert!(t.path().join("d/f").exists());
+        let m = std::fs::metadata(t.path().join("d")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn implicit_parents_are_created_and_marked() {
+        let lower = layer(|b| file(b, "a/b/old", b"o"));
+        let upper = layer(|b| {
+            file(b, "a/b/new", b"n");
+            // `a` holds something of this layer, so the whiteout spares it.
+            b.append(&header(".wh.a", EntryType::Regular, 0, 0o644), &[][..])
+                .unwrap();
+        });
+        let t = tempfile::tempdir().unwrap();
+        apply(&lower, t.path(), ApplyMode::Flatten).unwrap();
+        apply(&upper, t.path(), ApplyMode::Flatten).unwrap();
+        assert!(t.path().join("a/b/new").exists());
+        assert!(t.path().join("a/b/old").exists());
+        let m = std::fs::metadata(t.path().join("a")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn root_entry_sets_root_metadata() {
+        let blob = layer(|b| {
+            b.append(&header("./", EntryType::Directory, 0, 0o750), &[][..])
+                .unwrap()
+        });
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        apply(&blob, &root, ApplyMode::Flatten).unwrap();
+        let m = std::fs::metadata(&root).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o750);
+    }
+
+    #[test]
+    fn pax_metadata() {
+        let blob = layer(|b| {
+            b.append_pax_extensions([
+                ("mtime", &b"1234567890.5"[..]),
+                ("SCHILY.xattr.user.test", &b"value"[..]),
+                ("SCHILY.xattr.user.overlay.opaque", &b"y"[..]),
+                ("SCHILY.xattr.security.capability", &b"caps"[..]),
+            ])
+            .unwrap();
+            file(b, "f", b"data");
+        });
+        let t = tempfile::tempdir().unwrap();
+        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
+        let f = t.path().join("f");
+        let m = std::fs::symlink_metadata(&f).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 500_000_000));
+        let fd = rustix::fs::open(&f, OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut v = [0u8; 16];
+        match rustix::fs::fgetxattr(&fd, "user.test", &mut v[..]) {
+            Ok(n) => assert_eq!(&v[..n], b"value"),
+            Err(Errno::NOTSUP) => assert!(r.warnings.iter().any(|w| w.contains("xattr"))),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(rustix::fs::fgetxattr(&fd, "user.overlay.opaque", &mut v[..]).is_err());
+    }
+}

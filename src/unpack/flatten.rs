@@ -1,0 +1,314 @@
+//! Merging per-layer OverlayTree-format trees into one flattened tree.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::copy::{Copier, stat_times};
+use super::names::{show, split};
+use super::safe_fs::{self, DIR, file_type, lstat_at};
+use crate::error::{Error, Result};
+
+/// Merges per-layer OverlayTree-format trees (bottom-most first) into `dest` (an existing,
+/// usually empty directory), giving what applying the layers with Flatten gives: whiteout
+/// character devices delete, opaque directories empty the lower directory, type changes replace.
+/// Regular files are reflinked where the filesystem can, else copied in the kernel; copies
+/// stream. Hard links within one tree stay hard links. The trees' own root directories lend no
+/// metadata to `dest`: a tree root's mode is the store's choice unless the layer had a `./`
+/// entry, which the tree cannot tell apart.
+pub fn flatten_trees(layers: &[&Path], dest: &Path) -> Result<()> {
+    let dest_fd = safe_fs::open_root(dest)
+        .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let mut copier = Copier::new();
+    for layer in layers {
+        merge(layer, &dest_fd, &mut copier)?;
+    }
+    Ok(())
+}
+
+struct Frame {
+    src: OwnedFd,
+    dst: OwnedFd,
+    rel: PathBuf,
+    names: Vec<(CString, FileType)>,
+    /// The source directory's stat, applied to the destination once its children are done.
+    meta: Option<Stat>,
+}
+
+fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier) -> Result<()> {
+    let err = |rel: &Path, action: &str, e: std::io::Error| {
+        Error::io(
+            format!("flattening {}: {}: {action}", layer.display(), show(rel)),
+            e,
+        )
+    };
+    let src_root = safe_fs::open_root(layer)
+        .map_err(|e| Error::io(format!("opening {}", layer.display()), e))?;
+    let dst_root = rustix::fs::openat(dest, c".", DIR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| err(Path::new(""), "opening", e.into()))?;
+    let names =
+        safe_fs::list_dir(&src_root).map_err(|e| err(Path::new(""), "listing", e.into()))?;
+    let mut stack = vec![Frame {
+        src: src_root,
+        dst: dst_root,
+        rel: PathBuf::new(),
+        names,
+        meta: None,
+    }];
+    // Source inode → where its first copy went, so hard links stay hard links.
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    while let Some(frame) = stack.last_mut() {
+        let Some((name, ft)) = frame.names.pop() else {
+            if let Some(done) = stack.pop()
+                && let Some(st) = done.meta
+            {
+                finish_dir(&done, &st, copier)
+                    .map_err(|e| err(&done.rel, "setting directory metadata", e))?;
+            }
+            continue;
+        };
+        let name_os = OsStr::from_bytes(name.as_bytes());
+        let rel = frame.rel.join(name_os);
+        let ft = safe_fs::entry_type(&frame.src, &name, ft)
+            .map_err(|e| err(&rel, "inspecting", e.into()))?;
+        let next = match ft {
+            Some(FileType::Directory) => {
+                Some(enter_dir(frame, &name, &rel).map_err(|e| err(&rel, "merging directory", e))?)
+            }
+            Some(FileType::RegularFile) => {
+                copy_file(frame, &name, &rel, dest, &mut linked, copier)
+                    .map_err(|e| err(&rel, "copying", e))?;
+                None
+            }
+            Some(FileType::Symlink) => {
+                copy_symlink(frame, &name).map_err(|e| err(&rel, "copying symlink", e))?;
+                None
+            }
+            Some(FileType::CharacterDevice) => {
+                let st =
+                    lstat_at(&frame.src, &name).map_err(|e| err(&rel, "inspecting", e.into()))?;
+                if st.as_ref().is_some_and(safe_fs::is_whiteout) {
+                    safe_fs::remove_all_at(&frame.dst, name.as_c_str())
+                        .map_err(|e| err(&rel, "removing the whited-out path", e.into()))?;
+                }
+                None
+            }
+            // Trees made by apply_layer hold nothing else.
+            _ => None,
+        };
+        if let Some(next) = next {
+            stack.push(next);
+        }
+    }
+    Ok(())
+}
+
+fn enter_dir(parent: &Frame, name: &CString, rel: &Path) -> std::io::Result<Frame> {
+    let src = rustix::fs::openat(
+        &parent.src,
+        name,
+        DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&src)?;
+    let opaque = safe_fs::is_opaque(&src)?;
+    let open = || {
+        rustix::fs::openat(
+            &parent.dst,
+            name,
+            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let dst = match rustix::fs::mkdirat(&parent.dst, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) => open()?,
+        Err(Errno::EXIST) => {
+            let is_dir = lstat_at(&parent.dst, name)?
+                .is_some_and(|st| file_type(&st) == FileType::Directory);
+            if is_dir {
+                let dst = open()?;
+                if opaque {
+                    for (child, _) in safe_fs::list_dir(&dst)? {
+                        safe_fs::remove_all_at(&dst, child.as_c_str())?;
+                    }
+                }
+                dst
+            } else {
+                safe_fs::remove_all_at(&parent.dst, name.as_c_str())?;
+                rustix::fs::mkdirat(&parent.dst, name, Mode::from_raw_mode(0o700))?;
+                open()?
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let names = safe_fs::list_dir(&src)?;
+    Ok(Frame {
+        src,
+        dst,
+        rel: rel.to_path_buf(),
+        names,
+        meta: Some(st),
+    })
+}
+
+fn finish_dir(frame: &Frame, st: &Stat, copier: &mut Copier) -> std::io::Result<()> {
+    rustix::fs::fchmod(&frame.dst, Mode::from_raw_mode(safe_fs::perm(st)))?;
+    copier.copy_xattrs(&frame.src, &frame.dst)?;
+    rustix::fs::futimens(&frame.dst, &stat_times(st))?;
+    Ok(())
+}
+
+/// Creates `name` in `dir` with `create`, first removing whatever is there.
+fn replace<T>(
+    dir: &OwnedFd,
+    name: &CString,
+    create: impl Fn() -> rustix::io::Result<T>,
+) -> std::io::Result<T> {
+    match create() {
+        Err(Errno::EXIST) => {
+            safe_fs::remove_all_at(dir, name.as_c_str())?;
+            Ok(create()?)
+        }
+        other => Ok(other?),
+    }
+}
+
+fn copy_file(
+    frame: &Frame,
+    name: &CString,
+    rel: &Path,
+    dest: &OwnedFd,
+    linked: &mut HashMap<(u64, u64), PathBuf>,
+    copier: &mut Copier,
+) -> std::io::Result<()> {
+    let src = rustix::fs::openat(
+        &frame.src,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&src)?;
+    let inode = safe_fs::inode(&st);
+    if st.st_nlink > 1 {
+        if let Some(first) = linked.get(&inode)
+            && link_to(dest, first, frame, name).is_ok()
+        {
+            return Ok(());
+        }
+        linked.insert(inode, rel.to_path_buf());
+    }
+    let dst = replace(&frame.dst, name, || {
+        rustix::fs::openat(
+            &frame.dst,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
+    #[allow(clippy::unnecessary_cast)]
+    copier.copy(&src, &dst, st.st_size as u64)?;
+    rustix::fs::fchmod(&dst, Mode::from_raw_mode(safe_fs::perm(&st)))?;
+    copier.copy_xattrs(&src, &dst)?;
+    rustix::fs::futimens(&dst, &stat_times(&st))?;
+    Ok(())
+}
+
+/// Hard-links `frame.dst/name` to the earlier copy at `first` (relative to `dest`).
+fn link_to(dest: &OwnedFd, first: &Path, frame: &Frame, name: &CString) -> std::io::Result<()> {
+    let (parent, first_name) = split(first).ok_or(std::io::ErrorKind::NotFound)?;
+    let dir = safe_fs::open_beneath(dest, parent, OFlags::PATH | OFlags::DIRECTORY)?;
+    replace(&frame.dst, name, || {
+        rustix::fs::linkat(&dir, first_name, &frame.dst, name, AtFlags::empty())
+    })
+}
+
+fn copy_symlink(frame: &Frame, name: &CString) -> std::io::Result<()> {
+    let st = lstat_at(&frame.src, name)?.ok_or(std::io::ErrorKind::NotFound)?;
+    let target = rustix::fs::readlinkat(&frame.src, name, Vec::new())?;
+    replace(&frame.dst, name, || {
+        rustix::fs::symlinkat(&target, &frame.dst, name)
+    })?;
+    rustix::fs::utimensat(
+        &frame.dst,
+        name,
+        &stat_times(&st),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    #[test]
+    fn merges_with_whiteouts_opaques_and_type_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let (l1, l2, dest) = (
+            t.path().join("l1"),
+            t.path().join("l2"),
+            t.path().join("dest"),
+        );
+        for d in [&l1, &l2, &dest] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::create_dir_all(l1.join("keep")).unwrap();
+        fs::write(l1.join("keep/a"), b"1").unwrap();
+        fs::create_dir_all(l1.join("opq/sub")).unwrap();
+        fs::write(l1.join("opq/sub/old"), b"1").unwrap();
+        fs::write(l1.join("gone"), b"1").unwrap();
+        fs::create_dir(l1.join("became_file")).unwrap();
+        fs::write(l1.join("became_file/x"), b"1").unwrap();
+        fs::write(l1.join("linked"), b"shared").unwrap();
+        fs::hard_link(l1.join("linked"), l1.join("linked2")).unwrap();
+
+        fs::create_dir(l2.join("keep")).unwrap();
+        fs::set_permissions(l2.join("keep"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::write(l2.join("keep/b"), b"2").unwrap();
+        fs::create_dir(l2.join("opq")).unwrap();
+        fs::write(l2.join("opq/new"), b"2").unwrap();
+        let opq = rustix::fs::open(&l2.join("opq"), DIR, Mode::empty()).unwrap();
+        let opaque_ok = safe_fs::set_opaque(&opq).is_ok();
+        let root2 = rustix::fs::open(&l2, DIR, Mode::empty()).unwrap();
+        safe_fs::make_whiteout(&root2, OsStr::new("gone")).unwrap();
+        fs::write(l2.join("became_file"), b"2").unwrap();
+        symlink("/etc/passwd", l2.join("abs")).unwrap();
+
+        flatten_trees(&[&l1, &l2], &dest).unwrap();
+        assert_eq!(fs::read(dest.join("keep/a")).unwrap(), b"1");
+        assert_eq!(fs::read(dest.join("keep/b")).unwrap(), b"2");
+        assert_eq!(
+            fs::metadata(dest.join("keep"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o750
+        );
+        assert!(!dest.join("gone").exists());
+        assert_eq!(fs::read(dest.join("became_file")).unwrap(), b"2");
+        assert_eq!(
+            fs::read_link(dest.join("abs")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(fs::read(dest.join("opq/new")).unwrap(), b"2");
+        if opaque_ok {
+            assert!(!dest.join("opq/sub").exists());
+        }
+        let (a, b) = (
+            fs::metadata(dest.join("linked")).unwrap(),
+            fs::metadata(dest.join("linked2")).unwrap(),
+        );
+        assert_eq!(a.ino(), b.ino());
+        // No xattr of lade's own leaks into the flattened tree.
+        let o = rustix::fs::open(&dest.join("opq"), DIR, Mode::empty()).unwrap();
+        assert!(!safe_fs::is_opaque(&o).unwrap());
+    }
+}

@@ -7,6 +7,7 @@
 //! - [`manifest`], [`platform`]: manifests, indexes and platform choice.
 //! - [`transport`]: image sources and destinations (`oci:`, `oci-archive:`, the store).
 //! - [`copy`]: the one generic copy between any two transports.
+//! - [`lockfile`]: the project's tag lock file, `lade-tags.lock`.
 //! - [`storage`]: the storage directory and its content-addressed parts.
 //! - [`unpack`]: applying layers safely, without privileges.
 
@@ -19,6 +20,7 @@ pub mod fsutil;
 pub mod gc;
 pub mod import;
 pub mod layer_install;
+pub mod lockfile;
 pub mod manifest;
 pub mod pack;
 pub mod platform;

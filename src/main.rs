@@ -45,6 +45,19 @@ struct Global {
     /// Only errors
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Authenticated registry access (credentials from $LADE_USERNAME/$LADE_PASSWORD, login
+    /// files, or a prompt); anonymous otherwise
+    #[arg(long, global = true, env = "LADE_AUTH")]
+    auth: bool,
+    /// Ask for the registry password every time one is needed (one-time passwords)
+    #[arg(long, global = true)]
+    password_many: bool,
+    /// Do not verify registries' TLS certificates, and allow plain HTTP (risky)
+    #[arg(long, global = true)]
+    tls_no_verify: bool,
+    /// Also trust the PEM certificates in FILE for registries
+    #[arg(long, global = true, value_name = "FILE", env = "LADE_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +73,9 @@ enum Command {
         /// Copy every blob even if the store has it
         #[arg(long)]
         always_download: bool,
+        /// Fail if a registry tag is not pinned in ./lade-tags.lock
+        #[arg(long)]
+        locked: bool,
         /// Source: IMAGE_REF (a registry) or TRANSPORT:…
         source: String,
         /// Name in the store [default: the source's own reference]
@@ -189,6 +205,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             parse_only,
             last_layer,
             always_download,
+            locked,
             source,
             dest_ref,
         } => {
@@ -208,8 +225,19 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 })?,
             };
             let storage = open_storage(g, LockMode::Shared)?;
+            let tag_lock = match &src_loc {
+                ImageLocation::Registry(_) => {
+                    lade::lockfile::TagLock::open_in(std::path::Path::new("."))?.map(Arc::new)
+                }
+                _ => None,
+            };
             let ctx = Context {
                 storage: Some(storage.clone()),
+                registry: lade::transport::registry::Options {
+                    tag_lock,
+                    locked,
+                    ..registry_options(g, progress)
+                },
             };
             let src = transport::open_source(&src_loc, &ctx)?;
             let mut dst = StoreDestination::new(storage.clone(), name.clone())
@@ -238,7 +266,10 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             } else {
                 None
             };
-            let ctx = Context { storage };
+            let ctx = Context {
+                storage,
+                registry: registry_options(g, progress),
+            };
             let src = transport::open_source(&src_loc, &ctx)?;
             let mut dst: Box<dyn transport::ImageDestination> = match (&dst_loc, &ctx.storage) {
                 (ImageLocation::Store(name), Some(st)) => Box::new(
@@ -267,6 +298,11 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         } => {
             let storage = open_storage(g, LockMode::Shared)?;
             list(&storage, long, format, image_ref.as_deref())?;
+            if let Some(r) = &image_ref
+                && format == Format::Text
+            {
+                list_remote(&Reference::parse(r)?, &registry_options(g, progress));
+            }
         }
         Command::Delete { globs } => {
             let storage = open_storage(g, LockMode::Exclusive)?;
@@ -398,6 +434,54 @@ fn gestalt(g: &Global, selector: Option<&str>) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn registry_options(g: &Global, progress: &Progress) -> lade::transport::registry::Options {
+    lade::transport::registry::Options {
+        tls_no_verify: g.tls_no_verify,
+        ca_file: g.tls_ca_file.clone(),
+        auth: g.auth,
+        password_many: g.password_many,
+        progress: progress.clone(),
+        ..Default::default()
+    }
+}
+
+/// The remote half of `lade list REF`, as ch-image shows it: the full remote reference and
+/// every architecture the registry offers, with its manifest digest.
+fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
+    let remote = lade::transport::registry::inspect(name, opts);
+    match &remote {
+        Ok(r) => {
+            println!("full remote ref:     {}", r.full_ref);
+            println!("available remotely:  yes");
+            println!("remote digest:       {}", r.digest);
+            println!("remote arch-aware:   {}", if r.arch_aware { "yes" } else { "no" });
+        }
+        Err(e) => {
+            println!("available remotely:  no ({})", one_line(e));
+        }
+    }
+    println!("host architecture:   {}", lade::platform::host_arch());
+    if let Ok(r) = &remote {
+        if r.arch_aware {
+            let width = r.archs.iter().map(|(a, _)| a.len()).max().unwrap_or(0).max(8);
+            for (i, (arch, digest)) in r.archs.iter().enumerate() {
+                let label = if i == 0 { "archs available:" } else { "" };
+                println!("{label:20} {arch:width$}  {digest}");
+            }
+            if r.archs.is_empty() {
+                println!("archs available:     none named");
+            }
+        } else {
+            println!("archs available:     unknown (architecture-unaware image)");
+        }
+    }
+    if let Ok(Some(lock)) = lade::lockfile::TagLock::open_in(std::path::Path::new("."))
+        && let Some(d) = lock.get(name)
+    {
+        println!("pinned in {}: {d}", lock.path().display());
+    }
 }
 
 fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Result<()> {

@@ -5,6 +5,7 @@
 mod layout;
 pub mod oci_archive;
 pub mod oci_layout;
+pub mod registry;
 pub mod store;
 
 use std::fmt;
@@ -184,6 +185,8 @@ pub trait ImageDestination: Send + Sync {
 /// Everything a transport may need to open.
 pub struct Context {
     pub storage: Option<Arc<Storage>>,
+    /// How to reach registries (TLS, authentication, the tag lock file).
+    pub registry: registry::Options,
 }
 
 fn need_storage(ctx: &Context) -> Result<Arc<Storage>> {
@@ -192,17 +195,20 @@ fn need_storage(ctx: &Context) -> Result<Arc<Storage>> {
         .ok_or_else(|| Error::invalid("lade:", "storage directory not open"))
 }
 
-fn registry_not_yet(r: &Reference) -> Error {
+fn registry_push_not_yet(r: &Reference) -> Error {
     Error::unsupported(
         format!("docker://{r}"),
-        "the registry transport is not in this version of lade yet; \
-         use oci:DIR or oci-archive:FILE (e.g. made with `skopeo copy`)",
+        "pushing to registries is not in this version of lade yet",
     )
 }
 
 pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSource>> {
     Ok(match loc {
-        ImageLocation::Registry(r) => return Err(registry_not_yet(r)),
+        ImageLocation::Registry(r) => Box::new(registry::RegistrySource::open(
+            r,
+            &ctx.registry,
+            ctx.storage.clone(),
+        )?),
         ImageLocation::OciLayout { dir, name } => {
             Box::new(oci_layout::OciLayoutSource::open(dir, name.as_deref())?)
         }
@@ -216,7 +222,7 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
 /// `unpack` controls whether a store destination also unpacks the layers (pull does).
 pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageDestination>> {
     Ok(match loc {
-        ImageLocation::Registry(r) => return Err(registry_not_yet(r)),
+        ImageLocation::Registry(r) => return Err(registry_push_not_yet(r)),
         ImageLocation::OciLayout { dir, name } => {
             Box::new(oci_layout::OciLayoutDestination::create(dir, name.clone())?)
         }

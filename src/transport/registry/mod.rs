@@ -1,0 +1,60 @@
+//! `docker://`: images in registries speaking the OCI distribution API (Docker Hub, Quay,
+//! GHCR, GitLab, Harbor, Distribution, zot, ...).
+//!
+//! - [`client`]: one registry host: HTTPS (plain HTTP only with `--tls-no-verify`), retries
+//!   with backoff, 429 `Retry-After`, redirects, and authentication as challenged;
+//! - [`challenge`]: `WWW-Authenticate` parsing;
+//! - [`credentials`]: where user name and password come from, kept out of every message;
+//! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests, tag pins from
+//!   the project's lock file, resumable blob streams.
+//!
+//! Registry quirks (wrong or missing media types, no `Content-Length`, 401 for "not found")
+//! are handled here and nowhere else.
+
+pub mod challenge;
+pub mod client;
+pub mod credentials;
+pub mod source;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use source::{RegistrySource, RemoteImage, inspect};
+
+use crate::lockfile::TagLock;
+use crate::progress::Progress;
+
+/// How to talk to registries, from the command line (ch-image's option names).
+#[derive(Clone)]
+pub struct Options {
+    /// `--tls-no-verify`: accept any certificate, and plain HTTP, for this run.
+    pub tls_no_verify: bool,
+    /// `--tls-ca-file`: PEM certificates to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `--auth` / `LADE_AUTH=yes`: authenticated mode (anonymous otherwise).
+    pub auth: bool,
+    /// `--password-many`: ask for the password every time one is needed.
+    pub password_many: bool,
+    /// Where credentials are looked up; `None`: this process's environment.
+    pub env: Option<credentials::Env>,
+    /// The project's tag lock file, if tags are to be resolved through it.
+    pub tag_lock: Option<Arc<TagLock>>,
+    /// `--locked`: a tag not pinned in the lock file is an error.
+    pub locked: bool,
+    pub progress: Progress,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tls_no_verify: false,
+            ca_file: None,
+            auth: false,
+            password_many: false,
+            env: None,
+            tag_lock: None,
+            locked: false,
+            progress: Progress::silent(),
+        }
+    }
+}

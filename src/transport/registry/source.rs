@@ -1,0 +1,493 @@
+//! `docker://REF` as an image source: manifests (verified against the reference's digest or
+//! `Docker-Content-Digest`), tags resolved through the project's tag lock file, and blobs as
+//! streams that resume with `Range` where a connection dropped.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Response;
+use reqwest::header;
+
+use super::Options;
+use super::client::{self, Client, MAX_ATTEMPTS, Request};
+use crate::digest::{Digest, Expected};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    self, DOCKER_LIST, DOCKER_MANIFEST, Kind, OCI_INDEX, OCI_MANIFEST, RawManifest,
+};
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::storage::Storage;
+use crate::transport::{ImageSource, MAX_MANIFEST_BYTES};
+
+/// Every manifest type lade reads; registries may still answer with another.
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+                      application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, \
+                      application/vnd.docker.distribution.manifest.v2+json";
+
+/// Resumes of one blob, in all; consecutive resumes without progress are bounded by
+/// [`MAX_ATTEMPTS`].
+const MAX_RESUMES: u32 = 50;
+
+pub struct RegistrySource {
+    reference: Reference,
+    client: Client,
+    storage: Option<Arc<Storage>>,
+    scope: String,
+    /// Sizes of the blobs the manifests served so far name, so that a body that ends early
+    /// (no `Content-Length`, connection closed) is recognised and resumed.
+    sizes: Mutex<HashMap<Digest, u64>>,
+    opts: Options,
+    progress: Progress,
+}
+
+impl RegistrySource {
+    /// Prepares access to `reference`'s repository; no request is made yet. With `storage`,
+    /// manifests already stored (by digest) are read from there instead of the network.
+    pub fn open(
+        reference: &Reference,
+        opts: &Options,
+        storage: Option<Arc<Storage>>,
+    ) -> Result<RegistrySource> {
+        let progress = opts.progress.clone();
+        let client = Client::new(
+            &reference.registry,
+            reference.api_host(),
+            opts,
+            progress.clone(),
+        )?;
+        Ok(RegistrySource {
+            scope: format!("repository:{}:pull", reference.repository),
+            reference: reference.clone(),
+            client,
+            storage,
+            sizes: Mutex::new(HashMap::new()),
+            opts: opts.clone(),
+            progress,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `host:port/repository[:tag][@digest]` as ch-image's `list` shows it.
+    pub fn full_remote_ref(&self) -> String {
+        let mut s = format!(
+            "{}/{}",
+            self.client.host_with_port(),
+            self.reference.repository
+        );
+        if let Some(t) = &self.reference.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.reference.digest {
+            s.push('@');
+            s.push_str(&d.to_string());
+        }
+        s
+    }
+
+    /// The top manifest as the registry has it now, ignoring the tag lock file (for `list`).
+    pub fn live_top_manifest(&self) -> Result<RawManifest> {
+        match &self.reference.digest {
+            Some(d) => self.fetch_manifest(
+                &d.to_string(),
+                Some(&Expected {
+                    digest: d.clone(),
+                    size: None,
+                }),
+            ),
+            None => self.fetch_manifest(self.tag(), None),
+        }
+    }
+
+    fn tag(&self) -> &str {
+        self.reference.tag.as_deref().unwrap_or("latest")
+    }
+
+    fn what(&self, object: &str) -> String {
+        format!("{object} of {}", self.describe())
+    }
+
+    /// GET /v2/NAME/manifests/REF, checked against `expected` (a digest reference) or else
+    /// the `Docker-Content-Digest` header.
+    fn fetch_manifest(&self, reference: &str, expected: Option<&Expected>) -> Result<RawManifest> {
+        let what = self.what(&format!("manifest {reference}"));
+        let path = format!("/v2/{}/manifests/{reference}", self.reference.repository);
+        let resp = self.client.get(&Request {
+            path: &path,
+            accept: Some(ACCEPT),
+            range_from: None,
+            scope: &self.scope,
+            what: &what,
+        })?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.client.status_error(&what, resp));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST_BYTES)
+        {
+            return Err(Error::invalid(&what, "larger than 4 MiB; not a manifest"));
+        }
+        let hint = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .filter(|t| {
+                [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].contains(&t.as_str())
+            });
+        let header_digest = match resp.headers().get("docker-content-digest") {
+            None => None,
+            Some(v) => match v.to_str().ok().map(|s| s.trim().parse::<Digest>()) {
+                Some(Ok(d)) => Some(d),
+                _ => {
+                    self.progress.note(&format!(
+                        "{what}: ignoring a Docker-Content-Digest header lade cannot use"
+                    ));
+                    None
+                }
+            },
+        };
+        let mut bytes = Vec::new();
+        resp.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                Error::invalid(
+                    &what,
+                    format!("reading it: {}", client::show(&e.to_string())),
+                )
+            })?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Error::invalid(&what, "larger than 4 MiB; not a manifest"));
+        }
+        let from_header = header_digest.map(|digest| Expected { digest, size: None });
+        let check = expected.or(from_header.as_ref());
+        let m = RawManifest::new(bytes, hint.as_deref(), check, &what)?;
+        self.remember_sizes(&m);
+        Ok(m)
+    }
+
+    /// A manifest by digest from the store, if it is there (content-addressed, so as good as
+    /// the registry's and verified on reading).
+    fn stored_manifest(&self, expected: &Expected) -> Option<RawManifest> {
+        let st = self.storage.as_ref()?;
+        if !st.blobs().has(&expected.digest) {
+            return None;
+        }
+        let bytes = st.blobs().read_to_vec(&expected.digest).ok()?;
+        let m =
+            RawManifest::new(bytes, None, Some(expected), &self.what("stored manifest")).ok()?;
+        self.remember_sizes(&m);
+        Some(m)
+    }
+
+    fn by_digest(&self, expected: &Expected) -> Result<RawManifest> {
+        if let Some(m) = self.stored_manifest(expected) {
+            return Ok(m);
+        }
+        self.fetch_manifest(&expected.digest.to_string(), Some(expected))
+    }
+
+    fn remember_sizes(&self, m: &RawManifest) {
+        if m.kind != Kind::Image {
+            return;
+        }
+        let Ok(parsed) = m.image() else { return };
+        let Ok(mut sizes) = self.sizes.lock() else {
+            return;
+        };
+        for d in std::iter::once(parsed.config()).chain(parsed.layers()) {
+            if let Ok(e) = manifest::expected(d)
+                && let Some(s) = e.size
+            {
+                sizes.insert(e.digest, s);
+            }
+        }
+    }
+
+    fn blob_request<'a>(&'a self, path: &'a str, what: &'a str, from: u64) -> Request<'a> {
+        Request {
+            path,
+            accept: None,
+            range_from: (from > 0).then_some(from),
+            scope: &self.scope,
+            what,
+        }
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn describe(&self) -> String {
+        format!("docker://{}", self.reference)
+    }
+
+    fn top_manifest(&self) -> Result<RawManifest> {
+        if let Some(d) = &self.reference.digest {
+            return self.by_digest(&Expected {
+                digest: d.clone(),
+                size: None,
+            });
+        }
+        let lock = self.opts.tag_lock.as_deref();
+        if let Some(lock) = lock
+            && let Some(pinned) = lock.get(&self.reference)
+        {
+            self.progress.note(&format!(
+                "{}: pinned to {pinned} in {}",
+                self.reference.familiar(),
+                lock.path().display()
+            ));
+            return self.by_digest(&Expected {
+                digest: pinned,
+                size: None,
+            });
+        }
+        if self.opts.locked {
+            let why = match lock {
+                Some(l) => format!("tag not pinned in {} (--locked)", l.path().display()),
+                None => format!(
+                    "--locked, but there is no {} here to pin tags in",
+                    crate::lockfile::FILE_NAME
+                ),
+            };
+            return Err(Error::invalid(self.describe(), why));
+        }
+        let m = self.fetch_manifest(self.tag(), None)?;
+        if let Some(lock) = lock {
+            let pinned = lock.pin(&self.reference, &m.digest)?;
+            if pinned != m.digest {
+                // Another pull in this project pinned the tag meanwhile: follow its pin.
+                return self.by_digest(&Expected {
+                    digest: pinned,
+                    size: None,
+                });
+            }
+            self.progress.info(&format!(
+                "pinned {} to {} in {}",
+                self.reference.familiar(),
+                m.digest,
+                lock.path().display()
+            ));
+        }
+        Ok(m)
+    }
+
+    fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
+        self.by_digest(expected)
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        let path = format!("/v2/{}/blobs/{digest}", self.reference.repository);
+        let what = self.what(&format!("blob {digest}"));
+        let resp = self.client.get(&self.blob_request(&path, &what, 0))?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.client.status_error(&what, resp));
+        }
+        let size = self.sizes.lock().ok().and_then(|s| s.get(digest).copied());
+        Ok(Box::new(BlobStream {
+            src: self,
+            path,
+            what,
+            resp: Some(resp),
+            got: 0,
+            size,
+            failures: 0,
+            resumes: 0,
+        }))
+    }
+}
+
+/// A blob body that, when the connection drops or the body ends before the size the manifest
+/// gave, asks again for the rest (`Range: bytes=N-`) and carries on. The copier's verifying
+/// reader checks the whole: a server that sends other bytes on resumption fails the digest.
+struct BlobStream<'a> {
+    src: &'a RegistrySource,
+    path: String,
+    what: String,
+    resp: Option<Response>,
+    got: u64,
+    size: Option<u64>,
+    failures: u32,
+    resumes: u32,
+}
+
+impl BlobStream<'_> {
+    fn give_up_or_wait(&mut self, cause: String) -> io::Result<()> {
+        self.resp = None;
+        self.failures += 1;
+        self.resumes += 1;
+        let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
+        if self.failures >= MAX_ATTEMPTS || self.resumes > MAX_RESUMES {
+            return Err(io::Error::other(format!(
+                "{cause} at byte {}{of}; gave up after {} resumes",
+                self.got,
+                self.resumes - 1
+            )));
+        }
+        let wait = std::time::Duration::from_millis(250) * 2u32.pow(self.failures - 1);
+        self.src.progress.note(&format!(
+            "{}: {cause} at byte {}{of}; resuming in {:.1} s",
+            self.what,
+            self.got,
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// Asks for the rest of the blob.
+    fn reopen(&mut self) -> io::Result<()> {
+        let src = self.src;
+        let req = src.blob_request(&self.path, &self.what, self.got);
+        let resp = src
+            .client
+            .get(&req)
+            .map_err(|e| io::Error::other(format!("resuming: {e}")))?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let start = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range_start);
+                if start != Some(self.got) {
+                    return Err(io::Error::other(format!(
+                        "resuming at byte {}: the server sent another range",
+                        self.got
+                    )));
+                }
+                self.resp = Some(resp);
+            }
+            StatusCode::OK => {
+                // Range ignored: read the start again and drop what we already have.
+                let mut resp = resp;
+                let skip = self.got;
+                if skip > 0 {
+                    src.progress.note(&format!(
+                        "{}: the server ignores Range; reading {skip} bytes again",
+                        self.what
+                    ));
+                }
+                let skipped = io::copy(&mut (&mut resp).take(skip), &mut io::sink())?;
+                if skipped != skip {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the blob is shorter than before",
+                    ));
+                }
+                self.resp = Some(resp);
+            }
+            other => {
+                let e = src.client.status_error(&self.what, resp);
+                return Err(io::Error::other(format!(
+                    "resuming at byte {} (HTTP {}): {e}",
+                    self.got,
+                    other.as_u16()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for BlobStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Bounded: every pass either returns or counts a failure in give_up_or_wait.
+        loop {
+            let Some(resp) = self.resp.as_mut() else {
+                if let Err(e) = self.reopen() {
+                    self.give_up_or_wait(e.to_string())?;
+                }
+                continue;
+            };
+            match resp.read(buf) {
+                Ok(0) => match self.size {
+                    Some(s) if self.got < s => {
+                        self.give_up_or_wait("connection closed early".into())?;
+                    }
+                    _ => return Ok(0),
+                },
+                Ok(n) => {
+                    self.got += n as u64;
+                    self.failures = 0;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    let cause = client::show(&e.to_string());
+                    self.give_up_or_wait(cause)?;
+                }
+            }
+        }
+    }
+}
+
+/// `bytes 100-199/200` → 100.
+fn content_range_start(v: &str) -> Option<u64> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+/// What the registry offers under a reference, for `lade list REF`.
+pub struct RemoteImage {
+    /// `host:port/repository:tag` as ch-image shows it.
+    pub full_ref: String,
+    pub digest: Digest,
+    /// `(arch[/variant], manifest digest)` per platform of an index; empty for an
+    /// architecture-unaware image.
+    pub archs: Vec<(String, Digest)>,
+    pub arch_aware: bool,
+}
+
+/// Asks the registry what `reference` names now (the tag lock file is not consulted).
+pub fn inspect(reference: &Reference, opts: &Options) -> Result<RemoteImage> {
+    let src = RegistrySource::open(reference, opts, None)?;
+    let top = src.live_top_manifest()?;
+    let full_ref = src.full_remote_ref();
+    let mut archs = Vec::new();
+    let arch_aware = top.kind == Kind::Index;
+    if arch_aware {
+        for d in top.index()?.manifests() {
+            let Some(p) = d.platform().as_ref() else {
+                continue;
+            };
+            if p.architecture().to_string() == "unknown" {
+                continue; // attestations
+            }
+            let name = crate::platform::describe(d).unwrap_or_default();
+            let name = match p.os().to_string().as_str() {
+                "linux" => name,
+                os => format!("{os}/{name}"),
+            };
+            archs.push((name, Digest::try_from(d.digest())?));
+        }
+    }
+    Ok(RemoteImage {
+        full_ref,
+        digest: top.digest,
+        archs,
+        arch_aware,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(content_range_start("items 1-2/3"), None);
+        assert_eq!(content_range_start("bytes x-1/2"), None);
+    }
+}

@@ -125,7 +125,7 @@ struct Applier<'o> {
     deferred: Vec<(PathBuf, Meta)>,
     external: Vec<External>,
     /// Placeholder inode → the lower-layer target it stands for, so hard links to a placeholder
-    /// are reported as external too.
+    /// are reported as external too. Only inodes some listed placeholder still holds.
     placeholders: HashMap<(u64, u64), PathBuf>,
     warnings: Warnings,
     xattrs_unsupported: bool,
@@ -825,7 +825,24 @@ impl<'o> Applier<'o> {
         if removed == Removed::Dir {
             self.cache.clear();
         }
+        if removed != Removed::Nothing {
+            self.forget_external_under(path);
+        }
         Ok(())
+    }
+
+    /// Drops the external hard links whose placeholder was just removed. Their inode numbers
+    /// may be reused at once (ext4 does), so identity by inode alone would not do.
+    fn forget_external_under(&mut self, path: &Path) {
+        let before = self.external.len();
+        self.external.retain(|x| !x.link.starts_with(path));
+        if self.external.len() != before {
+            self.placeholders = self
+                .external
+                .iter()
+                .map(|x| (x.placeholder, x.target.clone()))
+                .collect();
+        }
     }
 
     fn create_file(

@@ -274,7 +274,7 @@ mod tests {
         fs::write(l2.join("keep/b"), b"2").unwrap();
         fs::create_dir(l2.join("opq")).unwrap();
         fs::write(l2.join("opq/new"), b"2").unwrap();
-        let opq = rustix::fs::open(&l2.join("opq"), DIR, Mode::empty()).unwrap();
+        let opq = rustix::fs::open(l2.join("opq"), DIR, Mode::empty()).unwrap();
         let opaque_ok = safe_fs::set_opaque(&opq).is_ok();
         let root2 = rustix::fs::open(&l2, DIR, Mode::empty()).unwrap();
         safe_fs::make_whiteout(&root2, OsStr::new("gone")).unwrap();
@@ -308,7 +308,7 @@ mod tests {
         );
         assert_eq!(a.ino(), b.ino());
         // No xattr of lade's own leaks into the flattened tree.
-        let o = rustix::fs::open(&dest.join("opq"), DIR, Mode::empty()).unwrap();
+        let o = rustix::fs::open(dest.join("opq"), DIR, Mode::empty()).unwrap();
         assert!(!safe_fs::is_opaque(&o).unwrap());
     }
 }

@@ -218,7 +218,7 @@ mod tests {
         fs::write(bottom.join("a/g"), b"bottom").unwrap();
         fs::write(bottom.join("a/h"), b"bottom").unwrap();
         fs::write(mid.join("a/g"), b"mid").unwrap();
-        let dev = rustix::fs::open(&mid.join("a"), DIR, Mode::empty()).unwrap();
+        let dev = rustix::fs::open(mid.join("a"), DIR, Mode::empty()).unwrap();
         safe_fs::make_whiteout(&dev, std::ffi::OsStr::new("h")).unwrap();
         let layers = [top.as_path(), mid.as_path(), bottom.as_path()];
         assert_eq!(lookup(&layers, "a/f").unwrap(), b"bottom");
@@ -226,7 +226,7 @@ mod tests {
         assert!(lookup(&layers, "a/h").is_none());
         assert!(lookup(&layers, "a/missing").is_none());
 
-        let top_a = rustix::fs::open(&top.join("a"), DIR, Mode::empty()).unwrap();
+        let top_a = rustix::fs::open(top.join("a"), DIR, Mode::empty()).unwrap();
         if safe_fs::set_opaque(&top_a).is_ok() {
             assert!(lookup(&layers, "a/f").is_none());
         }

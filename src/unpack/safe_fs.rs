@@ -353,7 +353,7 @@ mod tests {
         symlink(outside.path(), d.join("e/out")).unwrap();
         std::fs::create_dir(d.join("locked")).unwrap();
         std::fs::write(d.join("locked/x"), b"x").unwrap();
-        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
         let root = open_root(t.path()).unwrap();
         assert_eq!(remove_all_at(&root, "d").unwrap(), Removed::Dir);
         assert!(!d.exists());

@@ -143,8 +143,10 @@ impl Run {
         self
     }
 
-    /// Assert a non-zero exit (not a crash by signal) and exactly one non-empty line on
-    /// stderr; return that line.
+    /// Assert a clean failure: a non-zero exit (not a signal), and the error as exactly one
+    /// line on stderr, the last one, saying "error" — no panic, no multi-line report. Plain
+    /// progress lines before it (lade prints what it is doing when not on a terminal) are
+    /// allowed. Returns the error line.
     #[track_caller]
     pub fn fails_one_line(self) -> String {
         assert!(
@@ -157,18 +159,26 @@ impl Run {
             "killed by a signal instead of exiting with an error\n{}",
             self.describe()
         );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "lade panicked\n{}",
+            self.describe()
+        );
         let lines: Vec<&str> = self
             .stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
             .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected exactly one error line on stderr\n{}",
+        let errors: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.to_lowercase().contains("error"))
+            .collect();
+        assert!(
+            errors.len() == 1 && lines.last() == errors.first().copied(),
+            "expected the error as exactly one line, the last on stderr\n{}",
             self.describe()
         );
-        lines[0].to_string()
+        lines.last().unwrap().to_string()
     }
 
     /// Assert a non-zero exit; return stderr.

@@ -68,6 +68,18 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
             report.trees_removed += 1;
         }
     }
+    // Flattened copies made by `lade run` without overlayfs, keyed by manifest digest.
+    let flat = storage.root().join("flat");
+    if let Ok(entries) = std::fs::read_dir(&flat) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let live = live_blobs.iter().any(|d| d.hex() == name);
+            if !live {
+                crate::fsutil::remove_all(&entry.path())?;
+                report.trees_removed += 1;
+            }
+        }
+    }
     Ok(report)
 }
 

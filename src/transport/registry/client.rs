@@ -512,15 +512,13 @@ impl Client {
                         continue;
                     }
                     if !transient(&e) || attempt + 1 >= MAX_ATTEMPTS {
-                        let tried = if probing_http {
+                        let cause = chain(&e);
+                        let hint = if probing_http {
                             " (HTTPS failed too)"
                         } else {
-                            ""
+                            tls_hint(&cause, self.insecure)
                         };
-                        return Err(Error::invalid(
-                            what,
-                            format!("GET {url}: {}{tried}", chain(&e)),
-                        ));
+                        return Err(Error::invalid(what, format!("GET {url}: {cause}{hint}")));
                     }
                     let wait = backoff(attempt);
                     self.progress.note(&format!(
@@ -689,6 +687,20 @@ fn transient(e: &reqwest::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+/// What to do about a TLS failure, judged from its text.
+fn tls_hint(cause: &str, insecure: bool) -> &'static str {
+    if insecure {
+        ""
+    } else if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
+        "; the server may speak plain HTTP, which only --tls-no-verify allows"
+    } else if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        "; to trust the registry's CA give --tls-ca-file FILE (or, at your own risk, \
+         --tls-no-verify)"
+    } else {
+        ""
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {

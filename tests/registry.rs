@@ -1,0 +1,312 @@
+//! Pulling from a real registry (Debian's docker-registry, Distribution 2.8) on loopback,
+//! anonymous over plain HTTP (`--tls-no-verify` allows that), with images pushed by skopeo:
+//! they must come out exactly as from the OCI layout they were pushed from, and as
+//! `umoci unpack --rootless` makes them. Also the tag lock file, `lade list REF`, and the
+//! one-request warm pull (counted at a proxy).
+
+mod common;
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use support::proxy::Proxy;
+use support::registry::Registry;
+
+fn vs_umoci() -> CompareOpts {
+    CompareOpts {
+        perm_mask: 0o7777,
+        normalize: lade_min_perms,
+        hardlinks: true,
+        root_mode: false,
+    }
+}
+
+/// `lade --tls-no-verify ARGS` (plain HTTP registry).
+fn insecure(lade: &Lade, args: &[&str]) -> Run {
+    let mut all = vec!["--tls-no-verify"];
+    all.extend_from_slice(args);
+    lade.run(all)
+}
+
+/// The manifest digest the store records for `name`.
+fn stored_digest(lade: &Lade, name: &str) -> String {
+    let out = lade.ok(["list", "--format", "json", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["manifest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no manifest: {out}"))
+        .to_string()
+}
+
+fn unpack(lade: &Lade, name: &str, dir: &str) -> std::path::PathBuf {
+    let out = lade.path(dir);
+    lade.ok(["unpack".as_ref(), name.as_ref(), out.as_os_str()]);
+    out
+}
+
+fn umoci(image: &str) -> (Scratch, std::path::PathBuf) {
+    let s = Scratch::new("umoci");
+    let rootfs = umoci_unpack(image, &s.join("bundle"));
+    (s, rootfs)
+}
+
+#[test]
+fn pull_multi_layer_image_equals_oci_pull_and_umoci() {
+    let f = fixtures();
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("multi"), "test/multi:v1", &[]);
+    let lade = Lade::new();
+    let name = reg.image("test/multi:v1");
+    insecure(&lade, &["pull", &name]).ok();
+    // The digest is the registry's (skopeo kept the layout's manifest as is).
+    let want = support::layout_descriptor(&f.layout(), "multi")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(stored_digest(&lade, &name), want);
+    let mut c = std::process::Command::new("skopeo");
+    c.args(["inspect", "--tls-verify=false", &format!("docker://{name}")]);
+    let inspected: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
+    assert_eq!(inspected["Digest"], want.as_str());
+    let from_registry = unpack(&lade, &name, "reg");
+    lade.ok(["pull", &f.oci("multi"), "from-layout"]);
+    let from_layout = unpack(&lade, "from-layout", "layout");
+    assert_same_tree(&from_layout, &from_registry, &CompareOpts::default());
+    let (_s, rootfs) = umoci(&format!("{}:multi", f.layout().display()));
+    assert_same_tree(&rootfs, &from_registry, &vs_umoci());
+    lade.fsck_ok();
+}
+
+#[test]
+fn pull_zstd_layers() {
+    let f = fixtures();
+    let z = f
+        .zstd()
+        .expect("the fixtures have no zstd image: skopeo here cannot write zstd layers");
+    let reg = Registry::anonymous();
+    reg.push(&format!("oci:{}:single", z.display()), "test/zstd:1", &[]);
+    let lade = Lade::new();
+    let name = reg.image("test/zstd:1");
+    insecure(&lade, &["pull", &name]).ok();
+    let out = unpack(&lade, &name, "z");
+    let (_s, rootfs) = umoci(&format!("{}:single", f.layout().display()));
+    assert_same_tree(&rootfs, &out, &vs_umoci());
+}
+
+#[test]
+fn pull_multi_arch_index_by_architecture() {
+    let f = fixtures();
+    let s = Scratch::new("multiarch");
+    let layout = support::multiarch_layout(f, &s);
+    let reg = Registry::anonymous();
+    reg.push(
+        &format!("oci:{}:multiarch", layout.display()),
+        "test/ma:1",
+        &["--all"],
+    );
+    let single = support::layout_descriptor(&f.layout(), "single")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let multi = support::layout_descriptor(&f.layout(), "multi")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lade = Lade::new();
+    let name = reg.image("test/ma:1");
+    insecure(&lade, &["--arch", "arm64", "pull", &name, "ma-arm"]).ok();
+    assert_eq!(stored_digest(&lade, "ma-arm"), multi);
+    insecure(&lade, &["--arch", "amd64", "pull", &name, "ma-amd"]).ok();
+    assert_eq!(stored_digest(&lade, "ma-amd"), single);
+    insecure(&lade, &["--arch", "arm64/v8", "pull", &name, "ma-v8"]).ok();
+    assert_eq!(stored_digest(&lade, "ma-v8"), multi);
+    let err = insecure(&lade, &["--arch", "ppc64le", "pull", &name]).fails_one_line();
+    assert!(
+        err.contains("ppc64le") && err.contains("amd64") && err.contains("arm64/v8"),
+        "{err}"
+    );
+    let out = unpack(&lade, "ma-arm", "arm");
+    let (_s, rootfs) = umoci(&format!("{}:multi", f.layout().display()));
+    assert_same_tree(&rootfs, &out, &vs_umoci());
+
+    // `lade list REF`: local or not, the full remote reference, every architecture.
+    let listed = insecure(&lade, &["list", &name]).ok().stdout;
+    assert!(listed.contains("in local storage:    no"), "{listed}");
+    assert!(
+        listed.contains(&format!("full remote ref:     {}/test/ma:1", reg.host())),
+        "{listed}"
+    );
+    assert!(listed.contains("remote arch-aware:   yes"), "{listed}");
+    for (arch, digest) in [("amd64", &single), ("arm64/v8", &multi)] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains(arch) && l.contains(digest.as_str())),
+            "{arch} {digest} not listed:\n{listed}"
+        );
+    }
+    let listed = insecure(&lade, &["list", "ma-arm"]).ok().stdout;
+    assert!(listed.contains("in local storage:    yes"), "{listed}");
+}
+
+#[test]
+fn pull_by_digest_and_errors() {
+    let f = fixtures();
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("single"), "test/single:1", &[]);
+    let digest = support::layout_descriptor(&f.layout(), "single")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lade = Lade::new();
+    let by_digest = format!("{}@{digest}", reg.image("test/single"));
+    insecure(&lade, &["pull", &by_digest, "pinned"]).ok();
+    assert_eq!(stored_digest(&lade, "pinned"), digest);
+
+    // A digest the registry does not have.
+    let other = format!("{}@sha256:{}", reg.image("test/single"), "0".repeat(64));
+    let err = insecure(&lade, &["pull", &other]).fails_one_line();
+    assert!(err.contains("not found") && err.contains("404"), "{err}");
+    // A missing tag and a missing repository.
+    for missing in ["test/single:nope", "no/such/repo:1"] {
+        let err = insecure(&lade, &["pull", &reg.image(missing)]).fails_one_line();
+        assert!(err.contains("not found"), "{err}");
+        assert!(err.contains(&reg.host()), "{err}");
+    }
+    // Plain HTTP is never used without --tls-no-verify.
+    let err = lade
+        .run(["pull", &reg.image("test/single:1")])
+        .fails_one_line();
+    assert!(err.contains("--tls-no-verify"), "{err}");
+    // Nothing listens: a clear error, quickly (refused connections are not retried).
+    let dead = format!("127.0.0.1:{}/x/y:1", support::registry::free_port());
+    let t = std::time::Instant::now();
+    let err = insecure(&lade, &["pull", &dead]).fails_one_line();
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+}
+
+#[test]
+fn warm_pull_is_one_manifest_request() {
+    let f = fixtures();
+    let s = Scratch::new("multiarch");
+    let layout = support::multiarch_layout(f, &s);
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("multi"), "test/multi:v1", &[]);
+    reg.push(
+        &format!("oci:{}:multiarch", layout.display()),
+        "test/ma:1",
+        &["--all"],
+    );
+    let proxy = Proxy::start(reg.port);
+    let lade = Lade::new();
+    for (image, arch) in [("test/multi:v1", "amd64"), ("test/ma:1", "arm64")] {
+        let name = format!("{}/{image}", proxy.host());
+        insecure(&lade, &["--arch", arch, "pull", &name]).ok();
+        proxy.clear();
+        insecure(&lade, &["--arch", arch, "pull", &name]).ok();
+        let log = proxy.log();
+        let repo = image.split(':').next().unwrap();
+        let tag = image.split(':').nth(1).unwrap();
+        assert_eq!(log.len(), 1, "warm pull of {image}:\n{}", proxy.dump());
+        assert_eq!(log[0].path, format!("/v2/{repo}/manifests/{tag}"));
+        // Apart from HTTP, only lade's one TLS probe (--tls-no-verify tries HTTPS first).
+        assert!(
+            proxy.non_http() <= 1,
+            "{} non-HTTP connections",
+            proxy.non_http()
+        );
+    }
+}
+
+/// Runs lade in `dir` (where the lock file lives).
+fn in_dir(lade: &Lade, dir: &Path, args: &[&str]) -> Run {
+    let mut c = lade.cmd();
+    c.current_dir(dir).arg("--tls-no-verify").args(args);
+    run_cmd(c)
+}
+
+#[test]
+fn tag_lock_file_pins_tags() {
+    let f = fixtures();
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("single"), "test/app:stable", &[]);
+    let single = support::layout_descriptor(&f.layout(), "single")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let multi = support::layout_descriptor(&f.layout(), "multi")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lade = Lade::new();
+    let project = Scratch::new("project");
+    let lock = project.join("lade-tags.lock");
+    let name = reg.image("test/app:stable");
+
+    // Without a lock file nothing is written; --locked needs one.
+    in_dir(&lade, project.path(), &["pull", &name]).ok();
+    assert!(!lock.exists());
+    let err = in_dir(&lade, project.path(), &["pull", "--locked", &name]).fails_one_line();
+    assert!(
+        err.contains("lade-tags.lock") && err.contains("--locked"),
+        "{err}"
+    );
+
+    // An empty lock file starts pinning.
+    fs::write(&lock, "").unwrap();
+    in_dir(&lade, project.path(), &["pull", &name]).ok();
+    let text = fs::read_to_string(&lock).unwrap();
+    let line = format!("\"{}/test/app:stable\" = \"{single}\"", reg.host());
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains("version = 1"), "{text}");
+
+    // The tag moves on in the registry; the pin holds, even with --locked.
+    reg.push(&f.oci("multi"), "test/app:stable", &[]);
+    in_dir(&lade, project.path(), &["pull", "--locked", &name]).ok();
+    assert_eq!(stored_digest(&lade, &name), single);
+    assert_eq!(fs::read_to_string(&lock).unwrap(), text);
+
+    // --locked refuses a tag that is not pinned.
+    reg.push(&f.oci("single"), "test/app:other", &[]);
+    let err = in_dir(
+        &lade,
+        project.path(),
+        &["pull", "--locked", &reg.image("test/app:other")],
+    )
+    .fails_one_line();
+    assert!(
+        err.contains("not pinned") && err.contains("lade-tags.lock"),
+        "{err}"
+    );
+
+    // Removing the line resolves the tag again.
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("test/app:stable"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&lock, &without).unwrap();
+    in_dir(&lade, project.path(), &["pull", &name]).ok();
+    assert_eq!(stored_digest(&lade, &name), multi);
+    let text = fs::read_to_string(&lock).unwrap();
+    assert!(
+        text.contains(&format!("test/app:stable\" = \"{multi}\"")),
+        "{text}"
+    );
+
+    // A lock file that does not parse is a clear error and is left alone.
+    let broken = "version = 1\n[tags\n\"x:1\" = 3\n";
+    fs::write(&lock, broken).unwrap();
+    let err = in_dir(&lade, project.path(), &["pull", &name]).fails_one_line();
+    assert!(
+        err.contains("lade-tags.lock") && err.contains("does not parse"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&lock).unwrap(), broken);
+    fs::write(&lock, "version = 7\n").unwrap();
+    let err = in_dir(&lade, project.path(), &["pull", &name]).fails_one_line();
+    assert!(err.contains("version 7"), "{err}");
+}

@@ -47,7 +47,8 @@ struct Global {
     quiet: bool,
     /// Authenticated registry access (credentials from $LADE_USERNAME/$LADE_PASSWORD, login
     /// files, or a prompt); anonymous otherwise
-    #[arg(long, global = true, env = "LADE_AUTH")]
+    #[arg(long, global = true, env = "LADE_AUTH",
+          value_parser = clap::builder::BoolishValueParser::new())]
     auth: bool,
     /// Ask for the registry password every time one is needed (one-time passwords)
     #[arg(long, global = true)]

@@ -66,6 +66,16 @@ struct AuthState {
     credentials: Option<Credentials>,
 }
 
+/// What a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Nothing,
+    /// A token or credentials from earlier requests.
+    Cached,
+    /// A token got for this very request.
+    Fresh,
+}
+
 /// What one authentication round concluded.
 enum AuthOutcome {
     /// Credentials or a token are in place: send the request again.
@@ -202,7 +212,7 @@ impl Client {
     pub fn get(&self, req: &Request) -> Result<Response> {
         let mut rounds = 0;
         loop {
-            let auth = self.authorization(req.scope)?;
+            let (auth, sent) = self.authorization(req.scope)?;
             let build = |scheme: Scheme| {
                 let mut b = self.http.get(self.url(scheme, req.path));
                 if let Some(a) = req.accept {
@@ -221,7 +231,12 @@ impl Client {
                 return Ok(resp);
             }
             rounds += 1;
-            match self.answer_challenge(resp.headers(), req.scope, auth.is_some(), req.what)? {
+            let sent = if rounds > 1 && sent == Sent::Cached {
+                Sent::Fresh
+            } else {
+                sent
+            };
+            match self.answer_challenge(resp.headers(), req.scope, sent, req.what)? {
                 AuthOutcome::Retry => continue,
                 AuthOutcome::GiveUp => return Ok(resp),
             }
@@ -230,22 +245,30 @@ impl Client {
 
     /// The `Authorization` value for a request needing `scope`, if one is known or can be got
     /// without asking the registry first.
-    fn authorization(&self, scope: &str) -> Result<Option<Secret>> {
+    fn authorization(&self, scope: &str) -> Result<(Option<Secret>, Sent)> {
         let mut st = self.lock_auth()?;
         if st.basic {
-            return Ok(st.credentials.as_ref().map(Credentials::basic_header));
+            let basic = st.credentials.as_ref().map(Credentials::basic_header);
+            let sent = if basic.is_some() {
+                Sent::Cached
+            } else {
+                Sent::Nothing
+            };
+            return Ok((basic, sent));
         }
         if let Some(t) = st.tokens.get(scope)
             && t.expires > Instant::now()
         {
-            return Ok(Some(Secret::new(format!("Bearer {}", t.value.expose()))));
+            let bearer = Secret::new(format!("Bearer {}", t.value.expose()));
+            return Ok((Some(bearer), Sent::Cached));
         }
         if st.realm.is_some() {
             // A new scope or an expired token: get one before asking, saving a 401.
             let token = self.fetch_token(&mut st, &[scope], scope)?;
-            return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
+            let bearer = Secret::new(format!("Bearer {}", token.expose()));
+            return Ok((Some(bearer), Sent::Fresh));
         }
-        Ok(None)
+        Ok((None, Sent::Nothing))
     }
 
     fn lock_auth(&self) -> Result<std::sync::MutexGuard<'_, AuthState>> {
@@ -258,7 +281,7 @@ impl Client {
         &self,
         headers: &HeaderMap,
         scope: &str,
-        sent_auth: bool,
+        sent: Sent,
         what: &str,
     ) -> Result<AuthOutcome> {
         let values: Vec<&str> = headers
@@ -281,10 +304,11 @@ impl Client {
             st.service = bearer.param("service").map(str::to_string);
             st.basic = false;
             let asked = bearer.param("scope").unwrap_or(scope);
-            // A token we sent was refused: try again only if the registry now asks for a
-            // scope other than the one we had (or the realm changed); otherwise it stands.
-            if sent_auth && !changed && asked == scope && st.tokens.contains_key(scope) {
-                st.tokens.remove(scope);
+            // A token got for this request was refused: try again only if the registry now
+            // asks for another scope (or realm); otherwise the refusal stands. A token from
+            // earlier requests may have expired early or been revoked: get a new one.
+            st.tokens.remove(scope);
+            if sent == Sent::Fresh && !changed && asked == scope {
                 return Ok(AuthOutcome::GiveUp);
             }
             let mut scopes: Vec<&str> = vec![scope];
@@ -300,7 +324,7 @@ impl Client {
             if !self.authenticated {
                 return Ok(AuthOutcome::GiveUp);
             }
-            if sent_auth && st.basic {
+            if sent != Sent::Nothing && st.basic {
                 // The credentials were refused.
                 if self.password_many {
                     st.credentials = None;

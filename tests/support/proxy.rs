@@ -27,6 +27,8 @@ pub enum Action {
     Status(u16, Vec<(String, String)>, String),
     /// Answer `307` with this `Location`.
     Redirect(String),
+    /// Forward, replacing (or adding) one response header.
+    SetHeader(String, String),
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +168,7 @@ fn handle(mut client: TcpStream, sh: &Shared) {
             http::respond(&mut client, 307, &[("Location", location.clone())], b"");
             entry.status = 307;
         }
-        Action::Forward | Action::Cut(_) | Action::NoContentLength => {
+        Action::Forward | Action::Cut(_) | Action::NoContentLength | Action::SetHeader(..) => {
             forward(&mut client, &head, sh.upstream, &action, &mut entry);
         }
     }
@@ -211,7 +213,15 @@ fn forward(
         if matches!(action, Action::NoContentLength) && k.eq_ignore_ascii_case("content-length") {
             continue;
         }
+        if let Action::SetHeader(name, _) = action
+            && k.eq_ignore_ascii_case(name)
+        {
+            continue;
+        }
         out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Action::SetHeader(name, value) = action {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
     if client.write_all(out.as_bytes()).is_err() {

@@ -330,3 +330,21 @@ fn wrong_or_missing_media_type_is_tolerated() {
     pull(&lade, &proxy, &[]).ok();
     check_image(&lade);
 }
+
+#[test]
+fn not_a_registry_is_told_apart_from_not_found() {
+    let (_reg, proxy, _) = setup();
+    proxy.set_rule(|_, _| Action::Status(404, vec![], "<html>nothing here</html>".into()));
+    let err = pull(&Lade::new(), &proxy, &["-q"]).fails_one_line();
+    assert!(err.contains("does not look like a registry"), "{err}");
+    // The registry's own 404 for a missing tag stays "not found".
+    proxy.set_rule(|_, _| Action::Forward);
+    let name = format!("{}/test/multi:nope", proxy.host());
+    let err = Lade::new()
+        .run(["-q", "--tls-no-verify", "pull", &name])
+        .fails_one_line();
+    assert!(
+        err.contains("not found") && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+}

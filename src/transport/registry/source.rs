@@ -126,6 +126,24 @@ impl RegistrySource {
             scope: &self.scope,
             what: &what,
         })?;
+        if resp.status() == StatusCode::NOT_FOUND
+            && !resp
+                .headers()
+                .contains_key("docker-distribution-api-version")
+            && let Ok(ping) = self.client.ping()
+            && ping != StatusCode::OK
+            && ping != StatusCode::UNAUTHORIZED
+        {
+            // Not even /v2/ is there: say so rather than "image not found".
+            return Err(Error::invalid(
+                &what,
+                format!(
+                    "{} does not look like a registry (GET /v2/ answered HTTP {})",
+                    self.client.host(),
+                    ping.as_u16()
+                ),
+            ));
+        }
         if resp.status() != StatusCode::OK {
             return Err(self.client.status_error(&what, resp));
         }

@@ -115,6 +115,7 @@ impl ImageSource for OciArchiveSource {
 /// skopeo, the new archive holds just this image.
 pub struct OciArchiveDestination {
     file: PathBuf,
+    name: Option<String>,
     staging: PathBuf,
     layout: OciLayoutDestination,
 }
@@ -137,9 +138,10 @@ impl OciArchiveDestination {
             std::process::id(),
             rand::random::<u32>()
         ));
-        let layout = OciLayoutDestination::create(&staging, name)?;
+        let layout = OciLayoutDestination::create(&staging, name.clone())?;
         Ok(OciArchiveDestination {
             file: file.to_path_buf(),
+            name,
             staging,
             layout,
         })
@@ -150,32 +152,50 @@ impl OciArchiveDestination {
         let result = (|| {
             let out = File::create(&tmp).at(&tmp)?;
             let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
-            let mut paths = vec![PathBuf::from("oci-layout"), PathBuf::from("index.json")];
+            // Directory entries too: extractors (skopeo's among them) otherwise create the
+            // directories themselves and then fail to chown them when unprivileged.
+            let mut entries: Vec<(PathBuf, bool)> = vec![
+                (PathBuf::from("oci-layout"), false),
+                (PathBuf::from("index.json"), false),
+                (PathBuf::from("blobs"), true),
+            ];
             let blobs = self.staging.join("blobs");
             let mut blob_dirs: Vec<_> = fs::read_dir(&blobs).at(&blobs)?.flatten().collect();
             blob_dirs.sort_by_key(|e| e.file_name());
             for dir in blob_dirs {
+                entries.push((PathBuf::from("blobs").join(dir.file_name()), true));
                 let mut files: Vec<_> = fs::read_dir(dir.path()).at(&dir.path())?.flatten().collect();
                 files.sort_by_key(|e| e.file_name());
                 for f in files {
                     if f.file_name().to_string_lossy().starts_with('.') {
                         continue;
                     }
-                    paths.push(PathBuf::from("blobs").join(dir.file_name()).join(f.file_name()));
+                    entries.push((PathBuf::from("blobs").join(dir.file_name()).join(f.file_name()), false));
                 }
             }
-            for rel in paths {
+            let uid = u64::from(rustix::process::getuid().as_raw());
+            let gid = u64::from(rustix::process::getgid().as_raw());
+            for (rel, is_dir) in entries {
+                let mut header = tar::Header::new_ustar();
+                header.set_mtime(0);
+                // The writer's own IDs: extractors chown to them, which an unprivileged
+                // reader can do only for its own IDs.
+                header.set_uid(uid);
+                header.set_gid(gid);
+                if is_dir {
+                    header.set_size(0);
+                    header.set_mode(0o755);
+                    header.set_entry_type(tar::EntryType::Directory);
+                    builder.append_data(&mut header, &rel, io::empty()).at(&tmp)?;
+                    continue;
+                }
                 let full = self.staging.join(&rel);
                 let mut src = File::open(&full).at(&full)?;
                 let len = src.metadata().at(&full)?.len();
-                let mut header = tar::Header::new_ustar();
                 header.set_size(len);
                 header.set_mode(0o644);
-                header.set_mtime(0);
                 header.set_entry_type(tar::EntryType::Regular);
-                builder
-                    .append_data(&mut header, &rel, &mut src)
-                    .at(&tmp)?;
+                builder.append_data(&mut header, &rel, &mut src).at(&tmp)?;
             }
             let mut writer = builder.into_inner().at(&tmp)?;
             writer.flush().at(&tmp)?;
@@ -197,16 +217,10 @@ impl Drop for OciArchiveDestination {
 
 impl ImageDestination for OciArchiveDestination {
     fn describe(&self) -> String {
-        format!(
-            "oci-archive:{}{}",
-            self.file.display(),
-            self.layout
-                .describe()
-                .rsplit_once(':')
-                .filter(|_| self.layout.describe().matches(':').count() > 1)
-                .map(|(_, n)| format!(":{n}"))
-                .unwrap_or_default()
-        )
+        match &self.name {
+            Some(n) => format!("oci-archive:{}:{n}", self.file.display()),
+            None => format!("oci-archive:{}", self.file.display()),
+        }
     }
 
     fn has_blob(&self, digest: &Digest) -> Result<bool> {

@@ -1088,3 +1088,63 @@ mod tests {
         assert!(rustix::fs::fgetxattr(&fd, "user.overlay.opaque", &mut v[..]).is_err());
     }
 }
+
+/// Manual throughput check, not part of CI:
+/// `LADE_BENCH_LAYER=layer.tar.gz cargo test --release --lib bench_apply -- --ignored --nocapture`
+/// (unpacks under `LADE_BENCH_DIR`, default the system temp directory).
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn bench_apply() {
+        let Some(layer) = std::env::var_os("LADE_BENCH_LAYER") else {
+            return;
+        };
+        let base =
+            std::env::var_os("LADE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let start = Instant::now();
+        let (_, mut dec) = super::super::decompress(File::open(&layer).unwrap()).unwrap();
+        let plain = io::copy(&mut dec, &mut io::sink()).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!("decompress only: {:.0} MB/s", plain as f64 / 1e6 / secs);
+        for mode in [
+            ApplyMode::OverlayTree,
+            ApplyMode::Flatten,
+            ApplyMode::OverlayTree,
+        ] {
+            let t = tempfile::tempdir_in(&base).unwrap();
+            let start = Instant::now();
+            let blob = std::io::BufReader::with_capacity(1 << 20, File::open(&layer).unwrap());
+            let r = apply_layer(
+                blob,
+                t.path(),
+                &ApplyOptions {
+                    mode,
+                    what: "bench",
+                },
+            )
+            .unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{mode:?} {}: {} entries, {:.0} MB in {secs:.2} s = {:.0} MB/s",
+                r.compression,
+                r.entries,
+                plain as f64 / 1e6,
+                plain as f64 / 1e6 / secs
+            );
+            if mode == ApplyMode::OverlayTree {
+                let dest = tempfile::tempdir_in(&base).unwrap();
+                let start = Instant::now();
+                super::super::flatten_trees(&[t.path()], dest.path()).unwrap();
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "  flatten_trees of it: {secs:.2} s = {:.0} MB/s",
+                    plain as f64 / 1e6 / secs
+                );
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::copy::{Copier, stat_times};
+use super::meta;
 use super::names::{show, split};
 use super::safe_fs::{self, DIR, file_type, lstat_at};
 use crate::error::{Error, Result};
@@ -194,6 +195,9 @@ fn copy_file(
     )?;
     let st = rustix::fs::fstat(&src)?;
     let inode = safe_fs::inode(&st);
+    // Trees from apply_layer give every file u+rw; anything else gets it here too, or the
+    // copy could not be written.
+    let perm = safe_fs::perm(&st) | 0o600;
     if st.st_nlink > 1 {
         if let Some(first) = linked.get(&inode)
             && link_to(dest, first, frame, name).is_ok()
@@ -207,12 +211,14 @@ fn copy_file(
             &frame.dst,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(perm & 0o777),
         )
     })?;
     #[allow(clippy::unnecessary_cast)]
     copier.copy(&src, &dst, st.st_size as u64)?;
-    rustix::fs::fchmod(&dst, Mode::from_raw_mode(safe_fs::perm(&st)))?;
+    if !meta::create_mode_is_exact(perm) {
+        rustix::fs::fchmod(&dst, Mode::from_raw_mode(perm))?;
+    }
     copier.copy_xattrs(&src, &dst)?;
     rustix::fs::futimens(&dst, &stat_times(&st))?;
     Ok(())

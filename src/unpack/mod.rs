@@ -36,10 +36,10 @@
 //!   [`LayerReport::external_hardlinks`], to be filled by [`resolve_external_hardlinks`].
 //! - **Devices and FIFOs** are skipped with a warning (an unprivileged user cannot create them);
 //!   the only devices lade creates are its own whiteouts.
-//! - **Metadata**: see [`meta`](self) — ownership ignored, `u+rw` files and `u+rwx` directories,
-//!   setuid/setgid/sticky kept (as `umoci --rootless`), only `user.*` xattrs other than
-//!   `user.overlay.*`, mtimes and atimes kept to the nanosecond (PAX), directory metadata applied
-//!   after the layer's last entry.
+//! - **Metadata** (the fix-ups live in `meta.rs`): ownership ignored, `u+rw` files and `u+rwx`
+//!   directories, setuid/setgid/sticky kept (as `umoci --rootless`), only `user.*` xattrs other
+//!   than `user.overlay.*`, mtimes and atimes kept to the nanosecond (PAX), directory metadata
+//!   applied after the layer's last entry.
 //! - **Corrupt input** (bad compressed data, a bad tar header, a stream that ends inside an entry)
 //!   is an error naming the layer and the cause. A tar that ends cleanly between entries but
 //!   without its end-of-archive blocks is accepted with a warning, as GNU tar and Go's

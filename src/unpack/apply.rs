@@ -1,34 +1,27 @@
 //! Applying one tar layer under a root, in either mode (the rules are in the module docs of
 //! `unpack`).
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
 use super::compression::Magic;
 use super::meta::{self, Meta};
-use super::names::{self, Special, show, split};
+use super::names::{self, Special, show};
 use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
+use super::tree::LayerTree;
 use super::{ApplyMode, ApplyOptions, Compression, LayerReport};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-
-/// Warnings kept per layer; a hostile layer could otherwise produce millions.
-const MAX_WARNINGS: usize = 100;
-
-/// Directory fds kept open between entries. Tar streams are depth-first, so the few most recent
-/// directories serve nearly every entry; the cap bounds fd use.
-const MAX_CACHED_DIRS: usize = 256;
 
 /// Reads a (possibly compressed) layer blob from `blob` in one streaming pass and applies it
 /// under `root` (an existing directory). Decompression runs on its own thread feeding the
@@ -51,12 +44,12 @@ pub fn apply_layer(
         pipeline::run(blob, magic, |reader| applier.consume(reader, compression))
             .map_err(|e| Error::io(format!("{what}: starting the decompression thread"), e))??;
     applier.finish_dirs()?;
-    let external_hardlinks = applier.finish_external();
+    let external_hardlinks = applier.tree.finish_external();
     Ok(LayerReport {
         diff_id,
         compression,
         entries: applier.entries,
-        warnings: applier.warnings.into_vec(),
+        warnings: applier.tree.into_warnings(),
         external_hardlinks,
     })
 }
@@ -78,57 +71,11 @@ impl From<Error> for Fault {
     }
 }
 
-#[derive(Default)]
-struct Warnings {
-    list: Vec<String>,
-    more: u64,
-}
-
-impl Warnings {
-    fn push(&mut self, w: String) {
-        if self.list.len() < MAX_WARNINGS {
-            self.list.push(w);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn into_vec(mut self) -> Vec<String> {
-        if self.more > 0 {
-            self.list.push(format!("… and {} more warnings", self.more));
-        }
-        self.list
-    }
-}
-
-/// A hard link whose target is in a lower layer (OverlayTree mode), held by a placeholder file.
-struct External {
-    link: PathBuf,
-    target: PathBuf,
-    placeholder: (u64, u64),
-}
-
 struct Applier<'o> {
-    root: Rc<OwnedFd>,
-    mode: ApplyMode,
-    what: &'o str,
-    /// Open directories by path. Only directories that exist in this layer's own tree are
-    /// entered here (Flatten relies on it for `in_layer`); cleared whenever a directory is
-    /// removed, so no fd names a directory that left the tree.
-    cache: HashMap<PathBuf, Rc<OwnedFd>>,
-    /// Flatten mode: every path this layer has, its ancestors included (what its own
-    /// OverlayTree would hold). Whiteouts and opaque markers spare these. OverlayTree mode asks
-    /// the tree itself, which holds nothing else.
-    in_layer: Option<HashSet<PathBuf>>,
+    tree: LayerTree<'o>,
     /// Directory metadata, applied after the last entry so creating children cannot disturb
     /// mtimes and a read-only mode cannot block them.
     deferred: Vec<(PathBuf, Meta)>,
-    external: Vec<External>,
-    /// Placeholder inode → the lower-layer target it stands for, so hard links to a placeholder
-    /// are reported as external too. Only inodes some listed placeholder still holds.
-    placeholders: HashMap<(u64, u64), PathBuf>,
-    warnings: Warnings,
-    xattrs_unsupported: bool,
     entries: u64,
     last_name: Vec<u8>,
 }
@@ -136,31 +83,11 @@ struct Applier<'o> {
 impl<'o> Applier<'o> {
     fn new(root: OwnedFd, opts: &ApplyOptions<'o>) -> Applier<'o> {
         Applier {
-            root: Rc::new(root),
-            mode: opts.mode,
-            what: opts.what,
-            cache: HashMap::new(),
-            in_layer: (opts.mode == ApplyMode::Flatten).then(HashSet::new),
+            tree: LayerTree::new(root, opts.mode, opts.what),
             deferred: Vec::new(),
-            external: Vec::new(),
-            placeholders: HashMap::new(),
-            warnings: Warnings::default(),
-            xattrs_unsupported: false,
             entries: 0,
             last_name: Vec::new(),
         }
-    }
-
-    fn warn(&mut self, w: String) {
-        self.warnings.push(w);
-    }
-
-    fn fs_error(&self, path: &Path, action: &str, e: impl Into<io::Error>) -> Error {
-        Error::io(format!("{}: {}: {action}", self.what, show(path)), e.into())
-    }
-
-    fn invalid(&self, path: &Path, why: impl Into<String>) -> Error {
-        Error::invalid(format!("{}: {}", self.what, show(path)), why)
     }
 
     /// Runs the tar stream and settles what went wrong, preferring the deeper cause.
@@ -177,7 +104,7 @@ impl<'o> Applier<'o> {
                     return Err(self.upstream_error(up, compression));
                 }
                 if !clean_end {
-                    self.warn(
+                    self.tree.warn(
                         "the tar stream ends without its end-of-archive blocks (accepted, as GNU \
                          tar and Go's archive/tar do)"
                             .into(),
@@ -207,16 +134,16 @@ impl<'o> Applier<'o> {
                     (false, Some(e)) => format!("corrupt tar stream: {context}: {e}"),
                     (false, None) => format!("corrupt tar stream: {context}"),
                 };
-                Err(Error::invalid(self.what, why))
+                Err(Error::invalid(self.tree.what, why))
             }
         }
     }
 
     fn upstream_error(&self, up: Upstream, compression: Compression) -> Error {
         match up {
-            Upstream::Source(e) => Error::io(self.what, e),
+            Upstream::Source(e) => Error::io(self.tree.what, e),
             Upstream::Decode(e) => {
-                Error::io(format!("{}: corrupt {compression} data", self.what), e)
+                Error::io(format!("{}: corrupt {compression} data", self.tree.what), e)
             }
         }
     }
@@ -262,18 +189,18 @@ impl<'o> Applier<'o> {
         let raw = entry.path_bytes().into_owned();
         let name = names::clean(&raw).map_err(|why| {
             Error::invalid(
-                self.what,
+                self.tree.what,
                 format!("member name {}: {why}", String::from_utf8_lossy(&raw)),
             )
         })?;
         if name.climbed {
-            self.warn(format!(
+            self.tree.warn(format!(
                 "member name {} neutralised to {}",
                 String::from_utf8_lossy(&raw),
                 show(&name.path)
             ));
         } else if name.absolute {
-            self.warn(format!(
+            self.tree.warn(format!(
                 "absolute member name {} made relative",
                 String::from_utf8_lossy(&raw)
             ));
@@ -297,7 +224,7 @@ impl<'o> Applier<'o> {
             Special::Whiteout(target) => return Ok(self.whiteout(&target)?),
             Special::Opaque(dir) => return Ok(self.opaque(&dir)?),
             Special::Ignored(why) => {
-                self.warn(format!("skipped {} ({why})", show(path)));
+                self.tree.warn(format!("skipped {} ({why})", show(path)));
                 return Ok(());
             }
         }
@@ -308,7 +235,7 @@ impl<'o> Applier<'o> {
             _ => None,
         };
         if let Some(kind) = device {
-            self.warn(format!("skipped {kind} {}", show(path)));
+            self.tree.warn(format!("skipped {kind} {}", show(path)));
             return Ok(());
         }
         // Pre-POSIX archives mark directories only by the trailing slash.
@@ -321,7 +248,7 @@ impl<'o> Applier<'o> {
             if is_dir {
                 self.deferred.push((PathBuf::new(), meta));
             } else {
-                self.warn(format!(
+                self.tree.warn(format!(
                     "skipped {}: it names the root directory but is not a directory",
                     String::from_utf8_lossy(raw)
                 ));
@@ -336,7 +263,7 @@ impl<'o> Applier<'o> {
             EntryType::Symlink => self.symlink(entry, path, meta),
             EntryType::Link => self.hardlink(entry, path),
             other => {
-                self.warn(format!(
+                self.tree.warn(format!(
                     "skipped {}: unsupported tar entry type {:?}",
                     show(path),
                     other
@@ -356,9 +283,9 @@ impl<'o> Applier<'o> {
         buf: &mut [u8],
     ) -> Result<(), Fault> {
         let mode = meta::file_mode(meta.mode);
-        let (parent, name) = self.parts(path)?;
-        let dir = self.dir_for(parent, path)?;
-        let fd = self.create_file(&dir, name, path, mode & 0o777)?;
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.tree.dir_for(parent, path)?;
+        let fd = self.tree.create_file(&dir, name, path, mode & 0o777)?;
         let mut file = File::from(fd);
         let size = entry.size();
         let mut done = 0u64;
@@ -376,7 +303,7 @@ impl<'o> Applier<'o> {
                 }
             };
             file.write_all(&buf[..n])
-                .map_err(|e| self.fs_error(path, "writing", e))?;
+                .map_err(|e| self.tree.fs_error(path, "writing", e))?;
             done += n as u64;
         }
         if done < size {
@@ -387,45 +314,45 @@ impl<'o> Applier<'o> {
         }
         if !meta::create_mode_is_exact(mode) {
             rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
-                .map_err(|e| self.fs_error(path, "setting the mode", e))?;
+                .map_err(|e| self.tree.fs_error(path, "setting the mode", e))?;
         }
-        self.set_xattrs(&file, &meta, path);
+        self.tree.set_xattrs(&file, &meta, path);
         rustix::fs::futimens(&file, &meta.times())
-            .map_err(|e| self.fs_error(path, "setting the times", e))?;
-        self.mark(path);
+            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.tree.mark(path);
         Ok(())
     }
 
     fn dir(&mut self, path: &Path, meta: Meta) -> Result<(), Fault> {
-        let (parent, name) = self.parts(path)?;
-        let pdir = self.dir_for(parent, path)?;
+        let (parent, name) = self.tree.parts(path)?;
+        let pdir = self.tree.dir_for(parent, path)?;
         match rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {
-                let fd = self.open_child_dir(&pdir, name, path)?;
-                self.cache_put(path, Rc::new(fd));
+                let fd = self.tree.open_child_dir(&pdir, name, path)?;
+                self.tree.cache_put(path, Rc::new(fd));
             }
             Err(Errno::EXIST) => {
-                let st =
-                    lstat_at(&*pdir, name).map_err(|e| self.fs_error(path, "inspecting", e))?;
+                let st = lstat_at(&*pdir, name)
+                    .map_err(|e| self.tree.fs_error(path, "inspecting", e))?;
                 let is_dir = st
                     .as_ref()
                     .is_some_and(|st| file_type(st) == FileType::Directory);
                 // An existing directory keeps its contents; only the metadata changes.
                 if !is_dir {
                     let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
-                    self.clear(&pdir, name, path)?;
+                    self.tree.clear(&pdir, name, path)?;
                     rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700))
-                        .map_err(|e| self.fs_error(path, "creating directory", e))?;
-                    let fd = self.open_child_dir(&pdir, name, path)?;
+                        .map_err(|e| self.tree.fs_error(path, "creating directory", e))?;
+                    let fd = self.tree.open_child_dir(&pdir, name, path)?;
                     if was_whiteout {
-                        self.opaque_after_whiteout(&fd, path)?;
+                        self.tree.opaque_after_whiteout(&fd, path)?;
                     }
-                    self.cache_put(path, Rc::new(fd));
+                    self.tree.cache_put(path, Rc::new(fd));
                 }
             }
-            Err(e) => return Err(self.fs_error(path, "creating directory", e).into()),
+            Err(e) => return Err(self.tree.fs_error(path, "creating directory", e).into()),
         }
-        self.mark(path);
+        self.tree.mark(path);
         self.deferred.push((path.to_path_buf(), meta));
         Ok(())
     }
@@ -441,27 +368,27 @@ impl<'o> Applier<'o> {
             .map(|t| t.into_owned())
             .unwrap_or_default();
         if target.is_empty() || target.contains(&0) {
-            self.warn(format!(
+            self.tree.warn(format!(
                 "skipped symlink {}: its target is empty or has a NUL byte",
                 show(path)
             ));
             return Ok(());
         }
         let target = OsStr::from_bytes(&target);
-        let (parent, name) = self.parts(path)?;
-        let dir = self.dir_for(parent, path)?;
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.tree.dir_for(parent, path)?;
         match rustix::fs::symlinkat(target, &*dir, name) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
-                self.clear(&dir, name, path)?;
+                self.tree.clear(&dir, name, path)?;
                 rustix::fs::symlinkat(target, &*dir, name)
-                    .map_err(|e| self.fs_error(path, "creating symlink", e))?;
+                    .map_err(|e| self.tree.fs_error(path, "creating symlink", e))?;
             }
-            Err(e) => return Err(self.fs_error(path, "creating symlink", e).into()),
+            Err(e) => return Err(self.tree.fs_error(path, "creating symlink", e).into()),
         }
         rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.fs_error(path, "setting the times", e))?;
-        self.mark(path);
+            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.tree.mark(path);
         Ok(())
     }
 
@@ -475,9 +402,9 @@ impl<'o> Applier<'o> {
             .map(|t| t.into_owned())
             .unwrap_or_default();
         let target = names::clean(&raw)
-            .map_err(|why| self.invalid(path, format!("hard link target: {why}")))?;
+            .map_err(|why| self.tree.invalid(path, format!("hard link target: {why}")))?;
         if target.climbed || target.absolute {
-            self.warn(format!(
+            self.tree.warn(format!(
                 "hard link {}: target {} taken as {}",
                 show(path),
                 String::from_utf8_lossy(&raw),
@@ -486,18 +413,23 @@ impl<'o> Applier<'o> {
         }
         let target = target.path;
         if target.as_os_str().is_empty() {
-            return Err(self.invalid(path, "hard link to the root directory").into());
+            return Err(self
+                .tree
+                .invalid(path, "hard link to the root directory")
+                .into());
         }
         if target == path {
-            self.warn(format!("skipped hard link {} to itself", show(path)));
+            self.tree
+                .warn(format!("skipped hard link {} to itself", show(path)));
             return Ok(());
         }
-        let (tparent, tname) = self.parts(&target)?;
-        let tdir = match self.lookup_dir(tparent) {
+        let (tparent, tname) = self.tree.parts(&target)?;
+        let tdir = match self.tree.lookup_dir(tparent) {
             Ok(fd) => Some(fd),
             Err(Errno::NOENT) => None,
             Err(Errno::NOTDIR | Errno::LOOP) => {
                 return Err(self
+                    .tree
                     .invalid(
                         path,
                         format!(
@@ -508,11 +440,11 @@ impl<'o> Applier<'o> {
                     )
                     .into());
             }
-            Err(e) => return Err(self.fs_error(&target, "opening directory", e).into()),
+            Err(e) => return Err(self.tree.fs_error(&target, "opening directory", e).into()),
         };
         let st = match &tdir {
             Some(d) => {
-                lstat_at(&**d, tname).map_err(|e| self.fs_error(&target, "inspecting", e))?
+                lstat_at(&**d, tname).map_err(|e| self.tree.fs_error(&target, "inspecting", e))?
             }
             None => None,
         };
@@ -521,6 +453,7 @@ impl<'o> Applier<'o> {
         };
         if safe_fs::is_whiteout(&st) {
             return Err(self
+                .tree
                 .invalid(
                     path,
                     format!(
@@ -532,15 +465,16 @@ impl<'o> Applier<'o> {
         }
         if file_type(&st) == FileType::Directory {
             return Err(self
+                .tree
                 .invalid(
                     path,
                     format!("hard link target {} is a directory", show(&target)),
                 )
                 .into());
         }
-        let chained = self.placeholders.get(&safe_fs::inode(&st)).cloned();
-        let (parent, name) = self.parts(path)?;
-        let dir = self.dir_for(parent, path)?;
+        let chained = self.tree.placeholder_target(safe_fs::inode(&st));
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.tree.dir_for(parent, path)?;
         let link = |to: &OwnedFd| rustix::fs::linkat(&*tdir, tname, to, name, AtFlags::empty());
         match link(&dir) {
             Ok(()) => {}
@@ -550,26 +484,23 @@ impl<'o> Applier<'o> {
                     .flatten()
                     .is_some_and(|cur| safe_fs::inode(&cur) == safe_fs::inode(&st));
                 if !same {
-                    self.clear(&dir, name, path)?;
-                    link(&dir).map_err(|e| self.fs_error(path, "creating hard link", e))?;
+                    self.tree.clear(&dir, name, path)?;
+                    link(&dir).map_err(|e| self.tree.fs_error(path, "creating hard link", e))?;
                 }
             }
-            Err(e) => return Err(self.fs_error(path, "creating hard link", e).into()),
+            Err(e) => return Err(self.tree.fs_error(path, "creating hard link", e).into()),
         }
         if let Some(orig) = chained {
-            self.external.push(External {
-                link: path.to_path_buf(),
-                target: orig,
-                placeholder: safe_fs::inode(&st),
-            });
+            self.tree.add_external(path, &orig, safe_fs::inode(&st));
         }
-        self.mark(path);
+        self.tree.mark(path);
         Ok(())
     }
 
     fn missing_link_target(&mut self, path: &Path, target: &Path) -> Result<(), Fault> {
-        if self.mode == ApplyMode::Flatten {
+        if self.tree.mode == ApplyMode::Flatten {
             return Err(self
+                .tree
                 .invalid(
                     path,
                     format!(
@@ -581,79 +512,50 @@ impl<'o> Applier<'o> {
         }
         // The target must live in a lower layer, which this tree cannot see; hold the place
         // with an empty file that the caller fills once the lower trees exist.
-        let (parent, name) = self.parts(path)?;
-        let dir = self.dir_for(parent, path)?;
-        let fd = self.create_file(&dir, name, path, 0o600)?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| self.fs_error(path, "inspecting", e))?;
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.tree.dir_for(parent, path)?;
+        let fd = self.tree.create_file(&dir, name, path, 0o600)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.tree.fs_error(path, "inspecting", e))?;
         let inode = safe_fs::inode(&st);
-        self.placeholders.insert(inode, target.to_path_buf());
-        self.external.push(External {
-            link: path.to_path_buf(),
-            target: target.to_path_buf(),
-            placeholder: inode,
-        });
-        self.mark(path);
+        self.tree.add_external(path, target, inode);
+        self.tree.mark(path);
         Ok(())
     }
 
     fn whiteout(&mut self, target: &Path) -> Result<()> {
-        let (parent, name) = self.parts(target)?;
-        let dir = self.dir_for(parent, target)?;
-        match self.mode {
+        let (parent, name) = self.tree.parts(target)?;
+        let dir = self.tree.dir_for(parent, target)?;
+        match self.tree.mode {
             ApplyMode::OverlayTree => match safe_fs::make_whiteout(&*dir, name) {
                 // Whatever exists was created by this layer, and a whiteout spares it.
                 Ok(()) | Err(Errno::EXIST) => Ok(()),
                 Err(e) if safe_fs::is_unsupported(e) => Err(Error::unsupported(
-                    format!("{}: {}", self.what, show(target)),
+                    format!("{}: {}", self.tree.what, show(target)),
                     format!(
                         "cannot create the overlayfs whiteout (a 0/0 character device): {e}; \
                          unprivileged whiteouts need Linux 5.8 or later and a filesystem that \
                          allows them"
                     ),
                 )),
-                Err(e) => Err(self.fs_error(target, "creating whiteout", e)),
+                Err(e) => Err(self.tree.fs_error(target, "creating whiteout", e)),
             },
             ApplyMode::Flatten => {
-                if self.in_layer(target) {
+                if self.tree.in_layer(target) {
                     return Ok(());
                 }
-                self.clear(&dir, name, target)
+                self.tree.clear(&dir, name, target)
             }
         }
     }
 
     fn opaque(&mut self, dir_path: &Path) -> Result<()> {
-        let dir = self.dir_for(dir_path, dir_path)?;
-        match self.mode {
+        let dir = self.tree.dir_for(dir_path, dir_path)?;
+        match self.tree.mode {
             ApplyMode::OverlayTree => {
-                safe_fs::set_opaque(&*dir).map_err(|e| self.opaque_error(dir_path, e))
+                safe_fs::set_opaque(&*dir).map_err(|e| self.tree.opaque_error(dir_path, e))
             }
             ApplyMode::Flatten => self.hide_lower(dir, dir_path),
         }
-    }
-
-    fn opaque_error(&self, path: &Path, e: Errno) -> Error {
-        if safe_fs::is_unsupported(e) {
-            Error::unsupported(
-                format!("{}: {}", self.what, show(path)),
-                format!(
-                    "cannot mark the directory opaque (xattr {}): {e}; the filesystem must \
-                     support user xattrs",
-                    safe_fs::OPAQUE_XATTR
-                ),
-            )
-        } else {
-            self.fs_error(path, "marking the directory opaque", e)
-        }
-    }
-
-    /// A directory that replaces this layer's own whiteout hides the lower directory entirely,
-    /// as it would in a flattened image.
-    fn opaque_after_whiteout(&self, fd: &OwnedFd, path: &Path) -> Result<()> {
-        if self.mode == ApplyMode::OverlayTree {
-            safe_fs::set_opaque(fd).map_err(|e| self.opaque_error(path, e))?;
-        }
-        Ok(())
     }
 
     /// Flatten mode's opaque marker: removes everything under `top` that this layer does not
@@ -663,12 +565,12 @@ impl<'o> Applier<'o> {
         let mut stack = vec![(top, top_path.to_path_buf())];
         while let Some((dir, path)) = stack.pop() {
             let children =
-                safe_fs::list_dir(&*dir).map_err(|e| self.fs_error(&path, "listing", e))?;
+                safe_fs::list_dir(&*dir).map_err(|e| self.tree.fs_error(&path, "listing", e))?;
             for (name, ft) in children {
                 let child = path.join(OsStr::from_bytes(name.as_bytes()));
-                if self.in_layer(&child) {
+                if self.tree.in_layer(&child) {
                     let ft = safe_fs::entry_type(&*dir, &name, ft)
-                        .map_err(|e| self.fs_error(&child, "inspecting", e))?;
+                        .map_err(|e| self.tree.fs_error(&child, "inspecting", e))?;
                     if ft == Some(FileType::Directory) {
                         let fd = rustix::fs::openat(
                             &*dir,
@@ -676,11 +578,11 @@ impl<'o> Applier<'o> {
                             DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                             Mode::empty(),
                         )
-                        .map_err(|e| self.fs_error(&child, "opening directory", e))?;
+                        .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
                         stack.push((Rc::new(fd), child));
                     }
                 } else if safe_fs::remove_all_at(&*dir, name.as_c_str())
-                    .map_err(|e| self.fs_error(&child, "removing", e))?
+                    .map_err(|e| self.tree.fs_error(&child, "removing", e))?
                     == Removed::Dir
                 {
                     removed_dir = true;
@@ -688,222 +590,27 @@ impl<'o> Applier<'o> {
             }
         }
         if removed_dir {
-            self.cache.clear();
+            self.tree.forget_cached_dirs();
         }
         Ok(())
     }
 
     // ----- paths and directories -----
 
-    fn parts<'p>(&self, path: &'p Path) -> Result<(&'p Path, &'p OsStr)> {
-        split(path).ok_or_else(|| self.invalid(path, "empty name"))
-    }
-
-    fn in_layer(&self, path: &Path) -> bool {
-        self.in_layer.as_ref().is_some_and(|set| set.contains(path))
-    }
-
-    /// Records that this layer has `path` (and so all its ancestors).
-    fn mark(&mut self, path: &Path) {
-        let Some(set) = self.in_layer.as_mut() else {
-            return;
-        };
-        let mut p = path;
-        // Ancestors of a recorded path are recorded, so the walk stops at the first known one.
-        while !p.as_os_str().is_empty() && !set.contains(p) {
-            set.insert(p.to_path_buf());
-            p = p.parent().unwrap_or(Path::new(""));
-        }
-    }
-
-    fn cache_put(&mut self, path: &Path, fd: Rc<OwnedFd>) {
-        if self.cache.len() >= MAX_CACHED_DIRS {
-            self.cache.clear();
-        }
-        self.cache.insert(path.to_path_buf(), fd);
-    }
-
-    /// The directory `rel`, made to exist as a real directory for `entry`: missing components
-    /// are created and non-directories in the way replaced (never followed).
-    fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
-        if rel.as_os_str().is_empty() {
-            return Ok(self.root.clone());
-        }
-        if let Some(fd) = self.cache.get(rel) {
-            return Ok(fd.clone());
-        }
-        let fd = match safe_fs::open_beneath(&*self.root, rel, DIR) {
-            Ok(fd) => Rc::new(fd),
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => self.make_dirs(rel, entry)?,
-            Err(e) => return Err(self.fs_error(rel, "opening directory", e)),
-        };
-        self.mark(rel);
-        self.cache_put(rel, fd.clone());
-        Ok(fd)
-    }
-
-    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
-        let mut cur = self.root.clone();
-        let mut cur_path = PathBuf::new();
-        for comp in rel.iter() {
-            cur_path.push(comp);
-            if let Some(fd) = self.cache.get(&cur_path) {
-                cur = fd.clone();
-                continue;
-            }
-            let flags = DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let next = match rustix::fs::openat(&*cur, comp, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => self.implicit_dir(&cur, comp, &cur_path, false)?,
-                Err(Errno::NOTDIR | Errno::LOOP) => {
-                    let st = lstat_at(&*cur, comp)
-                        .map_err(|e| self.fs_error(&cur_path, "inspecting", e))?;
-                    let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
-                    if let (Some(st), false) = (&st, was_whiteout) {
-                        self.warn(format!(
-                            "replaced the {} {} by a directory to hold {}",
-                            safe_fs::kind_name(file_type(st)),
-                            show(&cur_path),
-                            show(entry)
-                        ));
-                    }
-                    self.clear(&cur, comp, &cur_path)?;
-                    self.implicit_dir(&cur, comp, &cur_path, was_whiteout)?
-                }
-                Err(e) => return Err(self.fs_error(&cur_path, "opening directory", e)),
-            };
-            cur = Rc::new(next);
-            self.cache_put(&cur_path, cur.clone());
-        }
-        Ok(cur)
-    }
-
-    /// A parent directory the layer did not list: `0755` whatever the umask, like Docker.
-    fn implicit_dir(
-        &mut self,
-        parent: &OwnedFd,
-        name: &OsStr,
-        path: &Path,
-        replaced_whiteout: bool,
-    ) -> Result<OwnedFd> {
-        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
-            .map_err(|e| self.fs_error(path, "creating directory", e))?;
-        let fd = self.open_child_dir(parent, name, path)?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
-            .map_err(|e| self.fs_error(path, "setting the mode", e))?;
-        if replaced_whiteout {
-            self.opaque_after_whiteout(&fd, path)?;
-        }
-        Ok(fd)
-    }
-
-    fn open_child_dir(&self, parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd> {
-        rustix::fs::openat(
-            parent,
-            name,
-            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| self.fs_error(path, "opening directory", e))
-    }
-
-    /// An existing directory, for reading only: nothing is created.
-    fn lookup_dir(&self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
-        if rel.as_os_str().is_empty() {
-            return Ok(self.root.clone());
-        }
-        if let Some(fd) = self.cache.get(rel) {
-            return Ok(fd.clone());
-        }
-        safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY).map(Rc::new)
-    }
-
-    /// Removes whatever is at `name` so something else can take its place.
-    fn clear(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
-        let removed = safe_fs::remove_all_at(dir, name)
-            .map_err(|e| self.fs_error(path, "removing the old entry", e))?;
-        if removed == Removed::Dir {
-            self.cache.clear();
-        }
-        if removed != Removed::Nothing {
-            self.forget_external_under(path);
-        }
-        Ok(())
-    }
-
-    /// Drops the external hard links whose placeholder was just removed. Their inode numbers
-    /// may be reused at once (ext4 does), so identity by inode alone would not do.
-    fn forget_external_under(&mut self, path: &Path) {
-        let before = self.external.len();
-        self.external.retain(|x| !x.link.starts_with(path));
-        if self.external.len() != before {
-            self.placeholders = self
-                .external
-                .iter()
-                .map(|x| (x.placeholder, x.target.clone()))
-                .collect();
-        }
-    }
-
-    fn create_file(
-        &mut self,
-        dir: &OwnedFd,
-        name: &OsStr,
-        path: &Path,
-        mode: u32,
-    ) -> Result<OwnedFd> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(mode);
-        match rustix::fs::openat(dir, name, flags, mode) {
-            Ok(fd) => Ok(fd),
-            Err(Errno::EXIST) => {
-                self.clear(dir, name, path)?;
-                rustix::fs::openat(dir, name, flags, mode)
-                    .map_err(|e| self.fs_error(path, "creating file", e))
-            }
-            Err(e) => Err(self.fs_error(path, "creating file", e)),
-        }
-    }
-
-    fn set_xattrs(&mut self, fd: impl AsFd, meta: &Meta, path: &Path) {
-        for (name, value) in &meta.xattrs {
-            match rustix::fs::fsetxattr(fd.as_fd(), name.as_slice(), value, XattrFlags::empty()) {
-                Ok(()) => {}
-                Err(Errno::NOTSUP) => {
-                    if !self.xattrs_unsupported {
-                        self.xattrs_unsupported = true;
-                        self.warn(format!(
-                            "the filesystem does not support user xattrs: ignored {} on {} and \
-                             any further ones",
-                            String::from_utf8_lossy(name),
-                            show(path)
-                        ));
-                    }
-                }
-                Err(e) => self.warn(format!(
-                    "ignored xattr {} on {}: {e}",
-                    String::from_utf8_lossy(name),
-                    show(path)
-                )),
-            }
-        }
-    }
-
     // ----- after the last entry -----
 
     fn finish_dirs(&mut self) -> Result<()> {
         for (path, meta) in std::mem::take(&mut self.deferred) {
             let fd = if path.as_os_str().is_empty() {
-                self.root.clone()
-            } else if let Some(fd) = self.cache.get(&path) {
-                fd.clone()
+                self.tree.root.clone()
+            } else if let Some(fd) = self.tree.cached(&path) {
+                fd
             } else {
-                match safe_fs::open_beneath(&*self.root, &path, DIR) {
+                match safe_fs::open_beneath(&*self.tree.root, &path, DIR) {
                     Ok(fd) => Rc::new(fd),
                     // Replaced by a non-directory later in the layer.
                     Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
-                    Err(e) => return Err(self.fs_error(&path, "opening directory", e)),
+                    Err(e) => return Err(self.tree.fs_error(&path, "opening directory", e)),
                 }
             };
             let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta::dir_mode(meta.mode)))
@@ -912,32 +619,14 @@ impl<'o> Applier<'o> {
                 Ok(()) => {}
                 // The root belongs to the caller and may not be ours to change.
                 Err(e) if path.as_os_str().is_empty() => {
-                    self.warn(format!("kept the root directory's metadata: {e}"));
+                    self.tree
+                        .warn(format!("kept the root directory's metadata: {e}"));
                 }
-                Err(e) => return Err(self.fs_error(&path, "setting directory metadata", e)),
+                Err(e) => return Err(self.tree.fs_error(&path, "setting directory metadata", e)),
             }
-            self.set_xattrs(&*fd, &meta, &path);
+            self.tree.set_xattrs(&*fd, &meta, &path);
         }
         Ok(())
-    }
-
-    /// The external hard links whose placeholder survived the rest of the layer.
-    fn finish_external(&mut self) -> Vec<(PathBuf, PathBuf)> {
-        let external = std::mem::take(&mut self.external);
-        external
-            .into_iter()
-            .filter(|x| {
-                let Some((parent, name)) = split(&x.link) else {
-                    return false;
-                };
-                let Ok(dir) = self.lookup_dir(parent) else {
-                    return false;
-                };
-                matches!(lstat_at(&*dir, name), Ok(Some(st))
-                    if safe_fs::inode(&st) == x.placeholder && file_type(&st) == FileType::RegularFile)
-            })
-            .map(|x| (x.link, x.target))
-            .collect()
     }
 }
 

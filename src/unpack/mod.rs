@@ -56,6 +56,7 @@ mod meta;
 mod names;
 mod pipeline;
 mod safe_fs;
+mod tree;
 
 use std::path::PathBuf;
 

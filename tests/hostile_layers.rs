@@ -544,8 +544,10 @@ fn symlink_escape_across_layers() {
     assert_eq!(fs::read(root.join("d/x")).unwrap(), b"1");
     assert_eq!(fs::read(root.join("e/sentinel/file")).unwrap(), b"2");
     assert_eq!(fs::read(root.join("s")).unwrap(), b"3");
-    assert_eq!(kind(&root.join("w")), "dir");
-    assert_eq!(kind(&root.join("o")), "dir");
+    // A whiteout or opaque marker below a symlink acts on nothing: the link stays, and
+    // nothing outside is touched (the sandbox checks that).
+    assert_eq!(kind(&root.join("w")), "symlink");
+    assert_eq!(kind(&root.join("o")), "symlink");
     assert!(
         has_warning(&r, "replaced the symlink d"),
         "{:?}",
@@ -795,6 +797,43 @@ fn type_changes_replace() {
 }
 
 // ----- whiteouts -----
+
+/// umoci writes `d` (now a file) followed by `d/.wh.inner` when a directory becomes a file;
+/// the whiteout must not turn the file back into a directory.
+#[test]
+fn whiteout_under_a_file_of_the_same_layer_is_a_no_op() {
+    let sb = Sandbox::new();
+    for mode in modes(&sb) {
+        fresh_root(&sb);
+        let blob = Layer::new()
+            .file("d", b"now a file")
+            .file("d/.wh.inner", b"")
+            .file("e", b"also a file")
+            .file("e/.wh..wh..opq", b"")
+            .tar();
+        sb.apply(&blob, mode).unwrap();
+        assert_eq!(
+            fs::read(sb.root().join("d")).unwrap(),
+            b"now a file",
+            "{mode:?}"
+        );
+        assert_eq!(
+            fs::read(sb.root().join("e")).unwrap(),
+            b"also a file",
+            "{mode:?}"
+        );
+    }
+    // Flatten over a lower directory: the file replaces it, the whiteout changes nothing.
+    fresh_root(&sb);
+    let l1 = Layer::new().dir("d/").file("d/inner", b"x").tar();
+    let l2 = Layer::new()
+        .file("d", b"file")
+        .file("d/.wh.inner", b"")
+        .tar();
+    sb.apply(&l1, ApplyMode::Flatten).unwrap();
+    sb.apply(&l2, ApplyMode::Flatten).unwrap();
+    assert_eq!(fs::read(sb.root().join("d")).unwrap(), b"file");
+}
 
 #[test]
 fn whiteouts_before_and_after_in_the_same_layer() {

@@ -522,8 +522,23 @@ impl<'o> Applier<'o> {
         Ok(())
     }
 
+    /// Whether a whiteout or opaque marker under `parent` has nothing to act on because a
+    /// non-directory stands on the path: nothing can exist below it (umoci writes `d`, now a
+    /// file, then `d/.wh.inner` when a directory becomes a file). Turning `d` back into a
+    /// directory would be wrong; Docker's applier also leaves it. A missing parent is still
+    /// created, as Docker and containerd do.
+    fn nothing_below(&self, parent: &Path) -> bool {
+        matches!(
+            self.tree.lookup_dir(parent),
+            Err(Errno::NOTDIR | Errno::LOOP)
+        )
+    }
+
     fn whiteout(&mut self, target: &Path) -> Result<()> {
         let (parent, name) = self.tree.parts(target)?;
+        if self.nothing_below(parent) {
+            return Ok(());
+        }
         let dir = self.tree.dir_for(parent, target)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => match safe_fs::make_whiteout(&*dir, name) {
@@ -549,6 +564,9 @@ impl<'o> Applier<'o> {
     }
 
     fn opaque(&mut self, dir_path: &Path) -> Result<()> {
+        if self.nothing_below(dir_path) {
+            return Ok(());
+        }
         let dir = self.tree.dir_for(dir_path, dir_path)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => {

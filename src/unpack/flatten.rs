@@ -26,11 +26,18 @@ pub fn flatten_trees(layers: &[&Path], dest: &Path) -> Result<()> {
     let dest_fd = safe_fs::open_root(dest)
         .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
     let mut copier = Copier::new();
+    // One map for all layers: a hard link from one layer to a file of a lower one is a shared
+    // inode between their trees (see `resolve_external_hardlinks`), and stays a hard link.
+    let mut linked = Linked::new();
     for layer in layers {
-        merge(layer, &dest_fd, &mut copier)?;
+        merge(layer, &dest_fd, &mut copier, &mut linked)?;
     }
     Ok(())
 }
+
+/// Source inode → the destination path of its first copy and that copy's inode. The inode is
+/// checked before linking, because a later layer may have replaced the path since.
+type Linked = HashMap<(u64, u64), (PathBuf, (u64, u64))>;
 
 struct Frame {
     src: OwnedFd,
@@ -41,7 +48,7 @@ struct Frame {
     meta: Option<Stat>,
 }
 
-fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier) -> Result<()> {
+fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier, linked: &mut Linked) -> Result<()> {
     let err = |rel: &Path, action: &str, e: std::io::Error| {
         Error::io(
             format!("flattening {}: {}: {action}", layer.display(), show(rel)),
@@ -61,8 +68,6 @@ fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier) -> Result<()> {
         names,
         meta: None,
     }];
-    // Source inode → where its first copy went, so hard links stay hard links.
-    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     while let Some(frame) = stack.last_mut() {
         let Some((name, ft)) = frame.names.pop() else {
             if let Some(done) = stack.pop()
@@ -82,7 +87,7 @@ fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier) -> Result<()> {
                 Some(enter_dir(frame, &name, &rel).map_err(|e| err(&rel, "merging directory", e))?)
             }
             Some(FileType::RegularFile) => {
-                copy_file(frame, &name, &rel, dest, &mut linked, copier)
+                copy_file(frame, &name, &rel, dest, linked, copier)
                     .map_err(|e| err(&rel, "copying", e))?;
                 None
             }
@@ -184,7 +189,7 @@ fn copy_file(
     name: &CString,
     rel: &Path,
     dest: &OwnedFd,
-    linked: &mut HashMap<(u64, u64), PathBuf>,
+    linked: &mut Linked,
     copier: &mut Copier,
 ) -> std::io::Result<()> {
     let src = rustix::fs::openat(
@@ -198,13 +203,12 @@ fn copy_file(
     // Trees from apply_layer give every file u+rw; anything else gets it here too, or the
     // copy could not be written.
     let perm = safe_fs::perm(&st) | 0o600;
-    if st.st_nlink > 1 {
-        if let Some(first) = linked.get(&inode)
-            && link_to(dest, first, frame, name).is_ok()
-        {
-            return Ok(());
-        }
-        linked.insert(inode, rel.to_path_buf());
+    let shared = st.st_nlink > 1;
+    if shared
+        && let Some((first, copy_inode)) = linked.get(&inode)
+        && link_to(dest, first, *copy_inode, frame, name).is_ok()
+    {
+        return Ok(());
     }
     let dst = replace(&frame.dst, name, || {
         rustix::fs::openat(
@@ -221,13 +225,29 @@ fn copy_file(
     }
     copier.copy_xattrs(&src, &dst)?;
     rustix::fs::futimens(&dst, &stat_times(&st))?;
+    if shared {
+        let copy_inode = safe_fs::inode(&rustix::fs::fstat(&dst)?);
+        linked.insert(inode, (rel.to_path_buf(), copy_inode));
+    }
     Ok(())
 }
 
-/// Hard-links `frame.dst/name` to the earlier copy at `first` (relative to `dest`).
-fn link_to(dest: &OwnedFd, first: &Path, frame: &Frame, name: &CString) -> std::io::Result<()> {
+/// Hard-links `frame.dst/name` to the earlier copy at `first` (relative to `dest`), if that
+/// path still holds the copy (`copy_inode`).
+fn link_to(
+    dest: &OwnedFd,
+    first: &Path,
+    copy_inode: (u64, u64),
+    frame: &Frame,
+    name: &CString,
+) -> std::io::Result<()> {
     let (parent, first_name) = split(first).ok_or(std::io::ErrorKind::NotFound)?;
     let dir = safe_fs::open_beneath(dest, parent, OFlags::PATH | OFlags::DIRECTORY)?;
+    let still_there =
+        lstat_at(&dir, first_name)?.is_some_and(|st| safe_fs::inode(&st) == copy_inode);
+    if !still_there {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
     replace(&frame.dst, name, || {
         rustix::fs::linkat(&dir, first_name, &frame.dst, name, AtFlags::empty())
     })

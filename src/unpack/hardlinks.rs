@@ -61,6 +61,13 @@ pub fn resolve_external_hardlinks(
             .ok_or_else(|| Error::invalid(&what, "the placeholder file is missing"))?;
         match file_type(&found.stat) {
             FileType::RegularFile => {
+                // Best: the placeholder becomes a hard link to the lower tree's file (trees
+                // live on one filesystem), so the link is still one when the image is
+                // flattened, as in the image. Only when this layer made further links to the
+                // placeholder (they share its inode) is its content filled in by copying.
+                if placeholder.st_nlink == 1 && link_over(&found, &dir, name).is_ok() {
+                    continue;
+                }
                 // Hard links to the placeholder share its inode: one fill serves them all.
                 if !filled.insert(safe_fs::inode(&placeholder)) {
                     continue;
@@ -121,6 +128,17 @@ pub fn resolve_external_hardlinks(
         }
     }
     Ok(())
+}
+
+/// Replaces `dir/name` with a hard link to the found file: link under a temporary name, then
+/// rename over, so the name is never missing.
+fn link_over(found: &Found, dir: &OwnedFd, name: &std::ffi::OsStr) -> rustix::io::Result<()> {
+    let mut tmp = OsString::from(".lade-link-");
+    tmp.push(name);
+    rustix::fs::linkat(&found.dir, &found.name, dir, &tmp, AtFlags::empty())?;
+    rustix::fs::renameat(dir, &tmp, dir, name).inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+    })
 }
 
 fn clean(p: &Path) -> Option<PathBuf> {

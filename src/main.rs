@@ -37,7 +37,13 @@ struct Global {
     #[arg(long, global = true)]
     no_lock: bool,
     /// Architecture: host, yolo, or a registry name such as arm64/v8
-    #[arg(short, long, global = true, default_value = "host", value_name = "ARCH")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "host",
+        value_name = "ARCH"
+    )]
     arch: String,
     /// More chatter; repeat for more
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -216,15 +222,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let src_loc = ImageLocation::parse_pull_source(&source)?;
-            let name = match &dest_ref {
-                Some(d) => Reference::parse(d)?,
-                None => src_loc.implied_name().unwrap_or_else(|| {
-                    Err(Error::invalid(
-                        &source,
-                        "names no image reference; give one: lade pull SOURCE DEST_REF",
-                    ))
-                })?,
-            };
+            let dest_name = dest_ref.as_deref().map(Reference::parse).transpose()?;
             let storage = open_storage(g, LockMode::Shared)?;
             let tag_lock = match &src_loc {
                 ImageLocation::Registry(_) => {
@@ -240,7 +238,17 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                     ..registry_options(g, progress)
                 },
             };
+            // The source is opened first: what it holds explains more than a missing name.
             let src = transport::open_source(&src_loc, &ctx)?;
+            let name = match dest_name {
+                Some(n) => n,
+                None => src_loc.implied_name().unwrap_or_else(|| {
+                    Err(Error::invalid(
+                        &source,
+                        "names no image reference; give one: lade pull SOURCE DEST_REF",
+                    ))
+                })?,
+            };
             let mut dst = StoreDestination::new(storage.clone(), name.clone())
                 .with_progress(progress.clone())
                 .with_last_layer(last_layer)
@@ -249,7 +257,11 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 arch,
                 ..CopyOptions::default()
             };
-            progress.info(&format!("pulling {} to {}", src.describe(), name.familiar()));
+            progress.info(&format!(
+                "pulling {} to {}",
+                src.describe(),
+                name.familiar()
+            ));
             let image = copy_image(&*src, &mut dst, &opts, progress)?;
             progress.info(&format!("done: {} {}", name.familiar(), image.top.digest));
         }
@@ -290,7 +302,11 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let name = Reference::parse(&image_ref)?;
             let storage = open_storage(g, LockMode::Shared)?;
             let out = lade::export::unpack_to_dir(&storage, &name, &dir)?;
-            progress.info(&format!("unpacked {} to {}", name.familiar(), out.display()));
+            progress.info(&format!(
+                "unpacked {} to {}",
+                name.familiar(),
+                out.display()
+            ));
         }
         Command::List {
             long,
@@ -330,10 +346,18 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let name = Reference::parse(&image_ref)?;
             let storage = open_storage(g, LockMode::Shared)?;
             lade::import::import(&storage, &path, &name, progress)?;
-            progress.info(&format!("imported {} as {}", path.display(), name.familiar()));
+            progress.info(&format!(
+                "imported {} as {}",
+                path.display(),
+                name.familiar()
+            ));
         }
         Command::Fsck { repair } => {
-            let mode = if repair { LockMode::Exclusive } else { LockMode::Shared };
+            let mode = if repair {
+                LockMode::Exclusive
+            } else {
+                LockMode::Shared
+            };
             let storage = open_storage(g, mode)?;
             let report = lade::fsck::fsck(&storage, repair)?;
             for p in &report.problems {
@@ -388,7 +412,9 @@ fn run_container(g: &Global, args: RunArgs) -> Result<ExitCode> {
     let upper = match args.write.as_deref() {
         None => Upper::Scratch { writable: false },
         Some("") => Upper::Scratch { writable: true },
-        Some(dir) => Upper::Keep(std::path::absolute(dir).map_err(|e| Error::io(format!("--write={dir}"), e))?),
+        Some(dir) => Upper::Keep(
+            std::path::absolute(dir).map_err(|e| Error::io(format!("--write={dir}"), e))?,
+        ),
     };
     let opts = RunOptions {
         image,
@@ -457,7 +483,10 @@ fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
             println!("full remote ref:     {}", r.full_ref);
             println!("available remotely:  yes");
             println!("remote digest:       {}", r.digest);
-            println!("remote arch-aware:   {}", if r.arch_aware { "yes" } else { "no" });
+            println!(
+                "remote arch-aware:   {}",
+                if r.arch_aware { "yes" } else { "no" }
+            );
         }
         Err(e) => {
             println!("available remotely:  no ({})", one_line(e));
@@ -466,7 +495,13 @@ fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
     println!("host architecture:   {}", lade::platform::host_arch());
     if let Ok(r) = &remote {
         if r.arch_aware {
-            let width = r.archs.iter().map(|(a, _)| a.len()).max().unwrap_or(0).max(8);
+            let width = r
+                .archs
+                .iter()
+                .map(|(a, _)| a.len())
+                .max()
+                .unwrap_or(0)
+                .max(8);
             for (i, (arch, digest)) in r.archs.iter().enumerate() {
                 let label = if i == 0 { "archs available:" } else { "" };
                 println!("{label:20} {arch:width$}  {digest}");
@@ -503,7 +538,10 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             None => println!("in local storage:    no"),
             Some(rec) => {
                 println!("in local storage:    yes");
-                println!("platform:            {}", rec.platform.as_deref().unwrap_or("unknown"));
+                println!(
+                    "platform:            {}",
+                    rec.platform.as_deref().unwrap_or("unknown")
+                );
                 println!("manifest digest:     {}", rec.manifest);
                 if let Some(i) = &rec.index {
                     println!("from index:          {i}");

@@ -20,9 +20,9 @@ mod layers;
 mod lock;
 
 pub use blobs::BlobStore;
+pub use blobs::copy_stream;
 pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore};
-pub use blobs::copy_stream;
 pub use lock::LockMode;
 
 use std::fs;
@@ -58,10 +58,7 @@ pub fn resolve_path(option: Option<&Path>) -> Result<(PathBuf, PathSource)> {
     if let Some(env) = std::env::var_os("LADE_STORAGE").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(env);
         if !p.is_absolute() {
-            return Err(Error::storage(
-                &p,
-                "$LADE_STORAGE must be an absolute path",
-            ));
+            return Err(Error::storage(&p, "$LADE_STORAGE must be an absolute path"));
         }
         return Ok((p, PathSource::Environment));
     }
@@ -138,7 +135,10 @@ fn read_version(root: &Path) -> Result<Option<u32>> {
     match fs::read_to_string(&vpath) {
         Ok(text) => {
             let v = text.trim().parse::<u32>().map_err(|_| {
-                Error::storage(root, format!("VERSION file holds '{}', not a number", text.trim()))
+                Error::storage(
+                    root,
+                    format!("VERSION file holds '{}', not a number", text.trim()),
+                )
             })?;
             Ok(Some(v))
         }
@@ -146,8 +146,10 @@ fn read_version(root: &Path) -> Result<Option<u32>> {
             match fs::read_dir(root) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::io_path(root, e)),
-                Ok(mut entries) => {
-                    if entries.next().is_none() {
+                Ok(entries) => {
+                    // `lock` alone is what `reset` leaves (it holds the lock while it works).
+                    let mut others = entries.flatten().filter(|e| e.file_name() != "lock");
+                    if others.next().is_none() {
                         Ok(None)
                     } else {
                         // Never take over a directory that is not ours: reset would delete it.

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Start-up benchmark of `lade run`: the time to enter the container and exec /bin/true,
+#   - lade run IMG -- /bin/true      (user+mount namespace, overlayfs over the layer trees)
+#   - ch-run DIR -- /bin/true        (Charliecloud, on the same image unpacked to a directory)
+#   - unshare -Urm /bin/true         (the floor: just the namespaces)
+# side by side in one run with hyperfine; ratios printed. Target: lade <= 1.0x ch-run.
+#
+#   bash bench/run.sh     as root: installs hyperfine, charliecloud-runtime, umoci, skopeo,
+#                         busybox-static; builds lade (release); re-runs itself as an
+#                         ordinary user ($LADE_BENCH_USER, default lade-test)
+#
+# The image is the busybox fixture of the tests (a 4-layer image made with umoci), or any
+# oci:DIR:TAG given as IMAGE=... Not part of CI.
+set -euo pipefail
+
+SELF=$(readlink -f "$0")
+REPO=$(cd "$(dirname "$SELF")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/var/tmp/lade-bench-run}
+BENCH_USER=${LADE_BENCH_USER:-lade-test}
+RUNS=${RUNS:-200}
+
+if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    need=()
+    for p in hyperfine charliecloud-runtime umoci skopeo busybox-static util-linux; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"
+    fi
+    (cd "$REPO" && cargo build --release -q)
+    id -u "$BENCH_USER" >/dev/null 2>&1 || useradd --create-home "$BENCH_USER"
+    mkdir -p "$BENCH_DIR"
+    install -m 0755 "$REPO/target/release/lade" "$BENCH_DIR/lade"
+    install -m 0755 "$SELF" "$BENCH_DIR/run.sh"
+    install -m 0644 "$REPO/tests/fixtures/make-images.sh" "$BENCH_DIR/make-images.sh"
+    chown -R "$BENCH_USER:" "$BENCH_DIR"
+    exec runuser -u "$BENCH_USER" -- env -i PATH=/usr/bin:/bin HOME="$(getent passwd "$BENCH_USER" | cut -d: -f6)" \
+        USER="$BENCH_USER" BENCH_DIR="$BENCH_DIR" RUNS="$RUNS" IMAGE="${IMAGE:-}" \
+        LADE="$BENCH_DIR/lade" bash "$BENCH_DIR/run.sh"
+fi
+
+LADE=${LADE:-$REPO/target/release/lade}
+cd "$BENCH_DIR"
+export LADE_STORAGE=$BENCH_DIR/store
+if [ -z "${IMAGE:-}" ]; then
+    [ -f fixtures/done ] || bash "${MAKE_IMAGES:-$BENCH_DIR/make-images.sh}" "$BENCH_DIR/fixtures" >/dev/null
+    IMAGE="oci:$BENCH_DIR/fixtures/layout:multi"
+fi
+"$LADE" -q pull "$IMAGE" bench-img
+rm -rf flat && "$LADE" -q unpack bench-img flat
+echo "image: $IMAGE ($("$LADE" list -l | grep bench-img | awk '{print $4, $5}'))"
+echo "kernel: $(uname -r); cores: $(nproc)"
+
+hyperfine -N --warmup 20 --runs "$RUNS" --export-json result.json \
+    -n lade "$LADE run bench-img -- /bin/true" \
+    -n ch-run "ch-run $BENCH_DIR/flat -- /bin/true" \
+    -n unshare "unshare -Urm /bin/true" >/dev/null
+
+python3 - <<'PY'
+import json
+r = {x["command"]: x for x in json.load(open("result.json"))["results"]}
+lade = r["lade"]["mean"]
+print(f"{'':10} {'mean ms':>9} {'stddev':>8} {'lade / this':>12}")
+for name in ("lade", "ch-run", "unshare"):
+    m, s = r[name]["mean"], r[name]["stddev"]
+    print(f"{name:10} {m*1000:9.2f} {s*1000:8.2f} {lade/m:12.2f}x")
+verdict = "met" if lade <= r["ch-run"]["mean"] else "NOT met"
+print(f"target lade <= 1.0x ch-run: {verdict}")
+PY

@@ -20,7 +20,7 @@ USER=${USER:-$(id -un)}
 DEMO_DIR=${DEMO_DIR:-/var/tmp/lade-demo-$USER}
 
 step() { printf '\n### %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$'; printf ' %q' "$@"; echo; "$@"; }
 die() { echo "demo/main-job.sh: $*" >&2; exit 1; }
 
 step "1. packages"

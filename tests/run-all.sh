@@ -112,8 +112,8 @@ cp "$ARCHIVE" "$WORK/tests.tar.zst"
 cp "$NEXTEST" "$WORK/bin/cargo-nextest"
 cat > "$WORK/nextest.toml" <<'EOF'
 [profile.default]
-# a hung test is killed after 10 minutes instead of eating CI's 90
-slow-timeout = { period = "60s", terminate-after = 10 }
+# a hung test is killed after 20 minutes instead of eating all of CI's 90
+slow-timeout = { period = "120s", terminate-after = 10 }
 failure-output = "immediate-final"
 EOF
 chown -R "$TEST_USER:" "$WORK"

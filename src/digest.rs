@@ -77,11 +77,17 @@ impl FromStr for Digest {
             digest: s.to_string(),
             why: why.to_string(),
         };
-        let (alg, hex) = s.split_once(':').ok_or_else(|| bad("no ':' between algorithm and hex"))?;
+        let (alg, hex) = s
+            .split_once(':')
+            .ok_or_else(|| bad("no ':' between algorithm and hex"))?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are accepted)")),
+            _ => {
+                return Err(bad(
+                    "unsupported algorithm (sha256 and sha512 are accepted)",
+                ));
+            }
         };
         if hex.len() != algorithm.hex_len() {
             return Err(bad(&format!(
@@ -376,9 +382,21 @@ mod tests {
             size: Some(5),
         };
         assert_eq!(verify(b"hello", good.clone()).unwrap(), b"hello");
-        assert!(verify(b"hellp", good.clone()).unwrap_err().contains("digest mismatch"));
-        assert!(verify(b"hell", good.clone()).unwrap_err().contains("size mismatch"));
-        assert!(verify(b"hello!", good).unwrap_err().contains("size mismatch"));
+        assert!(
+            verify(b"hellp", good.clone())
+                .unwrap_err()
+                .contains("digest mismatch")
+        );
+        assert!(
+            verify(b"hell", good.clone())
+                .unwrap_err()
+                .contains("size mismatch")
+        );
+        assert!(
+            verify(b"hello!", good)
+                .unwrap_err()
+                .contains("size mismatch")
+        );
         let unsized_ = Expected {
             digest: Digest::sha256_of(b"hello"),
             size: None,

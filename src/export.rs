@@ -40,7 +40,10 @@ pub fn unpack_to_dir(storage: &Storage, name: &Reference, dir: &Path) -> Result<
             let _ = crate::fsutil::remove_all(&staging);
             return Err(Error::invalid(
                 format!("image {}", name.familiar()),
-                format!("layer tree {} is missing; pull the image again", t.display()),
+                format!(
+                    "layer tree {} is missing; pull the image again",
+                    t.display()
+                ),
             ));
         }
     }

@@ -27,13 +27,16 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
     let blobs = storage.blobs();
     for entry in blobs.list()? {
         match entry {
-            Err(path) => report
-                .problems
-                .push(format!("{}: not a blob (foreign file name)", path.display())),
+            Err(path) => report.problems.push(format!(
+                "{}: not a blob (foreign file name)",
+                path.display()
+            )),
             Ok(d) => {
                 report.blobs_checked += 1;
                 if !blobs.verify(&d)? {
-                    report.problems.push(format!("blob {d}: content does not match its digest"));
+                    report
+                        .problems
+                        .push(format!("blob {d}: content does not match its digest"));
                     if repair {
                         blobs.remove(&d)?;
                         report.repaired.push(format!("removed corrupt blob {d}"));
@@ -47,14 +50,17 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
         report.trees_checked += 1;
         match layers.info(&key) {
             Ok(info) if key.starts_with(&crate::storage::LayerStore::key(&info.diff_id)) => {}
-            Ok(info) => report
-                .problems
-                .push(format!("layer tree {key}: describes diff-ID {}", info.diff_id)),
+            Ok(info) => report.problems.push(format!(
+                "layer tree {key}: describes diff-ID {}",
+                info.diff_id
+            )),
             Err(e) => {
                 report.problems.push(format!("layer tree {key}: {e}"));
                 if repair {
                     layers.remove(&key)?;
-                    report.repaired.push(format!("removed broken layer tree {key}"));
+                    report
+                        .repaired
+                        .push(format!("removed broken layer tree {key}"));
                 }
             }
         }
@@ -85,12 +91,16 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
             }
         }
         if !missing.is_empty() {
-            report
-                .problems
-                .push(format!("image {}: missing {}", record.name, missing.join(", ")));
+            report.problems.push(format!(
+                "image {}: missing {}",
+                record.name,
+                missing.join(", ")
+            ));
             if repair && let Ok(name) = record.reference() {
                 images.remove(&name)?;
-                report.repaired.push(format!("removed unusable image {}", record.name));
+                report
+                    .repaired
+                    .push(format!("removed unusable image {}", record.name));
             }
         }
     }

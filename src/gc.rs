@@ -23,7 +23,9 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
     let images = storage.images();
     let mut deleted = Vec::new();
     for record in images.list()?.into_iter().flatten() {
-        let Ok(name) = record.reference() else { continue };
+        let Ok(name) = record.reference() else {
+            continue;
+        };
         let hit = glob.is_match(&record.name)
             || glob.is_match(name.familiar())
             || exact.as_ref().is_some_and(|e| *e == name);
@@ -32,7 +34,9 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         }
     }
     if deleted.is_empty() {
-        return Err(Error::ImageNotFound(format!("no image matches '{pattern}'")));
+        return Err(Error::ImageNotFound(format!(
+            "no image matches '{pattern}'"
+        )));
     }
     Ok(deleted)
 }

@@ -19,8 +19,14 @@ use crate::transport::store::StoreDestination;
 use crate::transport::{CopiedImage, ImageDestination};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
-pub fn import(storage: &Arc<Storage>, path: &Path, name: &Reference, progress: &Progress) -> Result<()> {
-    let meta = fs::metadata(path).map_err(|e| Error::io(format!("import {}", path.display()), e))?;
+pub fn import(
+    storage: &Arc<Storage>,
+    path: &Path,
+    name: &Reference,
+    progress: &Progress,
+) -> Result<()> {
+    let meta =
+        fs::metadata(path).map_err(|e| Error::io(format!("import {}", path.display()), e))?;
     let staging = storage.scratch_path("import");
     fs::create_dir_all(&staging).at(&staging)?;
     let result = (|| {
@@ -52,7 +58,11 @@ pub fn import(storage: &Arc<Storage>, path: &Path, name: &Reference, progress: &
         };
         let blobs = storage.blobs();
         let mut f = File::open(&blob_tmp).at(&blob_tmp)?;
-        blobs.put(&layer_expected, &mut f, &format!("packed layer of {}", path.display()))?;
+        blobs.put(
+            &layer_expected,
+            &mut f,
+            &format!("packed layer of {}", path.display()),
+        )?;
 
         let config = serde_json::json!({
             "architecture": crate::platform::host_arch().split('/').next().unwrap_or("amd64"),
@@ -61,7 +71,8 @@ pub fn import(storage: &Arc<Storage>, path: &Path, name: &Reference, progress: &
             "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
             "history": [{"created_by": format!("lade import {}", path.display())}],
         });
-        let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
         let config_digest = blobs.put_bytes(&config_bytes)?;
         let manifest_json = serde_json::json!({
             "schemaVersion": 2,
@@ -80,7 +91,8 @@ pub fn import(storage: &Arc<Storage>, path: &Path, name: &Reference, progress: &
         let manifest_bytes =
             serde_json::to_vec(&manifest_json).map_err(|e| Error::json("image manifest", e))?;
         let raw = RawManifest::new(manifest_bytes, Some(OCI_MANIFEST), None, "image manifest")?;
-        let mut dest = StoreDestination::new(storage.clone(), name.clone()).with_progress(progress.clone());
+        let mut dest =
+            StoreDestination::new(storage.clone(), name.clone()).with_progress(progress.clone());
         dest.put_manifest(&raw)?;
         dest.commit(&CopiedImage {
             top: raw,

@@ -50,7 +50,9 @@ pub fn install_layers(
         layers.has(&with_lower).then_some(with_lower)
     };
 
-    let missing: Vec<usize> = (0..jobs.len()).filter(|&i| existing_key(i).is_none()).collect();
+    let missing: Vec<usize> = (0..jobs.len())
+        .filter(|&i| existing_key(i).is_none())
+        .collect();
     let results: Vec<Mutex<Option<Unpacked>>> = (0..jobs.len()).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -117,8 +119,13 @@ pub fn install_layers(
                     };
                     let lowers: Vec<std::path::PathBuf> =
                         refs.iter().rev().map(|r| layers.tree(&r.tree)).collect();
-                    let lower_refs: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
-                    unpack::resolve_external_hardlinks(&u.staging.join("tree"), &u.external, &lower_refs)?;
+                    let lower_refs: Vec<&std::path::Path> =
+                        lowers.iter().map(|p| p.as_path()).collect();
+                    unpack::resolve_external_hardlinks(
+                        &u.staging.join("tree"),
+                        &u.external,
+                        &lower_refs,
+                    )?;
                     u.info.lower_chain = Some(chains[below].clone());
                     LayerStore::key_with_lower(&jobs[i].diff_id, &chains[below])
                 };
@@ -150,12 +157,20 @@ fn unpack_one(
     let staging = storage.scratch_path("layer");
     let tree = staging.join("tree");
     fs::create_dir_all(&tree).at(&tree)?;
-    let layer_what = format!("layer {}/{} ({}) of {what}", index + 1, count, job.blob.short());
+    let layer_what = format!(
+        "layer {}/{} ({}) of {what}",
+        index + 1,
+        count,
+        job.blob.short()
+    );
     let result = (|| {
         let blobs = storage.blobs();
         let file = blobs.open(&job.blob)?;
         let size = file.metadata().ok().map(|m| m.len());
-        let task = progress.bytes(&format!("layer {}/{} {}", index + 1, count, job.blob.short()), size);
+        let task = progress.bytes(
+            &format!("layer {}/{} {}", index + 1, count, job.blob.short()),
+            size,
+        );
         let report = unpack::apply_layer(
             task.wrap_read(file),
             &tree,

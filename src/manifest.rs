@@ -47,7 +47,12 @@ impl RawManifest {
     /// is. The media type is taken from the document itself, then from the transport's
     /// `hint`, then from its shape, because registries often send a type other than the one
     /// asked for or none at all.
-    pub fn new(bytes: Vec<u8>, hint: Option<&str>, expected: Option<&Expected>, what: &str) -> Result<RawManifest> {
+    pub fn new(
+        bytes: Vec<u8>,
+        hint: Option<&str>,
+        expected: Option<&Expected>,
+        what: &str,
+    ) -> Result<RawManifest> {
         let digest = match expected {
             Some(exp) => {
                 let actual = Digest::of_bytes(exp.digest.algorithm(), &bytes);

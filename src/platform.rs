@@ -74,7 +74,11 @@ fn matches(desc: &Descriptor, want: &str) -> bool {
 }
 
 /// Chooses the entry of `index` for `choice`; the error lists what is available.
-pub fn select<'a>(index: &'a ImageIndex, choice: &ArchChoice, what: &str) -> Result<&'a Descriptor> {
+pub fn select<'a>(
+    index: &'a ImageIndex,
+    choice: &ArchChoice,
+    what: &str,
+) -> Result<&'a Descriptor> {
     let images: Vec<&Descriptor> = index
         .manifests()
         .iter()

@@ -37,7 +37,14 @@ fn store_with_images() -> Lade {
     lade.ok(["pull", &format!("oci:{}:cfg", layout.display()), "cfg"]);
     let r = run_cmd({
         let mut c = Command::new("umoci");
-        c.args(["config", "--image", &image, "--tag", "noenv", "--clear=config.env"]);
+        c.args([
+            "config",
+            "--image",
+            &image,
+            "--tag",
+            "noenv",
+            "--clear=config.env",
+        ]);
         c
     });
     assert!(r.success(), "umoci config: {}", r.stderr);
@@ -101,7 +108,10 @@ fn default_path_applies_when_the_image_has_none() {
     let lade = store_with_images();
     let out = lade.ok(["run", "noenv", "--", "/bin/sh", "-c", "echo $PATH"]);
     // This image's config has no Env at all, so ch-image's default PATH applies.
-    assert_eq!(out.trim(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_eq!(
+        out.trim(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
 }
 
 #[test]
@@ -110,14 +120,25 @@ fn root_is_read_only_and_write_is_discarded() {
     let r = sh(&lade, &[], "touch /newfile");
     assert_ne!(r.status.code(), Some(0));
     assert!(r.stderr.contains("Read-only"), "{}", r.stderr);
-    sh(&lade, &["--write"], "echo x > /newfile && rm /bin/busybox.not-there 2>/dev/null; cat /newfile")
-        .ok();
-    assert_ne!(sh(&lade, &[], "test -e /newfile").status.code(), Some(0), "--write leaked");
+    sh(
+        &lade,
+        &["--write"],
+        "echo x > /newfile && rm /bin/busybox.not-there 2>/dev/null; cat /newfile",
+    )
+    .ok();
+    assert_ne!(
+        sh(&lade, &[], "test -e /newfile").status.code(),
+        Some(0),
+        "--write leaked"
+    );
     // --write=DIR keeps the changes in DIR/upper.
     let keep = lade.path("keep");
     let arg = format!("--write={}", keep.display());
     sh(&lade, &[&arg], "echo kept > /kept").ok();
-    assert_eq!(fs::read_to_string(keep.join("upper/kept")).unwrap(), "kept\n");
+    assert_eq!(
+        fs::read_to_string(keep.join("upper/kept")).unwrap(),
+        "kept\n"
+    );
     // The image itself is unchanged.
     assert_ne!(sh(&lade, &[], "test -e /kept").status.code(), Some(0));
 }
@@ -129,9 +150,13 @@ fn binds_and_home() {
     fs::create_dir_all(&host).unwrap();
     fs::write(host.join("in"), "from host\n").unwrap();
     let bind = format!("{}:/mnt/shared", host.display());
-    let out = sh(&lade, &["-b", &bind], "cat /mnt/shared/in; echo back > /mnt/shared/out")
-        .ok()
-        .stdout;
+    let out = sh(
+        &lade,
+        &["-b", &bind],
+        "cat /mnt/shared/in; echo back > /mnt/shared/out",
+    )
+    .ok()
+    .stdout;
     assert_eq!(out, "from host\n");
     assert_eq!(fs::read_to_string(host.join("out")).unwrap(), "back\n");
     let err = lade
@@ -139,7 +164,9 @@ fn binds_and_home() {
         .fails_one_line();
     assert!(err.contains("bind source does not exist"), "{err}");
     // --no-home leaves /home as the image has it.
-    let out = sh(&lade, &["--no-home"], "ls /home 2>/dev/null | wc -l").ok().stdout;
+    let out = sh(&lade, &["--no-home"], "ls /home 2>/dev/null | wc -l")
+        .ok()
+        .stdout;
     assert_eq!(out.trim(), "0");
 }
 
@@ -165,9 +192,23 @@ fn nothing_of_the_host_becomes_writable() {
     // own mount namespace, never the host's.)
     for probe in probes {
         let r = lade.run([
-            "run", "--uid", "0", "-b", "/etc:/mnt/etc", "bb", "--", "/bin/sh", "-c", probe,
+            "run",
+            "--uid",
+            "0",
+            "-b",
+            "/etc:/mnt/etc",
+            "bb",
+            "--",
+            "/bin/sh",
+            "-c",
+            probe,
         ]);
-        assert_ne!(r.status.code(), Some(0), "probe succeeded: {probe}\n{}", r.stderr);
+        assert_ne!(
+            r.status.code(),
+            Some(0),
+            "probe succeeded: {probe}\n{}",
+            r.stderr
+        );
     }
     assert!(!std::path::Path::new("/etc/lade-probe").exists());
     let perms = fs::metadata("/etc").unwrap().permissions().mode() & 0o777;
@@ -177,11 +218,17 @@ fn nothing_of_the_host_becomes_writable() {
 #[test]
 fn missing_command_and_bad_options_fail_clearly() {
     let lade = store_with_images();
-    let err = lade.run(["run", "bb", "--", "no-such-command"]).fails_one_line();
+    let err = lade
+        .run(["run", "bb", "--", "no-such-command"])
+        .fails_one_line();
     assert!(err.contains("not found in the image"), "{err}");
-    let err = lade.run(["run", "nosuchimage", "--", "true"]).fails_one_line();
+    let err = lade
+        .run(["run", "nosuchimage", "--", "true"])
+        .fails_one_line();
     assert!(err.contains("not found"), "{err}");
-    let err = lade.run(["run", "--cd", "/nope", "bb", "--", "true"]).fails_one_line();
+    let err = lade
+        .run(["run", "--cd", "/nope", "bb", "--", "true"])
+        .fails_one_line();
     assert!(err.contains("/nope"), "{err}");
 }
 

@@ -47,7 +47,10 @@ pub fn parse_bind(arg: &str) -> Result<(PathBuf, PathBuf)> {
     }
     let dst = PathBuf::from(dst);
     if !dst.is_absolute() {
-        return Err(Error::invalid(format!("-b {arg}"), "DST must be an absolute path"));
+        return Err(Error::invalid(
+            format!("-b {arg}"),
+            "DST must be an absolute path",
+        ));
     }
     let src = std::path::absolute(src).ctx(|| format!("-b {arg}"))?;
     Ok((src, dst))
@@ -61,7 +64,10 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         RunImage::Stored(name) => {
             let record = storage.images().require(name)?;
             let config_bytes = storage.blobs().read_to_vec(&record.config)?;
-            let config = crate::manifest::parse_config(&config_bytes, &format!("config of {}", name.familiar()))?;
+            let config = crate::manifest::parse_config(
+                &config_bytes,
+                &format!("config of {}", name.familiar()),
+            )?;
             let layers = storage.layers();
             let mut lowers = Vec::with_capacity(record.layers.len());
             for l in record.layers.iter().rev() {
@@ -83,19 +89,34 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         RunImage::Directory(dir) => {
             let dir = std::path::absolute(dir).ctx(|| dir.display().to_string())?;
             if !dir.is_dir() {
-                return Err(Error::ImageNotFound(format!("{}: not a directory", dir.display())));
+                return Err(Error::ImageNotFound(format!(
+                    "{}: not a directory",
+                    dir.display()
+                )));
             }
-            (ImageDefaults::default(), PathBuf::from("/"), vec![dir.display().to_string()], None)
+            (
+                ImageDefaults::default(),
+                PathBuf::from("/"),
+                vec![dir.display().to_string()],
+                None,
+            )
         }
     };
     if lowers.is_empty() {
         return Err(Error::invalid("lade run", "the image has no layers"));
     }
     let spec = process::process_spec(&defaults, &opts.user)?;
-    let mut binds = rootfs::standard_binds(home_bind(opts.no_home).as_ref().map(|(h, i)| (h.as_path(), i.as_path())));
+    let mut binds = rootfs::standard_binds(
+        home_bind(opts.no_home)
+            .as_ref()
+            .map(|(h, i)| (h.as_path(), i.as_path())),
+    );
     for (src, dst) in &opts.binds {
         if !src.exists() {
-            return Err(Error::invalid(format!("-b {}", src.display()), "bind source does not exist"));
+            return Err(Error::invalid(
+                format!("-b {}", src.display()),
+                "bind source does not exist",
+            ));
         }
         binds.push(Bind {
             source: src.clone(),
@@ -107,8 +128,12 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     let scratch = storage.scratch_path("run");
     rootfs::prepare_scratch_dir(&scratch)?;
 
-    let uid = opts.uid.unwrap_or_else(|| rustix::process::getuid().as_raw());
-    let gid = opts.gid.unwrap_or_else(|| rustix::process::getgid().as_raw());
+    let uid = opts
+        .uid
+        .unwrap_or_else(|| rustix::process::getuid().as_raw());
+    let gid = opts
+        .gid
+        .unwrap_or_else(|| rustix::process::getgid().as_raw());
     namespace::enter(uid, gid)?;
     rootfs::make_mounts_private()?;
     rootfs::mount_scratch(&scratch)?;
@@ -119,7 +144,9 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
             if !matches!(opts.upper, Upper::Scratch { writable: false }) {
                 return Err(overlay_err);
             }
-            let Some(hex) = &manifest_hex else { return Err(overlay_err) };
+            let Some(hex) = &manifest_hex else {
+                return Err(overlay_err);
+            };
             eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
             let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
             rootfs::mount_flat(&scratch, &flat)?
@@ -130,9 +157,8 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         rootfs::make_read_only(&root)?;
     }
     rootfs::pivot(&root)?;
-    std::env::set_current_dir(&spec.cwd).map_err(|e| {
-        Error::io(format!("working directory {} in the image", spec.cwd), e)
-    })?;
+    std::env::set_current_dir(&spec.cwd)
+        .map_err(|e| Error::io(format!("working directory {} in the image", spec.cwd), e))?;
     let err = std::process::Command::new(&spec.argv[0])
         .args(&spec.argv[1..])
         .env_clear()
@@ -160,8 +186,11 @@ fn home_bind(no_home: bool) -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     let home = PathBuf::from(std::env::var_os("HOME")?);
-    let user = std::env::var("USER").ok().filter(|u| !u.is_empty() && !u.contains('/'))?;
-    home.is_dir().then(|| (home, PathBuf::from("/home").join(user)))
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && !u.contains('/'))?;
+    home.is_dir()
+        .then(|| (home, PathBuf::from("/home").join(user)))
 }
 
 /// `$STORAGE/flat/<manifest>`: the image flattened once, published by rename.

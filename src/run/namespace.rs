@@ -34,5 +34,6 @@ pub fn enter(inside_uid: u32, inside_gid: u32) -> Result<()> {
 }
 
 fn write_proc(path: &str, text: &str) -> Result<()> {
-    fs::write(path, text).map_err(|e| Error::io(format!("writing {path} in the new user namespace"), e))
+    fs::write(path, text)
+        .map_err(|e| Error::io(format!("writing {path} in the new user namespace"), e))
 }

@@ -12,8 +12,22 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Host variables that describe the user's session rather than the host's software, so they
 /// make sense inside any image; everything else of the host stays outside.
 const PASS_THROUGH: &[&str] = &[
-    "HOME", "USER", "LOGNAME", "TERM", "COLORTERM", "LANG", "TZ", "DISPLAY", "http_proxy",
-    "https_proxy", "ftp_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "TZ",
+    "DISPLAY",
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
 ];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -119,8 +133,12 @@ pub fn parse_set_env(arg: &str) -> Result<Vec<(String, String)>> {
     {
         return Ok(vec![(k.to_string(), v.to_string())]);
     }
-    let text = std::fs::read_to_string(arg)
-        .map_err(|e| Error::io(format!("--set-env {arg} (neither K=V nor a readable file)"), e))?;
+    let text = std::fs::read_to_string(arg).map_err(|e| {
+        Error::io(
+            format!("--set-env {arg} (neither K=V nor a readable file)"),
+            e,
+        )
+    })?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -165,8 +183,14 @@ mod tests {
         let spec = |i: &ImageDefaults, u: &UserChoices| process_spec(i, u).map(|s| s.argv);
         assert_eq!(spec(&img(&[], &["sh"]), &user(&[])).unwrap(), ["sh"]);
         assert_eq!(spec(&img(&[], &["sh"]), &user(&["ls"])).unwrap(), ["ls"]);
-        assert_eq!(spec(&img(&["ep"], &["x"]), &user(&[])).unwrap(), ["ep", "x"]);
-        assert_eq!(spec(&img(&["ep"], &["x"]), &user(&["y"])).unwrap(), ["ep", "y"]);
+        assert_eq!(
+            spec(&img(&["ep"], &["x"]), &user(&[])).unwrap(),
+            ["ep", "x"]
+        );
+        assert_eq!(
+            spec(&img(&["ep"], &["x"]), &user(&["y"])).unwrap(),
+            ["ep", "y"]
+        );
         assert!(spec(&img(&[], &[]), &user(&[])).is_err());
     }
 
@@ -195,12 +219,18 @@ mod tests {
         let mut i = img(&[], &["sh"]);
         i.env.clear();
         let s = process_spec(&i, &user(&[])).unwrap();
-        assert!(s.env.contains(&("PATH".to_string(), DEFAULT_PATH.to_string())));
+        assert!(
+            s.env
+                .contains(&("PATH".to_string(), DEFAULT_PATH.to_string()))
+        );
     }
 
     #[test]
     fn set_env_forms() {
-        assert_eq!(parse_set_env("K=v=w").unwrap(), [("K".to_string(), "v=w".to_string())]);
+        assert_eq!(
+            parse_set_env("K=v=w").unwrap(),
+            [("K".to_string(), "v=w".to_string())]
+        );
         assert!(parse_set_env("/nonexistent/file").is_err());
     }
 }

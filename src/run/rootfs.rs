@@ -37,15 +37,24 @@ fn mnt_err(what: String, e: rustix::io::Errno) -> Error {
 }
 
 pub fn make_mounts_private() -> Result<()> {
-    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
-        .map_err(|e| mnt_err("making / private in the new mount namespace".into(), e))
+    mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| mnt_err("making / private in the new mount namespace".into(), e))
 }
 
 /// Mounts a tmpfs on `scratch` (an existing, empty directory) for the container's own
 /// bookkeeping: the overlay upper and work directories and the root mount point.
 pub fn mount_scratch(scratch: &Path) -> Result<()> {
-    mount("tmpfs", scratch, "tmpfs", MountFlags::empty(), Some(c"mode=0700"))
-        .map_err(|e| mnt_err(format!("mounting a tmpfs on {}", scratch.display()), e))?;
+    mount(
+        "tmpfs",
+        scratch,
+        "tmpfs",
+        MountFlags::empty(),
+        Some(c"mode=0700"),
+    )
+    .map_err(|e| mnt_err(format!("mounting a tmpfs on {}", scratch.display()), e))?;
     for d in ["upper", "work", "root"] {
         fs::create_dir(scratch.join(d)).at(&scratch.join(d))?;
     }
@@ -56,7 +65,12 @@ pub fn mount_scratch(scratch: &Path) -> Result<()> {
 /// the trees are the unprivileged kind (0/0 devices and `user.overlay.*` xattrs), hence
 /// `userxattr`. Paths are given relative to `lower_base` (the process changes there first),
 /// which keeps the option string under the kernel's one-page limit for deep images.
-pub fn mount_overlay(scratch: &Path, lower_base: &Path, lowers: &[String], upper: &Upper) -> Result<PathBuf> {
+pub fn mount_overlay(
+    scratch: &Path,
+    lower_base: &Path,
+    lowers: &[String],
+    upper: &Upper,
+) -> Result<PathBuf> {
     let root = scratch.join("root");
     let (upperdir, workdir) = match upper {
         Upper::Scratch { .. } => (scratch.join("upper"), scratch.join("work")),
@@ -79,10 +93,17 @@ pub fn mount_overlay(scratch: &Path, lower_base: &Path, lowers: &[String], upper
             format!("{} layers make the mount options too long", lowers.len()),
         ));
     }
-    let options = CString::new(options).map_err(|_| Error::invalid("overlay options", "NUL byte in a path"))?;
+    let options = CString::new(options)
+        .map_err(|_| Error::invalid("overlay options", "NUL byte in a path"))?;
     let here = std::env::current_dir().ctx(|| "current directory".into())?;
     std::env::set_current_dir(lower_base).at(lower_base)?;
-    let result = mount("overlay", &root, "overlay", MountFlags::empty(), Some(options.as_c_str()));
+    let result = mount(
+        "overlay",
+        &root,
+        "overlay",
+        MountFlags::empty(),
+        Some(options.as_c_str()),
+    );
     std::env::set_current_dir(&here).at(&here)?;
     result.map_err(|e| {
         Error::unsupported(
@@ -143,16 +164,20 @@ fn ensure_mount_point(root: &Path, target: &Path, source_is_dir: bool) -> Result
 
 pub fn bind_all(root: &Path, binds: &[Bind]) -> Result<()> {
     for b in binds {
-        let meta = fs::metadata(&b.source).map_err(|e| {
-            Error::io(format!("bind source {}", b.source.display()), e)
-        })?;
+        let meta = fs::metadata(&b.source)
+            .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
         let target = ensure_mount_point(root, &b.target, meta.is_dir())?;
         let res = if b.recursive {
             mount_bind_recursive(&b.source, &target)
         } else {
             mount_bind(&b.source, &target)
         };
-        res.map_err(|e| mnt_err(format!("binding {} to {}", b.source.display(), b.target.display()), e))?;
+        res.map_err(|e| {
+            mnt_err(
+                format!("binding {} to {}", b.source.display(), b.target.display()),
+                e,
+            )
+        })?;
         if b.read_only {
             // A bind mount becomes read-only only by remounting it.
             mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")

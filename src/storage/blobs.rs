@@ -23,9 +23,7 @@ impl BlobStore {
     }
 
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join(digest.algorithm().name())
-            .join(digest.hex())
+        self.dir.join(digest.algorithm().name()).join(digest.hex())
     }
 
     pub fn has(&self, digest: &Digest) -> bool {
@@ -168,7 +166,12 @@ impl BlobStore {
 
 /// Copies with a 1 MiB buffer, attributing read errors to the source (`what`) and write errors
 /// (full disk, quota) to the destination file.
-pub fn copy_stream(src: &mut dyn Read, dst: &mut dyn Write, what: &str, dst_path: &Path) -> Result<u64> {
+pub fn copy_stream(
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    what: &str,
+    dst_path: &Path,
+) -> Result<u64> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0u64;
     loop {

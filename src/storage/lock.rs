@@ -128,4 +128,3 @@ pub(super) fn sweep_stale_work_areas(tmp: &Path) {
         }
     }
 }
-

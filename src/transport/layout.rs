@@ -12,7 +12,8 @@ pub(super) fn blob_path(digest: &Digest) -> String {
 }
 
 pub(super) fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
-    ImageIndex::from_reader(bytes).map_err(|e| Error::invalid(format!("{what}/index.json"), e.to_string()))
+    ImageIndex::from_reader(bytes)
+        .map_err(|e| Error::invalid(format!("{what}/index.json"), e.to_string()))
 }
 
 pub(super) fn check_layout_file(bytes: Option<&[u8]>, what: &str) -> Result<()> {
@@ -27,7 +28,8 @@ pub(super) fn check_layout_file(bytes: Option<&[u8]>, what: &str) -> Result<()> 
         #[serde(rename = "imageLayoutVersion")]
         version: String,
     }
-    let f: LayoutFile = serde_json::from_slice(bytes).map_err(|e| Error::json(format!("{what}/oci-layout"), e))?;
+    let f: LayoutFile =
+        serde_json::from_slice(bytes).map_err(|e| Error::json(format!("{what}/oci-layout"), e))?;
     if !f.version.starts_with("1.") {
         return Err(Error::unsupported(
             what,
@@ -64,7 +66,11 @@ fn holdings(index: &ImageIndex) -> String {
 }
 
 /// Chooses the descriptor named `name`, or the only one when no name is given.
-pub(super) fn select<'a>(index: &'a ImageIndex, name: Option<&str>, what: &str) -> Result<&'a Descriptor> {
+pub(super) fn select<'a>(
+    index: &'a ImageIndex,
+    name: Option<&str>,
+    what: &str,
+) -> Result<&'a Descriptor> {
     match name {
         Some(name) => {
             let found: Vec<&Descriptor> = index
@@ -107,9 +113,17 @@ pub(super) fn read_manifest(
 ) -> Result<RawManifest> {
     let expected = manifest::expected(desc)?;
     if desc.size() > crate::transport::MAX_MANIFEST_BYTES {
-        return Err(Error::invalid(what, format!("manifest of {} bytes is too large", desc.size())));
+        return Err(Error::invalid(
+            what,
+            format!("manifest of {} bytes is too large", desc.size()),
+        ));
     }
     let bytes = read(&expected.digest, desc.size())?;
     let media_type = desc.media_type().to_string();
-    RawManifest::new(bytes, Some(&media_type), Some(&expected), &format!("manifest {} of {what}", expected.digest))
+    RawManifest::new(
+        bytes,
+        Some(&media_type),
+        Some(&expected),
+        &format!("manifest {} of {what}", expected.digest),
+    )
 }

@@ -117,7 +117,9 @@ fn validate_layout_ref(name: &str) -> std::result::Result<(), String> {
         .chars()
         .any(|c| !(c.is_ascii_alphanumeric() || "-._:@/+=".contains(c)))
     {
-        return Err(format!("reference '{name}' has characters not allowed in a layout ref.name"));
+        return Err(format!(
+            "reference '{name}' has characters not allowed in a layout ref.name"
+        ));
     }
     Ok(())
 }
@@ -127,7 +129,9 @@ impl fmt::Display for ImageLocation {
         let opt = |n: &Option<String>| n.as_ref().map(|n| format!(":{n}")).unwrap_or_default();
         match self {
             ImageLocation::Registry(r) => write!(f, "docker://{r}"),
-            ImageLocation::OciLayout { dir, name } => write!(f, "oci:{}{}", dir.display(), opt(name)),
+            ImageLocation::OciLayout { dir, name } => {
+                write!(f, "oci:{}{}", dir.display(), opt(name))
+            }
             ImageLocation::OciArchive { file, name } => {
                 write!(f, "oci-archive:{}{}", file.display(), opt(name))
             }
@@ -145,7 +149,10 @@ pub trait ImageSource: Send + Sync {
     fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
         let mut bytes = Vec::new();
         let what = format!("manifest {} of {}", expected.digest, self.describe());
-        let limit = expected.size.unwrap_or(MAX_MANIFEST_BYTES).min(MAX_MANIFEST_BYTES);
+        let limit = expected
+            .size
+            .unwrap_or(MAX_MANIFEST_BYTES)
+            .min(MAX_MANIFEST_BYTES);
         self.open_blob(&expected.digest)?
             .take(limit + 1)
             .read_to_end(&mut bytes)
@@ -228,9 +235,15 @@ pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Im
         }
         ImageLocation::OciArchive { file, name } => {
             let storage = ctx.storage.clone();
-            Box::new(oci_archive::OciArchiveDestination::create(file, name.clone(), storage)?)
+            Box::new(oci_archive::OciArchiveDestination::create(
+                file,
+                name.clone(),
+                storage,
+            )?)
         }
-        ImageLocation::Store(r) => Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone())),
+        ImageLocation::Store(r) => {
+            Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone()))
+        }
     })
 }
 
@@ -254,7 +267,14 @@ mod tests {
                 name: None
             }
         );
-        for bad in ["alpine", "oci:", "oci:/x:", "foo:bar", "docker:alpine", "oci:/x:a b"] {
+        for bad in [
+            "alpine",
+            "oci:",
+            "oci:/x:",
+            "foo:bar",
+            "docker:alpine",
+            "oci:/x:a b",
+        ] {
             assert!(ImageLocation::parse(bad).is_err(), "{bad} accepted");
         }
     }

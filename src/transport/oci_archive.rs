@@ -39,7 +39,10 @@ impl OciArchiveSource {
                 return Err(Error::invalid(&what, format!("{path} is missing")));
             };
             if size > limit {
-                return Err(Error::invalid(&what, format!("{path} is too large ({size} bytes)")));
+                return Err(Error::invalid(
+                    &what,
+                    format!("{path} is too large ({size} bytes)"),
+                ));
             }
             let mut f = File::open(file).at(file)?;
             f.seek(SeekFrom::Start(offset)).at(file)?;
@@ -102,7 +105,10 @@ impl ImageSource for OciArchiveSource {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
         let path = layout::blob_path(digest);
         let Some(&(offset, size)) = self.members.get(&path) else {
-            return Err(Error::invalid(&self.what, format!("blob {digest} is missing")));
+            return Err(Error::invalid(
+                &self.what,
+                format!("blob {digest} is missing"),
+            ));
         };
         let mut f = File::open(&self.file).at(&self.file)?;
         f.seek(SeekFrom::Start(offset)).at(&self.file)?;
@@ -121,7 +127,11 @@ pub struct OciArchiveDestination {
 }
 
 impl OciArchiveDestination {
-    pub fn create(file: &Path, name: Option<String>, _storage: Option<Arc<Storage>>) -> Result<Self> {
+    pub fn create(
+        file: &Path,
+        name: Option<String>,
+        _storage: Option<Arc<Storage>>,
+    ) -> Result<Self> {
         let parent = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -134,7 +144,9 @@ impl OciArchiveDestination {
         }
         let staging = parent.join(format!(
             ".{}.lade-staging.{}.{:08x}",
-            file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             std::process::id(),
             rand::random::<u32>()
         ));
@@ -164,13 +176,21 @@ impl OciArchiveDestination {
             blob_dirs.sort_by_key(|e| e.file_name());
             for dir in blob_dirs {
                 entries.push((PathBuf::from("blobs").join(dir.file_name()), true));
-                let mut files: Vec<_> = fs::read_dir(dir.path()).at(&dir.path())?.flatten().collect();
+                let mut files: Vec<_> = fs::read_dir(dir.path())
+                    .at(&dir.path())?
+                    .flatten()
+                    .collect();
                 files.sort_by_key(|e| e.file_name());
                 for f in files {
                     if f.file_name().to_string_lossy().starts_with('.') {
                         continue;
                     }
-                    entries.push((PathBuf::from("blobs").join(dir.file_name()).join(f.file_name()), false));
+                    entries.push((
+                        PathBuf::from("blobs")
+                            .join(dir.file_name())
+                            .join(f.file_name()),
+                        false,
+                    ));
                 }
             }
             let uid = u64::from(rustix::process::getuid().as_raw());
@@ -186,7 +206,9 @@ impl OciArchiveDestination {
                     header.set_size(0);
                     header.set_mode(0o755);
                     header.set_entry_type(tar::EntryType::Directory);
-                    builder.append_data(&mut header, &rel, io::empty()).at(&tmp)?;
+                    builder
+                        .append_data(&mut header, &rel, io::empty())
+                        .at(&tmp)?;
                     continue;
                 }
                 let full = self.staging.join(&rel);

@@ -166,7 +166,8 @@ impl ImageDestination for OciLayoutDestination {
     fn commit(&mut self, image: &CopiedImage) -> Result<()> {
         // Serialise index.json updates between processes writing the same layout.
         let dir_handle = File::open(&self.dir).at(&self.dir)?;
-        flock(&dir_handle, FlockOperation::LockExclusive).map_err(|e| Error::io_path(&self.dir, e.into()))?;
+        flock(&dir_handle, FlockOperation::LockExclusive)
+            .map_err(|e| Error::io_path(&self.dir, e.into()))?;
         let index_path = self.dir.join("index.json");
         let mut manifests = match fs::read(&index_path) {
             Ok(bytes) => layout::parse_index(&bytes, &self.what)?.manifests().clone(),

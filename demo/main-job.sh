@@ -7,8 +7,10 @@
 #      build); as a user, checks they are there
 #   2. builds lade (cargo build --release), unless LADE=/path/to/lade is given
 #   3. makes an OCI image of busybox with umoci, rootless
-#   4. lade pull oci:...   (verifies every blob, unpacks every layer into the store)
-#   5. lade list, lade unpack, and runs the unpacked busybox
+#   4. starts a local registry (Debian's docker-registry) on loopback and pushes the image
+#   5. lade pull from the registry (verifies every blob, unpacks every layer into the store)
+#   6. lade run: the image as an unprivileged container
+#   7. lade unpack, lade copy to an oci-archive (same digest as the registry's), lade fsck
 #
 # Everything goes to $DEMO_DIR (default /var/tmp/lade-demo-$USER), including lade's store, so
 # your default store is not touched.
@@ -24,7 +26,7 @@ run() { printf '$'; printf ' %q' "$@"; echo; "$@"; }
 die() { echo "demo/main-job.sh: $*" >&2; exit 1; }
 
 step "1. packages"
-PKGS=(umoci busybox-static gcc libc6-dev)
+PKGS=(umoci skopeo docker-registry curl python3 busybox-static gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -75,18 +77,45 @@ run umoci config --image image:busybox --config.cmd /bin/sh
 rm -rf bundle
 run umoci ls --layout image
 
-step "4. pull it into lade's store"
-STORE=$DEMO_DIR/storage
-run "$LADE" --storage "$STORE" pull "oci:$DEMO_DIR/image:busybox"
+step "4. a local registry (Distribution, from Debian's docker-registry), and the image pushed to it"
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p registry
+cat > registry/config.yml <<EOF
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $DEMO_DIR/registry/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PORT}
+EOF
+docker-registry serve registry/config.yml >registry/log 2>&1 &
+REGISTRY_PID=$!
+trap 'kill $REGISTRY_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "registry listening on 127.0.0.1:$PORT (pid $REGISTRY_PID)"
+REF=127.0.0.1:$PORT/demo/busybox:1.0
+run skopeo copy -q --dest-tls-verify=false "oci:$DEMO_DIR/image:busybox" "docker://$REF"
 
-step "5. list, unpack, run"
-run "$LADE" --storage "$STORE" list
-run "$LADE" --storage "$STORE" unpack busybox rootfs
-run ls -l rootfs rootfs/bin/busybox
-run ./rootfs/bin/busybox echo "hello from $DEMO_DIR/rootfs/bin/busybox"
-run ./rootfs/bin/busybox cat rootfs/etc/motd
-run ./rootfs/bin/busybox sh -c 'echo "busybox sh works: $((6 * 7))"'
-run "$LADE" --storage "$STORE" fsck
+step "5. pull it from the registry into lade's store"
+# The registry speaks plain HTTP on loopback; --tls-no-verify permits that for this run only.
+STORE=$DEMO_DIR/storage
+L=("$LADE" --storage "$STORE")
+run "${L[@]}" pull --tls-no-verify "$REF" busybox
+run "${L[@]}" list -l
+echo "(a second pull finds every blob in the store and asks the registry for the manifest only)"
+run "${L[@]}" pull --tls-no-verify "$REF" busybox
+
+step "6. run it: a container is just a process (user + mount namespace, overlayfs, no daemon)"
+run "${L[@]}" run busybox -- /bin/cat /etc/motd
+run "${L[@]}" run busybox -- /bin/sh -c 'echo "uid $(id -u) inside, $((6 * 7)) from sh"; exit 3' \
+    || echo "(exit status $?: the command's own)"
+run "${L[@]}" run --uid 0 busybox -- /bin/sh -c 'echo "uid $(id -u) inside with --uid 0"'
+
+step "7. unpack, copy out digest-preserving, check the store"
+run "${L[@]}" unpack busybox rootfs
+run ls rootfs
+run "${L[@]}" copy lade:busybox "oci-archive:$DEMO_DIR/busybox.tar:1.0"
+run skopeo inspect --format '{{.Digest}}' "oci-archive:$DEMO_DIR/busybox.tar:1.0"
+run skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REF"
+run "${L[@]}" fsck
 
 step "done"
 echo "image: $DEMO_DIR/image   store: $STORE   unpacked: $DEMO_DIR/rootfs"

@@ -191,6 +191,9 @@ measure "lade pull (warm)" prep_none "$LADE" --storage "$STORE" --tls-ca-file "$
 RUNS=$RUNS_SAVED
 measure "skopeo copy + umoci unpack" prep_skopeo bash -c "$(declare -f skopeo_umoci); C='$C' REF='$REF' W='$W'; skopeo_umoci"
 if [ -n "$HAVE_CH" ]; then
+    # ch-image's build cache is git and wants an identity.
+    export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench \
+        GIT_COMMITTER_EMAIL=bench@localhost
     measure "ch-image pull" prep_ch ch-image --storage "$W/ch" --tls-no-verify pull "$REF"
 fi
 nuke "$STORE" "$W/oci" "$W/bundle" "$W/ch"

@@ -11,6 +11,7 @@
 //! - [`storage`]: the storage directory and its content-addressed parts.
 //! - [`unpack`]: applying layers safely, without privileges.
 
+pub mod build;
 pub mod copy;
 pub mod digest;
 pub mod error;

@@ -1,0 +1,696 @@
+//! Shell-word processing and variable substitution, as BuildKit's `shell.Lex` does it.
+//!
+//! This is not a shell: there is no command substitution, no globbing and no field splitting
+//! other than on whitespace. What it does, exactly as the Dockerfile reference and BuildKit
+//! (`frontend/dockerfile/shell/lex.go`) define it:
+//!
+//! - `'…'` keeps everything literally; a single quote cannot be escaped inside.
+//! - `"…"` keeps everything literally except `$` (substituted) and the escape character, which
+//!   only escapes `"`, `$` and itself; before any other character it stays.
+//! - Outside quotes the escape character (`\`, or `` ` `` under `# escape=``) makes the next
+//!   character literal; at the very end of the word it disappears.
+//! - `$NAME`, `${NAME}`, the special parameters `$@ $* $# $? $- $$ $! $0` and positional
+//!   `$1`… (always unset in a build, so empty), and the modifiers `${N:-w}`, `${N-w}`,
+//!   `${N:+w}`, `${N+w}`, `${N:?msg}`, `${N?msg}`, `${N#pat}`, `${N##pat}`, `${N%pat}`,
+//!   `${N%%pat}`, `${N/pat/rep}` and `${N//pat/rep}` (patterns: `*`, `?`, `\*`, `\?`, `\\`).
+//!   The word after a modifier is itself processed, so `${A:-${B:-x}}` nests.
+//! - A `$` not followed by a name is literal. An unset variable becomes the empty string (ch-image
+//!   leaves `$UNSET` in place; we follow Docker, which its manual calls the likely-right thing).
+//! - Word splitting (for the instructions that take several words) happens after substitution,
+//!   on whitespace that came from outside quotes or from a substituted value; quoted text and
+//!   escaped characters never split. As in BuildKit an empty quoted word (`""`) yields no word.
+
+use crate::error::{Error, Result};
+
+/// How deeply `${…}` may nest before we refuse: arbitrary input must not exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Options of one lexing pass; the defaults are those of ordinary instruction substitution.
+#[derive(Clone, Copy, Debug)]
+pub struct LexOptions {
+    /// The Dockerfile's escape character (`\` unless the `escape` directive says `` ` ``).
+    pub escape: char,
+    /// Keep quote characters in the output (used to detect quoted heredoc delimiters).
+    pub raw_quotes: bool,
+    /// Keep escape characters in the output.
+    pub raw_escapes: bool,
+    /// Leave references to unset variables as written instead of substituting "".
+    pub skip_unset: bool,
+    /// Treat quotes as ordinary characters (COPY/ADD heredoc bodies: only `$` and escapes).
+    pub skip_quotes: bool,
+}
+
+impl Default for LexOptions {
+    fn default() -> Self {
+        LexOptions {
+            escape: '\\',
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_unset: false,
+            skip_quotes: false,
+        }
+    }
+}
+
+impl LexOptions {
+    pub fn with_escape(escape: char) -> Self {
+        LexOptions {
+            escape,
+            ..LexOptions::default()
+        }
+    }
+}
+
+/// Substitute variables in one word and remove its quotes and escapes, with `\` as the escape
+/// character. Whitespace is kept; the result is one string (BuildKit's `ProcessWord`).
+pub fn substitute(word: &str, vars: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    substitute_with(word, LexOptions::default(), vars)
+}
+
+/// [`substitute`] with explicit options (e.g. the Dockerfile's escape character).
+pub fn substitute_with(
+    word: &str,
+    opts: LexOptions,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<String> {
+    process(word, opts, vars)
+        .map(|(s, _)| s)
+        .map_err(|why| Error::invalid(format!("'{word}'"), why))
+}
+
+/// Substitute variables, then split into words on unquoted whitespace (BuildKit's
+/// `ProcessWords`), with `\` as the escape character.
+pub fn split_words(text: &str, vars: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    split_words_with(text, LexOptions::default(), vars)
+}
+
+/// [`split_words`] with explicit options.
+pub fn split_words_with(
+    text: &str,
+    opts: LexOptions,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>> {
+    process(text, opts, vars)
+        .map(|(_, w)| w)
+        .map_err(|why| Error::invalid(format!("'{text}'"), why))
+}
+
+/// The lexer proper: returns the processed word and its split words, or the reason it failed.
+pub(crate) fn process(
+    text: &str,
+    opts: LexOptions,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<(String, Vec<String>), String> {
+    let mut lx = Lexer {
+        chars: text.chars().collect(),
+        pos: 0,
+        opts,
+        raw_escapes: opts.raw_escapes,
+        vars,
+        depth: 0,
+    };
+    lx.process_until(None, opts.raw_escapes)
+}
+
+struct Lexer<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    opts: LexOptions,
+    /// Current raw-escapes setting: BuildKit switches it on while reading `#`, `%` and `/`
+    /// patterns so that `\*` reaches the pattern matcher.
+    raw_escapes: bool,
+    vars: &'a dyn Fn(&str) -> Option<String>,
+    depth: usize,
+}
+
+#[derive(Default)]
+struct Words {
+    word: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    /// A character that may split: whitespace ends the current word.
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(c);
+        }
+    }
+    fn add_raw_char(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+    fn add_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+    fn add_raw_str(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(std::mem::take(&mut self.word));
+        }
+        self.words
+    }
+}
+
+type LexResult<T> = std::result::Result<T, String>;
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Process until `stop` (consumed) or the end of input (`stop` = None).
+    fn process_until(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> LexResult<(String, Vec<String>)> {
+        let saved = self.raw_escapes;
+        self.raw_escapes = raw_escapes;
+        let r = self.process_until_inner(stop);
+        self.raw_escapes = saved;
+        r
+    }
+
+    fn process_until_inner(&mut self, stop: Option<char>) -> LexResult<(String, Vec<String>)> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.pos += 1;
+                return Ok((result, words.finish()));
+            }
+            let quotes = !self.opts.skip_quotes;
+            if c == '$' {
+                let s = self.dollar()?;
+                result.push_str(&s);
+                words.add_str(&s);
+            } else if quotes && c == '\'' {
+                let s = self.single_quote()?;
+                result.push_str(&s);
+                words.add_raw_str(&s);
+            } else if quotes && c == '"' {
+                let s = self.double_quote()?;
+                result.push_str(&s);
+                words.add_raw_str(&s);
+            } else {
+                self.pos += 1;
+                if c == self.opts.escape {
+                    if self.raw_escapes {
+                        words.add_raw_char(c);
+                        result.push(c);
+                    }
+                    // The escape character makes the next one literal; at the end it vanishes.
+                    let Some(n) = self.next() else { break };
+                    words.add_raw_char(n);
+                    result.push(n);
+                } else {
+                    words.add_char(c);
+                    result.push(c);
+                }
+            }
+        }
+        match stop {
+            Some(s) => Err(format!(
+                "unexpected end of statement while looking for matching {s}"
+            )),
+            None => Ok((result, words.finish())),
+        }
+    }
+
+    fn single_quote(&mut self) -> LexResult<String> {
+        let mut out = String::new();
+        let open = self.next();
+        if self.opts.raw_quotes {
+            out.extend(open);
+        }
+        loop {
+            match self.next() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
+                    );
+                }
+                Some('\'') => {
+                    if self.opts.raw_quotes {
+                        out.push('\'');
+                    }
+                    return Ok(out);
+                }
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    fn double_quote(&mut self) -> LexResult<String> {
+        let mut out = String::new();
+        let open = self.next();
+        if self.opts.raw_quotes {
+            out.extend(open);
+        }
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching double-quote"
+                            .into(),
+                    );
+                }
+                Some('"') => {
+                    self.pos += 1;
+                    if self.opts.raw_quotes {
+                        out.push('"');
+                    }
+                    return Ok(out);
+                }
+                Some('$') => out.push_str(&self.dollar()?),
+                Some(mut c) => {
+                    self.pos += 1;
+                    if c == self.opts.escape {
+                        if self.raw_escapes {
+                            out.push(c);
+                        }
+                        match self.peek() {
+                            // An escape just before the end of input is dropped; the missing
+                            // quote is reported on the next turn.
+                            None => continue,
+                            // Only these can be escaped inside double quotes; before anything
+                            // else the escape character stays, as in sh.
+                            Some(n) if n == '"' || n == '$' || n == self.opts.escape => {
+                                self.pos += 1;
+                                c = n;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        (self.vars)(name)
+    }
+
+    fn dollar(&mut self) -> LexResult<String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err("variable substitutions nested too deeply".into());
+        }
+        let r = self.dollar_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn dollar_inner(&mut self) -> LexResult<String> {
+        self.pos += 1; // the '$'
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".into());
+            }
+            return Ok(match self.lookup(&name) {
+                Some(v) => v,
+                None if self.opts.skip_unset => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.pos += 1; // the '{'
+        match self.peek() {
+            None => return Err("syntax error: missing '}'".into()),
+            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            Some(_) => {}
+        }
+        let name = self.name();
+        let Some(ch) = self.next() else {
+            return Err("syntax error: missing '}'".into());
+        };
+        match ch {
+            '}' => Ok(match self.lookup(&name) {
+                Some(v) => v,
+                None if self.opts.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                let (null_is_unset, op) = if ch == ':' {
+                    (true, self.next())
+                } else {
+                    (false, Some(ch))
+                };
+                let Some(op) = op else {
+                    return Err("syntax error: missing '}'".into());
+                };
+                let mods = if null_is_unset {
+                    format!(":{op}")
+                } else {
+                    op.to_string()
+                };
+                // `#` and `%` patterns keep their escapes so the matcher sees `\*`.
+                let raw = op == '#' || op == '%';
+                let word = match self.process_until(Some('}'), raw) {
+                    Ok((w, _)) => w,
+                    Err(e) if self.peek().is_none() => {
+                        let _ = e;
+                        return Err("syntax error: missing '}'".into());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let value = self.lookup(&name);
+                if self.opts.skip_unset && value.is_none() {
+                    return Ok(format!("${{{name}{mods}{word}}}"));
+                }
+                let empty = value
+                    .as_deref()
+                    .is_none_or(|v| null_is_unset && v.is_empty());
+                match op {
+                    '-' => Ok(if empty {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
+                    '+' => Ok(if empty { String::new() } else { word }),
+                    '?' => match value {
+                        None => Err(format!(
+                            "{name}: {}",
+                            if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            }
+                        )),
+                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
+                            "{name}: {}",
+                            if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            }
+                        )),
+                        Some(v) => Ok(v),
+                    },
+                    '#' | '%' => {
+                        let value = value.unwrap_or_default();
+                        let (greedy, pat) = match word.strip_prefix(op) {
+                            Some(rest) => (true, rest.to_string()),
+                            None => (false, word),
+                        };
+                        let pat = Pattern::parse(&pat)?;
+                        Ok(if op == '#' {
+                            pat.trim_prefix(&value, greedy)
+                        } else {
+                            pat.trim_suffix(&value, greedy)
+                        })
+                    }
+                    _ => Err(format!("unsupported modifier ({mods}) in substitution")),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let pattern = match self.process_until(Some('/'), true) {
+                    Ok((w, _)) => w,
+                    Err(_) if self.peek().is_none() => {
+                        return Err("syntax error: missing '/' in ${}".into());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let replacement = match self.process_until(Some('}'), true) {
+                    Ok((w, _)) => w,
+                    Err(_) if self.peek().is_none() => {
+                        return Err("syntax error: missing '}'".into());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let value = self.lookup(&name);
+                if self.opts.skip_unset && value.is_none() {
+                    return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+                }
+                let pat = Pattern::parse(&pattern)?;
+                Ok(pat.replace(&value.unwrap_or_default(), &replacement, all))
+            }
+            other => Err(format!("unsupported modifier ({other}) in substitution")),
+        }
+    }
+
+    /// A variable name: letters, digits and `_`; or all the digits of a positional parameter;
+    /// or one special parameter character.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if name.is_empty() && c.is_numeric() {
+                while let Some(d) = self.peek().filter(|d| d.is_numeric()) {
+                    name.push(d);
+                    self.pos += 1;
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.pos += 1;
+                return c.to_string();
+            }
+            if !c.is_alphanumeric() && c != '_' {
+                break;
+            }
+            name.push(c);
+            self.pos += 1;
+        }
+        name
+    }
+}
+
+/// A shell pattern of `${N#pat}` and friends: `*`, `?` and literal characters (BuildKit has no
+/// bracket expressions here).
+#[derive(Debug)]
+struct Pattern(Vec<Tok>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok {
+    Star,
+    Any,
+    Lit(char),
+}
+
+impl Pattern {
+    fn parse(p: &str) -> LexResult<Pattern> {
+        let mut out = Vec::new();
+        let mut it = p.chars().peekable();
+        while let Some(c) = it.next() {
+            match c {
+                '*' => out.push(Tok::Star),
+                '?' => out.push(Tok::Any),
+                '\\' => match it.peek().copied() {
+                    // `\}` and `\/` only protect the ${} syntax; the escape is not part of it.
+                    Some('}' | '/') => {}
+                    Some(n @ ('*' | '?' | '\\')) => {
+                        it.next();
+                        out.push(Tok::Lit(n));
+                    }
+                    Some(n) => {
+                        return Err(format!("invalid pattern ({p}): invalid escape '\\{n}'"));
+                    }
+                    None => return Err(format!("invalid pattern ({p}): trailing escape")),
+                },
+                c => out.push(Tok::Lit(c)),
+            }
+        }
+        Ok(Pattern(out))
+    }
+
+    /// Whether the pattern matches all of `s`.
+    fn matches(&self, s: &[char]) -> bool {
+        // Classic wildcard matching with a single backtrack point, O(len(p)·len(s)).
+        let p = &self.0;
+        let (mut pi, mut si) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            match p.get(pi) {
+                Some(Tok::Star) => {
+                    star = Some((pi, si));
+                    pi += 1;
+                }
+                Some(Tok::Any) => {
+                    pi += 1;
+                    si += 1;
+                }
+                Some(Tok::Lit(c)) if *c == s[si] => {
+                    pi += 1;
+                    si += 1;
+                }
+                _ => match star {
+                    Some((sp, ss)) => {
+                        pi = sp + 1;
+                        si = ss + 1;
+                        star = Some((sp, ss + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        p[pi.min(p.len())..].iter().all(|t| *t == Tok::Star)
+    }
+
+    fn trim_prefix(&self, value: &str, longest: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let mut lens: Box<dyn Iterator<Item = usize>> = if longest {
+            Box::new((0..=v.len()).rev())
+        } else {
+            Box::new(0..=v.len())
+        };
+        match lens.find(|&n| self.matches(&v[..n])) {
+            Some(n) => v[n..].iter().collect(),
+            None => value.to_string(),
+        }
+    }
+
+    fn trim_suffix(&self, value: &str, longest: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let mut starts: Box<dyn Iterator<Item = usize>> = if longest {
+            Box::new(0..=v.len())
+        } else {
+            Box::new((0..=v.len()).rev())
+        };
+        match starts.find(|&i| self.matches(&v[i..])) {
+            Some(i) => v[..i].iter().collect(),
+            None => value.to_string(),
+        }
+    }
+
+    /// Leftmost, longest match starting at or after `from`.
+    fn find(&self, v: &[char], from: usize) -> Option<(usize, usize)> {
+        (from..=v.len()).find_map(|i| {
+            (i..=v.len())
+                .rev()
+                .find(|&j| self.matches(&v[i..j]))
+                .map(|j| (i, j))
+        })
+    }
+
+    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+        let v: Vec<char> = value.chars().collect();
+        let mut out = String::new();
+        let mut pos = 0;
+        let mut last_match_end: Option<usize> = None;
+        while pos <= v.len() {
+            let Some((i, j)) = self.find(&v, pos) else {
+                break;
+            };
+            // Like Go's ReplaceAll: an empty match right after the previous match is skipped.
+            if i == j && last_match_end == Some(i) {
+                if i < v.len() {
+                    out.push(v[i]);
+                }
+                pos = i + 1;
+                continue;
+            }
+            out.extend(&v[pos..i]);
+            out.push_str(replacement);
+            last_match_end = Some(j);
+            if !all {
+                pos = j;
+                break;
+            }
+            if j == i {
+                if i < v.len() {
+                    out.push(v[i]);
+                }
+                pos = i + 1;
+            } else {
+                pos = j;
+            }
+        }
+        if pos <= v.len() {
+            out.extend(&v[pos..]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "A" => Some("a".into()),
+            "E" => Some(String::new()),
+            "S" => Some("x y".into()),
+            "P" => Some("/usr/local/bin".into()),
+            _ => None,
+        }
+    }
+
+    fn w(s: &str) -> String {
+        substitute(s, &env).unwrap()
+    }
+
+    #[test]
+    fn basics() {
+        assert_eq!(w("$A"), "a");
+        assert_eq!(w("${A}b"), "ab");
+        assert_eq!(w("$Ab"), "");
+        assert_eq!(w("'$A'"), "$A");
+        assert_eq!(w("\"$A\""), "a");
+        assert_eq!(w("\\$A"), "$A");
+        assert_eq!(w("a\\"), "a");
+        assert_eq!(w("\"a\\b\""), "a\\b");
+        assert_eq!(w("\"a\\\"b\""), "a\"b");
+        assert_eq!(w("$"), "$");
+        assert_eq!(w("$/"), "$/");
+        assert_eq!(w("$1x"), "x");
+        assert_eq!(w("$$"), "");
+    }
+
+    #[test]
+    fn modifiers() {
+        assert_eq!(w("${A:-x}"), "a");
+        assert_eq!(w("${E:-x}"), "x");
+        assert_eq!(w("${E-x}"), "");
+        assert_eq!(w("${U-x}"), "x");
+        assert_eq!(w("${A:+x}"), "x");
+        assert_eq!(w("${E:+x}"), "");
+        assert_eq!(w("${E+x}"), "x");
+        assert_eq!(w("${U+x}"), "");
+        assert_eq!(w("${U:-${A:-z}}"), "a");
+        assert_eq!(w("${P#*/}"), "usr/local/bin");
+        assert_eq!(w("${P##*/}"), "bin");
+        assert_eq!(w("${P%/*}"), "/usr/local");
+        assert_eq!(w("${P%%/*}"), "");
+        assert_eq!(w("${P/local/x}"), "/usr/x/bin");
+        assert_eq!(w("${P//\\//_}"), "_usr_local_bin");
+        assert!(substitute("${U?}", &env).is_err());
+        assert!(substitute("${E:?no}", &env).is_err());
+        assert!(substitute("${A", &env).is_err());
+        assert!(substitute("${}", &env).is_err());
+        assert!(substitute("${A:=x}", &env).is_err());
+    }
+
+    #[test]
+    fn splitting() {
+        let s = |t: &str| split_words(t, &env).unwrap();
+        assert_eq!(s("a  b"), ["a", "b"]);
+        assert_eq!(s("$S"), ["x", "y"]);
+        assert_eq!(s("\"$S\""), ["x y"]);
+        assert_eq!(s("a\\ b"), ["a b"]);
+        assert_eq!(s("a \"\" b"), ["a", "b"]);
+    }
+}

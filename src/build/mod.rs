@@ -1,0 +1,333 @@
+//! Dockerfiles: parsing into typed instructions, and variable substitution.
+//!
+//! - [`parser`]: [`parse`] turns the text into a [`Dockerfile`] of [`Stage`]s of
+//!   [`Located`] [`Instruction`]s (line numbers kept for messages and history).
+//! - [`lex`]: the shell-word lexer, i.e. [`substitute`] and [`split_words`].
+//! - [`instruction`]: the types, and their one-line `Display` for `lade build --parse-only`.
+//!
+//! # Variable substitution: which instructions, and where we differ from ch-image
+//!
+//! The parser keeps substitutable strings raw; the executor calls [`Instruction::expand`] (or
+//! [`From::expand`]) per instruction with the variables in scope at that point ([`Scope`]):
+//!
+//! - Substituted (Docker's list): FROM (image, `--platform`; with the pre-FROM ARGs only),
+//!   ADD/COPY (sources, destination, `--from`, `--chown`, `--chmod`, `--checksum`,
+//!   `--exclude`; heredoc bodies unless the delimiter was quoted), ENV, LABEL, ARG (names and
+//!   values), EXPOSE (also word-split), USER, VOLUME, WORKDIR, STOPSIGNAL, and RUN `--mount`
+//!   option values.
+//! - Also substituted, following ch-image ("substitution in every instruction"): MAINTAINER and
+//!   ch-image's `FROM --arg` values.
+//! - Not substituted, following Docker rather than ch-image: the commands of RUN, CMD,
+//!   ENTRYPOINT, SHELL and HEALTHCHECK. They go to a shell that sees the ARG/ENV variables in
+//!   its environment and expands them itself, with full shell syntax; substituting them first
+//!   would break `$1`, `$(…)`, `$$` and single-quoted `$` in scripts that work under Docker.
+//!   ONBUILD triggers are stored as written and substituted when they fire in a later build.
+//! - An unset variable expands to "" (Docker). ch-image leaves `$UNSET` as written.
+//! - `${VAR:-x}`/`${VAR:+x}` and the other modifiers are supported (ch-image rejects them).
+//! - Scoping is Docker's (see [`Scope`]): pre-FROM ARGs are visible in FROM lines and, inside a
+//!   stage, only after `ARG NAME` re-declares them; ch-image makes them visible everywhere.
+//!   ENV beats ARG of the same name.
+//!
+//! # Other choices
+//!
+//! - Parser directives follow Docker (`escape`, `syntax`, `check`); ch-image supports none.
+//! - Unknown instructions, unknown options, and ONBUILD triggers that are not valid
+//!   instructions are errors at parse time, with the line number; Docker defers the last.
+//! - `HEALTHCHECK NONE` with options, and options on instructions Docker silently ignores them
+//!   for (STOPSIGNAL, ARG), are errors rather than ignored.
+//! - A bare `CMD`/`ENTRYPOINT`/`RUN` with no arguments is an error.
+//! - `COPY --chown` is parsed and kept; the executor ignores it with a warning (ch-image).
+
+pub mod instruction;
+pub mod lex;
+pub mod parser;
+
+pub use instruction::*;
+pub use lex::{LexOptions, split_words, split_words_with, substitute, substitute_with};
+pub use parser::parse;
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+
+type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+type Why<T> = std::result::Result<T, String>;
+
+fn word(w: &str, esc: char, vars: Vars) -> Why<String> {
+    lex::process(w, LexOptions::with_escape(esc), vars)
+        .map(|(s, _)| s)
+        .map_err(|e| format!("failed to process \"{w}\": {e}"))
+}
+
+fn words(w: &str, esc: char, vars: Vars) -> Why<Vec<String>> {
+    lex::process(w, LexOptions::with_escape(esc), vars)
+        .map(|(_, v)| v)
+        .map_err(|e| format!("failed to process \"{w}\": {e}"))
+}
+
+fn opt(w: &Option<String>, esc: char, vars: Vars) -> Why<Option<String>> {
+    w.as_deref().map(|w| word(w, esc, vars)).transpose()
+}
+
+fn kvs(v: &[KeyValue], esc: char, vars: Vars) -> Why<Vec<KeyValue>> {
+    v.iter()
+        .map(|kv| {
+            Ok(KeyValue {
+                key: word(&kv.key, esc, vars)?,
+                value: word(&kv.value, esc, vars)?,
+            })
+        })
+        .collect()
+}
+
+fn expand_files(f: &Files, copy: bool, esc: char, vars: Vars) -> Why<Files> {
+    let mut sources = Vec::new();
+    for s in &f.sources {
+        sources.push(match s {
+            Source::Path(p) | Source::Url(p) | Source::Git(p) => {
+                let w = word(p, esc, vars)?;
+                let c = Source::classify(&w);
+                if copy && !matches!(c, Source::Path(_)) {
+                    return Err(format!("source can't be a URL for COPY: {w}"));
+                }
+                c
+            }
+            Source::Heredoc(h) => {
+                let mut h = h.clone();
+                // The body after `<<-` tab removal; quotes in it are data, `$` and `\` are
+                // processed (BuildKit: a `\` lexer with SkipProcessQuotes).
+                h.content = h.body();
+                h.chomp = false;
+                if h.expand {
+                    let o = LexOptions {
+                        skip_quotes: true,
+                        ..LexOptions::default()
+                    };
+                    h.content = lex::process(&h.content, o, vars)
+                        .map(|(s, _)| s)
+                        .map_err(|e| format!("failed to process heredoc <<{}: {e}", h.name))?;
+                }
+                Source::Heredoc(h)
+            }
+        });
+    }
+    Ok(Files {
+        sources,
+        dest: word(&f.dest, esc, vars)?,
+        json: f.json,
+        chown: opt(&f.chown, esc, vars)?,
+        chmod: opt(&f.chmod, esc, vars)?,
+        link: f.link,
+        parents: f.parents,
+        exclude: f
+            .exclude
+            .iter()
+            .map(|e| word(e, esc, vars))
+            .collect::<Why<_>>()?,
+    })
+}
+
+impl Instruction {
+    /// Substitute variables as the module documentation lists; `esc` is the Dockerfile's
+    /// escape character. Returns the reason on failure (see [`Located::expand`]).
+    pub fn expand_with(&self, esc: char, vars: Vars) -> Why<Instruction> {
+        Ok(match self {
+            Instruction::Run(r) => {
+                let mut r = r.clone();
+                for m in &mut r.mounts {
+                    for (_, v) in &mut m.options {
+                        *v = opt(v, esc, vars)?;
+                    }
+                }
+                Instruction::Run(r)
+            }
+            Instruction::Copy(c) => Instruction::Copy(Copy {
+                files: expand_files(&c.files, true, esc, vars)?,
+                from: opt(&c.from, esc, vars)?,
+            }),
+            Instruction::Add(a) => Instruction::Add(Add {
+                files: expand_files(&a.files, false, esc, vars)?,
+                checksum: opt(&a.checksum, esc, vars)?,
+                keep_git_dir: a.keep_git_dir,
+                unpack: a.unpack,
+            }),
+            Instruction::Env(v) => Instruction::Env(kvs(v, esc, vars)?),
+            Instruction::Label(v) => Instruction::Label(kvs(v, esc, vars)?),
+            Instruction::Arg(v) => Instruction::Arg(
+                v.iter()
+                    .map(|a| {
+                        Ok(ArgDecl {
+                            name: word(&a.name, esc, vars)?,
+                            default: opt(&a.default, esc, vars)?,
+                        })
+                    })
+                    .collect::<Why<_>>()?,
+            ),
+            Instruction::Workdir(s) => Instruction::Workdir(word(s, esc, vars)?),
+            Instruction::User(s) => Instruction::User(word(s, esc, vars)?),
+            Instruction::StopSignal(s) => Instruction::StopSignal(word(s, esc, vars)?),
+            Instruction::Maintainer(s) => Instruction::Maintainer(word(s, esc, vars)?),
+            Instruction::Expose(v) => {
+                let mut out = Vec::new();
+                for p in v {
+                    out.extend(words(p, esc, vars)?);
+                }
+                Instruction::Expose(out)
+            }
+            Instruction::Volume(v) => {
+                Instruction::Volume(v.iter().map(|x| word(x, esc, vars)).collect::<Why<_>>()?)
+            }
+            Instruction::Cmd(_)
+            | Instruction::Entrypoint(_)
+            | Instruction::Shell(_)
+            | Instruction::Healthcheck(_)
+            | Instruction::Onbuild(_) => self.clone(),
+        })
+    }
+}
+
+impl From {
+    /// Substitute the image, `--platform` and `--arg` values (with the pre-FROM ARGs).
+    pub fn expand_with(&self, esc: char, vars: Vars) -> Why<From> {
+        Ok(From {
+            image: word(&self.image, esc, vars)?,
+            name: self.name.clone(),
+            platform: opt(&self.platform, esc, vars)?,
+            args: self
+                .args
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), word(v, esc, vars)?)))
+                .collect::<Why<_>>()?,
+        })
+    }
+}
+
+impl Located<Instruction> {
+    /// [`Instruction::expand_with`], with errors located as `file:line`.
+    pub fn expand(&self, df: &Dockerfile, vars: Vars) -> Result<Instruction> {
+        self.value
+            .expand_with(df.directives.escape, vars)
+            .map_err(|why| Error::invalid(format!("{}:{}", df.file_name, self.line), why))
+    }
+}
+
+impl Located<From> {
+    /// [`From::expand_with`], with errors located as `file:line`.
+    pub fn expand(&self, df: &Dockerfile, vars: Vars) -> Result<From> {
+        self.value
+            .expand_with(df.directives.escape, vars)
+            .map_err(|why| Error::invalid(format!("{}:{}", df.file_name, self.line), why))
+    }
+}
+
+impl Dockerfile {
+    /// The index of the stage named `name` (case-insensitive) or numbered `name`, among the
+    /// stages before `before` (a stage can only refer to earlier ones).
+    pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Ok(i) = name.parse::<usize>() {
+            return (i < before).then_some(i);
+        }
+        self.stages[..before.min(self.stages.len())]
+            .iter()
+            .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+}
+
+/// Variables in scope during a build, with Docker's rules:
+///
+/// - Pre-FROM `ARG`s (the "global" scope) are visible to FROM lines only.
+/// - Inside a stage, an `ARG NAME[=default]` makes NAME visible from there to the end of the
+///   stage; its value is the `--build-arg` if given, else the default, else the global ARG's
+///   value if one was declared before FROM, else it is declared but unset.
+/// - ENV variables (the base image's, then ENV instructions) win over ARGs of the same name.
+/// - Predefined variables (the proxy variables; ch-image passes them from the environment)
+///   are visible everywhere without an ARG.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    build_args: BTreeMap<String, String>,
+    predefined: BTreeMap<String, String>,
+    global: BTreeMap<String, Option<String>>,
+    in_stage: bool,
+    args: BTreeMap<String, Option<String>>,
+    env: BTreeMap<String, String>,
+}
+
+impl Scope {
+    pub fn new(build_args: impl IntoIterator<Item = (String, String)>) -> Scope {
+        Scope {
+            build_args: build_args.into_iter().collect(),
+            ..Scope::default()
+        }
+    }
+
+    /// A variable visible everywhere without ARG (e.g. `HTTP_PROXY`).
+    pub fn predefine(&mut self, name: &str, value: &str) {
+        self.predefined.insert(name.to_string(), value.to_string());
+    }
+
+    /// The value of `name` at this point, for [`Instruction::expand_with`].
+    pub fn get(&self, name: &str) -> Option<String> {
+        if self.in_stage {
+            if let Some(v) = self.env.get(name) {
+                return Some(v.clone());
+            }
+            if let Some(v) = self.args.get(name) {
+                return v.clone();
+            }
+        } else if let Some(v) = self.global.get(name) {
+            return v.clone();
+        }
+        self.predefined.get(name).cloned()
+    }
+
+    /// Apply an (already expanded) ARG instruction: in the global scope before the first FROM,
+    /// in the current stage after it.
+    pub fn declare_args(&mut self, decls: &[ArgDecl]) {
+        for d in decls {
+            let value = self
+                .build_args
+                .get(&d.name)
+                .cloned()
+                .or_else(|| d.default.clone());
+            if self.in_stage {
+                let value = value.or_else(|| self.global.get(&d.name).cloned().flatten());
+                self.args.insert(d.name.clone(), value);
+            } else {
+                self.global.insert(d.name.clone(), value);
+            }
+        }
+    }
+
+    /// Start a stage whose base image has environment `image_env` (`KEY=VALUE` strings).
+    pub fn begin_stage<'s>(&mut self, image_env: impl IntoIterator<Item = &'s str>) {
+        self.in_stage = true;
+        self.args.clear();
+        self.env = image_env
+            .into_iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.to_string(), String::new()),
+            })
+            .collect();
+    }
+
+    /// Apply an (already expanded) ENV instruction.
+    pub fn set_env(&mut self, pairs: &[KeyValue]) {
+        for kv in pairs {
+            self.env.insert(kv.key.clone(), kv.value.clone());
+        }
+    }
+
+    /// The ARGs in scope with values, as `RUN` sees them in its environment (ENV separately).
+    pub fn args(&self) -> Vec<(String, String)> {
+        self.args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect()
+    }
+
+    /// The stage's environment (base image ENV plus ENV instructions).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+}

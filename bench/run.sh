@@ -49,6 +49,10 @@ if [ -z "${IMAGE:-}" ]; then
 fi
 "$LADE" -q pull "$IMAGE" bench-img
 rm -rf flat && "$LADE" -q unpack bench-img flat
+# ch-run binds into the image and needs the mount points to exist (lade makes its own in a
+# scratch overlay layer).
+mkdir -p flat/dev flat/proc flat/sys flat/tmp flat/home flat/mnt flat/etc
+touch flat/etc/hosts flat/etc/resolv.conf flat/etc/passwd flat/etc/group
 echo "image: $IMAGE ($("$LADE" list -l | grep bench-img | awk '{print $4, $5}'))"
 echo "kernel: $(uname -r); cores: $(nproc)"
 

@@ -14,11 +14,12 @@
 //!   `${N:+w}`, `${N+w}`, `${N:?msg}`, `${N?msg}`, `${N#pat}`, `${N##pat}`, `${N%pat}`,
 //!   `${N%%pat}`, `${N/pat/rep}` and `${N//pat/rep}` (patterns: `*`, `?`, `\*`, `\?`, `\\`).
 //!   The word after a modifier is itself processed, so `${A:-${B:-x}}` nests.
-//! - A `$` not followed by a name is literal. An unset variable becomes the empty string (ch-image
-//!   leaves `$UNSET` in place; we follow Docker, which its manual calls the likely-right thing).
+//! - A `$` not followed by a name is literal. An unset variable becomes the empty string, as in
+//!   Docker and sh (ch-image leaves `$UNSET` in place).
 //! - Word splitting (for the instructions that take several words) happens after substitution,
 //!   on whitespace that came from outside quotes or from a substituted value; quoted text and
-//!   escaped characters never split. As in BuildKit an empty quoted word (`""`) yields no word.
+//!   escaped characters never split. As in BuildKit an empty quoted word (`""`) yields no word,
+//!   and `<<` keeps the blanks that follow it in its word (so `<< EOF` is one heredoc word).
 
 use crate::error::{Error, Result};
 
@@ -201,6 +202,10 @@ impl Lexer<'_> {
                 let s = self.dollar()?;
                 result.push_str(&s);
                 words.add_str(&s);
+            } else if c == '<' {
+                let s = self.possible_heredoc();
+                result.push_str(&s);
+                words.add_raw_str(&s);
             } else if quotes && c == '\'' {
                 let s = self.single_quote()?;
                 result.push_str(&s);
@@ -232,6 +237,22 @@ impl Lexer<'_> {
             )),
             None => Ok((result, words.finish())),
         }
+    }
+
+    /// `<<` keeps the blanks after it in its word, so that `<< EOF` is one heredoc word
+    /// (BuildKit's processPossibleHeredoc); a lone `<` is an ordinary character.
+    fn possible_heredoc(&mut self) -> String {
+        self.pos += 1;
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.pos += 1;
+        let mut out = String::from("<<");
+        while let Some(c @ (' ' | '\t' | '\r')) = self.peek() {
+            out.push(c);
+            self.pos += 1;
+        }
+        out
     }
 
     fn single_quote(&mut self) -> LexResult<String> {

@@ -621,7 +621,7 @@ pub(crate) fn parse_heredoc_word(src: &str) -> Option<Heredoc> {
 }
 
 fn try_heredoc_word(src: &str) -> std::result::Result<Option<Heredoc>, String> {
-    // ^(\d*)<<(-?)([^<]*)$
+    // ^(\d*)<<(-?)\s*([^<]*)$
     let digits = src.len() - src.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let Some(after) = src[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -630,6 +630,8 @@ fn try_heredoc_word(src: &str) -> std::result::Result<Option<Heredoc>, String> {
         Some(r) => (true, r),
         None => (false, after),
     };
+    // `\s*`: blanks between `<<` and the delimiter (the lexer keeps them in the word).
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\u{c}', '\r']);
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }

@@ -3,8 +3,8 @@
 # local docker-registry over HTTPS (a CA made here), pulled to a runnable image by
 #   - lade pull                          (cold: empty store; verify, store, unpack per layer)
 #   - skopeo copy docker:// oci: + umoci unpack --rootless
-#   - ch-image pull                      (Debian's charliecloud, if installed; --tls-no-verify,
-#                                         as it takes no CA file)
+#   - ch-image pull                      (Debian's charliecloud, if installed; the CA given
+#                                         through REQUESTS_CA_BUNDLE)
 # and the warm lade pull (every blob present: one manifest request), side by side in one
 # run, best of N (default 3), with peak RSS and ratios.
 # Targets: cold ≤ 0.2× ch-image and ≤ 0.1× skopeo+umoci; warm ≤ 20 ms; peak RSS ≤ 64 MB.
@@ -194,7 +194,9 @@ if [ -n "$HAVE_CH" ]; then
     # ch-image's build cache is git and wants an identity.
     export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench \
         GIT_COMMITTER_EMAIL=bench@localhost
-    measure "ch-image pull" prep_ch ch-image --storage "$W/ch" --tls-no-verify pull "$REF"
+    # ch-image takes no CA file; Python requests reads one from REQUESTS_CA_BUNDLE.
+    measure "ch-image pull" prep_ch env REQUESTS_CA_BUNDLE="$C/ca.pem" \
+        ch-image --storage "$W/ch" pull "$REF"
 fi
 nuke "$STORE" "$W/oci" "$W/bundle" "$W/ch"
 

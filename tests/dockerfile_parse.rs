@@ -120,6 +120,54 @@ fn empty_continuation_lines_are_dropped_with_a_warning() {
     assert_eq!(d.stages[0].instructions[0].value, shell("a  b"));
     assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
     assert!(d.warnings[0].starts_with("Dockerfile:2:"));
+    // BuildKit's TestParseWarnsOnEmptyContinutationLine: one warning per instruction with
+    // empty lines, naming the joined line; comment lines (indented or not) do not count.
+    let d = parse_ok(
+        "FROM alpine:3.6\n\nRUN valid \\\n    continuation\n\nRUN something \\\n\n    following \\\n\n    more\n\nRUN another \\\n\n    thing\n\nRUN non-indented \\\n# this is a comment\n   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n\t",
+    );
+    assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    assert!(d.warnings[0].contains("RUN something     following     more"));
+    assert!(d.warnings[1].contains("RUN another     thing"));
+    let runs: Vec<_> = d.stages[0]
+        .instructions
+        .iter()
+        .map(|l| l.value.clone())
+        .collect();
+    assert_eq!(runs[3], shell("non-indented    after-comment"));
+    assert_eq!(runs[4], shell("indented     comment"));
+}
+
+#[test]
+fn tabs_separate_like_spaces() {
+    // Old Dockerfiles separate with tabs, including the legacy ENV form across continuations.
+    let d = parse_ok(
+        "FROM\tubuntu:14.04\nLABEL\tmaintainer\tA B <a@b> (@c)\nENV\tLIST\t\\\n\tlinux/386 linux/arm \\\n\tdarwin/amd64\nRUN\tapt-get install -yq \\\n\tcurl \\\n\t--no-install-recommends\nCOPY\t.\t/go/src\n",
+    );
+    assert_eq!(d.stages[0].from.value.image, "ubuntu:14.04");
+    let i: Vec<_> = d.stages[0]
+        .instructions
+        .iter()
+        .map(|l| l.value.clone())
+        .collect();
+    assert_eq!(
+        i[0],
+        Instruction::Label(vec![kv("maintainer", "A B <a@b> (@c)")])
+    );
+    assert_eq!(
+        i[1],
+        Instruction::Env(vec![kv("LIST", "linux/386 linux/arm \tdarwin/amd64")])
+    );
+    assert_eq!(
+        i[2],
+        shell("apt-get install -yq \tcurl \t--no-install-recommends")
+    );
+    let Instruction::Copy(c) = &i[3] else {
+        panic!()
+    };
+    assert_eq!(
+        (c.files.sources.len(), c.files.dest.as_str()),
+        (1, "/go/src")
+    );
 }
 
 #[test]

@@ -186,9 +186,11 @@ impl<'a> Parser<'a> {
                 eol = e;
             }
             if empty_continuation {
+                // Docker warns that these will become errors; it names the joined line.
                 self.warnings.push(format!(
-                    "{}:{start}: empty continuation line (Docker warns these will become errors)",
-                    self.file
+                    "{}:{start}: empty continuation line found in: {}",
+                    self.file,
+                    line.trim()
                 ));
             }
             any = true;
@@ -254,7 +256,15 @@ impl<'a> Parser<'a> {
         } else {
             kw.clone()
         };
-        let heredocs = if matches!(target.as_str(), "run" | "copy" | "add") {
+        // Not in the JSON form: there `<<EOF` can only be inside a string (BuildKit's
+        // canContainHeredoc).
+        let inner_rest = if kw == "onbuild" {
+            split_command(&split.rest).rest
+        } else {
+            split.rest.clone()
+        };
+        let json = matches!(maybe_json(&inner_rest), Ok(MaybeJson::Json(_)));
+        let heredocs = if matches!(target.as_str(), "run" | "copy" | "add") && !json {
             let heads = heredocs_from_line(line).map_err(|e| self.err(start, e))?;
             let mut docs = Vec::new();
             for mut h in heads {

@@ -88,6 +88,6 @@ pub fn layers_by_size(layout: &Path, tag: &str) -> Vec<(String, u64)> {
             )
         })
         .collect();
-    layers.sort_by(|a, b| b.1.cmp(&a.1));
+    layers.sort_by_key(|l| std::cmp::Reverse(l.1));
     layers
 }

@@ -348,3 +348,45 @@ fn not_a_registry_is_told_apart_from_not_found() {
         "{err}"
     );
 }
+
+#[test]
+fn server_ignoring_range_is_read_again_from_the_start() {
+    let (_reg, proxy, layers) = setup();
+    let (digest, size) = layers[0].clone();
+    let path = blob_path(&digest);
+    let p = path.clone();
+    proxy.set_rule(move |head, nth| match nth {
+        0 if head.path() == p => Action::Cut(size / 2),
+        1 if head.path() == p => Action::IgnoreRange,
+        _ => Action::Forward,
+    });
+    let lade = Lade::new();
+    pull(&lade, &proxy, &[]).ok();
+    let log: Vec<_> = proxy.log().into_iter().filter(|l| l.path == path).collect();
+    assert_eq!(log.len(), 2, "{}", proxy.dump());
+    assert_eq!(log[1].status, 200, "{}", proxy.dump());
+    check_image(&lade);
+}
+
+#[test]
+fn a_blob_that_never_comes_is_a_bounded_clear_error() {
+    let (_reg, proxy, layers) = setup();
+    let path = blob_path(&layers[0].0);
+    let p = path.clone();
+    proxy.set_rule(move |head, _| {
+        if head.path() == p {
+            Action::Cut(0)
+        } else {
+            Action::Forward
+        }
+    });
+    let t = Instant::now();
+    let err = pull(&Lade::new(), &proxy, &["-q"]).fails_one_line();
+    assert!(
+        err.contains(&layers[0].0) && err.contains("gave up"),
+        "{err}"
+    );
+    let tries = proxy.log().iter().filter(|l| l.path == path).count();
+    assert!((2..=6).contains(&tries), "{tries} tries:\n{}", proxy.dump());
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}

@@ -29,6 +29,8 @@ pub enum Action {
     Redirect(String),
     /// Forward, replacing (or adding) one response header.
     SetHeader(String, String),
+    /// Forward without the request's `Range` header (a server that ignores ranges).
+    IgnoreRange,
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +170,11 @@ fn handle(mut client: TcpStream, sh: &Shared) {
             http::respond(&mut client, 307, &[("Location", location.clone())], b"");
             entry.status = 307;
         }
-        Action::Forward | Action::Cut(_) | Action::NoContentLength | Action::SetHeader(..) => {
+        Action::Forward
+        | Action::Cut(_)
+        | Action::NoContentLength
+        | Action::SetHeader(..)
+        | Action::IgnoreRange => {
             forward(&mut client, &head, sh.upstream, &action, &mut entry);
         }
     }
@@ -191,6 +197,9 @@ fn forward(
     let mut req = format!("{} {} HTTP/1.1\r\n", head.method, head.target);
     for (k, v) in &head.headers {
         if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
+            continue;
+        }
+        if matches!(action, Action::IgnoreRange) && k.eq_ignore_ascii_case("range") {
             continue;
         }
         req.push_str(&format!("{k}: {v}\r\n"));

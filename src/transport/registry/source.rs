@@ -30,7 +30,7 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 
 /// Resumes of one blob, in all; consecutive resumes without progress are bounded by
 /// [`MAX_ATTEMPTS`].
-const MAX_RESUMES: u32 = 50;
+const MAX_RESUMES: u32 = 100;
 
 pub struct RegistrySource {
     reference: Reference,

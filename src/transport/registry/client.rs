@@ -901,6 +901,21 @@ mod tests {
     }
 
     #[test]
+    fn pem_bundles() {
+        // A real certificate: the one webpki-roots also carries would do, but any DER works
+        // for the split; an undecodable block is skipped, not fatal.
+        let der = [0x30u8, 0x03, 0x02, 0x01, 0x01];
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let text = format!(
+            "junk\n-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(pem_certificates(text.as_bytes()).len(), 1);
+        assert!(pem_certificates(b"").is_empty());
+    }
+
+    #[test]
     fn backoff_is_bounded() {
         let total: Duration = (0..MAX_ATTEMPTS - 1).map(backoff).sum();
         assert!(total < Duration::from_secs(5), "{total:?}");

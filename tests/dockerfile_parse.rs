@@ -969,6 +969,24 @@ fn substitution_table() {
         "NULL" => Some(String::new()),
         "P" => Some("/usr/local/bin".to_string()),
         "F" => Some("file.tar.gz".to_string()),
+        "RX" => Some("()[]{}^$.*?|\\x".to_string()),
+        "STARS" => Some("xx**".to_string()),
+        "XY" => Some("xxyy".to_string()),
+        "X" => Some("x".to_string()),
+        "Q" => Some("???y".to_string()),
+        "A3" => Some("a***yy*".to_string()),
+        "G" => Some("/foo*/*/*.txt".to_string()),
+        "NEEDLE" => Some("\\*/".to_string()),
+        "T" => Some("/tmp/tmp/bar.txt".to_string()),
+        "TMP" => Some("/tmp".to_string()),
+        "AB" => Some("/a/foo/b/c.txt".to_string()),
+        "AN" => Some("/?/".to_string()),
+        "SL" => Some("/".to_string()),
+        "TF" => Some("/tmp/foo.txt".to_string()),
+        "VERSION" => Some("v1.2.3".to_string()),
+        "OS" => Some("linux".to_string()),
+        "ARCH" => Some("arm".to_string()),
+        "VARIANT" => Some("v7".to_string()),
         _ => None,
     };
     let cases: &[(&str, Option<&str>)] = &[
@@ -1076,6 +1094,49 @@ fn substitution_table() {
         ("${XXX#x}", Some("")),
         ("${F#\\q}", None),
         ("${P/x", None),
+        // Patterns: regexp-special characters are literal; `\}` protects the brace; `\*`,
+        // `\?`, `\\` are literal; any other escape is an error (BuildKit's pattern tests).
+        ("${RX#()[]{\\}^$.\\*\\?|\\\\}", Some("x")),
+        ("${STARS%%\\**}", Some("xx")),
+        ("${XY#*x*y}", Some("y")),
+        ("${XY#*}", Some("xxyy")),
+        ("${XY#}", Some("xxyy")),
+        ("${XY##}", Some("xxyy")),
+        ("${XY##*x}", Some("yy")),
+        ("${XY#$X}", Some("xyy")),
+        ("${XY#$NULL}", Some("xxyy")),
+        ("${XY%}", Some("xxyy")),
+        ("${XY%%$NULL}", Some("xxyy")),
+        ("${Q#?\\?}", Some("?y")),
+        ("${ABC:-.}${XY%x}${ABC:-.}", Some(".xxyy.")),
+        ("${A3%%\\**\\*}", Some("a")),
+        ("${F#\\}", None),
+        ("${F#\\\\\\}", None),
+        // Replacement: leftmost match, all non-overlapping ones with `//`; `\/` in the pattern
+        // is a slash, in the replacement it stays as written.
+        (
+            "${G/$NEEDLE/.} - ${G//$NEEDLE/.}",
+            Some("/foo.*/*.txt - /foo..*.txt"),
+        ),
+        ("${T/$TMP/} - ${T//$TMP/}", Some("/tmp/bar.txt - /bar.txt")),
+        (
+            "${AB/$AN/$SL} - ${AB//$AN/$SL}",
+            Some("/foo/b/c.txt - /foo/c.txt"),
+        ),
+        ("${TF//\\//\\/}", Some("\\/tmp\\/foo.txt")),
+        ("${XY/$NULL/ww}", Some("wwxxyy")),
+        ("${XY//ww}", None),
+        ("${XY//}", None),
+        ("${XY///}", Some("xxyy")),
+        ("${XXX///}", Some("")),
+        ("${XY=aaa}", None),
+        ("${XY:?message here$X}", Some("xxyy")),
+        ("${NULL:?message here$X}", None),
+        ("${NULL?message here$X}", Some("")),
+        (
+            "something-${VERSION}.${OS}-${ARCH}${VARIANT:+-${VARIANT}}.tar.gz",
+            Some("something-v1.2.3.linux-arm-v7.tar.gz"),
+        ),
         // `$` that starts nothing is literal; `<` is ordinary.
         ("a$ b", Some("a$ b")),
         ("a<b <<c", Some("a<b <<c")),
@@ -1083,6 +1144,49 @@ fn substitution_table() {
     for (input, want) in cases {
         let got = substitute(input, &env).ok();
         assert_eq!(got.as_deref(), *want, "input {input:?}");
+    }
+}
+
+/// Word splitting after substitution (BuildKit's shell words tests).
+#[test]
+fn word_splitting_buildkit_cases() {
+    let env = |n: &str| match n {
+        "hi" => Some("hi".to_string()),
+        "space" => Some("abc  def".to_string()),
+        "leading" => Some("  ab c".to_string()),
+        "trailing" => Some("ab c   ".to_string()),
+        _ => None,
+    };
+    let cases: &[(&str, Option<&[&str]>)] = &[
+        ("hello", Some(&["hello"])),
+        ("hello${hi}bye", Some(&["hellohibye"])),
+        ("hello${nope}bye", Some(&["hellobye"])),
+        ("hello${space}bye", Some(&["helloabc", "defbye"])),
+        ("hello\"${space}\"bye", Some(&["helloabc  defbye"])),
+        ("hello \"${space}\"bye", Some(&["hello", "abc  defbye"])),
+        ("hello${leading}def", Some(&["hello", "ab", "cdef"])),
+        ("hello\"${leading}\" def", Some(&["hello  ab c", "def"])),
+        ("hello\"${leading}\"", Some(&["hello  ab c"])),
+        ("hello${leading}", Some(&["hello", "ab", "c"])),
+        ("hello${trailing}", Some(&["helloab", "c"])),
+        ("hello${trailing}d", Some(&["helloab", "c", "d"])),
+        ("hello\"${trailing}\"d", Some(&["helloab c   d"])),
+        ("hel\"lo${trailing}\"", Some(&["helloab c   "])),
+        ("hello\" there  \"", Some(&["hello there  "])),
+        ("hello there     ", Some(&["hello", "there"])),
+        ("hello\\ there", Some(&["hello there"])),
+        ("hello\" there", None),
+        ("hello\\\" there", Some(&["hello\"", "there"])),
+        ("hello\"\\\\there\"", Some(&["hello\\there"])),
+        ("hello\"\\there\"", Some(&["hello\\there"])),
+        ("hello'\\\\there'", Some(&["hello\\\\there"])),
+        ("hello'\\there'", Some(&["hello\\there"])),
+        ("hello'$there'", Some(&["hello$there"])),
+    ];
+    for (input, want) in cases {
+        let got = split_words(input, &env).ok();
+        let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(got, want, "input {input:?}");
     }
 }
 
@@ -1177,6 +1281,9 @@ fn arg_and_env_scoping() {
             .args()
             .contains(&("VERSION".to_string(), "1".to_string()))
     );
+    // A later FROM still sees only the global scope.
+    assert_eq!(scope.get_global("BASE").as_deref(), Some("alpine:1"));
+    assert_eq!(scope.get_global("OTHER"), None);
     scope.predefine("HTTP_PROXY", "http://p");
     assert_eq!(scope.get("HTTP_PROXY").as_deref(), Some("http://p"));
 }

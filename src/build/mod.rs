@@ -265,7 +265,8 @@ impl Scope {
         self.predefined.insert(name.to_string(), value.to_string());
     }
 
-    /// The value of `name` at this point, for [`Instruction::expand_with`].
+    /// The value of `name` at this point, for [`Instruction::expand_with`] (use
+    /// [`Scope::get_global`] for FROM lines).
     pub fn get(&self, name: &str) -> Option<String> {
         if self.in_stage {
             if let Some(v) = self.env.get(name) {
@@ -278,6 +279,15 @@ impl Scope {
             return v.clone();
         }
         self.predefined.get(name).cloned()
+    }
+
+    /// The value of `name` for a FROM line: pre-FROM ARGs and predefined variables only,
+    /// whatever stage the build is in.
+    pub fn get_global(&self, name: &str) -> Option<String> {
+        match self.global.get(name) {
+            Some(v) => v.clone(),
+            None => self.predefined.get(name).cloned(),
+        }
     }
 
     /// Apply an (already expanded) ARG instruction: in the global scope before the first FROM,

@@ -390,3 +390,25 @@ fn a_blob_that_never_comes_is_a_bounded_clear_error() {
     assert!((2..=6).contains(&tries), "{tries} tries:\n{}", proxy.dump());
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
+
+#[test]
+fn schema1_manifest_is_a_clear_error() {
+    let (_reg, proxy, _) = setup();
+    proxy.set_rule(|head, _| {
+        if head.path().contains("/manifests/") {
+            Action::Status(
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws".into(),
+                )],
+                r#"{"schemaVersion":1,"name":"test/multi","tag":"v1","fsLayers":[],"history":[]}"#
+                    .into(),
+            )
+        } else {
+            Action::Forward
+        }
+    });
+    let err = pull(&Lade::new(), &proxy, &["-q"]).fails_one_line();
+    assert!(err.contains("schema 1"), "{err}");
+}

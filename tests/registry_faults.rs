@@ -412,3 +412,31 @@ fn schema1_manifest_is_a_clear_error() {
     let err = pull(&Lade::new(), &proxy, &["-q"]).fails_one_line();
     assert!(err.contains("schema 1"), "{err}");
 }
+
+#[test]
+fn resets_before_and_during_responses_are_retried() {
+    let (_reg, proxy, layers) = setup();
+    let blob = blob_path(&layers[1].0);
+    proxy.set_rule(move |head, nth| {
+        if head.path().contains("/manifests/") {
+            return match nth {
+                0 => Action::Close,
+                1 => Action::Cut(10),
+                _ => Action::Forward,
+            };
+        }
+        if head.path() == blob && nth == 0 {
+            return Action::Close;
+        }
+        Action::Forward
+    });
+    let lade = Lade::new();
+    pull(&lade, &proxy, &[]).ok();
+    let manifests = proxy
+        .log()
+        .iter()
+        .filter(|l| l.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifests, 3, "{}", proxy.dump());
+    check_image(&lade);
+}

@@ -31,6 +31,8 @@ pub enum Action {
     SetHeader(String, String),
     /// Forward without the request's `Range` header (a server that ignores ranges).
     IgnoreRange,
+    /// Close the connection without answering (a reset before the response).
+    Close,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +167,9 @@ fn handle(mut client: TcpStream, sh: &Shared) {
             http::respond(&mut client, *code, &h, body.as_bytes());
             entry.status = *code;
             entry.body_bytes = body.len() as u64;
+        }
+        Action::Close => {
+            let _ = client.shutdown(Shutdown::Both);
         }
         Action::Redirect(location) => {
             http::respond(&mut client, 307, &[("Location", location.clone())], b"");

@@ -117,15 +117,42 @@ impl RegistrySource {
     /// GET /v2/NAME/manifests/REF, checked against `expected` (a digest reference) or else
     /// the `Docker-Content-Digest` header.
     fn fetch_manifest(&self, reference: &str, expected: Option<&Expected>) -> Result<RawManifest> {
+        // A body cut short is retried like a reset before the headers (bounded).
+        let mut attempt = 0;
+        loop {
+            match self.fetch_manifest_once(reference, expected) {
+                Ok(m) => return Ok(m),
+                Err((e, true)) if attempt + 1 < MAX_ATTEMPTS => {
+                    let wait = std::time::Duration::from_millis(250) * 2u32.pow(attempt);
+                    self.progress
+                        .note(&format!("{e}; retrying in {:.1} s", wait.as_secs_f64()));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One try; the flag on an error says whether another try may help.
+    fn fetch_manifest_once(
+        &self,
+        reference: &str,
+        expected: Option<&Expected>,
+    ) -> std::result::Result<RawManifest, (Error, bool)> {
+        let fatal = |e: Error| (e, false);
         let what = self.what(&format!("manifest {reference}"));
         let path = format!("/v2/{}/manifests/{reference}", self.reference.repository);
-        let resp = self.client.get(&Request {
-            path: &path,
-            accept: Some(ACCEPT),
-            range_from: None,
-            scope: &self.scope,
-            what: &what,
-        })?;
+        let resp = self
+            .client
+            .get(&Request {
+                path: &path,
+                accept: Some(ACCEPT),
+                range_from: None,
+                scope: &self.scope,
+                what: &what,
+            })
+            .map_err(fatal)?;
         if resp.status() == StatusCode::NOT_FOUND
             && !resp
                 .headers()
@@ -135,23 +162,26 @@ impl RegistrySource {
             && ping != StatusCode::UNAUTHORIZED
         {
             // Not even /v2/ is there: say so rather than "image not found".
-            return Err(Error::invalid(
+            return Err(fatal(Error::invalid(
                 &what,
                 format!(
                     "{} does not look like a registry (GET /v2/ answered HTTP {})",
                     self.client.host(),
                     ping.as_u16()
                 ),
-            ));
+            )));
         }
         if resp.status() != StatusCode::OK {
-            return Err(self.client.status_error(&what, resp));
+            return Err(fatal(self.client.status_error(&what, resp)));
         }
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_MANIFEST_BYTES)
         {
-            return Err(Error::invalid(&what, "larger than 4 MiB; not a manifest"));
+            return Err(fatal(Error::invalid(
+                &what,
+                "larger than 4 MiB; not a manifest",
+            )));
         }
         let hint = resp
             .headers()
@@ -177,17 +207,21 @@ impl RegistrySource {
         resp.take(MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| {
-                Error::invalid(
+                let e = Error::invalid(
                     &what,
                     format!("reading it: {}", client::show(&e.to_string())),
-                )
+                );
+                (e, true)
             })?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(Error::invalid(&what, "larger than 4 MiB; not a manifest"));
+            return Err(fatal(Error::invalid(
+                &what,
+                "larger than 4 MiB; not a manifest",
+            )));
         }
         let from_header = header_digest.map(|digest| Expected { digest, size: None });
         let check = expected.or(from_header.as_ref());
-        let m = RawManifest::new(bytes, hint.as_deref(), check, &what)?;
+        let m = RawManifest::new(bytes, hint.as_deref(), check, &what).map_err(fatal)?;
         self.remember_sizes(&m);
         Ok(m)
     }

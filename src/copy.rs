@@ -3,8 +3,6 @@
 //! then let the destination name the image. `pull`, `copy` and `push` are all this.
 
 use std::io::Read;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::image::Descriptor;
 
@@ -110,31 +108,10 @@ fn copy_one(
             Ok((expected, what))
         })
         .collect::<Result<_>>()?;
-    let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = opts.parallel.clamp(1, todo.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((expected, what)) = todo.get(i) else {
-                        return;
-                    };
-                    if let Err(e) = copy_blob(src, dst, expected, what, progress) {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        return;
-                    }
-                }
-            });
-        }
+    let outcome = crate::parallel::run_all(&todo, opts.parallel, |(expected, what)| {
+        copy_blob(src, dst, expected, what, progress)
     });
-    if let Some(e) = first_error.into_inner().ok().flatten() {
+    if let Some(e) = outcome.error {
         return Err(e);
     }
     dst.put_manifest(manifest)

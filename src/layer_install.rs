@@ -3,8 +3,6 @@
 //! against its diff-ID, and published by rename.
 
 use std::fs;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -53,50 +51,24 @@ pub fn install_layers(
     let missing: Vec<usize> = (0..jobs.len())
         .filter(|&i| existing_key(i).is_none())
         .collect();
-    let results: Vec<Mutex<Option<Unpacked>>> = (0..jobs.len()).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = 2.min(missing.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = missing.get(n) else { return };
-                    match unpack_one(storage, &jobs[i], i, jobs.len(), what, progress) {
-                        Ok(u) => {
-                            if let Ok(mut slot) = results[i].lock() {
-                                *slot = Some(u);
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
-                            return;
-                        }
-                    }
-                }
-            });
-        }
+    let outcome = crate::parallel::run_all(&missing, 2, |&i| {
+        unpack_one(storage, &jobs[i], i, jobs.len(), what, progress)
     });
-    if let Some(e) = first_error.into_inner().ok().flatten() {
-        for r in &results {
-            if let Some(u) = r.lock().ok().and_then(|mut s| s.take()) {
-                let _ = crate::fsutil::remove_all(&u.staging);
-            }
+    if let Some(e) = outcome.error {
+        for u in outcome.results.into_iter().flatten() {
+            let _ = crate::fsutil::remove_all(&u.staging);
         }
         return Err(e);
+    }
+    let mut unpacked: Vec<Option<Unpacked>> = (0..jobs.len()).map(|_| None).collect();
+    for (&i, u) in missing.iter().zip(outcome.results) {
+        unpacked[i] = u;
     }
 
     // Publish bottom-up, so that a layer with hard links into lower layers can copy from
     // their published trees.
     let mut refs: Vec<LayerRef> = Vec::with_capacity(jobs.len());
-    for (i, slot) in results.into_iter().enumerate() {
-        let unpacked = slot.into_inner().ok().flatten();
+    for (i, unpacked) in unpacked.into_iter().enumerate() {
         let key = match unpacked {
             None => match existing_key(i) {
                 Some(k) => k,

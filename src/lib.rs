@@ -24,6 +24,7 @@ pub mod layer_install;
 pub mod lockfile;
 pub mod manifest;
 pub mod pack;
+pub mod parallel;
 pub mod platform;
 pub mod progress;
 pub mod reference;

@@ -1374,7 +1374,11 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+        // 2000 cases by default; PROPTEST_CASES=… for a longer run.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+            .. ProptestConfig::default()
+        })]
 
         #[test]
         fn parse_and_expand_never_panic(parts in proptest::collection::vec(fragment(), 0..40)) {

@@ -388,8 +388,7 @@ impl Lexer<'_> {
                 let raw = op == '#' || op == '%';
                 let word = match self.process_until(Some('}'), raw) {
                     Ok((w, _)) => w,
-                    Err(e) if self.peek().is_none() => {
-                        let _ = e;
+                    Err(_) if self.peek().is_none() => {
                         return Err("syntax error: missing '}'".into());
                     }
                     Err(e) => return Err(e),

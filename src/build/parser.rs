@@ -575,8 +575,7 @@ impl Flags {
                 return Err(format!("unknown flag: --{name}"));
             };
             let slot = match out.iter().position(|(n, _)| *n == sname) {
-                Some(i) if kind != Fk::Strs => {
-                    let _ = i;
+                Some(_) if kind != Fk::Strs => {
                     return Err(format!("duplicate flag specified: --{name}"));
                 }
                 Some(i) => i,

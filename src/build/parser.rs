@@ -194,9 +194,9 @@ impl<'a> Parser<'a> {
                 ));
             }
             any = true;
-            let end_before_heredocs = self.idx;
             let parsed = self.instruction(&line, start)?;
-            let (end_line, text) = (self.idx.max(end_before_heredocs), line.trim().to_string());
+            // After instruction(): heredoc bodies count as the instruction's lines.
+            let (end_line, text) = (self.idx, line.trim().to_string());
             fn located<T>(line: usize, end_line: usize, text: String, value: T) -> Located<T> {
                 Located {
                     line,

@@ -40,8 +40,11 @@ step "test dependencies (apt)"
 # tar/gzip/coreutils: fixture layers; util-linux: runuser; gcc/libc6-dev: the build (C code in
 # zstd-sys, linking); ca-certificates for later registry
 # tests.
+# docker-registry (Distribution 2.8), openssl (test CAs), bsdutils (script: a terminal for the
+# password prompt test): the registry tests; debootstrap, wget: the Debian image of the run
+# tests.
 PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils gcc libc6-dev
-      ca-certificates)
+      ca-certificates docker-registry openssl bsdutils debootstrap wget curl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
@@ -81,6 +84,14 @@ TEST_UID=$(id -u "$TEST_USER")
 [ "$TEST_UID" != 0 ] || die "test user '$TEST_USER' is root"
 TEST_HOME=$(getent passwd "$TEST_USER" | cut -d: -f6)
 id "$TEST_USER"
+
+# ------------------------------------------------------------------------------------------------
+step "Debian root filesystem for the run tests (debootstrap once, cached)"
+DEBIAN_DIR=/var/tmp/lade-test-debian
+mkdir -p "$DEBIAN_DIR" && chmod 0755 "$DEBIAN_DIR"
+DEBIAN_TARBALL=$DEBIAN_DIR/debian-bookworm-minbase.tar
+bash tests/fixtures/debian-tarball.sh "$DEBIAN_TARBALL" bookworm
+ls -l "$DEBIAN_TARBALL"
 
 # ------------------------------------------------------------------------------------------------
 status=0
@@ -126,6 +137,7 @@ user_env=(env -i
     PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
     HOME="$TEST_HOME" USER="$TEST_USER" LOGNAME="$TEST_USER"
     TMPDIR="$WORK/tmp" LANG=C.UTF-8
+    LADE_DEBIAN_TARBALL="$DEBIAN_TARBALL"
     NEXTEST_HIDE_PROGRESS_BAR=1 CARGO_TERM_COLOR=never)
 runuser -u "$TEST_USER" -- "${user_env[@]}" sh -c \
     'echo "running as: $(id)"; if [ "$(id -u)" = 0 ]; then echo "still root!" >&2; exit 1; fi'

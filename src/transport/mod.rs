@@ -202,13 +202,6 @@ fn need_storage(ctx: &Context) -> Result<Arc<Storage>> {
         .ok_or_else(|| Error::invalid("lade:", "storage directory not open"))
 }
 
-fn registry_push_not_yet(r: &Reference) -> Error {
-    Error::unsupported(
-        format!("docker://{r}"),
-        "pushing to registries is not in this version of lade yet",
-    )
-}
-
 pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSource>> {
     Ok(match loc {
         ImageLocation::Registry(r) => Box::new(registry::RegistrySource::open(
@@ -229,7 +222,11 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
 /// `unpack` controls whether a store destination also unpacks the layers (pull does).
 pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageDestination>> {
     Ok(match loc {
-        ImageLocation::Registry(r) => return Err(registry_push_not_yet(r)),
+        ImageLocation::Registry(r) => Box::new(registry::RegistryDestination::open(
+            r,
+            &ctx.registry,
+            ctx.storage.clone(),
+        )?),
         ImageLocation::OciLayout { dir, name } => {
             Box::new(oci_layout::OciLayoutDestination::create(dir, name.clone())?)
         }

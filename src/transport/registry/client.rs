@@ -921,3 +921,82 @@ mod tests {
         assert!(total < Duration::from_secs(5), "{total:?}");
     }
 }
+
+/// What pushes need besides GETs (used by [`super::destination`]): requests of any method,
+/// upload `Location`s (absolute or relative) resolved against the registry, and the parts a
+/// one-shot streamed upload uses to make its single request itself.
+impl Client {
+    /// Sends a request of any method, authenticating as challenged (at most two rounds) and
+    /// retrying transient failures. `target` is a path (`/v2/…`) or a URL on this registry;
+    /// `add` puts headers and a body on each attempt, so its body must be re-creatable.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        target: &str,
+        scope: &str,
+        what: &str,
+        add: &dyn Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let mut rounds = 0;
+        loop {
+            let (auth, sent) = self.authorization(scope)?;
+            let build = |scheme: Scheme| {
+                let mut b = self
+                    .http
+                    .request(method.clone(), self.resolve_with(scheme, target));
+                if let Some(a) = &auth {
+                    b = b.header(header::AUTHORIZATION, sensitive(a));
+                }
+                add(b)
+            };
+            let resp = self.send_retrying(&build, what)?;
+            if resp.status() != StatusCode::UNAUTHORIZED || rounds >= 2 {
+                return Ok(resp);
+            }
+            rounds += 1;
+            let sent = if rounds > 1 && sent == Sent::Cached {
+                Sent::Fresh
+            } else {
+                sent
+            };
+            match self.answer_challenge(resp.headers(), scope, sent, what)? {
+                AuthOutcome::Retry => continue,
+                AuthOutcome::GiveUp => return Ok(resp),
+            }
+        }
+    }
+
+    /// `target` as a URL: a path (or other relative reference, as `Location` headers may
+    /// be) is resolved against the registry's API root with the scheme in use.
+    pub fn resolve(&self, target: &str) -> String {
+        self.resolve_with(self.current_scheme().unwrap_or(Scheme::Https), target)
+    }
+
+    fn resolve_with(&self, scheme: Scheme, target: &str) -> String {
+        let base = self.url(scheme, "/v2/");
+        match reqwest::Url::parse(&base).and_then(|b| b.join(target)) {
+            Ok(u) => u.to_string(),
+            Err(_) => self.url(scheme, target),
+        }
+    }
+
+    /// The HTTP client, for a request [`send`](Self::send) cannot repeat (a streamed body).
+    pub fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+
+    /// The `Authorization` header for `scope` as the last requests settled it, if any.
+    pub fn auth_header(&self, scope: &str) -> Result<Option<HeaderValue>> {
+        Ok(self.authorization(scope)?.0.as_ref().map(sensitive))
+    }
+
+    /// Whether a failed request is worth another try (resets, cut connections, timeouts).
+    pub fn is_transient(e: &reqwest::Error) -> bool {
+        transient(e)
+    }
+
+    /// The wait before try `attempt + 1`.
+    pub fn backoff(attempt: u32) -> Duration {
+        backoff(attempt)
+    }
+}

@@ -14,11 +14,13 @@
 pub mod challenge;
 pub mod client;
 pub mod credentials;
+pub mod destination;
 pub mod source;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use destination::RegistryDestination;
 pub use source::{RegistrySource, RemoteImage, inspect};
 
 use crate::lockfile::TagLock;

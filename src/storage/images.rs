@@ -72,9 +72,13 @@ impl ImageStore {
             .ok_or_else(|| Error::ImageNotFound(format!("{} in the store", name.familiar())))
     }
 
-    /// Publishes the record atomically; it replaces any image of the same name.
+    /// Publishes the record atomically; it replaces any image of the same name. An identical
+    /// record is left alone, so that a warm pull writes nothing.
     pub fn put(&self, record: &ImageRecord) -> Result<()> {
         let name = record.reference()?;
+        if self.get(&name).ok().flatten().as_ref() == Some(record) {
+            return Ok(());
+        }
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::json(format!("image record {}", record.name), e))?;
         crate::fsutil::write_atomic(&self.path(&name), &json)

@@ -96,6 +96,9 @@ impl ImageDestination for StoreDestination {
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
+        if !self.always_download && self.storage.blobs().has(&manifest.digest) {
+            return Ok(());
+        }
         let expected = Expected {
             digest: manifest.digest.clone(),
             size: Some(manifest.bytes.len() as u64),

@@ -96,6 +96,19 @@ enum Command {
         source: String,
         destination: String,
     },
+    /// Push a stored image (or a directory, with --image) to a registry, digests preserved
+    Push {
+        /// Push the tree in DIR, packed as one layer, instead of a stored image
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+        /// Compression of layers packed from a tree
+        #[arg(long, value_enum, default_value_t = PushCompression::Gzip)]
+        compression: PushCompression,
+        /// The stored image (with --image: only the default destination)
+        image_ref: String,
+        /// Registry reference to push to [default: IMAGE_REF]
+        dest_ref: Option<String>,
+    },
     /// Write an image's flattened root filesystem to DIR (absent or empty)
     Unpack { image_ref: String, dir: PathBuf },
     /// List images in the store, or show one
@@ -105,9 +118,13 @@ enum Command {
         long: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// List the tags of IMAGE_REF's repository in its registry
+        #[arg(long, requires = "image_ref")]
+        tags: bool,
         image_ref: Option<String>,
     },
-    /// Delete images whose names match GLOB (quote it), then unused blobs and layers
+    /// Delete images whose names match GLOB (quote it), then unused blobs and layers; a
+    /// docker://REF deletes that tag or manifest from its registry, where allowed
     Delete {
         #[arg(required = true)]
         globs: Vec<String>,
@@ -126,6 +143,16 @@ enum Command {
     Reset,
     /// Print configuration and features: storage-path, storage-version, arch, version
     Gestalt { selector: Option<String> },
+    /// Build an image from a Dockerfile, unprivileged, with a build cache
+    Build(lade::build::executor::BuildArgs),
+    /// Show or reset the build cache
+    BuildCache {
+        /// Forget every cached build step
+        #[arg(long)]
+        reset: bool,
+    },
+    #[command(hide = true)]
+    BuildRunStep(lade::build::executor::RunStepArgs),
 }
 
 #[derive(Args)]
@@ -159,6 +186,13 @@ struct RunArgs {
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PushCompression {
+    Gzip,
+    Zstd,
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -288,6 +322,18 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 (ImageLocation::Store(name), Some(st)) => Box::new(
                     StoreDestination::new(st.clone(), name.clone()).with_progress(progress.clone()),
                 ),
+                (ImageLocation::Registry(r), _) => {
+                    let d = lade::transport::registry::RegistryDestination::open(
+                        r,
+                        &ctx.registry,
+                        ctx.storage.clone(),
+                    )?;
+                    let from = match &src_loc {
+                        ImageLocation::Registry(s) => d.same_registry_repository(s),
+                        _ => None,
+                    };
+                    Box::new(d.with_mount_sources(from.into_iter().collect()))
+                }
                 _ => transport::open_destination(&dst_loc, &ctx)?,
             };
             let opts = CopyOptions {
@@ -297,6 +343,14 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             };
             let image = copy_image(&*src, &mut *dst, &opts, progress)?;
             progress.info(&format!("copied {} {}", dst.describe(), image.top.digest));
+        }
+        Command::Push {
+            image,
+            compression,
+            image_ref,
+            dest_ref,
+        } => {
+            push(g, progress, arch, image, compression, &image_ref, dest_ref.as_deref())?;
         }
         Command::Unpack { image_ref, dir } => {
             let name = Reference::parse(&image_ref)?;
@@ -311,8 +365,18 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::List {
             long,
             format,
+            tags,
             image_ref,
         } => {
+            if tags {
+                let r = image_ref.as_deref().unwrap_or_default();
+                let r = Reference::parse(r.strip_prefix("docker://").unwrap_or(r))?;
+                let opts = registry_options(g, progress);
+                for t in lade::transport::registry::list_tags(&r, &opts)? {
+                    println!("{t}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let storage = open_storage(g, LockMode::Shared)?;
             list(&storage, long, format, image_ref.as_deref())?;
             if let Some(r) = &image_ref
@@ -322,8 +386,28 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             }
         }
         Command::Delete { globs } => {
-            let storage = open_storage(g, LockMode::Exclusive)?;
+            let (remote, globs): (Vec<String>, Vec<String>) =
+                globs.into_iter().partition(|g| g.starts_with("docker://"));
             let mut failed = None;
+            for r in &remote {
+                let result = Reference::parse(&r["docker://".len()..]).and_then(|name| {
+                    lade::transport::registry::delete_remote(
+                        &name,
+                        &registry_options(g, progress),
+                    )
+                });
+                match result {
+                    Ok(done) => println!("{r}: {done}"),
+                    Err(e) => {
+                        eprintln!("lade: error: {}", one_line(&e));
+                        failed = Some(ExitCode::FAILURE);
+                    }
+                }
+            }
+            if globs.is_empty() {
+                return Ok(failed.unwrap_or(ExitCode::SUCCESS));
+            }
+            let storage = open_storage(g, LockMode::Exclusive)?;
             for glob in &globs {
                 match lade::gc::delete_matching(&storage, glob) {
                     Ok(names) => names.iter().for_each(|n| println!("deleted {n}")),
@@ -388,6 +472,26 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::Run(args) => return run_container(g, args),
         Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
+        Command::Build(args) => lade::build::executor::build(
+            &args,
+            || open_storage(g, LockMode::Shared),
+            registry_options(g, progress),
+            arch,
+            progress,
+        )?,
+        Command::BuildCache { reset } => {
+            let mode = if reset {
+                LockMode::Exclusive
+            } else {
+                LockMode::Shared
+            };
+            let storage = open_storage(g, mode)?;
+            println!("{}", lade::build::executor::build_cache(&storage, reset)?);
+        }
+        Command::BuildRunStep(args) => {
+            let storage = open_storage(g, LockMode::Shared)?;
+            match lade::build::executor::run_step(&storage, args)? {}
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -431,7 +535,13 @@ fn run_container(g: &Global, args: RunArgs) -> Result<ExitCode> {
         gid: args.gid,
         no_home: args.no_home,
     };
-    let storage = open_storage(g, LockMode::Shared)?;
+    let (path, _) = storage::resolve_path(g.storage.as_deref())?;
+    let mode = if g.no_lock {
+        LockMode::None
+    } else {
+        LockMode::Shared
+    };
+    let storage = Storage::open_without_work_area(&path, mode)?;
     match run::run(&storage, &opts)? {}
 }
 
@@ -461,6 +571,74 @@ fn gestalt(g: &Global, selector: Option<&str>) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lade push`: a stored image (its original blobs, so its digest is kept) or a tree packed
+/// deterministically, to a registry; blobs first, the tag last.
+fn push(
+    g: &Global,
+    progress: &Progress,
+    arch: ArchChoice,
+    image: Option<PathBuf>,
+    compression: PushCompression,
+    image_ref: &str,
+    dest_ref: Option<&str>,
+) -> Result<()> {
+    use lade::transport::registry::RegistryDestination;
+    let name = Reference::parse(image_ref)?;
+    let dest = match dest_ref {
+        Some(d) => Reference::parse(d.strip_prefix("docker://").unwrap_or(d))?,
+        None => name.clone(),
+    };
+    let storage = open_storage(g, LockMode::Shared)?;
+    let opts = registry_options(g, progress);
+    let dst = RegistryDestination::open(&dest, &opts, Some(storage.clone()))?;
+    let (src, mount_from): (Box<dyn transport::ImageSource>, Vec<String>) = match &image {
+        Some(dir) => {
+            let compression = match compression {
+                PushCompression::Gzip => lade::pack::Compression::Gzip,
+                PushCompression::Zstd => lade::pack::Compression::Zstd,
+                PushCompression::None => lade::pack::Compression::None,
+            };
+            progress.info(&format!("packing {}", dir.display()));
+            let top = lade::pack::pack_image(&storage, dir, compression, progress)?;
+            let what = format!("tree {}", dir.display());
+            (
+                Box::new(lade::pack::PackedSource {
+                    storage: storage.clone(),
+                    top,
+                    what,
+                }),
+                Vec::new(),
+            )
+        }
+        None => {
+            let record = storage.images().require(&name)?;
+            // Where the image was pulled from may save uploads (a mount).
+            let from = record
+                .source
+                .strip_prefix("docker://")
+                .and_then(|s| Reference::parse(s).ok())
+                .and_then(|s| dst.same_registry_repository(&s));
+            (
+                Box::new(transport::store::StoreSource::open(storage.clone(), &name)?),
+                from.into_iter().collect(),
+            )
+        }
+    };
+    let mut dst = dst.with_mount_sources(mount_from);
+    progress.info(&format!(
+        "pushing {} to {}",
+        src.describe(),
+        transport::ImageDestination::describe(&dst)
+    ));
+    let opts = CopyOptions {
+        arch,
+        ..CopyOptions::default()
+    };
+    let image = copy_image(&*src, &mut dst, &opts, progress)?;
+    progress.info(&format!("pushed docker://{dest} {}", image.top.digest));
+    Ok(())
 }
 
 fn registry_options(g: &Global, progress: &Progress) -> lade::transport::registry::Options {

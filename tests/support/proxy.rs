@@ -133,8 +133,8 @@ impl Drop for Proxy {
 
 fn handle(mut client: TcpStream, sh: &Shared) {
     http::set_timeouts(&client);
-    let head = match http::read_head(&mut client) {
-        Ok(Some((h, _))) => h,
+    let (head, early_body) = match http::read_head(&mut client) {
+        Ok(Some((h, rest))) => (h, rest),
         _ => {
             sh.non_http.fetch_add(1, Ordering::SeqCst);
             let _ = client.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
@@ -180,7 +180,14 @@ fn handle(mut client: TcpStream, sh: &Shared) {
         | Action::NoContentLength
         | Action::SetHeader(..)
         | Action::IgnoreRange => {
-            forward(&mut client, &head, sh.upstream, &action, &mut entry);
+            forward(
+                &mut client,
+                &head,
+                early_body,
+                sh.upstream,
+                &action,
+                &mut entry,
+            );
         }
     }
     sh.log.lock().unwrap().push(entry);
@@ -189,6 +196,7 @@ fn handle(mut client: TcpStream, sh: &Shared) {
 fn forward(
     client: &mut TcpStream,
     head: &Head,
+    early_body: Vec<u8>,
     upstream: u16,
     action: &Action,
     entry: &mut Logged,
@@ -212,6 +220,29 @@ fn forward(
     req.push_str("Connection: close\r\n\r\n");
     if up.write_all(req.as_bytes()).is_err() {
         return;
+    }
+    // The request's body (pushes): `Content-Length` bytes, some read with the head already.
+    let mut body_left: u64 = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let first = early_body.len().min(body_left as usize);
+    if up.write_all(&early_body[..first]).is_err() {
+        return;
+    }
+    body_left -= first as u64;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while body_left > 0 {
+        let want = chunk.len().min(body_left as usize);
+        match client.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if up.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                body_left -= n as u64;
+            }
+        }
     }
     let Ok(Some((resp, first_body))) = http::read_head(&mut up) else {
         http::respond(client, 502, &[], b"bad upstream response");

@@ -80,6 +80,11 @@ pub struct RegistryDestination {
     mode: Mode,
     chunk: usize,
     progress: Progress,
+    /// With `--tls-no-verify` the scheme is found by the first request; blobs go two at a
+    /// time, and two first requests racing could each decide differently, so one `GET /v2/`
+    /// settles it before anything else.
+    settled: std::sync::OnceLock<()>,
+    probe_scheme: bool,
 }
 
 /// Where an upload session stands.
@@ -150,6 +155,8 @@ impl RegistryDestination {
             mode,
             chunk,
             progress,
+            settled: std::sync::OnceLock::new(),
+            probe_scheme: opts.tls_no_verify,
         })
     }
 
@@ -164,6 +171,15 @@ impl RegistryDestination {
     pub fn same_registry_repository(&self, other: &Reference) -> Option<String> {
         (other.registry == self.reference.registry && other.repository != self.reference.repository)
             .then(|| other.repository.clone())
+    }
+
+    fn settle(&self) {
+        if self.probe_scheme {
+            self.settled.get_or_init(|| {
+                // Its answer does not matter (401 is fine): only that it came, on a scheme.
+                let _ = self.client.ping();
+            });
+        }
     }
 
     fn repo_path(&self, rest: &str) -> String {
@@ -584,6 +600,7 @@ impl ImageDestination for RegistryDestination {
     }
 
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        self.settle();
         let what = self.what_blob(digest);
         let path = self.repo_path(&format!("blobs/{digest}"));
         let resp = self
@@ -602,6 +619,7 @@ impl ImageDestination for RegistryDestination {
     }
 
     fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
+        self.settle();
         let digest = &expected.digest;
         let what = format!("{what} to {}", self.describe());
         let mut consumed = 0u64;
@@ -723,6 +741,7 @@ impl ImageDestination for RegistryDestination {
 
 impl RegistryDestination {
     fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
+        self.settle();
         let what = format!("manifest {} to {}", manifest.digest, self.describe());
         let path = self.repo_path(&format!("manifests/{reference}"));
         let body = manifest.bytes.clone();
@@ -949,5 +968,194 @@ impl Read for PipeReader {
         self.pos += n;
         self.left = self.left.saturating_sub(n as u64);
         Ok(n)
+    }
+}
+
+/// Pages of a tag listing followed, at most.
+const MAX_TAG_PAGES: usize = 10_000;
+
+/// `GET /v2/NAME/tags/list`, every page: `n` per page (`$LADE_TAGS_PAGE`, default 1000),
+/// following `Link: <…>; rel="next"` (or `last=` from the final tag when a full page comes
+/// without a link).
+pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        tags: Option<Vec<String>>,
+    }
+    let client = Client::new(
+        &reference.registry,
+        reference.api_host(),
+        opts,
+        opts.progress.clone(),
+    )?;
+    let scope = format!("repository:{}:pull", reference.repository);
+    let what = format!("tags of {}/{}", reference.registry, reference.repository);
+    let n: usize = std::env::var("LADE_TAGS_PAGE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1000);
+    let mut target = format!("/v2/{}/tags/list?n={n}", reference.repository);
+    let mut tags: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..MAX_TAG_PAGES {
+        let resp = client.get(&client::Request {
+            path: &target,
+            accept: Some("application/json"),
+            range_from: None,
+            scope: &scope,
+            what: &what,
+        });
+        // `get` takes paths; a `Link` may be a URL of the same registry.
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Err(e),
+        };
+        if !resp.status().is_success() {
+            return Err(client.status_error(&what, resp));
+        }
+        let next = resp
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = client::read_small(resp, &what)?;
+        let page: Page = serde_json::from_slice(&body).map_err(|e| Error::json(&what, e))?;
+        let page = page.tags.unwrap_or_default();
+        let full = page.len() >= n;
+        let last = page.last().cloned();
+        let before = tags.len();
+        // A registry ignoring `n` or `last` repeats itself: only new tags count.
+        for t in page {
+            if seen.insert(t.clone()) {
+                tags.push(t);
+            }
+        }
+        match next {
+            Some(link) => {
+                // Relative to the API root; only paths of this registry are followed.
+                let url = client.resolve(&link);
+                let Ok(u) = reqwest::Url::parse(&url) else {
+                    break;
+                };
+                target = match u.query() {
+                    Some(q) => format!("{}?{q}", u.path()),
+                    None => u.path().to_string(),
+                };
+            }
+            None if full && tags.len() > before => {
+                let Some(last) = last else { break };
+                target = format!(
+                    "/v2/{}/tags/list?n={n}&last={}",
+                    reference.repository,
+                    encode(&last)
+                );
+            }
+            None => break,
+        }
+        if tags.len() == before {
+            break;
+        }
+    }
+    // The spec's order is lexical; some registries do not keep it.
+    tags.sort();
+    Ok(tags)
+}
+
+/// The target of `Link: <URL>; rel="next"`.
+fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|part| {
+        let (url, params) = part.trim().split_once(';')?;
+        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| url.to_string())
+    })
+}
+
+/// Deletes a manifest (by digest) or a tag from a registry, where the registry allows it.
+/// A tag the registry cannot delete by name (Distribution) is resolved to its digest and that
+/// manifest deleted, which removes every tag naming it; the caller is told so.
+pub fn delete_remote(reference: &Reference, opts: &Options) -> Result<String> {
+    let opts = Options {
+        auth: true,
+        ..opts.clone()
+    };
+    let client = Client::new(
+        &reference.registry,
+        reference.api_host(),
+        &opts,
+        opts.progress.clone(),
+    )?;
+    let what = format!("deleting docker://{reference}");
+    let wide = format!("repository:{}:pull,push,delete", reference.repository);
+    let delete = |r: &str| -> Result<Response> {
+        let path = format!("/v2/{}/manifests/{r}", reference.repository);
+        client.send(Method::DELETE, &path, &wide, &what, &|b| b)
+    };
+    let refusal = |resp: Response| -> Error {
+        match resp.status().as_u16() {
+            405 => Error::unsupported(&what, "the registry does not allow deletion (HTTP 405)"),
+            _ => client.status_error(&what, resp),
+        }
+    };
+    if let Some(d) = &reference.digest {
+        let resp = delete(&d.to_string())?;
+        if resp.status().is_success() {
+            return Ok(format!("deleted manifest {d}"));
+        }
+        return Err(refusal(resp));
+    }
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    let resp = delete(tag)?;
+    if resp.status().is_success() {
+        return Ok(format!("deleted tag {tag}"));
+    }
+    if !matches!(resp.status().as_u16(), 400 | 404 | 405) {
+        return Err(refusal(resp));
+    }
+    // Resolve the tag and delete its manifest.
+    let path = format!("/v2/{}/manifests/{tag}", reference.repository);
+    let accept = "application/vnd.oci.image.index.v1+json, \
+                  application/vnd.oci.image.manifest.v1+json, \
+                  application/vnd.docker.distribution.manifest.list.v2+json, \
+                  application/vnd.docker.distribution.manifest.v2+json";
+    let head = client.send(Method::HEAD, &path, &wide, &what, &|b| {
+        b.header(header::ACCEPT, accept)
+    })?;
+    if !head.status().is_success() {
+        return Err(client.status_error(&what, head));
+    }
+    let digest = head
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| d.parse::<Digest>().ok())
+        .ok_or_else(|| Error::invalid(&what, "the registry did not say the tag's digest"))?;
+    let resp = delete(&digest.to_string())?;
+    if resp.status().is_success() {
+        return Ok(format!(
+            "deleted manifest {digest} (tag {tag}; the registry deletes tags only with their manifest, so every tag naming it is gone)"
+        ));
+    }
+    Err(refusal(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links() {
+        assert_eq!(
+            next_link("</v2/a/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(next_link("<x>; rel=\"prev\""), None);
+        assert_eq!(encode("a/b c"), "a/b%20c");
     }
 }

@@ -20,7 +20,7 @@ pub mod source;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use destination::RegistryDestination;
+pub use destination::{RegistryDestination, delete_remote, list_tags};
 pub use source::{RegistrySource, RemoteImage, inspect};
 
 use crate::lockfile::TagLock;

@@ -350,7 +350,15 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             image_ref,
             dest_ref,
         } => {
-            push(g, progress, arch, image, compression, &image_ref, dest_ref.as_deref())?;
+            push(
+                g,
+                progress,
+                arch,
+                image,
+                compression,
+                &image_ref,
+                dest_ref.as_deref(),
+            )?;
         }
         Command::Unpack { image_ref, dir } => {
             let name = Reference::parse(&image_ref)?;
@@ -391,10 +399,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let mut failed = None;
             for r in &remote {
                 let result = Reference::parse(&r["docker://".len()..]).and_then(|name| {
-                    lade::transport::registry::delete_remote(
-                        &name,
-                        &registry_options(g, progress),
-                    )
+                    lade::transport::registry::delete_remote(&name, &registry_options(g, progress))
                 });
                 match result {
                     Ok(done) => println!("{r}: {done}"),

@@ -38,6 +38,8 @@
 //! - A bare `CMD`/`ENTRYPOINT`/`RUN` with no arguments is an error.
 //! - `COPY --chown` is parsed and kept; the executor ignores it with a warning (ch-image).
 
+pub mod cache;
+pub mod executor;
 pub mod instruction;
 pub mod lex;
 pub mod parser;

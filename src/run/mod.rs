@@ -22,6 +22,9 @@ pub enum RunImage {
     Stored(Reference),
     /// An unpacked root filesystem directory (e.g. from `lade unpack`).
     Directory(PathBuf),
+    /// Layer trees of the store by key, bottom first, with no image config (`lade build`'s
+    /// intermediate states).
+    Layers(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +89,25 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                 Some(record.manifest.hex().to_string()),
             )
         }
+        RunImage::Layers(keys) => {
+            let layers = storage.layers();
+            let mut lowers = Vec::with_capacity(keys.len());
+            for k in keys.iter().rev() {
+                if !layers.has(k) {
+                    return Err(Error::invalid(
+                        "build state",
+                        format!("layer tree {k} is missing"),
+                    ));
+                }
+                lowers.push(format!("{k}/tree"));
+            }
+            (
+                ImageDefaults::default(),
+                storage.root().join("layers"),
+                lowers,
+                None,
+            )
+        }
         RunImage::Directory(dir) => {
             let dir = std::path::absolute(dir).ctx(|| dir.display().to_string())?;
             if !dir.is_dir() {
@@ -111,6 +133,10 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
             .as_ref()
             .map(|(h, i)| (h.as_path(), i.as_path())),
     );
+    if matches!(opts.image, RunImage::Layers(_)) {
+        // A build step: what it writes to /tmp belongs to the new layer, not to the host.
+        binds.retain(|b| b.target != Path::new("/tmp"));
+    }
     for (src, dst) in &opts.binds {
         if !src.exists() {
             return Err(Error::invalid(

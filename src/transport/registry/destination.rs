@@ -1005,12 +1005,7 @@ pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
             range_from: None,
             scope: &scope,
             what: &what,
-        });
-        // `get` takes paths; a `Link` may be a URL of the same registry.
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
+        })?;
         if !resp.status().is_success() {
             return Err(client.status_error(&what, resp));
         }

@@ -1,0 +1,371 @@
+//! COPY and ADD: sources resolved in the context (or a `--from` root) with globs, hashed for
+//! the build cache, and written into a fresh staging tree with Docker's rules:
+//!
+//! - a directory source copies its contents, not itself;
+//! - a file goes to DEST/NAME when DEST ends with `/` (or is `.`, or is a directory in the
+//!   image), else to DEST itself;
+//! - several sources need a directory destination;
+//! - a relative DEST is relative to WORKDIR; missing parents are created (0755);
+//! - a source that is a symlink at the top level is followed; symlinks inside directories are
+//!   copied as symlinks;
+//! - ADD unpacks local tar archives (plain, gzip or zstd) into DEST.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{Builder, resolve_path};
+use crate::build::cache::State;
+use crate::build::{Files, Source};
+use crate::digest::{Algorithm, Hasher};
+use crate::error::{Error, IoContext, Result};
+use crate::unpack::{ApplyMode, ApplyOptions};
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The paths (absolute) a source pattern names under `root`, sorted.
+pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+    let clean = resolve_path("/", pattern);
+    let rel = clean.trim_start_matches('/');
+    let mut found = vec![root.to_path_buf()];
+    if !rel.is_empty() {
+        for comp in rel.split('/') {
+            let mut next = Vec::new();
+            for dir in &found {
+                if has_glob(comp) {
+                    let m = globset::GlobBuilder::new(comp)
+                        .literal_separator(true)
+                        .build()
+                        .map_err(|e| Error::invalid(format!("source {pattern}"), e.to_string()))?
+                        .compile_matcher();
+                    let Ok(rd) = fs::read_dir(dir) else { continue };
+                    let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+                    names.sort();
+                    for n in names {
+                        if m.is_match(&n) {
+                            next.push(dir.join(n));
+                        }
+                    }
+                } else {
+                    let p = dir.join(comp);
+                    if fs::symlink_metadata(&p).is_ok() {
+                        next.push(p);
+                    }
+                }
+            }
+            found = next;
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::invalid(
+            format!("source {pattern}"),
+            "no such file or directory in the build context",
+        ));
+    }
+    Ok(found)
+}
+
+fn check_supported(f: &Files) -> Result<()> {
+    if f.parents {
+        return Err(Error::unsupported("--parents", "not supported yet"));
+    }
+    if !f.exclude.is_empty() {
+        return Err(Error::unsupported("--exclude", "not supported yet"));
+    }
+    for s in &f.sources {
+        match s {
+            Source::Url(u) => {
+                return Err(Error::unsupported(
+                    format!("ADD {u}"),
+                    "URL sources are not supported yet",
+                ));
+            }
+            Source::Git(g) => {
+                return Err(Error::unsupported(
+                    format!("ADD {g}"),
+                    "Git sources are not supported yet",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The cache input of a COPY/ADD from the context: every file it reads, with its name, type,
+/// mode and content.
+pub fn hash_sources(context: &Path, f: &Files) -> Result<String> {
+    check_supported(f)?;
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for s in &f.sources {
+        if let Source::Path(p) = s {
+            for path in resolve(context, p)? {
+                let rel = path.strip_prefix(context).unwrap_or(&path).to_path_buf();
+                hash_tree(&mut h, &path, &rel, true)?;
+            }
+        }
+    }
+    Ok(format!("context:{}", h.finish()))
+}
+
+fn hash_tree(h: &mut Hasher, path: &Path, rel: &Path, top: bool) -> Result<()> {
+    let meta = if top {
+        fs::metadata(path)
+    } else {
+        fs::symlink_metadata(path)
+    }
+    .at(path)?;
+    let ft = meta.file_type();
+    h.update(format!("\0{}\0{:o}\0", rel.display(), meta.permissions().mode()).as_bytes());
+    if ft.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(path)
+            .at(path)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            hash_tree(h, &path.join(&n), &rel.join(&n), false)?;
+        }
+    } else if ft.is_symlink() {
+        h.update(b"l");
+        h.update(fs::read_link(path).at(path)?.as_os_str().as_encoded_bytes());
+    } else if ft.is_file() {
+        h.update(format!("f{}\0", meta.len()).as_bytes());
+        let mut file = File::open(path).at(path)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).at(path)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(())
+}
+
+fn mkdirs(p: &Path) -> Result<()> {
+    if p.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = p.parent() {
+        mkdirs(parent)?;
+    }
+    match fs::create_dir(p) {
+        Ok(()) => fs::set_permissions(p, fs::Permissions::from_mode(0o755)).at(p),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
+        Err(e) => Err(Error::io_path(p, e)),
+    }
+}
+
+fn remove_existing(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => fs::remove_file(p).at(p),
+        _ => Ok(()),
+    }
+}
+
+/// Copies `src` to `dst` (a directory's contents merge into `dst`).
+fn copy_tree(src: &Path, dst: &Path, follow: bool, chmod: Option<u32>) -> Result<()> {
+    let meta = if follow {
+        fs::metadata(src)
+    } else {
+        fs::symlink_metadata(src)
+    }
+    .at(src)?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        if !dst.is_dir() {
+            remove_existing(dst)?;
+            fs::create_dir(dst).at(dst)?;
+        }
+        let mut names: Vec<_> = fs::read_dir(src)
+            .at(src)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            copy_tree(&src.join(&n), &dst.join(&n), false, chmod)?;
+        }
+        let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode | 0o700)).at(dst)?;
+        if mode & 0o700 != 0o700 {
+            fs::set_permissions(dst, fs::Permissions::from_mode(mode)).at(dst)?;
+        }
+    } else if ft.is_symlink() {
+        remove_existing(dst)?;
+        let target = fs::read_link(src).at(src)?;
+        std::os::unix::fs::symlink(&target, dst).at(dst)?;
+    } else if ft.is_file() {
+        remove_existing(dst)?;
+        fs::copy(src, dst).at(dst)?;
+        let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).at(dst)?;
+        if let Ok(t) = meta.modified() {
+            let _ = File::options()
+                .write(true)
+                .open(dst)
+                .and_then(|f| f.set_modified(t));
+        }
+    } else {
+        return Err(Error::unsupported(
+            format!("copying {}", src.display()),
+            "only files, directories and symlinks can be copied",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(PartialEq)]
+enum Archive {
+    No,
+    Tar,
+    Compressed,
+}
+
+fn sniff_archive(path: &Path) -> Result<Archive> {
+    let mut f = File::open(path).at(path)?;
+    let mut buf = vec![0u8; 512];
+    let mut n = 0;
+    while n < buf.len() {
+        let r = f.read(&mut buf[n..]).at(path)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let b = &buf[..n];
+    if b.starts_with(&[0x1f, 0x8b]) || b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Ok(Archive::Compressed);
+    }
+    if b.starts_with(b"BZh") || b.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Err(Error::unsupported(
+            format!("ADD {}", path.display()),
+            "bzip2 and xz archives are not supported yet",
+        ));
+    }
+    if n >= 262 && &b[257..262] == b"ustar" {
+        return Ok(Archive::Tar);
+    }
+    Ok(Archive::No)
+}
+
+/// Unpacks a local archive into `dst`; false if it turned out not to be a tar archive.
+fn unpack_archive(src: &Path, dst: &Path, kind: Archive) -> Result<bool> {
+    let tmp = PathBuf::from(format!("{}.unpack", dst.display()));
+    let _ = crate::fsutil::remove_all(&tmp);
+    fs::create_dir_all(&tmp).at(&tmp)?;
+    let what = format!("archive {}", src.display());
+    let file = File::open(src).at(src)?;
+    let res = crate::unpack::apply_layer(
+        file,
+        &tmp,
+        &ApplyOptions {
+            mode: ApplyMode::Flatten,
+            what: &what,
+        },
+    );
+    let out = match res {
+        Ok(_) => {
+            mkdirs(dst)?;
+            copy_tree(&tmp, dst, false, None).map(|()| true)
+        }
+        Err(_) if kind == Archive::Compressed => Ok(false),
+        Err(e) => Err(e),
+    };
+    let _ = crate::fsutil::remove_all(&tmp);
+    out
+}
+
+/// Writes the sources of a COPY/ADD into `tree` (a fresh staging directory) at their
+/// destination. `root` is the `--from` root, else the context is used.
+pub(super) fn copy_files(
+    b: &Builder,
+    state: &State,
+    f: &Files,
+    root: Option<&Path>,
+    unpack: bool,
+    tree: &Path,
+) -> Result<()> {
+    check_supported(f)?;
+    let root = root.unwrap_or(&b.context);
+    let chmod = match f.chmod.as_deref() {
+        None => None,
+        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
+            Error::unsupported(format!("--chmod={m}"), "only octal modes are supported yet")
+        })?),
+    };
+    let workdir = Builder::workdir(state);
+    let dest = resolve_path(&workdir, &f.dest);
+    let mut srcs: Vec<(PathBuf, Option<String>)> = Vec::new(); // (path, heredoc content)
+    for s in &f.sources {
+        match s {
+            Source::Path(p) => {
+                for path in resolve(root, p)? {
+                    srcs.push((path, None));
+                }
+            }
+            Source::Heredoc(h) => srcs.push((PathBuf::from(&h.name), Some(h.content.clone()))),
+            Source::Url(_) | Source::Git(_) => unreachable!("checked above"),
+        }
+    }
+    let dest_is_dir = f.dest.ends_with('/')
+        || f.dest == "."
+        || f.dest.ends_with("/.")
+        || b.is_dir_in(state, &dest);
+    if srcs.len() > 1 && !dest_is_dir {
+        return Err(Error::invalid(
+            format!("destination {}", f.dest),
+            "with more than one source file, the destination must be a directory and end with a /",
+        ));
+    }
+    let dest_in_tree = tree.join(dest.trim_start_matches('/'));
+    for (src, content) in srcs {
+        let name = src
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "file".into());
+        if let Some(content) = content {
+            let target = if dest_is_dir {
+                dest_in_tree.join(&name)
+            } else {
+                dest_in_tree.clone()
+            };
+            if let Some(p) = target.parent() {
+                mkdirs(p)?;
+            }
+            remove_existing(&target)?;
+            fs::write(&target, content).at(&target)?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(chmod.unwrap_or(0o644)))
+                .at(&target)?;
+            continue;
+        }
+        let meta = fs::metadata(&src).at(&src)?;
+        if meta.is_dir() {
+            mkdirs(&dest_in_tree)?;
+            copy_tree(&src, &dest_in_tree, true, chmod)?;
+            continue;
+        }
+        if unpack && meta.is_file() {
+            let kind = sniff_archive(&src)?;
+            if kind != Archive::No && unpack_archive(&src, &dest_in_tree, kind)? {
+                continue;
+            }
+        }
+        let target = if dest_is_dir {
+            dest_in_tree.join(&name)
+        } else {
+            dest_in_tree.clone()
+        };
+        if let Some(p) = target.parent() {
+            mkdirs(p)?;
+        }
+        copy_tree(&src, &target, true, chmod)?;
+    }
+    Ok(())
+}

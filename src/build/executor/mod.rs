@@ -1,0 +1,1052 @@
+//! `lade build`: executing a parsed Dockerfile.
+//!
+//! A build state is a list of layers in the store plus an image config ([`State`]). Each
+//! instruction turns one state into the next:
+//!
+//! - config-only instructions (ENV, LABEL, CMD, …) edit the config and add a history entry
+//!   with `empty_layer`;
+//! - RUN runs lade itself as a child (the hidden `lade build-run-step`) over the state's
+//!   layer trees, as uid 0 in a user namespace, with the overlay's upper directory kept in the
+//!   work area: that directory is already a layer tree in store format, so it is packed into a
+//!   layer blob (whiteouts and opaque markers converted to OCI's `.wh.` entries) and published;
+//! - COPY, ADD and WORKDIR (when it must create the directory) write a fresh staging tree that
+//!   becomes a layer the same way ([`files`], [`layer`]).
+//!
+//! Every step's result is recorded in the build cache ([`crate::build::cache`]); a hit reuses
+//! it with no execution and prints `N*` instead of `N.`, as ch-image does. The image is named
+//! only at the end, so a failed build leaves no image.
+//!
+//! Not supported yet (clear errors): `--force`, `RUN --mount`, ADD of URLs and Git
+//! repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
+//! `--chown` (as ch-image), `FROM --platform`, `USER` for RUN (RUN is always uid 0, as
+//! ch-image), ONBUILD triggers of base images.
+
+pub mod files;
+pub mod layer;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::cache::{BuildCache, State, step_key};
+use super::{ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope};
+use crate::copy::{CopyOptions, copy_image};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{OCI_MANIFEST, RawManifest};
+use crate::platform::ArchChoice;
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::storage::{LayerRef, Storage};
+use crate::transport::store::StoreDestination;
+use crate::transport::{self, Context, CopiedImage, ImageDestination, ImageLocation};
+
+/// `lade build` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Name of the image to create [default: inferred as ch-image does]
+    #[arg(short = 't', long = "tag", value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Dockerfile, or - for standard input [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<String>,
+    /// Set build argument K to V (K alone: from the environment); repeatable
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// Use no build cache at all (neither read nor write it)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Execute every instruction even on cache hits (and record the results)
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Parse the Dockerfile, print it, and stop
+    #[arg(long)]
+    pub parse_only: bool,
+    /// Print the instructions with variables substituted, executing nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// ch-image's fakeroot workarounds (not supported yet)
+    #[arg(long)]
+    pub force: bool,
+    /// Context directory
+    pub context: PathBuf,
+}
+
+/// The hidden `lade build-run-step`: one RUN over layer trees, changes kept in UPPER.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunStepArgs {
+    /// Layer tree key, bottom first; repeatable
+    #[arg(long = "layer")]
+    pub layers: Vec<String>,
+    #[arg(long)]
+    pub upper: PathBuf,
+    #[arg(long)]
+    pub cd: String,
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Runs one RUN step in this process (the child side of [`Builder::run`]).
+pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
+    use crate::run::{RunImage, RunOptions, process::UserChoices, rootfs::Upper};
+    let set_env = a
+        .env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    let host_env = std::env::vars()
+        .filter(|(k, _)| k.to_ascii_lowercase().ends_with("_proxy"))
+        .collect();
+    let opts = RunOptions {
+        image: RunImage::Layers(a.layers),
+        user: UserChoices {
+            command: a.command,
+            set_env,
+            unset_env: Vec::new(),
+            cwd: Some(a.cd),
+            host_env,
+        },
+        binds: Vec::new(),
+        upper: Upper::Keep(a.upper),
+        uid: Some(0),
+        gid: Some(0),
+        no_home: true,
+    };
+    crate::run::run(storage, &opts)
+}
+
+/// `lade build-cache --reset` and a summary.
+pub fn build_cache(storage: &Storage, reset: bool) -> Result<String> {
+    let cache = BuildCache::new(storage);
+    if reset {
+        cache.reset()?;
+        return Ok("build cache reset".into());
+    }
+    Ok(format!("build cache: {} steps recorded", cache.count()))
+}
+
+/// `lade build`. `open_storage` is called only when the build needs the store.
+pub fn build(
+    args: &BuildArgs,
+    open_storage: impl FnOnce() -> Result<Arc<Storage>>,
+    registry: transport::registry::Options,
+    arch: ArchChoice,
+    progress: &Progress,
+) -> Result<()> {
+    let context = std::path::absolute(&args.context).ctx(|| args.context.display().to_string())?;
+    let (text, file_name) = match args.file.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .ctx(|| "Dockerfile from standard input".into())?;
+            (s, "-".to_string())
+        }
+        Some(f) => (
+            std::fs::read_to_string(f).ctx(|| format!("Dockerfile {f}"))?,
+            f.to_string(),
+        ),
+        None => {
+            let p = context.join("Dockerfile");
+            (
+                std::fs::read_to_string(&p).ctx(|| format!("Dockerfile {}", p.display()))?,
+                "Dockerfile".to_string(),
+            )
+        }
+    };
+    let df = super::parse(&text, &file_name)?;
+    for w in &df.warnings {
+        progress.warn(w);
+    }
+    if args.parse_only {
+        print!("{df}");
+        return Ok(());
+    }
+    if args.force {
+        return Err(Error::unsupported(
+            "lade build --force",
+            "not supported yet (fakeroot workarounds)",
+        ));
+    }
+    if !context.is_dir() {
+        return Err(Error::invalid(
+            format!("context {}", context.display()),
+            "not a directory",
+        ));
+    }
+    let tag = match &args.tag {
+        Some(t) => Reference::parse(t)?,
+        None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,
+    };
+    let mut build_args = Vec::new();
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    build_args.push((a.clone(), v));
+                }
+            }
+        }
+    }
+    let mut scope = Scope::new(build_args);
+    for (k, v) in std::env::vars() {
+        if k.to_ascii_lowercase().ends_with("_proxy") {
+            scope.predefine(&k, &v);
+        }
+    }
+    if args.dry_run {
+        dry_run(&df, &mut scope)?;
+        return Ok(());
+    }
+    let storage = open_storage()?;
+    let mut b = Builder {
+        cache: BuildCache::new(&storage),
+        storage,
+        read_cache: !args.no_cache && !args.rebuild,
+        write_cache: !args.no_cache,
+        progress,
+        registry,
+        arch,
+        context,
+        df,
+        n: 0,
+        stages: Vec::new(),
+        flat: HashMap::new(),
+    };
+    let result = b.build_all(&mut scope, &tag);
+    for dir in b.flat.values() {
+        let _ = crate::fsutil::remove_all(dir);
+    }
+    let n = result?;
+    println!("grown in {n} instructions: {}", tag.familiar());
+    Ok(())
+}
+
+/// ch-image's rules for the image name when `-t` is absent.
+pub fn infer_tag(file: Option<&str>, context: &Path) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let base = file
+        .filter(|f| *f != "-")
+        .and_then(|f| Path::new(f).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let name = match base.as_deref() {
+        Some(b) if b.starts_with("Dockerfile.") => clean(&b["Dockerfile.".len()..]),
+        Some(b) if b.ends_with(".dockerfile") => clean(&b[..b.len() - ".dockerfile".len()]),
+        _ => match context.file_name() {
+            Some(n) => clean(&n.to_string_lossy()),
+            None => "root".into(),
+        },
+    };
+    let name = if name.is_empty() { "root".into() } else { name };
+    if name.contains(':') {
+        name
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn dry_run(df: &Dockerfile, scope: &mut Scope) -> Result<()> {
+    let mut n = 0;
+    for a in &df.pre_from_args {
+        n += 1;
+        let decls = expand_args(df, a, scope)?;
+        scope.declare_args(&decls);
+        println!("{n:3}. {}", a.text);
+    }
+    for st in &df.stages {
+        n += 1;
+        let from = st.from.expand(df, &|v| scope.get_global(v))?;
+        println!("{n:3}. {}", from);
+        scope.begin_stage(std::iter::empty());
+        for ins in &st.instructions {
+            n += 1;
+            let x = ins.expand(df, &|v| scope.get(v))?;
+            match &x {
+                Instruction::Arg(d) => scope.declare_args(d),
+                Instruction::Env(kv) => scope.set_env(kv),
+                _ => {}
+            }
+            println!("{n:3}. {}", x);
+        }
+    }
+    println!("dry run: {n} instructions, nothing executed");
+    Ok(())
+}
+
+fn expand_args(df: &Dockerfile, a: &Located<Vec<ArgDecl>>, scope: &Scope) -> Result<Vec<ArgDecl>> {
+    let ins = Located {
+        line: a.line,
+        end_line: a.end_line,
+        text: a.text.clone(),
+        value: Instruction::Arg(a.value.clone()),
+    };
+    match ins.expand(df, &|v| scope.get(v))? {
+        Instruction::Arg(d) => Ok(d),
+        _ => unreachable!("ARG expands to ARG"),
+    }
+}
+
+struct Builder<'a> {
+    storage: Arc<Storage>,
+    cache: BuildCache,
+    read_cache: bool,
+    write_cache: bool,
+    progress: &'a Progress,
+    registry: transport::registry::Options,
+    arch: ArchChoice,
+    context: PathBuf,
+    df: Dockerfile,
+    n: usize,
+    /// Each finished stage's state and key, for `FROM stage` and `COPY --from`.
+    stages: Vec<(State, String)>,
+    /// Flattened roots of stages and images that `COPY --from` reads, by state key.
+    flat: HashMap<String, PathBuf>,
+}
+
+fn announce(n: usize, hit: bool, text: &str) {
+    println!("{n:3}{} {text}", if hit { '*' } else { '.' });
+    let _ = std::io::stdout().flush();
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `path` made absolute against `base`, with `.` and `..` resolved lexically.
+pub fn resolve_path(base: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        Path::new(base).join(path)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for c in joined.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn config_obj(state: &mut State) -> &mut serde_json::Map<String, Value> {
+    if !state.config.is_object() {
+        state.config = json!({});
+    }
+    let top = state.config.as_object_mut().expect("object");
+    let c = top.entry("config").or_insert_with(|| json!({}));
+    if !c.is_object() {
+        *c = json!({});
+    }
+    c.as_object_mut().expect("object")
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn map_insert(c: &mut serde_json::Map<String, Value>, field: &str, key: &str, value: Value) {
+    let m = c.entry(field).or_insert_with(|| json!({}));
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m.as_object_mut()
+        .expect("object")
+        .insert(key.to_string(), value);
+}
+
+fn nanos(d: &Option<std::time::Duration>) -> Option<Value> {
+    d.map(|d| json!(d.as_nanos() as u64))
+}
+
+impl Builder<'_> {
+    fn build_all(&mut self, scope: &mut Scope, tag: &Reference) -> Result<usize> {
+        let df = self.df.clone();
+        for a in &df.pre_from_args {
+            self.n += 1;
+            let decls = expand_args(&df, a, scope)?;
+            scope.declare_args(&decls);
+            announce(self.n, true, &a.text);
+        }
+        for si in 0..df.stages.len() {
+            let done = self.stage(si, scope)?;
+            self.stages.push(done);
+        }
+        let (state, _) = self
+            .stages
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::invalid(&df.file_name, "no FROM instruction"))?;
+        self.commit_image(state, tag)?;
+        Ok(self.n)
+    }
+
+    fn shell(state: &State) -> Vec<String> {
+        let s = string_list(state.config.get("config").and_then(|c| c.get("Shell")));
+        if s.is_empty() {
+            vec!["/bin/sh".into(), "-c".into()]
+        } else {
+            s
+        }
+    }
+
+    fn command_vec(c: &Command, state: &State) -> Vec<String> {
+        match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = Self::shell(state);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn workdir(state: &State) -> String {
+        state
+            .config
+            .get("config")
+            .and_then(|c| c.get("WorkingDir"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("/")
+            .to_string()
+    }
+
+    /// The state a FROM starts from: its key, and whether it was already at hand.
+    fn base(&mut self, image: &str, si: usize) -> Result<(State, String, bool)> {
+        if image.eq_ignore_ascii_case("scratch") {
+            let arch = crate::platform::host_arch();
+            let arch = arch.split('/').next().unwrap_or("amd64").to_string();
+            let config = json!({
+                "architecture": arch,
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            });
+            return Ok((
+                State {
+                    layers: Vec::new(),
+                    config,
+                },
+                "scratch".into(),
+                true,
+            ));
+        }
+        if let Some(i) = self.df.stage_index(image, si) {
+            let (s, k) = self.stages[i].clone();
+            return Ok((s, k, true));
+        }
+        let (record, hit) = self.image(image)?;
+        let bytes = self.storage.blobs().read_to_vec(&record.config)?;
+        let config: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::json(format!("config of {image}"), e))?;
+        Ok((
+            State {
+                layers: record.layers.clone(),
+                config,
+            },
+            format!("image:{}", record.manifest),
+            hit,
+        ))
+    }
+
+    /// An image from the store, pulled first if missing (as `lade pull`).
+    fn image(&self, image: &str) -> Result<(crate::storage::ImageRecord, bool)> {
+        let name = Reference::parse(image)?;
+        if let Some(r) = self.storage.images().get(&name)? {
+            return Ok((r, true));
+        }
+        let loc = ImageLocation::parse_pull_source(image)?;
+        let ctx = Context {
+            storage: Some(self.storage.clone()),
+            registry: self.registry.clone(),
+        };
+        let src = transport::open_source(&loc, &ctx)?;
+        let mut dst = StoreDestination::new(self.storage.clone(), name.clone())
+            .with_progress(self.progress.clone());
+        let opts = CopyOptions {
+            arch: self.arch.clone(),
+            ..CopyOptions::default()
+        };
+        self.progress.info(&format!(
+            "pulling {} to {}",
+            src.describe(),
+            name.familiar()
+        ));
+        copy_image(&*src, &mut dst, &opts, self.progress)?;
+        Ok((self.storage.images().require(&name)?, false))
+    }
+
+    fn stage(&mut self, si: usize, scope: &mut Scope) -> Result<(State, String)> {
+        let df = self.df.clone();
+        let stage = &df.stages[si];
+        let from = stage.from.expand(&df, &|v| scope.get_global(v))?;
+        self.n += 1;
+        let (mut state, mut key, hit) = self.base(&from.image, si)?;
+        announce(self.n, hit, &stage.from.text);
+        if from.platform.is_some() {
+            self.progress.warn(&format!(
+                "{}:{}: FROM --platform ignored",
+                df.file_name, stage.from.line
+            ));
+        }
+        if state
+            .config
+            .get("config")
+            .and_then(|c| c.get("OnBuild"))
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            self.progress.warn(&format!(
+                "{}: ONBUILD triggers of the base image are not run (not supported yet)",
+                from.image
+            ));
+        }
+        let env = string_list(state.config.get("config").and_then(|c| c.get("Env")));
+        scope.begin_stage(env.iter().map(String::as_str));
+        for (k, v) in &from.args {
+            scope.declare_args(&[ArgDecl {
+                name: k.clone(),
+                default: Some(v.clone()),
+            }]);
+        }
+        let mut cmd_set = false;
+        for ins in &stage.instructions {
+            self.n += 1;
+            let x = ins.expand(&df, &|v| scope.get(v))?;
+            match &x {
+                Instruction::Arg(d) => scope.declare_args(d),
+                Instruction::Env(kv) => scope.set_env(kv),
+                _ => {}
+            }
+            let inputs = self.inputs(&x)?;
+            let args: Vec<String> = scope
+                .args()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let k = step_key(
+                &key,
+                &x.to_string(),
+                &format!(
+                    "{}\n{inputs}",
+                    serde_json::to_string(&args).unwrap_or_default()
+                ),
+            );
+            let cached = if self.read_cache {
+                self.cache.get(&self.storage, &k)?
+            } else {
+                None
+            };
+            let entrypoint_resets_cmd = matches!(x, Instruction::Entrypoint(_)) && !cmd_set;
+            if matches!(x, Instruction::Cmd(_)) {
+                cmd_set = true;
+            }
+            if let Some(s) = cached {
+                announce(self.n, true, &ins.text);
+                state = s;
+            } else {
+                announce(self.n, false, &ins.text);
+                state = self.execute(ins, &x, state, scope, entrypoint_resets_cmd)?;
+                if self.write_cache {
+                    self.cache.put(&k, &state)?;
+                }
+            }
+            key = k;
+        }
+        Ok((state, key))
+    }
+
+    /// What a step reads besides its parent state: hashes of context files, or the state of a
+    /// `--from` stage or image.
+    fn inputs(&mut self, x: &Instruction) -> Result<String> {
+        let (f, from) = match x {
+            Instruction::Copy(c) => (&c.files, c.from.as_deref()),
+            Instruction::Add(a) => (&a.files, None),
+            _ => return Ok(String::new()),
+        };
+        match from {
+            Some(from) => Ok(format!("from:{}", self.source_root(from)?.1)),
+            None => files::hash_sources(&self.context, f),
+        }
+    }
+
+    /// The flattened root of a `--from` stage or image, and its state key.
+    fn source_root(&mut self, from: &str) -> Result<(PathBuf, String)> {
+        let (state, key) = match self.df.stage_index(from, self.stages.len()) {
+            Some(i) => self.stages[i].clone(),
+            None => {
+                let (r, _) = self.image(from)?;
+                (
+                    State {
+                        layers: r.layers.clone(),
+                        config: json!({}),
+                    },
+                    format!("image:{}", r.manifest),
+                )
+            }
+        };
+        if let Some(p) = self.flat.get(&key) {
+            return Ok((p.clone(), key));
+        }
+        let dir = self.storage.scratch_path("build-from");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let layers = self.storage.layers();
+        let trees: Vec<PathBuf> = state.layers.iter().map(|l| layers.tree(&l.tree)).collect();
+        let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
+        crate::unpack::flatten_trees(&refs, &dir)?;
+        self.flat.insert(key.clone(), dir.clone());
+        Ok((dir, key))
+    }
+
+    fn where_(&self, ins: &Located<Instruction>) -> String {
+        format!("{}:{}", self.df.file_name, ins.line)
+    }
+
+    fn execute(
+        &mut self,
+        ins: &Located<Instruction>,
+        x: &Instruction,
+        mut state: State,
+        scope: &Scope,
+        entrypoint_resets_cmd: bool,
+    ) -> Result<State> {
+        let mut layer: Option<LayerRef> = None;
+        match x {
+            Instruction::Arg(_) => return Ok(state),
+            Instruction::Env(kvs) => {
+                let c = config_obj(&mut state);
+                let mut env = string_list(c.get("Env"));
+                for kv in kvs {
+                    let prefix = format!("{}=", kv.key);
+                    env.retain(|e| !e.starts_with(&prefix) && e != &kv.key);
+                    env.push(format!("{}={}", kv.key, kv.value));
+                }
+                c.insert("Env".into(), json!(env));
+            }
+            Instruction::Label(kvs) => {
+                let c = config_obj(&mut state);
+                for kv in kvs {
+                    map_insert(c, "Labels", &kv.key, json!(kv.value));
+                }
+            }
+            Instruction::Cmd(cmd) => {
+                let v = Self::command_vec(cmd, &state);
+                config_obj(&mut state).insert("Cmd".into(), json!(v));
+            }
+            Instruction::Entrypoint(cmd) => {
+                let v = Self::command_vec(cmd, &state);
+                let c = config_obj(&mut state);
+                c.insert("Entrypoint".into(), json!(v));
+                if entrypoint_resets_cmd {
+                    c.remove("Cmd");
+                }
+            }
+            Instruction::Shell(v) => {
+                config_obj(&mut state).insert("Shell".into(), json!(v));
+            }
+            Instruction::User(u) => {
+                config_obj(&mut state).insert("User".into(), json!(u));
+            }
+            Instruction::Expose(ports) => {
+                let c = config_obj(&mut state);
+                for p in ports {
+                    let p = if p.contains('/') {
+                        p.to_ascii_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    map_insert(c, "ExposedPorts", &p, json!({}));
+                }
+            }
+            Instruction::Volume(vs) => {
+                let c = config_obj(&mut state);
+                for v in vs {
+                    map_insert(c, "Volumes", v, json!({}));
+                }
+            }
+            Instruction::StopSignal(s) => {
+                config_obj(&mut state).insert("StopSignal".into(), json!(s));
+            }
+            Instruction::Healthcheck(h) => {
+                let v = match h {
+                    Healthcheck::None => json!({"Test": ["NONE"]}),
+                    Healthcheck::Check {
+                        command,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => {
+                        let test: Vec<String> = match command {
+                            Command::Exec(v) => std::iter::once("CMD".to_string())
+                                .chain(v.clone())
+                                .collect(),
+                            Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        };
+                        let mut m = serde_json::Map::new();
+                        m.insert("Test".into(), json!(test));
+                        for (k, d) in [
+                            ("Interval", interval),
+                            ("Timeout", timeout),
+                            ("StartPeriod", start_period),
+                            ("StartInterval", start_interval),
+                        ] {
+                            if let Some(n) = nanos(d) {
+                                m.insert(k.into(), n);
+                            }
+                        }
+                        if let Some(r) = retries {
+                            m.insert("Retries".into(), json!(r));
+                        }
+                        Value::Object(m)
+                    }
+                };
+                config_obj(&mut state).insert("Healthcheck".into(), v);
+            }
+            Instruction::Onbuild(o) => {
+                let c = config_obj(&mut state);
+                let mut list = string_list(c.get("OnBuild"));
+                list.push(o.expression.clone());
+                c.insert("OnBuild".into(), json!(list));
+            }
+            Instruction::Maintainer(m) => {
+                state.config["author"] = json!(m);
+            }
+            Instruction::Workdir(w) => {
+                let dir = resolve_path(&Self::workdir(&state), w);
+                if !self.is_dir_in(&state, &dir) {
+                    let tree = self.storage.scratch_path("build-tree");
+                    let target = tree.join(dir.trim_start_matches('/'));
+                    std::fs::create_dir_all(&target).at(&target)?;
+                    layer = Some(layer::commit_tree(&self.storage, &tree)?);
+                }
+                config_obj(&mut state).insert("WorkingDir".into(), json!(dir));
+            }
+            Instruction::Run(r) => {
+                layer = Some(self.run(ins, r, &state, scope)?);
+            }
+            Instruction::Copy(c) => {
+                if c.files.chown.is_some() {
+                    self.progress
+                        .warn(&format!("{}: COPY --chown ignored", self.where_(ins)));
+                }
+                let root = match c.from.as_deref() {
+                    Some(f) => Some(self.source_root(f)?.0),
+                    None => None,
+                };
+                let tree = self.storage.scratch_path("build-tree");
+                std::fs::create_dir_all(&tree).at(&tree)?;
+                let res = files::copy_files(self, &state, &c.files, root.as_deref(), false, &tree);
+                if let Err(e) = res {
+                    let _ = crate::fsutil::remove_all(&tree);
+                    return Err(located(&self.where_(ins), e));
+                }
+                layer = Some(layer::commit_tree(&self.storage, &tree)?);
+            }
+            Instruction::Add(a) => {
+                if a.files.chown.is_some() {
+                    self.progress
+                        .warn(&format!("{}: ADD --chown ignored", self.where_(ins)));
+                }
+                let tree = self.storage.scratch_path("build-tree");
+                std::fs::create_dir_all(&tree).at(&tree)?;
+                let unpack = a.unpack.unwrap_or(true);
+                let res = files::copy_files(self, &state, &a.files, None, unpack, &tree);
+                if let Err(e) = res {
+                    let _ = crate::fsutil::remove_all(&tree);
+                    return Err(located(&self.where_(ins), e));
+                }
+                layer = Some(layer::commit_tree(&self.storage, &tree)?);
+            }
+        }
+        let mut h = serde_json::Map::new();
+        h.insert("created".into(), json!(now_rfc3339()));
+        h.insert("created_by".into(), json!(ins.text));
+        if layer.is_none() {
+            h.insert("empty_layer".into(), json!(true));
+        }
+        let top = state.config.as_object_mut().expect("object");
+        let hist = top.entry("history").or_insert_with(|| json!([]));
+        if !hist.is_array() {
+            *hist = json!([]);
+        }
+        hist.as_array_mut().expect("array").push(Value::Object(h));
+        if let Some(l) = layer {
+            state.layers.push(l);
+        }
+        Ok(state)
+    }
+
+    /// Whether `path` (absolute) is a directory in the state: the topmost layer that has it
+    /// decides (a whiteout hides it).
+    pub(crate) fn is_dir_in(&self, state: &State, path: &str) -> bool {
+        let rel = path.trim_start_matches('/');
+        if rel.is_empty() {
+            return true;
+        }
+        let layers = self.storage.layers();
+        for l in state.layers.iter().rev() {
+            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
+                if m.file_type().is_char_device() {
+                    return false;
+                }
+                return m.is_dir();
+            }
+        }
+        false
+    }
+
+    /// Whether `rel` exists in the state (the topmost layer that has it decides).
+    fn exists_in(&self, state: &State, rel: &str) -> bool {
+        let layers = self.storage.layers();
+        for l in state.layers.iter().rev() {
+            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
+                return !(m.file_type().is_char_device() && m.rdev() == 0);
+            }
+        }
+        false
+    }
+
+    /// `lade run` creates its mount points (/dev, /proc, /sys, /etc/hosts, /etc/resolv.conf)
+    /// when the image lacks them: they are not the step's work, so they leave the layer.
+    fn remove_mount_points(&self, state: &State, upper: &Path) {
+        for rel in ["dev", "proc", "sys", "etc/hosts", "etc/resolv.conf"] {
+            let p = upper.join(rel);
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if self.exists_in(state, rel) {
+                continue;
+            }
+            if m.is_dir() {
+                let _ = std::fs::remove_dir(&p); // only if empty
+            } else if m.is_file() && m.len() == 0 {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        let etc = upper.join("etc");
+        if self.is_dir_in(state, "/etc") && !layer::is_opaque(&etc) {
+            let _ = std::fs::remove_dir(&etc); // a copy-up left empty
+        }
+    }
+
+    fn run(
+        &self,
+        ins: &Located<Instruction>,
+        r: &super::Run,
+        state: &State,
+        scope: &Scope,
+    ) -> Result<LayerRef> {
+        let at = self.where_(ins);
+        if !r.mounts.is_empty() {
+            return Err(Error::unsupported(
+                format!("{at}: RUN --mount"),
+                "not supported yet",
+            ));
+        }
+        if r.network
+            .as_deref()
+            .is_some_and(|n| n != "default" && n != "host")
+        {
+            self.progress.warn(&format!(
+                "{at}: RUN --network ignored (the host network is used)"
+            ));
+        }
+        let (argv, stdin) = match r.plan() {
+            RunPlan::Exec(v) => (v, None),
+            RunPlan::Shell(s) => {
+                let mut v = Self::shell(state);
+                v.push(s);
+                (v, None)
+            }
+            RunPlan::Script { content, .. } => {
+                let first = content.lines().next().unwrap_or("");
+                let mut v: Vec<String> = first
+                    .trim_start_matches("#!")
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                if v.is_empty() {
+                    v = Self::shell(state).into_iter().take(1).collect();
+                }
+                v.push("/dev/stdin".into());
+                (v, Some(content))
+            }
+        };
+        if state.layers.is_empty() {
+            return Err(Error::invalid(
+                format!("{at}: RUN"),
+                "the image has no files to run anything with (FROM scratch)",
+            ));
+        }
+        let env_list = string_list(state.config.get("config").and_then(|c| c.get("Env")));
+        let mut env: Vec<String> = Vec::new();
+        for (k, v) in scope.args() {
+            if !env_list
+                .iter()
+                .any(|e| e.split('=').next() == Some(k.as_str()))
+            {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env.extend(env_list);
+        // Not in the work area: `lade run` mounts its tmpfs over the store's tmp/.
+        let dir = self.storage.root().join("build-tmp").join(format!(
+            "{}.{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let exe = std::env::current_exe().ctx(|| "lade's own executable".into())?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--storage")
+            .arg(self.storage.root())
+            .arg("build-run-step")
+            .arg("--upper")
+            .arg(&dir)
+            .arg("--cd")
+            .arg(Self::workdir(state));
+        for l in &state.layers {
+            cmd.arg(format!("--layer={}", l.tree));
+        }
+        for e in &env {
+            cmd.arg(format!("--env={e}"));
+        }
+        cmd.arg("--").args(&argv);
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        } else {
+            cmd.stdin(std::process::Stdio::null());
+        }
+        let result = (|| {
+            let mut child = cmd.spawn().ctx(|| format!("{at}: starting RUN"))?;
+            if let (Some(content), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                let _ = pipe.write_all(content.as_bytes());
+            }
+            let status = child.wait().ctx(|| format!("{at}: waiting for RUN"))?;
+            if !status.success() {
+                let how = match (status.code(), status.signal()) {
+                    (Some(c), _) => format!("exit status {c}"),
+                    (None, Some(s)) => format!("signal {s}"),
+                    _ => "unknown status".into(),
+                };
+                return Err(Error::invalid(
+                    at.clone(),
+                    format!("RUN failed with {how}: {}", ins.text),
+                ));
+            }
+            let upper = dir.join("upper");
+            self.remove_mount_points(state, &upper);
+            layer::commit_tree(&self.storage, &upper)
+        })();
+        let _ = crate::fsutil::remove_all(&dir);
+        result
+    }
+
+    fn commit_image(&self, mut state: State, tag: &Reference) -> Result<()> {
+        let blobs = self.storage.blobs();
+        let layers = self.storage.layers();
+        let diff_ids: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        state.config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+        state.config["created"] = json!(now_rfc3339());
+        let mut descs = Vec::new();
+        for l in &state.layers {
+            let media = match layers.info(&l.tree).map(|i| i.compression) {
+                Ok(c) if c == "zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+                Ok(c) if c == "none" => "application/vnd.oci.image.layer.v1.tar",
+                _ => "application/vnd.oci.image.layer.v1.tar+gzip",
+            };
+            let path = blobs.path(&l.blob);
+            let size = std::fs::metadata(&path).at(&path)?.len();
+            descs.push(json!({"mediaType": media, "digest": l.blob.to_string(), "size": size}));
+        }
+        let config_bytes =
+            serde_json::to_vec(&state.config).map_err(|e| Error::json("image config", e))?;
+        let config_digest: Digest = blobs.put_bytes(&config_bytes)?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest.to_string(),
+                "size": config_bytes.len(),
+            },
+            "layers": descs,
+        });
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| Error::json("image manifest", e))?;
+        let raw = RawManifest::new(manifest_bytes, Some(OCI_MANIFEST), None, "image manifest")?;
+        let mut dest = StoreDestination::new(self.storage.clone(), tag.clone())
+            .with_progress(self.progress.clone());
+        dest.put_manifest(&raw)?;
+        dest.commit(&CopiedImage {
+            top: raw,
+            from_index: None,
+            platform: None,
+            source: format!("build {}", self.context.display()),
+        })
+    }
+}
+
+fn located(at: &str, e: Error) -> Error {
+    match e {
+        Error::Invalid { what, why } => Error::Invalid {
+            what: format!("{at}: {what}"),
+            why,
+        },
+        Error::Unsupported { what, why } => Error::Unsupported {
+            what: format!("{at}: {what}"),
+            why,
+        },
+        other => other,
+    }
+}

@@ -250,6 +250,35 @@ fn chunked_and_monolithic_uploads_and_their_fallbacks() {
 }
 
 #[test]
+fn a_registry_refusing_big_puts_gets_chunks() {
+    let reg = Registry::anonymous();
+    let proxy = Proxy::start(reg.port);
+    let host = proxy.host();
+    let lade = lade_with_multi();
+    proxy.set_rule(|h, _| {
+        let len: u64 = h
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if h.method == "PUT" && h.target.contains("/blobs/uploads/") && len > 20000 {
+            Action::Status(413, vec![], String::new())
+        } else {
+            Action::Forward
+        }
+    });
+    let mut c = lade.cmd();
+    c.args(["--tls-no-verify", "push", "img", &format!("{host}/big/a:1")]);
+    c.env("LADE_PUSH_CHUNK_SIZE", "20000");
+    run_cmd(c).ok();
+    let log = proxy.log();
+    assert!(log.iter().any(|l| l.status == 413), "{}", dump(&log));
+    assert!(log.iter().any(|l| l.method == "PATCH"), "{}", dump(&log));
+    let s = Scratch::new("big");
+    let image = skopeo_fetch(&format!("{}/big/a:1", reg.host()), &s.join("oci"), &[]);
+    umoci_unpack(&image, &s.join("bundle"));
+}
+
+#[test]
 fn a_dropped_upload_is_restarted() {
     let reg = Registry::anonymous();
     let proxy = Proxy::start(reg.port);

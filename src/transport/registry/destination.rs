@@ -665,6 +665,12 @@ impl ImageDestination for RegistryDestination {
                             mode = Mode::Chunked;
                             Failure::Transient(e)
                         }
+                        // A link that drops a long request may carry short ones: the restart
+                        // goes in chunks, each resumable.
+                        Err(Failure::Transient(e)) => {
+                            mode = Mode::Chunked;
+                            Failure::Transient(e)
+                        }
                         Err(f) => f,
                     }
                 }

@@ -639,7 +639,8 @@ fn damaged_layout(dir: &Path, damage: fn(&Path)) -> String {
 
 #[test]
 fn corrupt_layer_blob_is_refused_and_nothing_half_made() {
-    let damages: [(&str, fn(&Path)); 3] = [
+    type Damage = (&'static str, fn(&Path));
+    let damages: [Damage; 3] = [
         ("flipped byte", |p| {
             let mut d = fs::read(p).unwrap();
             let i = d.len() / 2;

@@ -395,6 +395,23 @@ fn bearer_token_scope_is_upgraded_for_the_push() {
     let s = Scratch::new("tok");
     let creds = format!("--src-creds={USER}:{PASS}");
     skopeo_fetch(&reg.image("team/app:1"), &s.join("oci"), &[&creds]);
+    // Another repository: the mount needs pull on the first one too, which the registry's
+    // challenge asks for and lade gets.
+    ts.clear();
+    let mut c = lade.cmd();
+    c.env("HOME", home.path())
+        .env("LADE_USERNAME", USER)
+        .env("LADE_PASSWORD", PASS);
+    c.args([
+        "--tls-no-verify",
+        "-v",
+        "push",
+        "img",
+        &reg.image("team/other:1"),
+    ]);
+    let r = run_cmd(c).ok();
+    assert!(r.stderr.contains("mounted from team/app"), "{}", r.stderr);
+    skopeo_fetch(&reg.image("team/other:1"), &s.join("oci2"), &[&creds]);
 }
 
 /// A tree with setuid/setgid files and files owned by us (not root).

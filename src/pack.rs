@@ -375,3 +375,45 @@ impl crate::transport::ImageSource for PackedSource {
         Ok(Box::new(self.storage.blobs().open(digest)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tree(root: &Path) {
+        fs::create_dir_all(root.join("d/e")).unwrap();
+        fs::write(root.join("d/e/f"), b"hello").unwrap();
+        fs::write(root.join("s"), b"#!").unwrap();
+        fs::set_permissions(root.join("s"), fs::Permissions::from_mode(0o6755)).unwrap();
+        std::os::unix::fs::symlink("d/e/f", root.join("l")).unwrap();
+    }
+
+    #[test]
+    fn normalised_layers_are_deterministic_and_flattened() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        tree(&a);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tree(&b);
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let la = pack_layer(&a, &t.path().join("la"), c).unwrap();
+            let lb = pack_layer(&b, &t.path().join("lb"), c).unwrap();
+            assert_eq!(la.digest, lb.digest, "{c:?}");
+            assert_eq!(la.diff_id, lb.diff_id, "{c:?}");
+        }
+        let out = t.path().join("plain");
+        pack_layer(&a, &out, Compression::None).unwrap();
+        let mut ar = tar::Archive::new(File::open(&out).unwrap());
+        let mut names = Vec::new();
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
+            assert_eq!(h.mode().unwrap() & 0o6000, 0);
+            assert_eq!(h.mtime().unwrap(), push_mtime());
+            names.push(e.path().unwrap().display().to_string());
+        }
+        assert_eq!(names, ["d", "d/e", "d/e/f", "l", "s"]);
+    }
+}

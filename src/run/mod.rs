@@ -151,8 +151,10 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
             read_only: false,
         });
     }
-    let scratch = storage.scratch_path("run");
-    rootfs::prepare_scratch_dir(&scratch)?;
+    // The container's own tmpfs goes over the store's tmp/ directory, inside the new mount
+    // namespace only: it always exists, nothing is created or left behind on the host, and
+    // other processes' work areas there are untouched (they are merely hidden from us).
+    let scratch = storage.root().join("tmp");
 
     let uid = opts
         .uid
@@ -225,7 +227,12 @@ fn flattened_tree(storage: &Storage, base: &Path, lowers: &[String], hex: &str) 
     if flat.is_dir() {
         return Ok(flat);
     }
-    let staging = storage.scratch_path("flat");
+    // Beside its final place, not in tmp/: that is the container's tmpfs by now.
+    let staging = storage.root().join("flat").join(format!(
+        ".staging.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&staging).at(&staging)?;
     let trees: Vec<PathBuf> = lowers.iter().rev().map(|l| base.join(l)).collect();
     let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();

@@ -4,7 +4,6 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{
@@ -240,10 +239,4 @@ fn bind(s: &str, t: &str, recursive: bool) -> Bind {
         recursive,
         read_only: false,
     }
-}
-
-/// Gives a scratch directory the permissions tmpfs needs to be mounted over by its owner.
-pub fn prepare_scratch_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).at(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).at(dir)
 }

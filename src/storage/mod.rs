@@ -72,48 +72,70 @@ pub fn resolve_path(option: Option<&Path>) -> Result<(PathBuf, PathSource)> {
     ))
 }
 
-/// An open storage directory, holding its lock (unless opened without locking) and this
-/// process's work area for as long as it lives.
+/// An open storage directory, holding its lock (unless opened without locking) and, for
+/// commands that write, this process's work area for as long as it lives.
 pub struct Storage {
     root: PathBuf,
     _lock: Option<lock::StorageLock>,
-    work: lock::WorkArea,
+    work: Option<lock::WorkArea>,
 }
 
 impl Storage {
-    /// Opens (creating and initialising if absent or empty) the storage directory at `root`.
+    /// Opens (creating and initialising if absent or empty) the storage directory at `root`,
+    /// with a work area for this process; stale work areas of dead processes are swept.
     pub fn open(root: &Path, mode: LockMode) -> Result<Storage> {
+        let mut storage = Storage::open_without_work_area(root, mode)?;
+        storage.work = Some(lock::WorkArea::create(&root.join("tmp"))?);
+        lock::sweep_stale_work_areas(&storage.root.join("tmp"));
+        Ok(storage)
+    }
+
+    /// Opens the storage directory for a command that only reads it (`lade run`): no work
+    /// area is made and none is swept, which keeps container start-up free of directory
+    /// churn. Writing blobs or scratch files through such a handle is an error.
+    pub fn open_without_work_area(root: &Path, mode: LockMode) -> Result<Storage> {
         init_or_check(root)?;
         let lock = lock::StorageLock::acquire(root, mode)?;
         for dir in ["blobs", "layers", "images", "tmp"] {
-            fs::create_dir_all(root.join(dir)).at(&root.join(dir))?;
+            let path = root.join(dir);
+            if !path.is_dir() {
+                fs::create_dir_all(&path).at(&path)?;
+            }
         }
-        let work = lock::WorkArea::create(&root.join("tmp"))?;
-        let storage = Storage {
+        Ok(Storage {
             root: root.to_path_buf(),
             _lock: lock,
-            work,
-        };
-        lock::sweep_stale_work_areas(&storage.root.join("tmp"));
-        Ok(storage)
+            work: None,
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// This process's private scratch directory inside the store (same filesystem).
-    pub fn work_dir(&self) -> &Path {
-        self.work.path()
+    /// This process's private scratch directory inside the store (same filesystem), or the
+    /// shared `tmp/` for a handle opened without a work area.
+    pub fn work_dir(&self) -> PathBuf {
+        match &self.work {
+            Some(w) => w.path().to_path_buf(),
+            None => self.root.join("tmp"),
+        }
     }
 
     /// A fresh, unique path inside the work area (not created).
     pub fn scratch_path(&self, prefix: &str) -> PathBuf {
-        self.work.unique(prefix)
+        match &self.work {
+            Some(w) => w.unique(prefix),
+            None => self.root.join("tmp").join(format!(
+                "{prefix}.{}.{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )),
+        }
     }
 
     pub fn blobs(&self) -> BlobStore {
-        BlobStore::new(self.root.join("blobs"), self.work.path().to_path_buf())
+        BlobStore::new(self.root.join("blobs"), self.work_dir())
     }
 
     pub fn layers(&self) -> LayerStore {
@@ -121,7 +143,7 @@ impl Storage {
     }
 
     pub fn images(&self) -> ImageStore {
-        ImageStore::new(self.root.join("images"), self.work.path().to_path_buf())
+        ImageStore::new(self.root.join("images"), self.work_dir())
     }
 }
 

@@ -185,6 +185,10 @@ pub fn build(
             "not a directory",
         ));
     }
+    if context.join(".dockerignore").exists() {
+        progress
+            .warn(".dockerignore is not supported yet: COPY and ADD see every file of the context");
+    }
     let tag = match &args.tag {
         Some(t) => Reference::parse(t)?,
         None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,

@@ -579,3 +579,16 @@ fn built_image_copies_out_as_oci() {
     assert!(!dir.join("bin/hi").exists());
     let _ = b.last_layer_names("out");
 }
+
+#[test]
+fn debris_of_dead_builds_is_swept_and_user_warns() {
+    let b = setup();
+    let debris = b.lade.storage.join("build-tmp/4194303.deadbeef/upper");
+    fs::create_dir_all(&debris).unwrap();
+    let r = b
+        .build("u", "FROM base\nUSER 1000\nRUN id -u > /who\n")
+        .ok();
+    assert!(r.stderr.contains("RUN runs as uid 0"), "{}", r.stderr);
+    assert!(!debris.parent().unwrap().exists());
+    assert_eq!(read(&b.unpack("u").join("who")), "0\n");
+}

@@ -215,6 +215,7 @@ pub fn build(
         return Ok(());
     }
     let storage = open_storage()?;
+    sweep_build_tmp(&storage);
     let mut b = Builder {
         cache: BuildCache::new(&storage),
         storage,
@@ -236,6 +237,24 @@ pub fn build(
     let n = result?;
     println!("grown in {n} instructions: {}", tag.familiar());
     Ok(())
+}
+
+/// Removes RUN upper directories (`$STORAGE/build-tmp/<pid>.<rand>`) left by builds that
+/// died (kill -9): their process is gone.
+fn sweep_build_tmp(storage: &Storage) {
+    let dir = storage.root().join("build-tmp");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = crate::fsutil::remove_all(&e.path());
+        }
+    }
 }
 
 /// ch-image's rules for the image name when `-t` is absent.
@@ -930,6 +949,17 @@ impl Builder<'_> {
             return Err(Error::invalid(
                 format!("{at}: RUN"),
                 "the image has no files to run anything with (FROM scratch)",
+            ));
+        }
+        if let Some(u) = state
+            .config
+            .get("config")
+            .and_then(|c| c.get("User"))
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty() && *u != "0" && *u != "root" && *u != "0:0")
+        {
+            self.progress.warn(&format!(
+                "{at}: RUN runs as uid 0; USER {u} applies to the image's containers only"
             ));
         }
         let env_list = string_list(state.config.get("config").and_then(|c| c.get("Env")));

@@ -326,6 +326,8 @@ COPY <<EOF /here.txt
 inline
 EOF
 COPY dir/sub/y /data
+COPY a.txt /tmp/
+WORKDIR /tmp/wd
 "#,
         )
         .ok();
@@ -351,6 +353,14 @@ COPY dir/sub/y /data
     assert_eq!(read(&root.join("here.txt")), "inline\n");
     // /data is a directory in the base image: the file goes inside.
     assert_eq!(read(&root.join("data/y")), "y\n");
+    // Existing directories keep their modes in the merged image.
+    let tmp = fs::metadata(root.join("tmp")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&tmp) & 0o7777,
+        0o1777
+    );
+    assert_eq!(read(&root.join("tmp/a.txt")), "a\n");
+    assert!(root.join("tmp/wd").is_dir());
 
     let err = b
         .build("cp2", "FROM base\nCOPY a.txt b.log /notdir\n")

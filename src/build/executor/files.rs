@@ -162,6 +162,29 @@ fn mkdirs(p: &Path) -> Result<()> {
     }
 }
 
+/// Creates `abs` (an absolute path in the image) and its ancestors in the staging `tree`,
+/// each with the mode the state's directory of that name has (0755 for new ones), so that a
+/// layer adding `/tmp/x` does not change `/tmp`'s 1777 in the merged image.
+pub(super) fn prepare_dirs(b: &Builder, state: &State, tree: &Path, abs: &str) -> Result<()> {
+    let mut rel = PathBuf::new();
+    for comp in abs.split('/').filter(|c| !c.is_empty()) {
+        rel.push(comp);
+        let p = tree.join(&rel);
+        if p.is_dir() {
+            continue;
+        }
+        let r = rel.to_string_lossy();
+        let Some(mode) = b.dir_mode_in(state, &r) else {
+            break; // not a directory in the image: mkdirs makes the rest later
+        };
+        remove_existing(&p)?;
+        fs::create_dir(&p).at(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode | 0o700)).at(&p)?;
+        b.dirs_to_restore.borrow_mut().push((p, mode));
+    }
+    Ok(())
+}
+
 fn remove_existing(p: &Path) -> Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if !m.is_dir() => fs::remove_file(p).at(p),
@@ -325,6 +348,11 @@ pub(super) fn copy_files(
         ));
     }
     let dest_in_tree = tree.join(dest.trim_start_matches('/'));
+    if dest_is_dir {
+        prepare_dirs(b, state, tree, &dest)?;
+    } else if let Some(parent) = Path::new(&dest).parent() {
+        prepare_dirs(b, state, tree, &parent.to_string_lossy())?;
+    }
     for (src, content) in srcs {
         let name = src
             .file_name()

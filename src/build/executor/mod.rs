@@ -229,6 +229,7 @@ pub fn build(
         n: 0,
         stages: Vec::new(),
         flat: HashMap::new(),
+        dirs_to_restore: Default::default(),
     };
     let result = b.build_all(&mut scope, &tag);
     for dir in b.flat.values() {
@@ -341,6 +342,8 @@ struct Builder<'a> {
     stages: Vec<(State, String)>,
     /// Flattened roots of stages and images that `COPY --from` reads, by state key.
     flat: HashMap<String, PathBuf>,
+    /// Directories of a staging tree to give their final modes once it is written.
+    dirs_to_restore: std::cell::RefCell<Vec<(PathBuf, u32)>>,
 }
 
 fn announce(n: usize, hit: bool, text: &str) {
@@ -789,7 +792,10 @@ impl Builder<'_> {
                 if !self.is_dir_in(&state, &dir) {
                     let tree = self.storage.scratch_path("build-tree");
                     let target = tree.join(dir.trim_start_matches('/'));
+                    std::fs::create_dir_all(&tree).at(&tree)?;
+                    files::prepare_dirs(self, &state, &tree, &dir)?;
                     std::fs::create_dir_all(&target).at(&target)?;
+                    self.restore_dir_modes()?;
                     layer = Some(layer::commit_tree(&self.storage, &tree)?);
                 }
                 config_obj(&mut state).insert("WorkingDir".into(), json!(dir));
@@ -808,7 +814,8 @@ impl Builder<'_> {
                 };
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
-                let res = files::copy_files(self, &state, &c.files, root.as_deref(), false, &tree);
+                let res = files::copy_files(self, &state, &c.files, root.as_deref(), false, &tree)
+                    .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
                     return Err(located(&self.where_(ins), e));
@@ -823,7 +830,8 @@ impl Builder<'_> {
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
                 let unpack = a.unpack.unwrap_or(true);
-                let res = files::copy_files(self, &state, &a.files, None, unpack, &tree);
+                let res = files::copy_files(self, &state, &a.files, None, unpack, &tree)
+                    .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
                     return Err(located(&self.where_(ins), e));
@@ -847,6 +855,28 @@ impl Builder<'_> {
             state.layers.push(l);
         }
         Ok(state)
+    }
+
+    /// The permission bits of directory `rel` in the state, if it is one there.
+    pub(crate) fn dir_mode_in(&self, state: &State, rel: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let layers = self.storage.layers();
+        for l in state.layers.iter().rev() {
+            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
+                return m.is_dir().then(|| m.permissions().mode() & 0o7777);
+            }
+        }
+        None
+    }
+
+    /// Gives the directories [`files::prepare_dirs`] made their image modes (they stayed
+    /// owner-writable while files went in).
+    fn restore_dir_modes(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in self.dirs_to_restore.borrow_mut().drain(..).rev() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).at(&p)?;
+        }
+        Ok(())
     }
 
     /// Whether `path` (absolute) is a directory in the state: the topmost layer that has it

@@ -538,6 +538,8 @@ fn parse_only_dry_run_force_and_inferred_tag() {
         .run(["build".as_ref(), "--force".as_ref(), b.ctx.as_os_str()])
         .fails_one_line();
     assert!(err.contains("not supported yet"), "{err}");
+    let err = b.lade.run(["build", "-"]).fails_one_line();
+    assert!(err.contains("not supported yet"), "{err}");
 
     // No -t: the context directory's name; Dockerfile.NAME: NAME.
     let out = b.lade.ok(["build".as_ref(), b.ctx.as_os_str()]);

@@ -144,6 +144,12 @@ pub fn build(
     arch: ArchChoice,
     progress: &Progress,
 ) -> Result<()> {
+    if args.context.as_os_str() == "-" {
+        return Err(Error::unsupported(
+            "lade build -",
+            "a context from standard input is not supported yet",
+        ));
+    }
     let context = std::path::absolute(&args.context).ctx(|| args.context.display().to_string())?;
     let (text, file_name) = match args.file.as_deref() {
         Some("-") => {

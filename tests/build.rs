@@ -604,3 +604,30 @@ fn debris_of_dead_builds_is_swept_and_user_warns() {
     assert!(!debris.parent().unwrap().exists());
     assert_eq!(read(&b.unpack("u").join("who")), "0\n");
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let b = setup();
+    b.build_ok(
+        "parent",
+        "FROM base\nONBUILD RUN echo fired > /fired\nONBUILD ENV T=1\n",
+    );
+    let parent = b.config("parent");
+    assert_eq!(
+        parent["config"]["OnBuild"],
+        serde_json::json!(["RUN echo fired > /fired", "ENV T=1"])
+    );
+    assert!(!b.unpack("parent").join("fired").exists());
+    let out = b.build_ok("child", "FROM parent\nRUN cat /fired > /copied\n");
+    assert_eq!(marks(&out), "*...", "{out}");
+    let root = b.unpack("child");
+    assert_eq!(read(&root.join("fired")), "fired\n");
+    assert_eq!(read(&root.join("copied")), "fired\n");
+    let cfg = b.config("child");
+    assert!(cfg["config"].get("OnBuild").is_none(), "{cfg}");
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e == "T=1"), "{env:?}");
+    // Cached like any step.
+    let out = b.build_ok("child", "FROM parent\nRUN cat /fired > /copied\n");
+    assert_eq!(marks(&out), "****", "{out}");
+}

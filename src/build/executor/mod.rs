@@ -19,7 +19,8 @@
 //! Not supported yet (clear errors): `--force`, `RUN --mount`, ADD of URLs and Git
 //! repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
 //! `--chown` (as ch-image), `FROM --platform`, `USER` for RUN (RUN is always uid 0, as
-//! ch-image), ONBUILD triggers of base images.
+//! ch-image), `.dockerignore`. A base image's ONBUILD triggers run right after its FROM (an
+//! image from the store or a registry, not a stage) and are not inherited, as in Docker.
 
 pub mod files;
 pub mod layer;
@@ -569,18 +570,32 @@ impl Builder<'_> {
                 df.file_name, stage.from.line
             ));
         }
-        if state
-            .config
-            .get("config")
-            .and_then(|c| c.get("OnBuild"))
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            self.progress.warn(&format!(
-                "{}: ONBUILD triggers of the base image are not run (not supported yet)",
-                from.image
-            ));
+        // The base image's ONBUILD triggers run first, as Docker does, and are not inherited.
+        let mut steps: Vec<Located<Instruction>> = Vec::new();
+        if key.starts_with("image:") {
+            let triggers = string_list(state.config.get("config").and_then(|c| c.get("OnBuild")));
+            for t in &triggers {
+                let text = format!("FROM scratch\n{t}\n");
+                let parsed = super::parse(&text, &df.file_name).map_err(|e| {
+                    Error::invalid(
+                        format!(
+                            "{}:{}: ONBUILD trigger of {}",
+                            df.file_name, stage.from.line, from.image
+                        ),
+                        e.to_string(),
+                    )
+                })?;
+                for mut ins in parsed.stages.into_iter().flat_map(|s| s.instructions) {
+                    ins.line = stage.from.line;
+                    ins.end_line = stage.from.line;
+                    steps.push(ins);
+                }
+            }
+            if !triggers.is_empty() {
+                config_obj(&mut state).remove("OnBuild");
+            }
         }
+        steps.extend(stage.instructions.iter().cloned());
         let env = string_list(state.config.get("config").and_then(|c| c.get("Env")));
         scope.begin_stage(env.iter().map(String::as_str));
         for (k, v) in &from.args {
@@ -590,7 +605,7 @@ impl Builder<'_> {
             }]);
         }
         let mut cmd_set = false;
-        for ins in &stage.instructions {
+        for ins in &steps {
             self.n += 1;
             let x = ins.expand(&df, &|v| scope.get(v))?;
             match &x {

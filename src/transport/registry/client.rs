@@ -875,53 +875,6 @@ pub(super) fn chain(e: &reqwest::Error) -> String {
     show(&parts.join(": "))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes() {
-        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
-        assert_eq!(scope_repository("repository:a/b:pull,push"), "a/b");
-        assert_eq!(scope_repository("registry:catalog:*"), "registry:catalog:*");
-    }
-
-    #[test]
-    fn registry_errors_are_tamed() {
-        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest\nunknown"}]}"#;
-        assert_eq!(
-            registry_error(b).as_deref(),
-            Some("MANIFEST_UNKNOWN: manifest unknown")
-        );
-        assert_eq!(registry_error(b"<html>"), None);
-        assert_eq!(
-            strip_query("https://s3/x?X-Amz-Signature=abc"),
-            "https://s3/x"
-        );
-    }
-
-    #[test]
-    fn pem_bundles() {
-        // A real certificate: the one webpki-roots also carries would do, but any DER works
-        // for the split; an undecodable block is skipped, not fatal.
-        let der = [0x30u8, 0x03, 0x02, 0x01, 0x01];
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let text = format!(
-            "junk\n-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n\
-             -----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
-        );
-        assert_eq!(pem_certificates(text.as_bytes()).len(), 1);
-        assert!(pem_certificates(b"").is_empty());
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        let total: Duration = (0..MAX_ATTEMPTS - 1).map(backoff).sum();
-        assert!(total < Duration::from_secs(5), "{total:?}");
-    }
-}
-
 /// What pushes need besides GETs (used by [`super::destination`]): requests of any method,
 /// upload `Location`s (absolute or relative) resolved against the registry, and the parts a
 /// one-shot streamed upload uses to make its single request itself.
@@ -998,5 +951,52 @@ impl Client {
     /// The wait before try `attempt + 1`.
     pub fn backoff(attempt: u32) -> Duration {
         backoff(attempt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
+        assert_eq!(scope_repository("repository:a/b:pull,push"), "a/b");
+        assert_eq!(scope_repository("registry:catalog:*"), "registry:catalog:*");
+    }
+
+    #[test]
+    fn registry_errors_are_tamed() {
+        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest\nunknown"}]}"#;
+        assert_eq!(
+            registry_error(b).as_deref(),
+            Some("MANIFEST_UNKNOWN: manifest unknown")
+        );
+        assert_eq!(registry_error(b"<html>"), None);
+        assert_eq!(
+            strip_query("https://s3/x?X-Amz-Signature=abc"),
+            "https://s3/x"
+        );
+    }
+
+    #[test]
+    fn pem_bundles() {
+        // A real certificate: the one webpki-roots also carries would do, but any DER works
+        // for the split; an undecodable block is skipped, not fatal.
+        let der = [0x30u8, 0x03, 0x02, 0x01, 0x01];
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let text = format!(
+            "junk\n-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(pem_certificates(text.as_bytes()).len(), 1);
+        assert!(pem_certificates(b"").is_empty());
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let total: Duration = (0..MAX_ATTEMPTS - 1).map(backoff).sum();
+        assert!(total < Duration::from_secs(5), "{total:?}");
     }
 }

@@ -220,3 +220,52 @@ fn kill_during_unpack_then_unpack_again() {
         "only {hits} kills landed while lade unpack was running; the test proves nothing"
     );
 }
+
+/// Kills aimed at the creation of a fresh store: wait until the storage directory appears,
+/// then kill after 0–580 µs. The window between creating the store's first files and writing
+/// its VERSION is narrow, so the delay-based tests above only hit it by luck.
+#[test]
+fn kill_during_store_creation() {
+    let src = fixtures().oci("single");
+    let pull = os(&["pull", &src]);
+    let mut killed = 0;
+    for i in 0..100u64 {
+        let lade = Lade::new();
+        let mut c = lade.cmd();
+        c.args(&pull).stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().expect("cannot start lade");
+        let t0 = Instant::now();
+        while !lade.storage.exists()
+            && t0.elapsed() < Duration::from_secs(10)
+            && child.try_wait().unwrap().is_none()
+        {
+            std::hint::spin_loop();
+        }
+        let extra = Duration::from_micros((i % 30) * 20);
+        let t1 = Instant::now();
+        while t1.elapsed() < extra {
+            std::hint::spin_loop();
+        }
+        let _ = child.kill();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        if st.signal() == Some(9) {
+            killed += 1;
+        }
+        let what = format!(
+            "pull killed {extra:?} after the store directory appeared (left: {:?})",
+            std::fs::read_dir(&lade.storage)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        );
+        fsck_after_kill(&lade, &what);
+        let r = lade.run(&pull);
+        assert!(
+            r.success(),
+            "{what}: the same pull again failed\nstderr: {}",
+            r.stderr
+        );
+        lade.fsck_ok();
+    }
+    assert!(killed >= 50, "only {killed} of 100 kills landed");
+}

@@ -169,8 +169,11 @@ fn read_version(root: &Path) -> Result<Option<u32>> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::io_path(root, e)),
                 Ok(entries) => {
-                    // `lock` alone is what `reset` leaves (it holds the lock while it works).
-                    let mut others = entries.flatten().filter(|e| e.file_name() != "lock");
+                    // `lock` alone is what `reset` leaves (it holds the lock while it works);
+                    // `.VERSION.<pid>` is what a process killed while initialising leaves.
+                    let mut others = entries
+                        .flatten()
+                        .filter(|e| !is_init_debris(&e.file_name()));
                     if others.next().is_none() {
                         Ok(None)
                     } else {
@@ -185,6 +188,11 @@ fn read_version(root: &Path) -> Result<Option<u32>> {
         }
         Err(e) => Err(Error::io_path(&vpath, e)),
     }
+}
+
+/// Files that initialising (or resetting) a storage directory makes before VERSION exists.
+fn is_init_debris(name: &std::ffi::OsStr) -> bool {
+    name == "lock" || name.to_string_lossy().starts_with(".VERSION.")
 }
 
 fn init_or_check(root: &Path) -> Result<()> {
@@ -205,6 +213,8 @@ fn init_or_check(root: &Path) -> Result<()> {
             writeln!(f, "{FORMAT_VERSION}").at(&tmp)?;
             drop(f);
             fs::rename(&tmp, version_path(root)).at(root)?;
+            // Leftovers of processes killed while initialising stay (a few bytes each):
+            // removing them here could race with another process initialising right now.
             Ok(())
         }
     }

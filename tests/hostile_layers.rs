@@ -418,6 +418,32 @@ fn nul_in_a_pax_name_is_an_error() {
 }
 
 #[test]
+fn a_huge_pax_header_is_refused_not_read_into_memory() {
+    // A 64 MiB PAX record (compressible to almost nothing, as a hostile layer would make it):
+    // the tar crate would read it whole into memory; lade refuses it at its header.
+    let sb = Sandbox::new();
+    let mut l = Layer::new();
+    let mut record = b"67108864 comment=".to_vec();
+    record.resize(64 << 20, b'a');
+    *record.last_mut().unwrap() = b'\n';
+    let mut h = Header::new_ustar();
+    h.set_path("pax").unwrap();
+    h.set_entry_type(EntryType::XHeader);
+    h.set_size(record.len() as u64);
+    h.set_cksum();
+    l.0.append(&h, &record[..]).unwrap();
+    l.file("placeholder", b"x");
+    let e = sb
+        .apply(&l.tar(), ApplyMode::Flatten)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(WHAT) && e.contains("PAX extended header of 67108864 bytes"),
+        "{e}"
+    );
+}
+
+#[test]
 fn long_names_work() {
     let sb = Sandbox::new();
     let deep: String = (0..12)

@@ -160,7 +160,7 @@ impl<'o> Applier<'o> {
     }
 
     fn walk(&mut self, reader: &mut ChunkReader) -> Result<(), Fault> {
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(super::tar_guard::ExtensionLimit::new(reader));
         let mut buf = vec![0u8; CHUNK];
         let entries = archive.entries().map_err(|e| Fault::Stream {
             context: "the first header".into(),

@@ -43,7 +43,9 @@
 //! - **Corrupt input** (bad compressed data, a bad tar header, a stream that ends inside an entry)
 //!   is an error naming the layer and the cause. A tar that ends cleanly between entries but
 //!   without its end-of-archive blocks is accepted with a warning, as GNU tar and Go's
-//!   archive/tar (which most layers are written with) accept it.
+//!   archive/tar (which most layers are written with) accept it. A PAX header or GNU long
+//!   name larger than 1 MiB is refused at its header (`tar_guard.rs`): the `tar` crate would
+//!   read it whole into memory.
 //!
 //! Nothing is fsynced: the caller syncs the filesystem once and publishes the tree by rename.
 
@@ -56,6 +58,7 @@ mod meta;
 mod names;
 mod pipeline;
 mod safe_fs;
+mod tar_guard;
 mod tree;
 
 use std::path::PathBuf;

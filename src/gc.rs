@@ -9,7 +9,7 @@
 //!   alone); `lade build-cache --gc` and `--reset` are what release cache space;
 //! - the manifest, index and config of each deleted image `lade undelete` can still restore,
 //!   i.e. whose layers are live by the rules above. A deleted image whose layers are not (a
-//!   pulled image no build used) is forgotten here: it could never be restored.
+//!   pulled image no build used), or whose name exists again, is forgotten here.
 
 use std::collections::HashSet;
 
@@ -85,12 +85,18 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         }
     }
     let mut report = GcReport::default();
+    let images = storage.images();
     for (path, d) in Refs::new(storage).deleted_list()? {
-        let restorable = d
+        // An image of that name exists again (rebuilt, pulled, undeleted): nothing to restore.
+        let superseded = d
             .record
-            .layers
-            .iter()
-            .all(|l| live_trees.contains(&l.tree) && live_blobs.contains(&l.blob));
+            .reference()
+            .map_or(true, |n| images.get(&n).ok().flatten().is_some());
+        let restorable = !superseded
+            && d.record
+                .layers
+                .iter()
+                .all(|l| live_trees.contains(&l.tree) && live_blobs.contains(&l.blob));
         if restorable {
             mark_record(storage, &d.record, &mut live_blobs);
         } else {

@@ -23,8 +23,9 @@ pub fn undelete(storage: &Storage, name: &Reference) -> Result<String> {
     let refs = Refs::new(storage);
     let Some(d) = refs.deleted(name)? else {
         return Err(Error::ImageNotFound(format!(
-            "{familiar} among deleted images (only images deleted since the last \
-             build-cache --reset whose layers are still stored can be undeleted)"
+            "{familiar} is not among the deleted images lade can restore (a deleted image is \
+             forgotten once its layers are collected: by build-cache --gc or --reset, or at \
+             once for a pulled image no cached build step uses)"
         )));
     };
     let blobs = storage.blobs();

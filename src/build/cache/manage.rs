@@ -123,11 +123,15 @@ fn names_by_key(storage: &Storage) -> Result<HashMap<String, Vec<String>>> {
             names.entry(k.clone()).or_default().push(name);
         }
     }
+    let images = storage.images();
     for (_, d) in refs.deleted_list()? {
-        let name = d
-            .record
-            .reference()
-            .map_or(d.record.name.clone(), |r| r.familiar());
+        let Ok(reference) = d.record.reference() else {
+            continue;
+        };
+        if images.get(&reference).ok().flatten().is_some() {
+            continue; // superseded by an image of the same name
+        }
+        let name = reference.familiar();
         if let Some(k) = d.keys.first() {
             names
                 .entry(k.clone())
@@ -221,7 +225,17 @@ pub fn summary(storage: &Storage) -> Result<String> {
     let records = BuildCache::new(storage).list()?;
     let refs = Refs::new(storage);
     let named = refs.live_links(storage)?.len();
-    let deleted = refs.deleted_list()?.len();
+    let images = storage.images();
+    // Deleted images whose name exists again are forgotten at the next collection.
+    let deleted = refs
+        .deleted_list()?
+        .iter()
+        .filter(|(_, d)| {
+            d.record
+                .reference()
+                .is_ok_and(|n| images.get(&n).ok().flatten().is_none())
+        })
+        .count();
     let mut image_trees = HashSet::new();
     for r in storage.images().list()?.into_iter().flatten() {
         image_trees.extend(r.layers.into_iter().map(|l| l.tree));

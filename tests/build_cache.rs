@@ -335,3 +335,32 @@ fn concurrent_builds_delete_and_gc_on_one_store() {
     }
     lade.fsck_ok();
 }
+
+/// Identical files in two layers are two files, in `lade unpack` and in a container (see
+/// "Identical files are not shared" in src/build/cache/mod.rs for why the store does not
+/// share their inodes).
+#[test]
+fn identical_files_in_two_layers_stay_separate_files() {
+    use std::os::unix::fs::MetadataExt;
+    let lade = setup();
+    let ctx = context(
+        &lade,
+        "ctx",
+        "FROM base\nCOPY f /x/f\nRUN echo 1 > /one\nCOPY f /y/f\n",
+        &[("f", "same\n")],
+    );
+    build_ok(&lade, "d", &ctx);
+    let dir = lade.path("u");
+    lade.ok(["unpack".as_ref(), "d".as_ref(), dir.as_os_str()]);
+    let (x, y) = (
+        fs::metadata(dir.join("x/f")).unwrap(),
+        fs::metadata(dir.join("y/f")).unwrap(),
+    );
+    assert_ne!(x.ino(), y.ino());
+    assert_eq!((x.nlink(), y.nlink()), (1, 1));
+    let out = lade.ok(["run", "d", "--", "stat", "-c", "%i %h", "/x/f", "/y/f"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_ne!(lines[0], lines[1], "{out}");
+    assert!(lines.iter().all(|l| l.ends_with(" 1")), "{out}");
+}

@@ -20,6 +20,31 @@
 //!
 //! A record whose layers have left the store is a miss. `lade delete` keeps every layer a
 //! record names (see [`crate::gc`]): only `lade build-cache --gc` and `--reset` release them.
+//!
+//! # Identical files are not shared between layer trees (a measured decision)
+//!
+//! ch-image stores identical files once (Git objects). The obvious lade equivalent, hard
+//! linking every build layer's regular files into a content store `files/sha256/<hex>` keyed
+//! by content and metadata, is not safe with how the store uses inodes:
+//!
+//! - a shared inode between two layer trees already *means* a hard link: it is how
+//!   `resolve_external_hardlinks` keeps a layer's hard link to a lower layer's file, and
+//!   `flatten_trees` (`lade unpack`, `lade run` without overlayfs, `COPY --from`) links every
+//!   later path of an inode it has copied once. Tried by hand (two `COPY f` steps to `/x/f`
+//!   and `/y/f`, then `ln -f` between the two trees): `lade unpack` gave one inode, nlink 2,
+//!   for both paths, so writing one file changed the other;
+//! - through overlayfs (lowers on one filesystem) a container sees the lower inode number:
+//!   the same experiment in `lade run` showed `/x/f` and `/y/f` with the same st_ino and
+//!   nlink 2, i.e. as hard links, to tar, `cp -a`, rsync `-H`, du and the RUN steps of later
+//!   builds, which would pack them as tar hard links;
+//! - `hardlinks.rs` reads nlink 1 as "not linked elsewhere".
+//!
+//! Telling such sharing from real hard links would need a per-layer list of hard link groups
+//! read by flatten and the hard link resolver, and would still leave the overlayfs inode
+//! numbers visible. Sharing extents rather than inodes (FICLONE / FIDEDUPERANGE on btrfs or
+//! XFS) keeps separate inodes and is the safe way; this machine's ext4 has no reflinks, so it
+//! could be neither measured nor tested here, and is left for later. `tests/build_cache.rs`
+//! (`identical_files_in_two_layers_stay_separate_files`) guards the current behaviour.
 
 pub mod manage;
 pub mod refs;

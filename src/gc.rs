@@ -61,7 +61,7 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
 pub struct GcReport {
     pub blobs_removed: usize,
     pub trees_removed: usize,
-    /// Deleted images forgotten because their layers are gone.
+    /// Deleted images forgotten: their layers are gone, or their name exists again.
     pub deleted_forgotten: usize,
 }
 

@@ -388,3 +388,40 @@ fn identical_files_in_two_layers_stay_separate_files() {
     assert_ne!(lines[0], lines[1], "{out}");
     assert!(lines.iter().all(|l| l.ends_with(" 1")), "{out}");
 }
+
+/// `lade fsck` checks the cache's records: one whose layer was removed behind lade's back is a
+/// problem, which `--repair` (and `build-cache --gc`) removes; the step then runs again.
+#[test]
+fn fsck_checks_cache_records() {
+    let lade = setup();
+    let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
+    build_ok(&lade, "img", &ctx);
+    lade.ok(["delete", "img"]);
+    lade.fsck_ok();
+    // The layer of RUN echo b: the one tree holding /b.
+    let layers = lade.storage.join("layers");
+    let victim = fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("tree/b").exists())
+        .unwrap()
+        .path();
+    remove_tree(&victim).unwrap();
+    let out = lade.run(["fsck"]);
+    assert!(!out.success());
+    assert!(
+        out.stdout.contains("build cache state ") && out.stdout.contains("missing layers"),
+        "{}",
+        out.stdout
+    );
+    let fixed = lade.ok(["fsck", "--repair"]);
+    // RUN echo b and ENV X=1 after it both named that layer.
+    assert_eq!(
+        fixed.matches("removed build cache state").count(),
+        2,
+        "{fixed}"
+    );
+    lade.fsck_ok();
+    assert_eq!(marks(&build_ok(&lade, "img", &ctx)), "***..");
+    lade.fsck_ok();
+}

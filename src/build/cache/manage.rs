@@ -10,7 +10,8 @@
 //!   (so `COPY --from` stages stay hits);
 //! - dropped: every other state. That is the old versions of steps that were since changed,
 //!   states of images deleted (or overwritten by a pull or a `--no-cache` build), records
-//!   that do not parse, and records from before parents were recorded that no image names;
+//!   that do not parse or whose layers are gone, and records from before parents were
+//!   recorded that no image names (their chains cannot be followed);
 //! - then the store is collected as `lade delete` does ([`crate::gc`]): layers no image and
 //!   no remaining record uses go, and deleted images whose layers went are forgotten (so
 //!   `lade delete IMG; lade build-cache --gc` releases IMG's space and `undelete IMG` fails).
@@ -83,7 +84,21 @@ pub fn gc(storage: &Storage) -> Result<GcReport> {
             refs::remove_file(&path)?;
         }
     }
-    let records: HashMap<String, Option<Record>> = cache.list()?.into_iter().collect();
+    // A record whose layers are gone is a miss forever: drop it whatever links to it.
+    let (layers, blobs) = (storage.layers(), storage.blobs());
+    let records: HashMap<String, Option<Record>> = cache
+        .list()?
+        .into_iter()
+        .map(|(k, r)| {
+            let usable = r.filter(|r| {
+                r.state
+                    .layers
+                    .iter()
+                    .all(|l| layers.has(&l.tree) && blobs.has(&l.blob))
+            });
+            (k, usable)
+        })
+        .collect();
     let mut keep: HashSet<&str> = HashSet::new();
     for link in &live {
         for key in &link.keys {

@@ -104,5 +104,45 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
             }
         }
     }
+    check_build_cache(storage, repair, &mut report)?;
     Ok(report)
+}
+
+/// Every build cache record must parse and name layers that are stored: collection keeps
+/// them (see [`crate::gc`]), so a missing one means something removed it behind lade's back.
+/// Such a record would only be a miss, so repairing removes it.
+fn check_build_cache(storage: &Storage, repair: bool, report: &mut FsckReport) -> Result<()> {
+    let cache = crate::build::cache::BuildCache::new(storage);
+    let (layers, blobs) = (storage.layers(), storage.blobs());
+    for (key, record) in cache.list()? {
+        let problem = match record {
+            None => Some("does not parse".to_string()),
+            Some(r) => {
+                let missing: Vec<String> = r
+                    .state
+                    .layers
+                    .iter()
+                    .filter(|l| !layers.has(&l.tree) || !blobs.has(&l.blob))
+                    .map(|l| l.diff_id.short().to_string())
+                    .collect();
+                (!missing.is_empty()).then(|| format!("missing layers {}", missing.join(", ")))
+            }
+        };
+        if let Some(p) = problem {
+            report
+                .problems
+                .push(format!("build cache state {}: {p}", short(&key)));
+            if repair {
+                cache.remove(&key)?;
+                report
+                    .repaired
+                    .push(format!("removed build cache state {}", short(&key)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
 }

@@ -1,10 +1,22 @@
-//! Deleting images and collecting what no image uses any more (mark and sweep from the
-//! image records). Runs under the exclusive storage lock, so no pull is half-way through.
+//! Deleting images and collecting what nothing needs any more. Runs under the exclusive
+//! storage lock, so no pull or build is half-way through.
+//!
+//! Mark and sweep. What is live:
+//!
+//! - everything an image record uses (manifest, index, config, layer blobs and trees);
+//! - every layer a build cache record names, so that `lade delete IMG` followed by a rebuild
+//!   of the same Dockerfile is all hits, as in ch-image (whose `delete` leaves the cache
+//!   alone); `lade build-cache --gc` and `--reset` are what release cache space;
+//! - the manifest, index and config of each deleted image `lade undelete` can still restore,
+//!   i.e. whose layers are live by the rules above. A deleted image whose layers are not (a
+//!   pulled image no build used), or whose name exists again, is forgotten here.
 
 use std::collections::HashSet;
 
 use globset::GlobBuilder;
 
+use crate::build::cache::BuildCache;
+use crate::build::cache::refs::{self, Refs};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Kind, RawManifest};
@@ -21,6 +33,7 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
     // A plain reference also matches its normalised forms (alpine = docker.io/library/alpine:latest).
     let exact = crate::reference::Reference::parse(pattern).ok();
     let images = storage.images();
+    let refs = Refs::new(storage);
     let mut deleted = Vec::new();
     for record in images.list()?.into_iter().flatten() {
         let Ok(name) = record.reference() else {
@@ -29,8 +42,11 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         let hit = glob.is_match(&record.name)
             || glob.is_match(name.familiar())
             || exact.as_ref().is_some_and(|e| *e == name);
-        if hit && images.remove(&name)? {
-            deleted.push(name.familiar());
+        if hit {
+            refs.remember_deleted(&record)?;
+            if images.remove(&name)? {
+                deleted.push(name.familiar());
+            }
         }
     }
     if deleted.is_empty() {
@@ -45,9 +61,11 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
 pub struct GcReport {
     pub blobs_removed: usize,
     pub trees_removed: usize,
+    /// Deleted images forgotten: their layers are gone, or their name exists again.
+    pub deleted_forgotten: usize,
 }
 
-/// Removes blobs and layer trees that no image record reaches.
+/// Removes blobs and layer trees that nothing live (see the module documentation) reaches.
 pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
     let blobs = storage.blobs();
     let layers = storage.layers();
@@ -59,7 +77,33 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         mark_record(storage, &record, &mut live_blobs);
         live_trees.extend(record.layers.iter().map(|l| l.tree.clone()));
     }
+    // A record that does not parse is a miss anyway: it keeps nothing.
+    for (_, record) in BuildCache::new(storage).list()? {
+        for l in record.iter().flat_map(|r| &r.state.layers) {
+            live_blobs.insert(l.blob.clone());
+            live_trees.insert(l.tree.clone());
+        }
+    }
     let mut report = GcReport::default();
+    let images = storage.images();
+    for (path, d) in Refs::new(storage).deleted_list()? {
+        // An image of that name exists again (rebuilt, pulled, undeleted): nothing to restore.
+        let superseded = d
+            .record
+            .reference()
+            .map_or(true, |n| images.get(&n).ok().flatten().is_some());
+        let restorable = !superseded
+            && d.record
+                .layers
+                .iter()
+                .all(|l| live_trees.contains(&l.tree) && live_blobs.contains(&l.blob));
+        if restorable {
+            mark_record(storage, &d.record, &mut live_blobs);
+        } else {
+            refs::remove_file(&path)?;
+            report.deleted_forgotten += 1;
+        }
+    }
     for d in blobs.list()?.into_iter().flatten() {
         if !live_blobs.contains(&d) {
             blobs.remove(&d)?;

@@ -31,6 +31,7 @@ pub mod reference;
 pub mod run;
 pub mod storage;
 pub mod transport;
+pub mod undelete;
 pub mod unpack;
 
 pub use error::{Error, Result};

@@ -145,12 +145,20 @@ enum Command {
     Gestalt { selector: Option<String> },
     /// Build an image from a Dockerfile, unprivileged, with a build cache
     Build(lade::build::executor::BuildArgs),
-    /// Show or reset the build cache
+    /// Summarise the build cache; --reset, --gc and --tree first, in that order
     BuildCache {
-        /// Forget every cached build step
+        /// Forget every cached build step, and free the layers only the cache used
         #[arg(long)]
         reset: bool,
+        /// Drop the states no image's build reaches, and free their layers
+        #[arg(long)]
+        gc: bool,
+        /// Print a text tree of the cached states, from their FROM images
+        #[arg(long)]
+        tree: bool,
     },
+    /// Bring back an image `lade delete` removed, if its layers are still stored
+    Undelete { image_ref: String },
     #[command(hide = true)]
     BuildRunStep(lade::build::executor::RunStepArgs),
 }
@@ -511,14 +519,24 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             arch,
             progress,
         )?,
-        Command::BuildCache { reset } => {
-            let mode = if reset {
+        Command::BuildCache { reset, gc, tree } => {
+            let mode = if reset || gc {
                 LockMode::Exclusive
             } else {
                 LockMode::Shared
             };
             let storage = open_storage(g, mode)?;
-            println!("{}", lade::build::executor::build_cache(&storage, reset)?);
+            let opts = lade::build::cache::manage::Options { reset, gc, tree };
+            print!(
+                "{}",
+                lade::build::cache::manage::build_cache(&storage, opts)?
+            );
+        }
+        Command::Undelete { image_ref } => {
+            let name = Reference::parse(&image_ref)?;
+            let storage = open_storage(g, LockMode::Shared)?;
+            let restored = lade::undelete::undelete(&storage, &name)?;
+            println!("undeleted {restored}");
         }
         Command::BuildRunStep(args) => {
             let storage = open_storage(g, LockMode::Shared)?;

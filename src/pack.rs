@@ -1,5 +1,10 @@
 //! Packing a directory tree into a layer tarball, deterministically: entries sorted by name,
 //! ownership root:root, no user or group names, so that the same tree gives the same bytes.
+//!
+//! One packer serves every caller, with [`PackOptions`]: `import` packs a plain tree as it is;
+//! `push --image` packs it normalised ([`pack_tree_normalised`]); build steps pack trees in
+//! the store's overlayfs format, whose whiteouts and opaque markers become OCI's `.wh.`
+//! entries ([`PackOptions::overlay`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -9,10 +14,33 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 
+/// How [`pack_tree_with`] packs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackOptions {
+    /// Normalised packing, as ch-image pushes: setuid and setgid bits removed and every
+    /// timestamp this one, so that the same tree always gives the same bytes.
+    pub fixed_mtime: Option<u64>,
+    /// The tree is in the store's overlayfs format (a build step's layer): a 0/0 character
+    /// device is a whiteout, packed as `.wh.NAME`; a directory marked `user.overlay.opaque=y`
+    /// gets a `.wh..wh..opq` entry; FIFOs are kept; other special files are errors (they could
+    /// not have been made unprivileged). Without it special files are skipped with a warning.
+    pub overlay: bool,
+}
+
+/// What packing found besides the tar stream.
+#[derive(Debug, Default)]
+pub struct PackStats {
+    /// Skipped sockets and devices.
+    pub warnings: Vec<String>,
+    /// Entries of the tree walked (whiteouts included, opaque markers not).
+    pub entries: u64,
+}
+
 /// Writes `root`'s contents as a tar stream to `out`. Returns warnings (skipped sockets and
 /// devices). Hard links within the tree are kept as tar hard links.
 pub fn pack_tree<W: Write>(root: &Path, out: W) -> Result<(W, Vec<String>)> {
-    pack_tree_with(root, out, None)
+    let (w, stats) = pack_tree_with(root, out, PackOptions::default())?;
+    Ok((w, stats.warnings))
 }
 
 /// As [`pack_tree`], normalised for pushing as ch-image does: setuid and setgid bits removed,
@@ -20,34 +48,73 @@ pub fn pack_tree<W: Write>(root: &Path, out: W) -> Result<(W, Vec<String>)> {
 /// [`push_mtime`]), so that the same tree (names, types, modes, contents, link targets)
 /// always gives the same bytes, wherever and whenever it was copied.
 pub fn pack_tree_normalised<W: Write>(root: &Path, out: W, mtime: u64) -> Result<(W, Vec<String>)> {
-    pack_tree_with(root, out, Some(mtime))
+    let opts = PackOptions {
+        fixed_mtime: Some(mtime),
+        overlay: false,
+    };
+    let (w, stats) = pack_tree_with(root, out, opts)?;
+    Ok((w, stats.warnings))
 }
 
-fn pack_tree_with<W: Write>(root: &Path, out: W, fixed: Option<u64>) -> Result<(W, Vec<String>)> {
+/// Packs `root` into a tar stream written to `out`, as `opts` says.
+pub fn pack_tree_with<W: Write>(root: &Path, out: W, opts: PackOptions) -> Result<(W, PackStats)> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut state = PackState {
         builder,
         seen_inodes: HashMap::new(),
-        warnings: Vec::new(),
+        stats: PackStats::default(),
         root: root.to_path_buf(),
-        fixed,
+        opts,
     };
     state.walk(root, Path::new(""))?;
     let out = state.builder.into_inner().at(root)?;
-    Ok((out, state.warnings))
+    Ok((out, state.stats))
+}
+
+/// Whether directory `path` is marked opaque (`user.overlay.opaque=y`), as lade's layer trees
+/// and overlayfs upper directories mark it.
+pub fn is_overlay_opaque(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    // SAFETY: c is a valid C string, buf a valid buffer of the length given.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
 }
 
 struct PackState<W: Write> {
     builder: tar::Builder<W>,
     seen_inodes: HashMap<(u64, u64), PathBuf>,
-    warnings: Vec<String>,
+    stats: PackStats,
     root: PathBuf,
-    /// Normalised packing: the one timestamp, and no setuid/setgid.
-    fixed: Option<u64>,
+    opts: PackOptions,
 }
 
 impl<W: Write> PackState<W> {
+    /// An empty regular file entry: OCI's whiteouts and opaque markers.
+    fn append_marker(&mut self, path: &Path, at: &Path) -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mtime(self.opts.fixed_mtime.unwrap_or(0));
+        self.builder
+            .append_data(&mut h, path, io::empty())
+            .map_err(|e| Error::io(format!("packing {}", at.display()), e))
+    }
+
     fn walk(&mut self, dir: &Path, rel: &Path) -> Result<()> {
         let mut entries: Vec<_> = fs::read_dir(dir)
             .at(dir)?
@@ -56,15 +123,23 @@ impl<W: Write> PackState<W> {
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = entry.path();
-            let rel_path = rel.join(entry.file_name());
+            let name = entry.file_name();
+            let rel_path = rel.join(&name);
             let meta = fs::symlink_metadata(&path).at(&path)?;
             let ft = meta.file_type();
+            self.stats.entries += 1;
+            if self.opts.overlay && ft.is_char_device() && meta.rdev() == 0 {
+                let mut wh = std::ffi::OsString::from(".wh.");
+                wh.push(&name);
+                self.append_marker(&rel.join(wh), &path)?;
+                continue;
+            }
             let mut header = tar::Header::new_gnu();
             header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
             header.set_uid(0);
             header.set_gid(0);
             header.set_mtime(meta.mtime().max(0) as u64);
-            if let Some(t) = self.fixed {
+            if let Some(t) = self.opts.fixed_mtime {
                 // Only the fields a tar reader uses, each set explicitly: GNU headers also
                 // carry atime and ctime, which differ between copies of a tree.
                 let mode = meta.mode() & 0o1777;
@@ -73,6 +148,8 @@ impl<W: Write> PackState<W> {
                     tar::EntryType::Directory
                 } else if ft.is_symlink() {
                     tar::EntryType::Symlink
+                } else if ft.is_fifo() {
+                    tar::EntryType::Fifo
                 } else {
                     tar::EntryType::Regular
                 });
@@ -88,6 +165,9 @@ impl<W: Write> PackState<W> {
                 self.builder
                     .append_data(&mut header, &rel_path, io::empty())
                     .map_err(err)?;
+                if self.opts.overlay && is_overlay_opaque(&path) {
+                    self.append_marker(&rel_path.join(".wh..wh..opq"), &path)?;
+                }
                 self.walk(&path, &rel_path)?;
             } else if ft.is_symlink() {
                 let target = fs::read_link(&path).at(&path)?;
@@ -113,6 +193,16 @@ impl<W: Write> PackState<W> {
                 self.builder
                     .append_data(&mut header, &rel_path, file)
                     .map_err(err)?;
+            } else if self.opts.overlay && ft.is_fifo() {
+                header.set_size(0);
+                self.builder
+                    .append_data(&mut header, &rel_path, io::empty())
+                    .map_err(err)?;
+            } else if self.opts.overlay {
+                return Err(Error::unsupported(
+                    format!("build layer entry {}", rel_path.display()),
+                    "device files and sockets cannot be created unprivileged",
+                ));
             } else {
                 let kind = if ft.is_fifo() {
                     "FIFO"
@@ -121,7 +211,7 @@ impl<W: Write> PackState<W> {
                 } else {
                     "device file"
                 };
-                self.warnings.push(format!(
+                self.stats.warnings.push(format!(
                     "skipped {kind} {}",
                     path.strip_prefix(&self.root).unwrap_or(&path).display()
                 ));
@@ -164,12 +254,28 @@ pub struct PackedLayer {
     pub digest: crate::digest::Digest,
     pub size: u64,
     pub warnings: Vec<String>,
+    /// Entries of the tree (see [`PackStats::entries`]).
+    pub entries: u64,
 }
 
-/// Packs `root` normalised into `out` compressed as asked. The tar stream is written (and
+/// Packs `root` normalised into `out` compressed as asked (`push --image`).
+pub fn pack_layer(root: &Path, out: &Path, compression: Compression) -> Result<PackedLayer> {
+    let opts = PackOptions {
+        fixed_mtime: Some(push_mtime()),
+        overlay: false,
+    };
+    pack_layer_with(root, out, compression, opts)
+}
+
+/// Packs `root` into `out` as `opts` says, compressed as asked. The tar stream is written (and
 /// hashed for the diff-ID) in this thread and compressed (and hashed) in another, so both
 /// cores work; 1 MiB buffers go between them through a bounded channel.
-pub fn pack_layer(root: &Path, out: &Path, compression: Compression) -> Result<PackedLayer> {
+pub fn pack_layer_with(
+    root: &Path,
+    out: &Path,
+    compression: Compression,
+    opts: PackOptions,
+) -> Result<PackedLayer> {
     use crate::digest::{Algorithm, HashingWriter};
     use std::io::BufWriter;
     use std::sync::mpsc::sync_channel;
@@ -200,13 +306,13 @@ pub fn pack_layer(root: &Path, out: &Path, compression: Compression) -> Result<P
         buf: Vec::with_capacity(1 << 20),
     };
     let hashing = HashingWriter::new(pipe, Algorithm::Sha256);
-    let packed = pack_tree_normalised(root, hashing, push_mtime());
-    let (diff_id, warnings) = match packed {
-        Ok((hashing, warnings)) => {
+    let packed = pack_tree_with(root, hashing, opts);
+    let (diff_id, stats) = match packed {
+        Ok((hashing, stats)) => {
             let (mut pipe, diff_id, _) = hashing.finish();
             pipe.flush().at(out)?;
             pipe.tx = None;
-            (diff_id, warnings)
+            (diff_id, stats)
         }
         Err(e) => {
             let _ = compressor.join();
@@ -221,7 +327,8 @@ pub fn pack_layer(root: &Path, out: &Path, compression: Compression) -> Result<P
         diff_id,
         digest,
         size,
-        warnings,
+        warnings: stats.warnings,
+        entries: stats.entries,
     })
 }
 
@@ -415,5 +522,53 @@ mod tests {
             names.push(e.path().unwrap().display().to_string());
         }
         assert_eq!(names, ["d", "d/e", "d/e/f", "l", "s"]);
+    }
+
+    fn names_in(tar_bytes: &[u8]) -> Vec<String> {
+        let mut ar = tar::Archive::new(tar_bytes);
+        ar.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn overlay_option_keeps_fifos_and_marks_opaque_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        tree(&root);
+        let fifo = root.join("d/p");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // user.* xattrs need filesystem support; without it only the FIFO rule is checked.
+        let opaque = rustix::fs::lsetxattr(
+            root.join("d/e").as_path(),
+            "user.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok();
+        let (plain, stats) = pack_tree_with(&root, Vec::new(), PackOptions::default()).unwrap();
+        assert_eq!(names_in(&plain), ["d", "d/e", "d/e/f", "l", "s"]);
+        assert_eq!(stats.warnings, ["skipped FIFO d/p"]);
+        let opts = PackOptions {
+            fixed_mtime: None,
+            overlay: true,
+        };
+        let (over, stats) = pack_tree_with(&root, Vec::new(), opts).unwrap();
+        let mut want = vec!["d", "d/e"];
+        if opaque {
+            want.push("d/e/.wh..wh..opq");
+        }
+        want.extend(["d/e/f", "d/p", "l", "s"]);
+        assert_eq!(names_in(&over), want);
+        assert!(stats.warnings.is_empty());
+        assert_eq!(stats.entries, 6);
     }
 }

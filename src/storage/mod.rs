@@ -6,6 +6,12 @@
 //! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed layers)
 //! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs format)
 //! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance
+//! $STORAGE/build-cache/<key>.json   one build step's resulting state (layers, config), its
+//!                                  parent key and instruction (crate::build::cache)
+//! $STORAGE/build-cache/images/<name>.json    a built image → its cache states (a "branch")
+//! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`
+//! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories
+//! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically
 //! ```

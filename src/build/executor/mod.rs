@@ -127,16 +127,6 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
     crate::run::run(storage, &opts)
 }
 
-/// `lade build-cache --reset` and a summary.
-pub fn build_cache(storage: &Storage, reset: bool) -> Result<String> {
-    let cache = BuildCache::new(storage);
-    if reset {
-        cache.reset()?;
-        return Ok("build cache reset".into());
-    }
-    Ok(format!("build cache: {} steps recorded", cache.count()))
-}
-
 /// `lade build`. `open_storage` is called only when the build needs the store.
 pub fn build(
     args: &BuildArgs,
@@ -456,7 +446,16 @@ impl Builder<'_> {
             .last()
             .cloned()
             .ok_or_else(|| Error::invalid(&df.file_name, "no FROM instruction"))?;
-        self.commit_image(state, tag)?;
+        let manifest = self.commit_image(state, tag)?;
+        // The image's link into the cache (its final state first), for `build-cache --tree`,
+        // `--gc` and `undelete`.
+        let refs = super::cache::refs::Refs::new(&self.storage);
+        if self.write_cache {
+            let keys = self.stages.iter().rev().map(|(_, k)| k.clone()).collect();
+            refs.link(tag, &manifest, keys)?;
+        } else {
+            refs.unlink(tag)?;
+        }
         Ok(self.n)
     }
 
@@ -628,7 +627,7 @@ impl Builder<'_> {
                 ),
             );
             let cached = if self.read_cache {
-                self.cache.get(&self.storage, &k)?
+                self.cache.get(&self.storage, &k, &key, &ins.text)?
             } else {
                 None
             };
@@ -643,7 +642,7 @@ impl Builder<'_> {
                 announce(self.n, false, &ins.text);
                 state = self.execute(ins, &x, state, scope, entrypoint_resets_cmd)?;
                 if self.write_cache {
-                    self.cache.put(&k, &state)?;
+                    self.cache.put(&k, &key, &ins.text, &state)?;
                 }
             }
             key = k;
@@ -1077,7 +1076,7 @@ impl Builder<'_> {
         result
     }
 
-    fn commit_image(&self, mut state: State, tag: &Reference) -> Result<()> {
+    fn commit_image(&self, mut state: State, tag: &Reference) -> Result<Digest> {
         let blobs = self.storage.blobs();
         let layers = self.storage.layers();
         let diff_ids: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
@@ -1110,6 +1109,7 @@ impl Builder<'_> {
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| Error::json("image manifest", e))?;
         let raw = RawManifest::new(manifest_bytes, Some(OCI_MANIFEST), None, "image manifest")?;
+        let digest = raw.digest.clone();
         let mut dest = StoreDestination::new(self.storage.clone(), tag.clone())
             .with_progress(self.progress.clone());
         dest.put_manifest(&raw)?;
@@ -1118,7 +1118,8 @@ impl Builder<'_> {
             from_index: None,
             platform: None,
             source: format!("build {}", self.context.display()),
-        })
+        })?;
+        Ok(digest)
     }
 }
 

@@ -371,7 +371,7 @@ WORKDIR /tmp/wd
         .fails_one_line();
     assert!(err.contains("missing"), "{err}");
     let err = b
-        .build("cp4", "FROM base\nADD https://example.com/x /x\n")
+        .build("cp4", "FROM base\nADD https://example.com/x.git /x\n")
         .fails_one_line();
     assert!(err.contains("not supported yet"), "{err}");
 }

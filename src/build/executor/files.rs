@@ -8,7 +8,8 @@
 //! - a relative DEST is relative to WORKDIR; missing parents are created (0755);
 //! - a source that is a symlink at the top level is followed; symlinks inside directories are
 //!   copied as symlinks;
-//! - ADD unpacks local tar archives (plain, gzip or zstd) into DEST.
+//! - ADD unpacks local tar archives (plain, gzip or zstd) into DEST;
+//! - ADD of a URL places the downloaded file ([`super::fetch`]) like a local file, mode 0600.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -76,20 +77,11 @@ fn check_supported(f: &Files) -> Result<()> {
         return Err(Error::unsupported("--exclude", "not supported yet"));
     }
     for s in &f.sources {
-        match s {
-            Source::Url(u) => {
-                return Err(Error::unsupported(
-                    format!("ADD {u}"),
-                    "URL sources are not supported yet",
-                ));
-            }
-            Source::Git(g) => {
-                return Err(Error::unsupported(
-                    format!("ADD {g}"),
-                    "Git sources are not supported yet",
-                ));
-            }
-            _ => {}
+        if let Source::Git(g) = s {
+            return Err(Error::unsupported(
+                format!("ADD {g}"),
+                "Git sources are not supported yet",
+            ));
         }
     }
     Ok(())
@@ -313,6 +305,7 @@ pub(super) fn copy_files(
     f: &Files,
     root: Option<&Path>,
     unpack: bool,
+    checksum: Option<&crate::digest::Digest>,
     tree: &Path,
 ) -> Result<()> {
     check_supported(f)?;
@@ -325,16 +318,20 @@ pub(super) fn copy_files(
     };
     let workdir = Builder::workdir(state);
     let dest = resolve_path(&workdir, &f.dest);
-    let mut srcs: Vec<(PathBuf, Option<String>)> = Vec::new(); // (path, heredoc content)
+    // (path, heredoc content, the URL it was downloaded from)
+    let mut srcs: Vec<(PathBuf, Option<String>, Option<&str>)> = Vec::new();
     for s in &f.sources {
         match s {
             Source::Path(p) => {
                 for path in resolve(root, p)? {
-                    srcs.push((path, None));
+                    srcs.push((path, None, None));
                 }
             }
-            Source::Heredoc(h) => srcs.push((PathBuf::from(&h.name), Some(h.content.clone()))),
-            Source::Url(_) | Source::Git(_) => unreachable!("checked above"),
+            Source::Heredoc(h) => {
+                srcs.push((PathBuf::from(&h.name), Some(h.content.clone()), None))
+            }
+            Source::Url(u) => srcs.push((b.fetch_url(u, checksum)?.path, None, Some(u))),
+            Source::Git(_) => unreachable!("checked above"),
         }
     }
     let dest_is_dir = f.dest.ends_with('/')
@@ -353,7 +350,12 @@ pub(super) fn copy_files(
     } else if let Some(parent) = Path::new(&dest).parent() {
         prepare_dirs(b, state, tree, &parent.to_string_lossy())?;
     }
-    for (src, content) in srcs {
+    for (src, content, url) in srcs {
+        if let Some(u) = url
+            && dest_is_dir
+        {
+            super::fetch::file_name(u)?; // a directory destination needs the URL's file name
+        }
         let name = src
             .file_name()
             .map(|n| n.to_os_string())
@@ -379,7 +381,8 @@ pub(super) fn copy_files(
             copy_tree(&src, &dest_in_tree, true, chmod)?;
             continue;
         }
-        if unpack && meta.is_file() {
+        // Docker never unpacks a downloaded archive.
+        if unpack && url.is_none() && meta.is_file() {
             let kind = sniff_archive(&src)?;
             if kind != Archive::No && unpack_archive(&src, &dest_in_tree, kind)? {
                 continue;

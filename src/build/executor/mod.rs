@@ -20,12 +20,13 @@
 //! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
 //! of the cache key, as ch-image).
 //!
-//! Not supported yet (clear errors): `RUN --mount`, ADD of URLs and Git
-//! repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
+//! ADD of an `http(s)://` URL downloads the file ([`fetch`]). Not supported yet (clear
+//! errors): `RUN --mount`, ADD of Git repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
 //! `--chown` (as ch-image), `FROM --platform`, `USER` for RUN (RUN is always uid 0, as
 //! ch-image), `.dockerignore`. A base image's ONBUILD triggers run right after its FROM (an
 //! image from the store or a registry, not a stage) and are not inherited, as in Docker.
 
+pub mod fetch;
 pub mod files;
 pub mod force;
 pub mod layer;
@@ -267,6 +268,7 @@ pub fn build(
         stages: Vec::new(),
         flat: HashMap::new(),
         dirs_to_restore: Default::default(),
+        fetched: Default::default(),
         force,
         force_detect: !args.no_force_detect,
         binds,
@@ -274,6 +276,11 @@ pub fn build(
     let result = b.build_all(&mut scope, &tag);
     for dir in b.flat.values() {
         let _ = crate::fsutil::remove_all(dir);
+    }
+    for f in b.fetched.borrow().values() {
+        if let Some(dir) = f.path.parent() {
+            let _ = crate::fsutil::remove_all(dir);
+        }
     }
     let n = result?;
     println!("grown in {n} instructions: {}", tag.familiar());
@@ -404,6 +411,9 @@ struct Builder<'a> {
     flat: HashMap<String, PathBuf>,
     /// Directories of a staging tree to give their final modes once it is written.
     dirs_to_restore: std::cell::RefCell<Vec<(PathBuf, u32)>>,
+    /// Files that ADD downloaded during this build, by URL (each in a scratch directory of
+    /// its own, under the URL's file name).
+    fetched: std::cell::RefCell<HashMap<String, fetch::Fetched>>,
     /// `--force=fakeroot`.
     force: bool,
     /// Whether a failed RUN looks for what `--force` would have changed.
@@ -753,7 +763,7 @@ impl Builder<'_> {
                 (state, key) = self.fakeroot_init(c, state, &key, scope, &self.where_(ins))?;
                 init_done = true;
             }
-            let mut inputs = self.inputs(&x)?;
+            let mut inputs = self.inputs(&x).map_err(|e| located(&self.where_(ins), e))?;
             if let Some(c) = forced {
                 inputs.push('\n');
                 inputs.push_str(&c.fingerprint());
@@ -811,13 +821,64 @@ impl Builder<'_> {
     fn inputs(&mut self, x: &Instruction) -> Result<String> {
         let (f, from) = match x {
             Instruction::Copy(c) => (&c.files, c.from.as_deref()),
-            Instruction::Add(a) => (&a.files, None),
+            Instruction::Add(a) => {
+                let mut urls = String::new();
+                let checksum = add_checksum(a)?;
+                for s in &a.files.sources {
+                    if let super::Source::Url(u) = s {
+                        let d = &a.files.dest;
+                        if d.ends_with('/') || d == "." || d.ends_with("/.") {
+                            fetch::file_name(u)?; // before downloading: the file needs a name
+                        }
+                        // With a checksum the content is known without downloading it.
+                        let d = match &checksum {
+                            Some(c) => c.clone(),
+                            None => self.fetch_url(u, None)?.digest,
+                        };
+                        urls.push_str(&format!("url:{u}:{d}\n"));
+                    }
+                }
+                return Ok(format!(
+                    "{urls}{}",
+                    files::hash_sources(&self.context, &a.files)?
+                ));
+            }
             _ => return Ok(String::new()),
         };
         match from {
             Some(from) => Ok(format!("from:{}", self.source_root(from)?.1)),
             None => files::hash_sources(&self.context, f),
         }
+    }
+
+    /// The file ADD downloads from `url`, fetched once per build.
+    pub(crate) fn fetch_url(&self, url: &str, checksum: Option<&Digest>) -> Result<fetch::Fetched> {
+        if let Some(f) = self.fetched.borrow().get(url) {
+            return Ok(f.clone());
+        }
+        let dir = self.storage.scratch_path("build-url");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        // A URL with no file name in it still downloads: its destination names the file.
+        let name = fetch::file_name(url).unwrap_or_else(|_| "download".into());
+        self.progress.info(&format!("downloading {url}"));
+        let got = fetch::fetch(url, &dir.join(name), checksum, &self.registry);
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = crate::fsutil::remove_all(&dir);
+                return Err(e);
+            }
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Docker gives downloaded files mode 0600.
+            std::fs::set_permissions(&got.path, std::fs::Permissions::from_mode(0o600))
+                .at(&got.path)?;
+        }
+        self.fetched
+            .borrow_mut()
+            .insert(url.to_string(), got.clone());
+        Ok(got)
     }
 
     /// The flattened root of a `--from` stage or image, and its state key.
@@ -991,8 +1052,9 @@ impl Builder<'_> {
                 };
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
-                let res = files::copy_files(self, &state, &c.files, root.as_deref(), false, &tree)
-                    .and_then(|()| self.restore_dir_modes());
+                let res =
+                    files::copy_files(self, &state, &c.files, root.as_deref(), false, None, &tree)
+                        .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
                     return Err(located(&self.where_(ins), e));
@@ -1007,7 +1069,10 @@ impl Builder<'_> {
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
                 let unpack = a.unpack.unwrap_or(true);
-                let res = files::copy_files(self, &state, &a.files, None, unpack, &tree)
+                let res = add_checksum(a)
+                    .and_then(|c| {
+                        files::copy_files(self, &state, &a.files, None, unpack, c.as_ref(), &tree)
+                    })
                     .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
@@ -1398,6 +1463,26 @@ impl Builder<'_> {
             source: format!("build {}", self.context.display()),
         })
     }
+}
+
+/// ADD's `--checksum`, which only URL sources can have (one at a time: it names one file).
+fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
+    let Some(c) = a.checksum.as_deref() else {
+        return Ok(None);
+    };
+    let urls = a
+        .files
+        .sources
+        .iter()
+        .filter(|s| matches!(s, super::Source::Url(_)))
+        .count();
+    if urls != 1 || a.files.sources.len() != 1 {
+        return Err(Error::invalid(
+            format!("ADD --checksum={c}"),
+            "needs exactly one source, an http:// or https:// URL",
+        ));
+    }
+    fetch::parse_checksum(c).map(Some)
 }
 
 fn located(at: &str, e: Error) -> Error {

@@ -18,17 +18,43 @@ use std::path::{Path, PathBuf};
 
 use super::{Builder, resolve_path};
 use crate::build::cache::State;
+use crate::build::ignore::Ignore;
 use crate::build::{Files, Source};
 use crate::digest::{Algorithm, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::unpack::{ApplyMode, ApplyOptions};
 
+/// The context's `.dockerignore`, applied to paths under `root` (the context).
+#[derive(Clone, Copy)]
+pub struct Filter<'a> {
+    pub root: &'a Path,
+    pub ignore: &'a Ignore,
+}
+
+impl Filter<'_> {
+    fn excluded(&self, path: &Path) -> bool {
+        path.strip_prefix(self.root)
+            .is_ok_and(|rel| self.ignore.excluded(rel))
+    }
+
+    /// Whether to leave `path` out entirely: excluded, and not a directory that a `!`
+    /// exception may re-include something under.
+    fn skip(&self, path: &Path, is_dir: bool) -> bool {
+        self.excluded(path) && !(is_dir && self.ignore.has_exceptions())
+    }
+}
+
+fn skip(filter: Option<Filter>, path: &Path, is_dir: bool) -> bool {
+    filter.is_some_and(|f| f.skip(path, is_dir))
+}
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// The paths (absolute) a source pattern names under `root`, sorted.
-pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+/// The paths (absolute) a source pattern names under `root`, sorted; with a filter, less
+/// those `.dockerignore` excludes.
+pub fn resolve(root: &Path, pattern: &str, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
     let clean = resolve_path("/", pattern);
     let rel = clean.trim_start_matches('/');
     let mut found = vec![root.to_path_buf()];
@@ -66,6 +92,13 @@ pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
             "no such file or directory in the build context",
         ));
     }
+    found.retain(|p| !skip(filter, p, p.is_dir()));
+    if found.is_empty() {
+        return Err(Error::invalid(
+            format!("source {pattern}"),
+            "excluded by .dockerignore",
+        ));
+    }
     Ok(found)
 }
 
@@ -89,21 +122,31 @@ fn check_supported(f: &Files) -> Result<()> {
 
 /// The cache input of a COPY/ADD from the context: every file it reads, with its name, type,
 /// mode and content.
-pub fn hash_sources(context: &Path, f: &Files) -> Result<String> {
+pub fn hash_sources(context: &Path, ignore: &Ignore, f: &Files) -> Result<String> {
     check_supported(f)?;
+    let filter = Some(Filter {
+        root: context,
+        ignore,
+    });
     let mut h = Hasher::new(Algorithm::Sha256);
     for s in &f.sources {
         if let Source::Path(p) = s {
-            for path in resolve(context, p)? {
+            for path in resolve(context, p, filter)? {
                 let rel = path.strip_prefix(context).unwrap_or(&path).to_path_buf();
-                hash_tree(&mut h, &path, &rel, true)?;
+                hash_tree(&mut h, &path, &rel, true, filter)?;
             }
         }
     }
     Ok(format!("context:{}", h.finish()))
 }
 
-fn hash_tree(h: &mut Hasher, path: &Path, rel: &Path, top: bool) -> Result<()> {
+fn hash_tree(
+    h: &mut Hasher,
+    path: &Path,
+    rel: &Path,
+    top: bool,
+    filter: Option<Filter>,
+) -> Result<()> {
     let meta = if top {
         fs::metadata(path)
     } else {
@@ -120,7 +163,11 @@ fn hash_tree(h: &mut Hasher, path: &Path, rel: &Path, top: bool) -> Result<()> {
             .collect();
         names.sort();
         for n in names {
-            hash_tree(h, &path.join(&n), &rel.join(&n), false)?;
+            let child = path.join(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if !skip(filter, &child, is_dir) {
+                hash_tree(h, &child, &rel.join(&n), false, filter)?;
+            }
         }
     } else if ft.is_symlink() {
         h.update(b"l");
@@ -184,8 +231,15 @@ fn remove_existing(p: &Path) -> Result<()> {
     }
 }
 
-/// Copies `src` to `dst` (a directory's contents merge into `dst`).
-fn copy_tree(src: &Path, dst: &Path, follow: bool, chmod: Option<u32>) -> Result<()> {
+/// Copies `src` to `dst` (a directory's contents merge into `dst`), leaving out what the
+/// filter excludes.
+fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    follow: bool,
+    chmod: Option<u32>,
+    filter: Option<Filter>,
+) -> Result<()> {
     let meta = if follow {
         fs::metadata(src)
     } else {
@@ -205,7 +259,19 @@ fn copy_tree(src: &Path, dst: &Path, follow: bool, chmod: Option<u32>) -> Result
             .collect();
         names.sort();
         for n in names {
-            copy_tree(&src.join(&n), &dst.join(&n), false, chmod)?;
+            let child = src.join(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if !skip(filter, &child, is_dir) {
+                copy_tree(&child, &dst.join(&n), false, chmod, filter)?;
+            }
+        }
+        // An excluded directory walked only for `!` exceptions stays only if one matched.
+        if !follow && filter.is_some_and(|f| f.excluded(src)) {
+            let empty = fs::read_dir(dst).at(dst)?.next().is_none();
+            if empty {
+                fs::remove_dir(dst).at(dst)?;
+                return Ok(());
+            }
         }
         let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
         fs::set_permissions(dst, fs::Permissions::from_mode(mode | 0o700)).at(dst)?;
@@ -288,7 +354,7 @@ fn unpack_archive(src: &Path, dst: &Path, kind: Archive) -> Result<bool> {
     let out = match res {
         Ok(_) => {
             mkdirs(dst)?;
-            copy_tree(&tmp, dst, false, None).map(|()| true)
+            copy_tree(&tmp, dst, false, None, None).map(|()| true)
         }
         Err(_) if kind == Archive::Compressed => Ok(false),
         Err(e) => Err(e),
@@ -309,6 +375,11 @@ pub(super) fn copy_files(
     tree: &Path,
 ) -> Result<()> {
     check_supported(f)?;
+    // .dockerignore applies to the context, not to `--from` stages and images.
+    let filter = root.is_none().then_some(Filter {
+        root: &b.context,
+        ignore: &b.ignore,
+    });
     let root = root.unwrap_or(&b.context);
     let chmod = match f.chmod.as_deref() {
         None => None,
@@ -323,7 +394,7 @@ pub(super) fn copy_files(
     for s in &f.sources {
         match s {
             Source::Path(p) => {
-                for path in resolve(root, p)? {
+                for path in resolve(root, p, filter)? {
                     srcs.push((path, None, None));
                 }
             }
@@ -378,7 +449,7 @@ pub(super) fn copy_files(
         let meta = fs::metadata(&src).at(&src)?;
         if meta.is_dir() {
             mkdirs(&dest_in_tree)?;
-            copy_tree(&src, &dest_in_tree, true, chmod)?;
+            copy_tree(&src, &dest_in_tree, true, chmod, filter)?;
             continue;
         }
         // Docker never unpacks a downloaded archive.
@@ -396,7 +467,7 @@ pub(super) fn copy_files(
         if let Some(p) = target.parent() {
             mkdirs(p)?;
         }
-        copy_tree(&src, &target, true, chmod)?;
+        copy_tree(&src, &target, true, chmod, filter)?;
     }
     Ok(())
 }

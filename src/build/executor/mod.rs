@@ -20,11 +20,14 @@
 //! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
 //! of the cache key, as ch-image).
 //!
-//! ADD of an `http(s)://` URL downloads the file ([`fetch`]). Not supported yet (clear
-//! errors): `RUN --mount`, ADD of Git repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
-//! `--chown` (as ch-image), `FROM --platform`, `USER` for RUN (RUN is always uid 0, as
-//! ch-image), `.dockerignore`. A base image's ONBUILD triggers run right after its FROM (an
-//! image from the store or a registry, not a stage) and are not inherited, as in Docker.
+//! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
+//! ([`crate::build::ignore`]) hides files from COPY and ADD and so from the cache keys.
+//!
+//! Not supported yet (clear errors): `RUN --mount`, ADD of Git repositories, COPY
+//! `--parents`/`--exclude`. Ignored with a warning: `--chown` (as ch-image), `FROM
+//! --platform`, `USER` for RUN (RUN is always uid 0, as ch-image). A base image's ONBUILD
+//! triggers run right after its FROM (an image from the store or a registry, not a stage)
+//! and are not inherited, as in Docker.
 
 pub mod fetch;
 pub mod files;
@@ -223,10 +226,7 @@ pub fn build(
             "not a directory",
         ));
     }
-    if context.join(".dockerignore").exists() {
-        progress
-            .warn(".dockerignore is not supported yet: COPY and ADD see every file of the context");
-    }
+    let ignore = super::ignore::Ignore::load(&context)?;
     let tag = match &args.tag {
         Some(t) => Reference::parse(t)?,
         None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,
@@ -269,6 +269,7 @@ pub fn build(
         flat: HashMap::new(),
         dirs_to_restore: Default::default(),
         fetched: Default::default(),
+        ignore,
         force,
         force_detect: !args.no_force_detect,
         binds,
@@ -414,6 +415,8 @@ struct Builder<'a> {
     /// Files that ADD downloaded during this build, by URL (each in a scratch directory of
     /// its own, under the URL's file name).
     fetched: std::cell::RefCell<HashMap<String, fetch::Fetched>>,
+    /// The context's `.dockerignore`.
+    ignore: super::ignore::Ignore,
     /// `--force=fakeroot`.
     force: bool,
     /// Whether a failed RUN looks for what `--force` would have changed.
@@ -840,14 +843,14 @@ impl Builder<'_> {
                 }
                 return Ok(format!(
                     "{urls}{}",
-                    files::hash_sources(&self.context, &a.files)?
+                    files::hash_sources(&self.context, &self.ignore, &a.files)?
                 ));
             }
             _ => return Ok(String::new()),
         };
         match from {
             Some(from) => Ok(format!("from:{}", self.source_root(from)?.1)),
-            None => files::hash_sources(&self.context, f),
+            None => files::hash_sources(&self.context, &self.ignore, f),
         }
     }
 

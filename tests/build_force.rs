@@ -65,6 +65,10 @@ fn apt_get_install_needs_force_and_works_with_it() {
     );
     assert!(err.contains("RUN failed with exit status"), "{err}");
     assert!(!lade.list().iter().any(|n| n.starts_with("hello")));
+    // --no-force-detect: the same failure, without the hint.
+    let err = build(&["--no-force-detect"]).fails();
+    assert!(!err.contains("may fix it"), "{err}");
+    assert!(err.contains("RUN failed with exit status"), "{err}");
 
     // With --force: the distribution is detected, the init steps run before the apt step
     // (not before the first RUN), and the apt step is wrapped.

@@ -15,7 +15,7 @@ TEST_USER=${LADE_TEST_USER:-lade-test}
 id -u "$TEST_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$TEST_USER"
 if [ "$name" = lib ]; then sel=(--lib); else sel=(--test "$name"); fi
 bin=$(cargo test --no-run "${sel[@]}" --message-format=json 2>/dev/null \
-      | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+      | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep /deps/ | tail -1)
 [ -n "$bin" ] || { cargo test --no-run "${sel[@]}"; exit 1; }
 cargo build --bin lade 2>/dev/null
 # The binary and target dir must be readable by the test user.

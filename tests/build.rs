@@ -371,7 +371,7 @@ WORKDIR /tmp/wd
         .fails_one_line();
     assert!(err.contains("missing"), "{err}");
     let err = b
-        .build("cp4", "FROM base\nADD https://example.com/x /x\n")
+        .build("cp4", "FROM base\nADD https://example.com/x.git /x\n")
         .fails_one_line();
     assert!(err.contains("not supported yet"), "{err}");
 }
@@ -535,9 +535,9 @@ fn parse_only_dry_run_force_and_inferred_tag() {
     assert!(b.lade.list().iter().all(|n| !n.starts_with("ctx")));
     let err = b
         .lade
-        .run(["build".as_ref(), "--force".as_ref(), b.ctx.as_os_str()])
+        .run(["build".as_ref(), "--force=x".as_ref(), b.ctx.as_os_str()])
         .fails_one_line();
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("unknown mode"), "{err}");
     let err = b.lade.run(["build", "-"]).fails_one_line();
     assert!(err.contains("not supported yet"), "{err}");
 

@@ -3,6 +3,7 @@
 //! - [`parser`]: [`parse`] turns the text into a [`Dockerfile`] of [`Stage`]s of
 //!   [`Located`] [`Instruction`]s (line numbers kept for messages and history).
 //! - [`lex`]: the shell-word lexer, i.e. [`substitute`] and [`split_words`].
+//! - [`ignore`]: the context's `.dockerignore`.
 //! - [`instruction`]: the types, and their one-line `Display` for `lade build --parse-only`.
 //!
 //! # Variable substitution: which instructions, and where we differ from ch-image
@@ -40,6 +41,7 @@
 
 pub mod cache;
 pub mod executor;
+pub mod ignore;
 pub mod instruction;
 pub mod lex;
 pub mod parser;

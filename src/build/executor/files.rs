@@ -8,7 +8,8 @@
 //! - a relative DEST is relative to WORKDIR; missing parents are created (0755);
 //! - a source that is a symlink at the top level is followed; symlinks inside directories are
 //!   copied as symlinks;
-//! - ADD unpacks local tar archives (plain, gzip or zstd) into DEST.
+//! - ADD unpacks local tar archives (plain, gzip or zstd) into DEST;
+//! - ADD of a URL places the downloaded file ([`super::fetch`]) like a local file, mode 0600.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -17,17 +18,43 @@ use std::path::{Path, PathBuf};
 
 use super::{Builder, resolve_path};
 use crate::build::cache::State;
+use crate::build::ignore::Ignore;
 use crate::build::{Files, Source};
 use crate::digest::{Algorithm, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::unpack::{ApplyMode, ApplyOptions};
 
+/// The context's `.dockerignore`, applied to paths under `root` (the context).
+#[derive(Clone, Copy)]
+pub struct Filter<'a> {
+    pub root: &'a Path,
+    pub ignore: &'a Ignore,
+}
+
+impl Filter<'_> {
+    fn excluded(&self, path: &Path) -> bool {
+        path.strip_prefix(self.root)
+            .is_ok_and(|rel| self.ignore.excluded(rel))
+    }
+
+    /// Whether to leave `path` out entirely: excluded, and not a directory that a `!`
+    /// exception may re-include something under.
+    fn skip(&self, path: &Path, is_dir: bool) -> bool {
+        self.excluded(path) && !(is_dir && self.ignore.has_exceptions())
+    }
+}
+
+fn skip(filter: Option<Filter>, path: &Path, is_dir: bool) -> bool {
+    filter.is_some_and(|f| f.skip(path, is_dir))
+}
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// The paths (absolute) a source pattern names under `root`, sorted.
-pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+/// The paths (absolute) a source pattern names under `root`, sorted; with a filter, less
+/// those `.dockerignore` excludes.
+pub fn resolve(root: &Path, pattern: &str, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
     let clean = resolve_path("/", pattern);
     let rel = clean.trim_start_matches('/');
     let mut found = vec![root.to_path_buf()];
@@ -65,6 +92,13 @@ pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
             "no such file or directory in the build context",
         ));
     }
+    found.retain(|p| !skip(filter, p, p.is_dir()));
+    if found.is_empty() {
+        return Err(Error::invalid(
+            format!("source {pattern}"),
+            "excluded by .dockerignore",
+        ));
+    }
     Ok(found)
 }
 
@@ -76,20 +110,11 @@ fn check_supported(f: &Files) -> Result<()> {
         return Err(Error::unsupported("--exclude", "not supported yet"));
     }
     for s in &f.sources {
-        match s {
-            Source::Url(u) => {
-                return Err(Error::unsupported(
-                    format!("ADD {u}"),
-                    "URL sources are not supported yet",
-                ));
-            }
-            Source::Git(g) => {
-                return Err(Error::unsupported(
-                    format!("ADD {g}"),
-                    "Git sources are not supported yet",
-                ));
-            }
-            _ => {}
+        if let Source::Git(g) = s {
+            return Err(Error::unsupported(
+                format!("ADD {g}"),
+                "Git sources are not supported yet",
+            ));
         }
     }
     Ok(())
@@ -97,21 +122,31 @@ fn check_supported(f: &Files) -> Result<()> {
 
 /// The cache input of a COPY/ADD from the context: every file it reads, with its name, type,
 /// mode and content.
-pub fn hash_sources(context: &Path, f: &Files) -> Result<String> {
+pub fn hash_sources(context: &Path, ignore: &Ignore, f: &Files) -> Result<String> {
     check_supported(f)?;
+    let filter = Some(Filter {
+        root: context,
+        ignore,
+    });
     let mut h = Hasher::new(Algorithm::Sha256);
     for s in &f.sources {
         if let Source::Path(p) = s {
-            for path in resolve(context, p)? {
+            for path in resolve(context, p, filter)? {
                 let rel = path.strip_prefix(context).unwrap_or(&path).to_path_buf();
-                hash_tree(&mut h, &path, &rel, true)?;
+                hash_tree(&mut h, &path, &rel, true, filter)?;
             }
         }
     }
     Ok(format!("context:{}", h.finish()))
 }
 
-fn hash_tree(h: &mut Hasher, path: &Path, rel: &Path, top: bool) -> Result<()> {
+fn hash_tree(
+    h: &mut Hasher,
+    path: &Path,
+    rel: &Path,
+    top: bool,
+    filter: Option<Filter>,
+) -> Result<()> {
     let meta = if top {
         fs::metadata(path)
     } else {
@@ -128,7 +163,11 @@ fn hash_tree(h: &mut Hasher, path: &Path, rel: &Path, top: bool) -> Result<()> {
             .collect();
         names.sort();
         for n in names {
-            hash_tree(h, &path.join(&n), &rel.join(&n), false)?;
+            let child = path.join(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if !skip(filter, &child, is_dir) {
+                hash_tree(h, &child, &rel.join(&n), false, filter)?;
+            }
         }
     } else if ft.is_symlink() {
         h.update(b"l");
@@ -192,8 +231,15 @@ fn remove_existing(p: &Path) -> Result<()> {
     }
 }
 
-/// Copies `src` to `dst` (a directory's contents merge into `dst`).
-fn copy_tree(src: &Path, dst: &Path, follow: bool, chmod: Option<u32>) -> Result<()> {
+/// Copies `src` to `dst` (a directory's contents merge into `dst`), leaving out what the
+/// filter excludes.
+fn copy_tree(
+    src: &Path,
+    dst: &Path,
+    follow: bool,
+    chmod: Option<u32>,
+    filter: Option<Filter>,
+) -> Result<()> {
     let meta = if follow {
         fs::metadata(src)
     } else {
@@ -213,7 +259,19 @@ fn copy_tree(src: &Path, dst: &Path, follow: bool, chmod: Option<u32>) -> Result
             .collect();
         names.sort();
         for n in names {
-            copy_tree(&src.join(&n), &dst.join(&n), false, chmod)?;
+            let child = src.join(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if !skip(filter, &child, is_dir) {
+                copy_tree(&child, &dst.join(&n), false, chmod, filter)?;
+            }
+        }
+        // An excluded directory walked only for `!` exceptions stays only if one matched.
+        if !follow && filter.is_some_and(|f| f.excluded(src)) {
+            let empty = fs::read_dir(dst).at(dst)?.next().is_none();
+            if empty {
+                fs::remove_dir(dst).at(dst)?;
+                return Ok(());
+            }
         }
         let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
         fs::set_permissions(dst, fs::Permissions::from_mode(mode | 0o700)).at(dst)?;
@@ -296,7 +354,7 @@ fn unpack_archive(src: &Path, dst: &Path, kind: Archive) -> Result<bool> {
     let out = match res {
         Ok(_) => {
             mkdirs(dst)?;
-            copy_tree(&tmp, dst, false, None).map(|()| true)
+            copy_tree(&tmp, dst, false, None, None).map(|()| true)
         }
         Err(_) if kind == Archive::Compressed => Ok(false),
         Err(e) => Err(e),
@@ -313,9 +371,15 @@ pub(super) fn copy_files(
     f: &Files,
     root: Option<&Path>,
     unpack: bool,
+    checksum: Option<&crate::digest::Digest>,
     tree: &Path,
 ) -> Result<()> {
     check_supported(f)?;
+    // .dockerignore applies to the context, not to `--from` stages and images.
+    let filter = root.is_none().then_some(Filter {
+        root: &b.context,
+        ignore: &b.ignore,
+    });
     let root = root.unwrap_or(&b.context);
     let chmod = match f.chmod.as_deref() {
         None => None,
@@ -325,16 +389,20 @@ pub(super) fn copy_files(
     };
     let workdir = Builder::workdir(state);
     let dest = resolve_path(&workdir, &f.dest);
-    let mut srcs: Vec<(PathBuf, Option<String>)> = Vec::new(); // (path, heredoc content)
+    // (path, heredoc content, the URL it was downloaded from)
+    let mut srcs: Vec<(PathBuf, Option<String>, Option<&str>)> = Vec::new();
     for s in &f.sources {
         match s {
             Source::Path(p) => {
-                for path in resolve(root, p)? {
-                    srcs.push((path, None));
+                for path in resolve(root, p, filter)? {
+                    srcs.push((path, None, None));
                 }
             }
-            Source::Heredoc(h) => srcs.push((PathBuf::from(&h.name), Some(h.content.clone()))),
-            Source::Url(_) | Source::Git(_) => unreachable!("checked above"),
+            Source::Heredoc(h) => {
+                srcs.push((PathBuf::from(&h.name), Some(h.content.clone()), None))
+            }
+            Source::Url(u) => srcs.push((b.fetch_url(u, checksum)?.path, None, Some(u))),
+            Source::Git(_) => unreachable!("checked above"),
         }
     }
     let dest_is_dir = f.dest.ends_with('/')
@@ -353,7 +421,12 @@ pub(super) fn copy_files(
     } else if let Some(parent) = Path::new(&dest).parent() {
         prepare_dirs(b, state, tree, &parent.to_string_lossy())?;
     }
-    for (src, content) in srcs {
+    for (src, content, url) in srcs {
+        if let Some(u) = url
+            && dest_is_dir
+        {
+            super::fetch::file_name(u)?; // a directory destination needs the URL's file name
+        }
         let name = src
             .file_name()
             .map(|n| n.to_os_string())
@@ -376,10 +449,11 @@ pub(super) fn copy_files(
         let meta = fs::metadata(&src).at(&src)?;
         if meta.is_dir() {
             mkdirs(&dest_in_tree)?;
-            copy_tree(&src, &dest_in_tree, true, chmod)?;
+            copy_tree(&src, &dest_in_tree, true, chmod, filter)?;
             continue;
         }
-        if unpack && meta.is_file() {
+        // Docker never unpacks a downloaded archive.
+        if unpack && url.is_none() && meta.is_file() {
             let kind = sniff_archive(&src)?;
             if kind != Archive::No && unpack_archive(&src, &dest_in_tree, kind)? {
                 continue;
@@ -393,7 +467,7 @@ pub(super) fn copy_files(
         if let Some(p) = target.parent() {
             mkdirs(p)?;
         }
-        copy_tree(&src, &target, true, chmod)?;
+        copy_tree(&src, &target, true, chmod, filter)?;
     }
     Ok(())
 }

@@ -16,13 +16,22 @@
 //! it with no execution and prints `N*` instead of `N.`, as ch-image does. The image is named
 //! only at the end, so a failed build leaves no image.
 //!
-//! Not supported yet (clear errors): `--force`, `RUN --mount`, ADD of URLs and Git
-//! repositories, COPY `--parents`/`--exclude`, `.dockerignore`. Ignored with a warning:
-//! `--chown` (as ch-image), `FROM --platform`, `USER` for RUN (RUN is always uid 0, as
-//! ch-image), `.dockerignore`. A base image's ONBUILD triggers run right after its FROM (an
-//! image from the store or a registry, not a stage) and are not inherited, as in Docker.
+//! `--force=fakeroot` ([`force`]) wraps package-manager steps in fakeroot after init steps
+//! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
+//! of the cache key, as ch-image).
+//!
+//! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
+//! ([`crate::build::ignore`]) hides files from COPY and ADD and so from the cache keys.
+//!
+//! Not supported yet (clear errors): `RUN --mount`, ADD of Git repositories, COPY
+//! `--parents`/`--exclude`. Ignored with a warning: `--chown` (as ch-image), `FROM
+//! --platform`, `USER` for RUN (RUN is always uid 0, as ch-image). A base image's ONBUILD
+//! triggers run right after its FROM (an image from the store or a registry, not a stage)
+//! and are not inherited, as in Docker.
 
+pub mod fetch;
 pub mod files;
+pub mod force;
 pub mod layer;
 
 use std::collections::HashMap;
@@ -72,9 +81,16 @@ pub struct BuildArgs {
     /// Print the instructions with variables substituted, executing nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// ch-image's fakeroot workarounds (not supported yet)
+    /// Inject ch-image's workarounds for package managers (MODE: fakeroot, the default)
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "fakeroot")]
+    pub force: Option<String>,
+    /// Don't check whether --force would help a failed RUN
     #[arg(long)]
-    pub force: bool,
+    pub no_force_detect: bool,
+    /// For RUN only: bind-mount host directory SRC at DST (default SRC); repeatable
+    #[arg(short = 'b', long = "bind", value_name = "SRC[:DST]")]
+    pub binds: Vec<String>,
     /// Context directory
     pub context: PathBuf,
 }
@@ -91,6 +107,9 @@ pub struct RunStepArgs {
     pub cd: String,
     #[arg(long = "env")]
     pub env: Vec<String>,
+    /// `SRC:DST`, both absolute (checked by `lade build`); repeatable
+    #[arg(long = "bind")]
+    pub binds: Vec<String>,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
@@ -118,7 +137,11 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
             cwd: Some(a.cd),
             host_env,
         },
-        binds: Vec::new(),
+        binds: a
+            .binds
+            .iter()
+            .map(|b| crate::run::parse_bind(b))
+            .collect::<Result<_>>()?,
         upper: Upper::Keep(a.upper),
         uid: Some(0),
         gid: Some(0),
@@ -170,22 +193,30 @@ pub fn build(
         print!("{df}");
         return Ok(());
     }
-    if args.force {
-        return Err(Error::unsupported(
-            "lade build --force",
-            "not supported yet (fakeroot workarounds)",
-        ));
-    }
+    let force = match args.force.as_deref() {
+        None | Some("none") => false,
+        Some("fakeroot") => true,
+        Some("seccomp") => {
+            return Err(Error::unsupported(
+                "lade build --force=seccomp",
+                "not supported yet (use --force=fakeroot)",
+            ));
+        }
+        Some(m) => {
+            return Err(Error::invalid(
+                format!("lade build --force={m}"),
+                "unknown mode (expected fakeroot or none)",
+            ));
+        }
+    };
+    let binds = bind_args(&args.binds)?;
     if !context.is_dir() {
         return Err(Error::invalid(
             format!("context {}", context.display()),
             "not a directory",
         ));
     }
-    if context.join(".dockerignore").exists() {
-        progress
-            .warn(".dockerignore is not supported yet: COPY and ADD see every file of the context");
-    }
+    let ignore = super::ignore::Ignore::load(&context)?;
     let tag = match &args.tag {
         Some(t) => Reference::parse(t)?,
         None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,
@@ -227,14 +258,44 @@ pub fn build(
         stages: Vec::new(),
         flat: HashMap::new(),
         dirs_to_restore: Default::default(),
+        fetched: Default::default(),
+        ignore,
+        force,
+        force_detect: !args.no_force_detect,
+        binds,
     };
     let result = b.build_all(&mut scope, &tag);
     for dir in b.flat.values() {
         let _ = crate::fsutil::remove_all(dir);
     }
+    for f in b.fetched.borrow().values() {
+        if let Some(dir) = f.path.parent() {
+            let _ = crate::fsutil::remove_all(dir);
+        }
+    }
     let n = result?;
     println!("grown in {n} instructions: {}", tag.familiar());
     Ok(())
+}
+
+/// `-b SRC[:DST]` as `SRC:DST` with both absolute; SRC must exist now, so the error names
+/// the option rather than a RUN step.
+fn bind_args(binds: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in binds {
+        let (src, dst) = crate::run::parse_bind(b)?;
+        std::fs::metadata(&src).ctx(|| format!("-b {b}: source"))?;
+        match (src.to_str(), dst.to_str()) {
+            (Some(s), Some(d)) if !s.contains(':') => out.push(format!("{s}:{d}")),
+            _ => {
+                return Err(Error::invalid(
+                    format!("-b {b}"),
+                    "paths must be UTF-8, and SRC without ':'",
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Removes RUN upper directories (`$STORAGE/build-tmp/<pid>.<rand>`) left by builds that
@@ -341,6 +402,17 @@ struct Builder<'a> {
     flat: HashMap<String, PathBuf>,
     /// Directories of a staging tree to give their final modes once it is written.
     dirs_to_restore: std::cell::RefCell<Vec<(PathBuf, u32)>>,
+    /// Files that ADD downloaded during this build, by URL (each in a scratch directory of
+    /// its own, under the URL's file name).
+    fetched: std::cell::RefCell<HashMap<String, fetch::Fetched>>,
+    /// The context's `.dockerignore`.
+    ignore: super::ignore::Ignore,
+    /// `--force=fakeroot`.
+    force: bool,
+    /// Whether a failed RUN looks for what `--force` would have changed.
+    force_detect: bool,
+    /// `-b` as `SRC:DST` with both absolute, for `lade build-run-step --bind`.
+    binds: Vec<String>,
 }
 
 fn announce(n: usize, hit: bool, text: &str) {
@@ -422,6 +494,49 @@ fn map_insert(c: &mut serde_json::Map<String, Value>, field: &str, key: &str, va
     m.as_object_mut()
         .expect("object")
         .insert(key.to_string(), value);
+}
+
+/// Appends a history entry for a step (and its layer, if it made one).
+fn push_history(state: &mut State, created_by: &str, layer: Option<LayerRef>) {
+    let mut h = serde_json::Map::new();
+    h.insert("created".into(), json!(now_rfc3339()));
+    h.insert("created_by".into(), json!(created_by));
+    if layer.is_none() {
+        h.insert("empty_layer".into(), json!(true));
+    }
+    if !state.config.is_object() {
+        state.config = json!({});
+    }
+    let top = state.config.as_object_mut().expect("made an object above");
+    let hist = top.entry("history").or_insert_with(|| json!([]));
+    if !hist.is_array() {
+        *hist = json!([]);
+    }
+    hist.as_array_mut()
+        .expect("made an array above")
+        .push(Value::Object(h));
+    if let Some(l) = layer {
+        state.layers.push(l);
+    }
+}
+
+/// The words `--force` matches a RUN step's commands against: exec-form arguments, or the
+/// shell command or script split on whitespace (no shell parsing, as ch-image).
+fn run_words(plan: &RunPlan) -> Vec<&str> {
+    match plan {
+        RunPlan::Exec(v) => v.iter().map(String::as_str).collect(),
+        RunPlan::Shell(s) => s.split_whitespace().collect(),
+        RunPlan::Script { content, .. } => content.split_whitespace().collect(),
+    }
+}
+
+/// How a process ended, for messages.
+fn exit_how(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "unknown status".into(),
+    }
 }
 
 fn nanos(d: &Option<std::time::Duration>) -> Option<Value> {
@@ -604,6 +719,29 @@ impl Builder<'_> {
             }]);
         }
         let mut cmd_set = false;
+        // The distribution's workarounds, looked for only when --force or its hint may use
+        // them; `init_done` once its init steps are in the state.
+        let fakeroot = if self.force || self.force_detect {
+            force::detect(|p| self.read_file_in(&state, p))
+        } else {
+            None
+        };
+        if self.force {
+            match fakeroot {
+                Some(c) => self.progress.info(&format!(
+                    "--force=fakeroot: will use: {}: {}",
+                    c.tag, c.name
+                )),
+                None if steps.iter().any(|s| matches!(s.value, Instruction::Run(_))) => {
+                    self.progress.warn(&format!(
+                        "{}:{}: --force=fakeroot: no suitable configuration for this image; RUN steps are left as they are",
+                        df.file_name, stage.from.line
+                    ))
+                }
+                None => {}
+            }
+        }
+        let mut init_done = false;
         for ins in &steps {
             self.n += 1;
             let x = ins.expand(&df, &|v| scope.get(v))?;
@@ -612,7 +750,26 @@ impl Builder<'_> {
                 Instruction::Env(kv) => scope.set_env(kv),
                 _ => {}
             }
-            let inputs = self.inputs(&x)?;
+            // The configuration whose wrapper this RUN gets (with --force), or whose hint it
+            // gets on failure (without).
+            let wants_fakeroot = match (&x, fakeroot) {
+                (Instruction::Run(r), Some(c)) if c.wants(run_words(&r.plan()).into_iter()) => {
+                    Some(c)
+                }
+                _ => None,
+            };
+            let forced = wants_fakeroot.filter(|_| self.force);
+            if let Some(c) = forced
+                && !init_done
+            {
+                (state, key) = self.fakeroot_init(c, state, &key, scope, &self.where_(ins))?;
+                init_done = true;
+            }
+            let mut inputs = self.inputs(&x).map_err(|e| located(&self.where_(ins), e))?;
+            if let Some(c) = forced {
+                inputs.push('\n');
+                inputs.push_str(&c.fingerprint());
+            }
             let args: Vec<String> = scope
                 .args()
                 .into_iter()
@@ -640,7 +797,18 @@ impl Builder<'_> {
                 state = s;
             } else {
                 announce(self.n, false, &ins.text);
-                state = self.execute(ins, &x, state, scope, entrypoint_resets_cmd)?;
+                let done = self.execute(ins, &x, state, scope, entrypoint_resets_cmd, forced);
+                if done.is_err()
+                    && !self.force
+                    && self.force_detect
+                    && let Some(c) = wants_fakeroot
+                {
+                    self.progress.info(&format!(
+                        "build failed: --force=fakeroot may fix it ({}: {})",
+                        c.tag, c.name
+                    ));
+                }
+                state = done?;
                 if self.write_cache {
                     self.cache.put(&k, &key, &ins.text, &state)?;
                 }
@@ -655,13 +823,64 @@ impl Builder<'_> {
     fn inputs(&mut self, x: &Instruction) -> Result<String> {
         let (f, from) = match x {
             Instruction::Copy(c) => (&c.files, c.from.as_deref()),
-            Instruction::Add(a) => (&a.files, None),
+            Instruction::Add(a) => {
+                let mut urls = String::new();
+                let checksum = add_checksum(a)?;
+                for s in &a.files.sources {
+                    if let super::Source::Url(u) = s {
+                        let d = &a.files.dest;
+                        if d.ends_with('/') || d == "." || d.ends_with("/.") {
+                            fetch::file_name(u)?; // before downloading: the file needs a name
+                        }
+                        // With a checksum the content is known without downloading it.
+                        let d = match &checksum {
+                            Some(c) => c.clone(),
+                            None => self.fetch_url(u, None)?.digest,
+                        };
+                        urls.push_str(&format!("url:{u}:{d}\n"));
+                    }
+                }
+                return Ok(format!(
+                    "{urls}{}",
+                    files::hash_sources(&self.context, &self.ignore, &a.files)?
+                ));
+            }
             _ => return Ok(String::new()),
         };
         match from {
             Some(from) => Ok(format!("from:{}", self.source_root(from)?.1)),
-            None => files::hash_sources(&self.context, f),
+            None => files::hash_sources(&self.context, &self.ignore, f),
         }
+    }
+
+    /// The file ADD downloads from `url`, fetched once per build.
+    pub(crate) fn fetch_url(&self, url: &str, checksum: Option<&Digest>) -> Result<fetch::Fetched> {
+        if let Some(f) = self.fetched.borrow().get(url) {
+            return Ok(f.clone());
+        }
+        let dir = self.storage.scratch_path("build-url");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        // A URL with no file name in it still downloads: its destination names the file.
+        let name = fetch::file_name(url).unwrap_or_else(|_| "download".into());
+        self.progress.info(&format!("downloading {url}"));
+        let got = fetch::fetch(url, &dir.join(name), checksum, &self.registry);
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = crate::fsutil::remove_all(&dir);
+                return Err(e);
+            }
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Docker gives downloaded files mode 0600.
+            std::fs::set_permissions(&got.path, std::fs::Permissions::from_mode(0o600))
+                .at(&got.path)?;
+        }
+        self.fetched
+            .borrow_mut()
+            .insert(url.to_string(), got.clone());
+        Ok(got)
     }
 
     /// The flattened root of a `--from` stage or image, and its state key.
@@ -703,6 +922,7 @@ impl Builder<'_> {
         mut state: State,
         scope: &Scope,
         entrypoint_resets_cmd: bool,
+        forced: Option<&'static force::Config>,
     ) -> Result<State> {
         let mut layer: Option<LayerRef> = None;
         match x {
@@ -821,7 +1041,7 @@ impl Builder<'_> {
                 config_obj(&mut state).insert("WorkingDir".into(), json!(dir));
             }
             Instruction::Run(r) => {
-                layer = Some(self.run(ins, r, &state, scope)?);
+                layer = Some(self.run(ins, r, &state, scope, forced)?);
             }
             Instruction::Copy(c) => {
                 if c.files.chown.is_some() {
@@ -834,8 +1054,9 @@ impl Builder<'_> {
                 };
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
-                let res = files::copy_files(self, &state, &c.files, root.as_deref(), false, &tree)
-                    .and_then(|()| self.restore_dir_modes());
+                let res =
+                    files::copy_files(self, &state, &c.files, root.as_deref(), false, None, &tree)
+                        .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
                     return Err(located(&self.where_(ins), e));
@@ -850,7 +1071,10 @@ impl Builder<'_> {
                 let tree = self.storage.scratch_path("build-tree");
                 std::fs::create_dir_all(&tree).at(&tree)?;
                 let unpack = a.unpack.unwrap_or(true);
-                let res = files::copy_files(self, &state, &a.files, None, unpack, &tree)
+                let res = add_checksum(a)
+                    .and_then(|c| {
+                        files::copy_files(self, &state, &a.files, None, unpack, c.as_ref(), &tree)
+                    })
                     .and_then(|()| self.restore_dir_modes());
                 if let Err(e) = res {
                     let _ = crate::fsutil::remove_all(&tree);
@@ -859,21 +1083,7 @@ impl Builder<'_> {
                 layer = Some(layer::commit_tree(&self.storage, &tree)?);
             }
         }
-        let mut h = serde_json::Map::new();
-        h.insert("created".into(), json!(now_rfc3339()));
-        h.insert("created_by".into(), json!(ins.text));
-        if layer.is_none() {
-            h.insert("empty_layer".into(), json!(true));
-        }
-        let top = state.config.as_object_mut().expect("object");
-        let hist = top.entry("history").or_insert_with(|| json!([]));
-        if !hist.is_array() {
-            *hist = json!([]);
-        }
-        hist.as_array_mut().expect("array").push(Value::Object(h));
-        if let Some(l) = layer {
-            state.layers.push(l);
-        }
+        push_history(&mut state, &ins.text, layer);
         Ok(state)
     }
 
@@ -946,6 +1156,27 @@ impl Builder<'_> {
                 let _ = std::fs::remove_file(&p);
             }
         }
+        // `-b` targets the image lacked, and the parents made for them: mount points, not
+        // the step's work (ch-image leaves them in the image).
+        for b in &self.binds {
+            let dst = b.split_once(':').map_or(b.as_str(), |(_, d)| d);
+            let mut rel = resolve_path("/", dst).trim_start_matches('/').to_string();
+            while !rel.is_empty() && !self.exists_in(state, &rel) {
+                let p = upper.join(&rel);
+                let gone = match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+                    Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+                    _ => false,
+                };
+                if !gone {
+                    break;
+                }
+                rel = Path::new(&rel)
+                    .parent()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+        }
         let etc = upper.join("etc");
         if self.is_dir_in(state, "/etc") && !layer::is_opaque(&etc) {
             let _ = std::fs::remove_dir(&etc); // a copy-up left empty
@@ -958,6 +1189,7 @@ impl Builder<'_> {
         r: &super::Run,
         state: &State,
         scope: &Scope,
+        forced: Option<&force::Config>,
     ) -> Result<LayerRef> {
         let at = self.where_(ins);
         if !r.mounts.is_empty() {
@@ -974,7 +1206,7 @@ impl Builder<'_> {
                 "{at}: RUN --network ignored (the host network is used)"
             ));
         }
-        let (argv, stdin) = match r.plan() {
+        let (mut argv, stdin) = match r.plan() {
             RunPlan::Exec(v) => (v, None),
             RunPlan::Shell(s) => {
                 let mut v = Self::shell(state);
@@ -995,11 +1227,10 @@ impl Builder<'_> {
                 (v, Some(content))
             }
         };
-        if state.layers.is_empty() {
-            return Err(Error::invalid(
-                format!("{at}: RUN"),
-                "the image has no files to run anything with (FROM scratch)",
-            ));
+        if let Some(c) = forced {
+            argv = c.wrap(argv);
+            self.progress
+                .info(&format!("--force=fakeroot: RUN: new command: {argv:?}"));
         }
         if let Some(u) = state
             .config
@@ -1012,6 +1243,20 @@ impl Builder<'_> {
                 "{at}: RUN runs as uid 0; USER {u} applies to the image's containers only"
             ));
         }
+        let env = Self::run_env(state, scope);
+        let (status, layer) = self.run_argv(&at, state, &argv, stdin, &env, true)?;
+        match layer {
+            Some(l) if status.success() => Ok(l),
+            _ => Err(Error::invalid(
+                at,
+                format!("RUN failed with {}: {}", exit_how(status), ins.text),
+            )),
+        }
+    }
+
+    /// The environment of a RUN step: the ARGs in scope that ENV does not override, then the
+    /// image's ENV.
+    fn run_env(state: &State, scope: &Scope) -> Vec<String> {
         let env_list = string_list(state.config.get("config").and_then(|c| c.get("Env")));
         let mut env: Vec<String> = Vec::new();
         for (k, v) in scope.args() {
@@ -1023,6 +1268,26 @@ impl Builder<'_> {
             }
         }
         env.extend(env_list);
+        env
+    }
+
+    /// Runs `argv` over the state (lade's runtime, as uid 0, the `-b` binds mounted) and
+    /// returns how it ended, with the layer of its changes when it succeeded and `keep`.
+    fn run_argv(
+        &self,
+        at: &str,
+        state: &State,
+        argv: &[String],
+        stdin: Option<String>,
+        env: &[String],
+        keep: bool,
+    ) -> Result<(std::process::ExitStatus, Option<LayerRef>)> {
+        if state.layers.is_empty() {
+            return Err(Error::invalid(
+                format!("{at}: RUN"),
+                "the image has no files to run anything with (FROM scratch)",
+            ));
+        }
         // Not in the work area: `lade run` mounts its tmpfs over the store's tmp/.
         let dir = self.storage.root().join("build-tmp").join(format!(
             "{}.{:08x}",
@@ -1042,10 +1307,13 @@ impl Builder<'_> {
         for l in &state.layers {
             cmd.arg(format!("--layer={}", l.tree));
         }
-        for e in &env {
+        for e in env {
             cmd.arg(format!("--env={e}"));
         }
-        cmd.arg("--").args(&argv);
+        for b in &self.binds {
+            cmd.arg(format!("--bind={b}"));
+        }
+        cmd.arg("--").args(argv);
         if stdin.is_some() {
             cmd.stdin(std::process::Stdio::piped());
         } else {
@@ -1057,23 +1325,102 @@ impl Builder<'_> {
                 let _ = pipe.write_all(content.as_bytes());
             }
             let status = child.wait().ctx(|| format!("{at}: waiting for RUN"))?;
-            if !status.success() {
-                let how = match (status.code(), status.signal()) {
-                    (Some(c), _) => format!("exit status {c}"),
-                    (None, Some(s)) => format!("signal {s}"),
-                    _ => "unknown status".into(),
-                };
-                return Err(Error::invalid(
-                    at.clone(),
-                    format!("RUN failed with {how}: {}", ins.text),
-                ));
+            if !status.success() || !keep {
+                return Ok((status, None));
             }
             let upper = dir.join("upper");
             self.remove_mount_points(state, &upper);
-            layer::commit_tree(&self.storage, &upper)
+            Ok((status, Some(layer::commit_tree(&self.storage, &upper)?)))
         })();
         let _ = crate::fsutil::remove_all(&dir);
         result
+    }
+
+    /// `--force=fakeroot`'s init steps before the first RUN that needs the wrapper: each
+    /// check runs (its changes dropped) and, when it fails, its command runs as a layer of
+    /// its own. The whole is one cache step after `key`, so a rebuild runs nothing.
+    fn fakeroot_init(
+        &self,
+        c: &force::Config,
+        mut state: State,
+        key: &str,
+        scope: &Scope,
+        at: &str,
+    ) -> Result<(State, String)> {
+        const INIT: &str = "RUN --force=fakeroot init steps";
+        let k = step_key(key, "--force=fakeroot init", &c.fingerprint());
+        if self.read_cache
+            && let Some(s) = self.cache.get(&self.storage, &k, key, INIT)?
+        {
+            self.progress
+                .info("--force=fakeroot: init steps: cached, nothing to do");
+            return Ok((s, k));
+        }
+        let env = Self::run_env(&state, scope);
+        let sh = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), s.to_string()];
+        for (i, (check, command)) in c.init.iter().enumerate() {
+            let i = i + 1;
+            self.progress.info(&format!(
+                "--force=fakeroot: init step {i}: checking: $ {check}"
+            ));
+            let (status, _) = self.run_argv(at, &state, &sh(check), None, &env, false)?;
+            if status.success() {
+                self.progress.info(&format!(
+                    "--force=fakeroot: init step {i}: exit 0, step not needed"
+                ));
+                continue;
+            }
+            self.progress
+                .info(&format!("--force=fakeroot: init step {i}: $ {command}"));
+            let (status, layer) = self.run_argv(at, &state, &sh(command), None, &env, true)?;
+            let Some(layer) = layer.filter(|_| status.success()) else {
+                return Err(Error::invalid(
+                    format!("{at}: --force=fakeroot init step {i}"),
+                    format!("failed with {}: {command}", exit_how(status)),
+                ));
+            };
+            push_history(
+                &mut state,
+                &format!("RUN --force=fakeroot init step {i}: {command}"),
+                Some(layer),
+            );
+        }
+        if self.write_cache {
+            self.cache.put(&k, key, INIT, &state)?;
+        }
+        Ok((state, k))
+    }
+
+    /// The text of regular file `abs` in the state (symbolic links followed inside the
+    /// image, at most 64 KiB: enough for the small release files it is used on).
+    fn read_file_in(&self, state: &State, abs: &str) -> Option<String> {
+        let layers = self.storage.layers();
+        let mut path = resolve_path("/", abs);
+        for _ in 0..16 {
+            let rel = path.trim_start_matches('/').to_string();
+            let (tree, meta) = state.layers.iter().rev().find_map(|l| {
+                let p = layers.tree(&l.tree).join(&rel);
+                std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
+            })?;
+            let ft = meta.file_type();
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&tree).ok()?;
+                let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
+                path = resolve_path(&parent.to_string_lossy(), &target.to_string_lossy());
+                continue;
+            }
+            if !ft.is_file() {
+                return None; // a directory, or a whiteout
+            }
+            let mut text = String::new();
+            std::fs::File::open(&tree)
+                .ok()?
+                .take(64 * 1024)
+                .read_to_string(&mut text)
+                .ok()?;
+            return Some(text);
+        }
+        None
     }
 
     fn commit_image(&self, mut state: State, tag: &Reference) -> Result<Digest> {
@@ -1121,6 +1468,26 @@ impl Builder<'_> {
         })?;
         Ok(digest)
     }
+}
+
+/// ADD's `--checksum`, which only URL sources can have (one at a time: it names one file).
+fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
+    let Some(c) = a.checksum.as_deref() else {
+        return Ok(None);
+    };
+    let urls = a
+        .files
+        .sources
+        .iter()
+        .filter(|s| matches!(s, super::Source::Url(_)))
+        .count();
+    if urls != 1 || a.files.sources.len() != 1 {
+        return Err(Error::invalid(
+            format!("ADD --checksum={c}"),
+            "needs exactly one source, an http:// or https:// URL",
+        ));
+    }
+    fetch::parse_checksum(c).map(Some)
 }
 
 fn located(at: &str, e: Error) -> Error {

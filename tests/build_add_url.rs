@@ -1,0 +1,125 @@
+//! `ADD http://…`: the file downloaded into the layer with mode 0600, named from the URL or
+//! the destination, `--checksum` verified, the cache keyed by content (or by the checksum,
+//! downloading nothing), and clear errors; against a tiny HTTP server on 127.0.0.1.
+
+mod common;
+mod support;
+
+use std::fs;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use support::http;
+
+const BODY: &[u8] = b"hello over http\n";
+
+/// Serves BODY at /files/hello.txt, 404 elsewhere; counts requests. The thread ends with
+/// the test process.
+fn serve() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            http::set_timeouts(&s);
+            let Ok(Some((head, _))) = http::read_head(&mut s) else {
+                continue;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            if head.path() == "/files/hello.txt" {
+                http::respond(&mut s, 200, &[], BODY);
+            } else {
+                http::respond(&mut s, 404, &[], b"no\n");
+            }
+        }
+    });
+    (port, count)
+}
+
+/// `N.` / `N*` marks of a build's step lines, in order.
+fn marks(out: &str) -> String {
+    out.lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let digits = t.chars().take_while(char::is_ascii_digit).count();
+            (digits > 0)
+                .then(|| t[digits..].chars().next())
+                .flatten()
+                .filter(|c| *c == '.' || *c == '*')
+        })
+        .collect()
+}
+
+#[test]
+fn add_url_downloads_verifies_and_caches() {
+    let (port, count) = serve();
+    let lade = Lade::new();
+    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
+    let ctx = lade.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let build = |df: &str| {
+        fs::write(ctx.join("Dockerfile"), df).unwrap();
+        let mut c = lade.cmd();
+        c.args(["build", "-t", "t"]).arg(&ctx);
+        for v in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
+            c.env_remove(v);
+        }
+        run_cmd(c)
+    };
+    let url = format!("http://127.0.0.1:{port}/files/hello.txt");
+    let sum = sha256(BODY);
+    let df = format!(
+        "FROM base\n\
+         ADD {url} /dl/\n\
+         ADD {url} /named\n\
+         ADD --checksum={sum} {url}?x=1 /sum.txt\n"
+    );
+    let r = build(&df).ok();
+    assert_eq!(marks(&r.stdout), "*...", "{}", r.stderr);
+    // One download per URL per build.
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let out = lade.ok([
+        "run",
+        "t",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /dl/hello.txt /named /sum.txt; stat -c %a /dl/hello.txt /named /sum.txt",
+    ]);
+    let text = String::from_utf8_lossy(BODY);
+    assert_eq!(out, format!("{text}{text}{text}600\n600\n600\n"));
+
+    // A rebuild: the content is the same, so every step hits; the step with a checksum
+    // downloads nothing.
+    let r = build(&df).ok();
+    assert_eq!(marks(&r.stdout), "****", "{}", r.stderr);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    // Errors are one line naming the URL.
+    let bad = "0".repeat(64);
+    let err = build(&format!(
+        "FROM base\nADD --checksum=sha256:{bad} {url} /x\n"
+    ))
+    .fails_one_line();
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&url),
+        "{err}"
+    );
+    let err = build(&format!("FROM base\nADD http://127.0.0.1:{port}/nope /x\n")).fails_one_line();
+    assert!(err.contains("404") && err.contains("/nope"), "{err}");
+    let err = build(&format!("FROM base\nADD http://127.0.0.1:{port}/ /d/\n")).fails_one_line();
+    assert!(err.contains("cannot tell a file name"), "{err}");
+    let err = build(&format!("FROM base\nADD --checksum=md5:00 {url} /x\n")).fails_one_line();
+    assert!(err.contains("--checksum=md5:00"), "{err}");
+    fs::write(ctx.join("local"), "x").unwrap();
+    let err = build(&format!("FROM base\nADD --checksum={sum} local /x\n")).fails_one_line();
+    assert!(err.contains("exactly one source"), "{err}");
+    // Nothing listens on port 1.
+    let err = build("FROM base\nADD http://127.0.0.1:1/f /x\n").fails_one_line();
+    assert!(err.contains("download failed"), "{err}");
+    lade.fsck_ok();
+}

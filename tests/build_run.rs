@@ -1,0 +1,158 @@
+//! What a `lade build` RUN step sees from the host: `-b/--bind` directories and the proxy
+//! variables (ch-image's semantics), on the busybox fixture, as an ordinary user.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::*;
+
+struct B {
+    lade: Lade,
+    ctx: PathBuf,
+}
+
+fn setup() -> B {
+    let lade = Lade::new();
+    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
+    let ctx = lade.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    B { lade, ctx }
+}
+
+impl B {
+    fn build(&self, extra: &[&str], df: &str, env: &[(&str, &str)]) -> Run {
+        fs::write(self.ctx.join("Dockerfile"), df).unwrap();
+        let mut c = self.lade.cmd();
+        c.arg("build").args(extra).args(["-t", "t"]).arg(&self.ctx);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_cmd(c)
+    }
+
+    /// Entry names of the image's last layer blob.
+    fn last_layer_names(&self, tag: &str) -> Vec<String> {
+        let r: serde_json::Value =
+            serde_json::from_str(&self.lade.ok(["list", "--format", "json", tag])).unwrap();
+        let layers = r["layers"].as_array().unwrap();
+        let digest = layers.last().unwrap()["blob"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let blob = fs::read(self.lade.storage.join("blobs/sha256").join(hex)).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        tar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                e.path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// `N.` / `N*` marks of a build's step lines, in order.
+fn marks(out: &str) -> String {
+    out.lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let digits = t.chars().take_while(char::is_ascii_digit).count();
+            (digits > 0)
+                .then(|| t[digits..].chars().next())
+                .flatten()
+                .filter(|c| *c == '.' || *c == '*')
+        })
+        .collect()
+}
+
+#[test]
+fn bind_mounts_host_directories_into_run_only() {
+    let b = setup();
+    let host = b.lade.path("host");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("in.txt"), "from the host\n").unwrap();
+    let spec = format!("{}:/srv/lade/in", host.display());
+    // The image has no /srv: the mount point is made for the step, and left out of its layer.
+    assert!(!b.lade.ok(["run", "base", "--", "ls", "/"]).contains("srv"));
+    let r = b.build(
+        &["-b", &spec],
+        "FROM base\nRUN cat /srv/lade/in/in.txt > /copied && echo back > /srv/lade/in/out.txt\n",
+        &[],
+    );
+    r.ok();
+    assert_eq!(
+        b.lade.ok(["run", "t", "--", "cat", "/copied"]),
+        "from the host\n"
+    );
+    assert_eq!(fs::read_to_string(host.join("out.txt")).unwrap(), "back\n");
+    assert_eq!(b.last_layer_names("t"), ["copied"]);
+
+    // -b SRC alone binds at the same path; COPY still sees only the context.
+    let same = b.lade.path("same");
+    fs::create_dir_all(&same).unwrap();
+    fs::write(same.join("f"), "same path\n").unwrap();
+    let df = format!("FROM base\nRUN cat {}/f > /same\n", same.display());
+    b.build(&["--bind", same.to_str().unwrap()], &df, &[]).ok();
+    assert_eq!(b.lade.ok(["run", "t", "--", "cat", "/same"]), "same path\n");
+
+    // Bad binds are one-line errors naming the option.
+    let missing = b.lade.path("missing");
+    let err = b
+        .build(&["-b", missing.to_str().unwrap()], "FROM base\n", &[])
+        .fails_one_line();
+    assert!(err.contains("-b") && err.contains("missing"), "{err}");
+    let err = b
+        .build(
+            &["-b", &format!("{}:rel", host.display())],
+            "FROM base\n",
+            &[],
+        )
+        .fails_one_line();
+    assert!(err.contains("DST must be an absolute path"), "{err}");
+}
+
+#[test]
+fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
+    let b = setup();
+    let df = "FROM base\nRUN env | grep -i _proxy | sort > /proxies\n";
+    let env = [
+        ("HTTP_PROXY", "http://proxy.invalid:3128"),
+        ("no_proxy", "localhost"),
+    ];
+    let r = b.build(&[], df, &env).ok();
+    assert_eq!(marks(&r.stdout), "*.");
+    assert_eq!(
+        b.lade.ok(["run", "t", "--", "cat", "/proxies"]),
+        "HTTP_PROXY=http://proxy.invalid:3128\nno_proxy=localhost\n"
+    );
+    // A changed proxy is not a change of the build (ch-image).
+    let r = b
+        .build(&[], df, &[("HTTP_PROXY", "http://other.invalid:8080")])
+        .ok();
+    assert_eq!(marks(&r.stdout), "**");
+    // And they are substituted without an ARG.
+    let r = b
+        .build(
+            &[],
+            "FROM base\nLABEL p=$HTTPS_PROXY\n",
+            &[("HTTPS_PROXY", "http://s.invalid")],
+        )
+        .ok();
+    assert_eq!(marks(&r.stdout), "*.");
+    let rec: serde_json::Value =
+        serde_json::from_str(&b.lade.ok(["list", "--format", "json", "t"])).unwrap();
+    let hex = rec["config"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap()
+        .to_string();
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(b.lade.storage.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    assert_eq!(config["config"]["Labels"]["p"], "http://s.invalid");
+}

@@ -2,6 +2,7 @@
 //! assembles the image root, pivots into it and replaces itself with the user's command: no
 //! daemon, no supervisor, no setuid helper (the model of Charliecloud's ch-run).
 
+pub mod mountpoints;
 pub mod namespace;
 pub mod process;
 pub mod rootfs;
@@ -162,26 +163,51 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     let gid = opts
         .gid
         .unwrap_or_else(|| rustix::process::getgid().as_raw());
+    // The default read-only root needs no writable layer: the mount points the image lacks
+    // come from a small extra lower layer, found or made here on the host (mountpoints.rs).
+    let read_only = matches!(opts.upper, Upper::Scratch { writable: false });
+    let mount_point_layer = if read_only {
+        let trees: Vec<PathBuf> = lowers.iter().map(|l| lower_base.join(l)).collect();
+        Some(mountpoints::layer_for(storage, &trees, &binds)?)
+    } else {
+        None
+    };
+
     namespace::enter(uid, gid)?;
     rootfs::make_mounts_private()?;
-    rootfs::mount_scratch(&scratch)?;
-    let root = match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
-        Ok(root) => root,
-        Err(overlay_err) => {
-            // Without overlayfs: a flattened copy of the image, made once and kept.
-            if !matches!(opts.upper, Upper::Scratch { writable: false }) {
-                return Err(overlay_err);
+    let fast_root = match &mount_point_layer {
+        Some(extra) => {
+            let mut all: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
+            all.extend(lowers.iter().cloned());
+            rootfs::mount_overlay_read_only(&scratch, &lower_base, &all)
+                .ok()
+                .map(|()| scratch.clone())
+        }
+        None => None,
+    };
+    let root = match fast_root {
+        Some(root) => root,
+        None => {
+            rootfs::mount_scratch(&scratch)?;
+            match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
+                Ok(root) => root,
+                Err(overlay_err) => {
+                    // Without overlayfs: a flattened copy of the image, made once and kept.
+                    if !read_only {
+                        return Err(overlay_err);
+                    }
+                    let Some(hex) = &manifest_hex else {
+                        return Err(overlay_err);
+                    };
+                    eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
+                    let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
+                    rootfs::mount_flat(&scratch, &flat)?
+                }
             }
-            let Some(hex) = &manifest_hex else {
-                return Err(overlay_err);
-            };
-            eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
-            let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
-            rootfs::mount_flat(&scratch, &flat)?
         }
     };
     rootfs::bind_all(&root, &binds)?;
-    if matches!(opts.upper, Upper::Scratch { writable: false }) {
+    if read_only && root != scratch {
         rootfs::make_read_only(&root)?;
     }
     rootfs::pivot(&root)?;

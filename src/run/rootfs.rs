@@ -113,6 +113,32 @@ pub fn mount_overlay(
     Ok(root)
 }
 
+/// Overlay of `lowers` (top-most first) with no upper layer, mounted on `target` itself: the
+/// kernel makes such an overlay read-only, and it needs no tmpfs, upper or work directory
+/// (see `mountpoints.rs` for why that matters). Paths as for [`mount_overlay`].
+pub fn mount_overlay_read_only(target: &Path, lower_base: &Path, lowers: &[String]) -> Result<()> {
+    let options = format!("lowerdir={},userxattr", lowers.join(":"));
+    if options.len() >= 4096 {
+        return Err(Error::unsupported(
+            "overlayfs",
+            format!("{} layers make the mount options too long", lowers.len()),
+        ));
+    }
+    let options = CString::new(options)
+        .map_err(|_| Error::invalid("overlay options", "NUL byte in a path"))?;
+    let here = std::env::current_dir().ctx(|| "current directory".into())?;
+    std::env::set_current_dir(lower_base).at(lower_base)?;
+    let result = mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::RDONLY,
+        Some(options.as_c_str()),
+    );
+    std::env::set_current_dir(&here).at(&here)?;
+    result.map_err(|e| Error::unsupported("overlayfs", format!("read-only mount failed: {e}")))
+}
+
 /// Binds a flattened image tree at `scratch/root` (the fallback without overlayfs).
 pub fn mount_flat(scratch: &Path, tree: &Path) -> Result<PathBuf> {
     let root = scratch.join("root");

@@ -12,6 +12,8 @@
 //! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`
 //! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories
 //! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs
+//! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
+//!                                  files an image lacks for the binds (crate::run::mountpoints)
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically
 //! ```

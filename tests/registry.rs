@@ -221,6 +221,44 @@ fn warm_pull_is_one_manifest_request() {
     }
 }
 
+/// `--tls-no-verify` against a plain-HTTP registry, when the first requests of a run are
+/// concurrent: pulled by digest with the manifest already stored, `--always-download` starts
+/// with the config and layers at once. They must settle HTTPS-or-HTTP once (one TLS probe in
+/// all) rather than race, where one failing on HTTPS after another settled on HTTP gave up.
+#[test]
+fn concurrent_first_requests_settle_the_scheme_once() {
+    let f = fixtures();
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("multi"), "test/multi:v1", &[]);
+    let digest = support::layout_descriptor(&f.layout(), "multi")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(reg.port);
+    let by_digest = format!("{}/test/multi@{digest}", proxy.host());
+    let lade = Lade::new();
+    insecure(&lade, &["pull", &by_digest, "img"]).ok();
+    for round in 0..3 {
+        proxy.clear();
+        insecure(&lade, &["pull", "--always-download", &by_digest, "img"]).ok();
+        let log = proxy.log();
+        let blobs = log.iter().filter(|l| l.path.contains("/blobs/")).count();
+        assert!(
+            blobs >= 3,
+            "round {round}: not a multi-layer pull:\n{}",
+            proxy.dump()
+        );
+        assert!(
+            log.iter().all(|l| !l.path.contains("/manifests/")),
+            "round {round}: the stored manifest was asked for again:\n{}",
+            proxy.dump()
+        );
+        assert_eq!(proxy.non_http(), 1, "round {round}: TLS probes");
+    }
+    assert_eq!(stored_digest(&lade, "img"), digest);
+    lade.fsck_ok();
+}
+
 /// Runs lade in `dir` (where the lock file lives).
 fn in_dir(lade: &Lade, dir: &Path, args: &[&str]) -> Run {
     let mut c = lade.cmd();

@@ -4,7 +4,9 @@
 //!
 //! There is no `GET /v2/` ping before the first real request: the challenge on a 401 tells
 //! everything the ping would, and skipping it keeps a warm pull to a single manifest request.
-//! [`Client::ping`] exists for diagnosis and `lade list`.
+//! [`Client::ping`] exists for diagnosis and `lade list`. Under `--tls-no-verify` the first
+//! request settles the scheme while concurrent ones wait for it, so parallel blob requests of a
+//! pull whose manifest was already stored cannot race each other to different schemes.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -95,6 +97,10 @@ pub struct Client {
     password_many: bool,
     env: credentials::Env,
     scheme: Mutex<Option<Scheme>>,
+    /// Held by the request that settles the scheme (`--tls-no-verify`: HTTPS, else plain
+    /// HTTP), so that concurrent first requests wait for its answer instead of each probing
+    /// on its own: one that fails on HTTPS after another settled on HTTP would not try HTTP.
+    settling: Mutex<()>,
     auth: Mutex<AuthState>,
     /// The user name of the credentials last used, for messages (its own lock, so that
     /// errors can be made while `auth` is held).
@@ -178,6 +184,7 @@ impl Client {
             } else {
                 Some(Scheme::Https)
             }),
+            settling: Mutex::new(()),
             auth: Mutex::new(AuthState::default()),
             last_user: Mutex::new(None),
             progress,
@@ -493,6 +500,14 @@ impl Client {
         build: &dyn Fn(Scheme) -> RequestBuilder,
         what: &str,
     ) -> Result<Response> {
+        // Until the scheme is known, one request at a time (the others wait here, then find
+        // it settled). Once it is, no lock is taken.
+        let _settling = match self.current_scheme() {
+            Some(_) => None,
+            None => Some(self.settling.lock().map_err(|_| {
+                Error::invalid(format!("registry {}", self.host), "internal lock poisoned")
+            })?),
+        };
         let mut attempt = 0;
         let mut probing_http = false;
         loop {

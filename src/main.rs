@@ -258,45 +258,19 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let src_loc = ImageLocation::parse_pull_source(&source)?;
             let dest_name = dest_ref.as_deref().map(Reference::parse).transpose()?;
             let storage = open_storage(g, LockMode::Shared)?;
-            let tag_lock = match &src_loc {
+            let registry = match &src_loc {
                 ImageLocation::Registry(_) => {
-                    lade::lockfile::TagLock::open_in(std::path::Path::new("."))?.map(Arc::new)
+                    lade::pull::with_project_lock(registry_options(g, progress), locked)?
                 }
-                _ => None,
+                _ => registry_options(g, progress),
             };
-            let ctx = Context {
-                storage: Some(storage.clone()),
-                registry: lade::transport::registry::Options {
-                    tag_lock,
-                    locked,
-                    ..registry_options(g, progress)
-                },
-            };
-            // The source is opened first: what it holds explains more than a missing name.
-            let src = transport::open_source(&src_loc, &ctx)?;
-            let name = match dest_name {
-                Some(n) => n,
-                None => src_loc.implied_name().unwrap_or_else(|| {
-                    Err(Error::invalid(
-                        &source,
-                        "names no image reference; give one: lade pull SOURCE DEST_REF",
-                    ))
-                })?,
-            };
-            let mut dst = StoreDestination::new(storage.clone(), name.clone())
-                .with_progress(progress.clone())
-                .with_last_layer(last_layer)
-                .always_download(always_download);
-            let opts = CopyOptions {
+            let opts = lade::pull::PullOptions {
                 arch,
-                ..CopyOptions::default()
+                last_layer,
+                always_download,
             };
-            progress.info(&format!(
-                "pulling {} to {}",
-                src.describe(),
-                name.familiar()
-            ));
-            let image = copy_image(&*src, &mut dst, &opts, progress)?;
+            let (name, image) =
+                lade::pull::pull(&storage, &src_loc, dest_name, &registry, &opts, progress)?;
             progress.info(&format!("done: {} {}", name.familiar(), image.top.digest));
         }
         Command::Copy {
@@ -480,7 +454,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => lade::build::executor::build(
             &args,
             || open_storage(g, LockMode::Shared),
-            registry_options(g, progress),
+            lade::pull::with_project_lock(registry_options(g, progress), args.locked)?,
             arch,
             progress,
         )?,

@@ -1,8 +1,9 @@
 //! Pulling from a real registry (Debian's docker-registry, Distribution 2.8) on loopback,
 //! anonymous over plain HTTP (`--tls-no-verify` allows that), with images pushed by skopeo:
 //! they must come out exactly as from the OCI layout they were pushed from, and as
-//! `umoci unpack --rootless` makes them. Also the tag lock file, `lade list REF`, and the
-//! one-request warm pull (counted at a proxy).
+//! `umoci unpack --rootless` makes them. Also the tag lock file (for pulls and `lade build`'s
+//! `FROM`), `lade list REF`, the one-request warm pull and the scheme settled once under
+//! `--tls-no-verify` (counted at a proxy).
 
 mod common;
 mod support;
@@ -347,4 +348,85 @@ fn tag_lock_file_pins_tags() {
     fs::write(&lock, "version = 7\n").unwrap();
     let err = in_dir(&lade, project.path(), &["pull", &name]).fails_one_line();
     assert!(err.contains("version 7"), "{err}");
+}
+
+/// `lade build` in a project with a tag lock file resolves `FROM` tags through it, as
+/// `lade pull` does: a new tag is pinned (even when the store has an image of that name), a
+/// pinned tag is never resolved again (no request at all once stored), removing its line
+/// refreshes it, and `build --locked` refuses a tag that is not pinned.
+#[test]
+fn build_from_lines_resolve_tags_through_the_lock_file() {
+    let f = fixtures();
+    let reg = Registry::anonymous();
+    reg.push(&f.oci("single"), "test/app:stable", &[]);
+    let digest_of = |tag: &str| {
+        support::layout_descriptor(&f.layout(), tag)["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (single, multi) = (digest_of("single"), digest_of("multi"));
+    let proxy = Proxy::start(reg.port);
+    let base = format!("{}/test/app:stable", proxy.host());
+    let lade = Lade::new();
+    // Stored before the project pins anything.
+    insecure(&lade, &["pull", &base]).ok();
+    assert_eq!(stored_digest(&lade, &base), single);
+
+    let project = Scratch::new("project");
+    let lock = project.join("lade-tags.lock");
+    fs::write(
+        project.join("Dockerfile"),
+        format!("FROM {base}\nENV X=1\n"),
+    )
+    .unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-t", "out", "."]);
+        in_dir(&lade, project.path(), &args)
+    };
+
+    // The tag moves on in the registry; the empty lock file makes FROM resolve it afresh
+    // (not take the stored image) and pin what it found.
+    reg.push(&f.oci("multi"), "test/app:stable", &[]);
+    fs::write(&lock, "").unwrap();
+    build(&[]).ok();
+    assert_eq!(stored_digest(&lade, &base), multi);
+    let text = fs::read_to_string(&lock).unwrap();
+    assert!(
+        text.contains(&format!("test/app:stable\" = \"{multi}\"")),
+        "{text}"
+    );
+
+    // Pinned and stored: the tag moves again, the build makes no request and keeps the pin.
+    reg.push(&f.oci("single"), "test/app:stable", &[]);
+    proxy.clear();
+    build(&["--locked"]).ok();
+    assert!(proxy.log().is_empty(), "requests:\n{}", proxy.dump());
+    assert_eq!(stored_digest(&lade, &base), multi);
+    assert_eq!(fs::read_to_string(&lock).unwrap(), text);
+
+    // Removing the line refreshes the tag.
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("test/app:stable"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&lock, &without).unwrap();
+    let err = build(&["--locked"]).fails_one_line();
+    assert!(
+        err.contains("not pinned") && err.contains("lade-tags.lock"),
+        "{err}"
+    );
+    build(&[]).ok();
+    assert_eq!(stored_digest(&lade, &base), single);
+
+    // Without a lock file the stored image is used as it is, without asking the registry.
+    fs::remove_file(&lock).unwrap();
+    reg.push(&f.oci("multi"), "test/app:stable", &[]);
+    proxy.clear();
+    build(&[]).ok();
+    assert!(proxy.log().is_empty(), "requests:\n{}", proxy.dump());
+    assert_eq!(stored_digest(&lade, &base), single);
 }

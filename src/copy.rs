@@ -70,6 +70,12 @@ pub fn copy_image(
         Kind::Index => {
             let index = top.index()?;
             let desc = platform::select(&index, &opts.arch, &source)?;
+            if desc.platform().is_none() {
+                progress.warn(&platform::unaware_warning(
+                    &source,
+                    "the index's only image names no platform",
+                ));
+            }
             let child = src.manifest(&manifest::expected(desc)?)?;
             if child.kind != Kind::Image {
                 return Err(Error::unsupported(&source, "an index nested in an index"));

@@ -152,6 +152,114 @@ fn pull_multi_arch_index_by_architecture() {
     assert!(listed.contains("in local storage:    yes"), "{listed}");
 }
 
+/// A layout holding the fixtures' `single` image twice, architecture-unaware: as `unaware`, a
+/// manifest whose config names no architecture or OS; as `noplatform`, an index whose only
+/// entry has no platform.
+fn unaware_layout(f: &Fixtures, scratch: &Scratch) -> std::path::PathBuf {
+    let src = f.layout();
+    let dst = scratch.join("unaware");
+    let blobs = dst.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
+    }
+    let put = |v: &serde_json::Value| {
+        let bytes = serde_json::to_vec(v).unwrap();
+        let digest = sha256(&bytes);
+        fs::write(blobs.join(digest.strip_prefix("sha256:").unwrap()), &bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let read = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let single = support::layout_descriptor(&src, "single");
+    let mut manifest = read(single["digest"].as_str().unwrap());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let obj = config.as_object_mut().unwrap();
+    obj.remove("architecture");
+    obj.remove("os");
+    obj.remove("variant");
+    let (cd, cs) = put(&config);
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": support::OCI_INDEX,
+        "manifests": [{"mediaType": single["mediaType"], "digest": single["digest"], "size": single["size"]}],
+    });
+    let (id, is) = put(&index);
+    fs::write(dst.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tag = |t: &str| serde_json::json!({"org.opencontainers.image.ref.name": t});
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [
+            {"mediaType": single["mediaType"], "digest": md, "size": ms, "annotations": tag("unaware")},
+            {"mediaType": support::OCI_INDEX, "digest": id, "size": is, "annotations": tag("noplatform")},
+        ],
+    });
+    fs::write(dst.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    dst
+}
+
+/// Architecture-unaware images are pulled, with one line of warning: a manifest whose config
+/// names no architecture, and an index whose only entry names no platform, whatever `--arch`.
+#[test]
+fn architecture_unaware_images_are_pulled_with_a_warning() {
+    let f = fixtures();
+    let s = Scratch::new("unaware");
+    let layout = unaware_layout(f, &s);
+    let reg = Registry::anonymous();
+    reg.push(
+        &format!("oci:{}:unaware", layout.display()),
+        "test/unaware:1",
+        &[],
+    );
+    reg.push(
+        &format!("oci:{}:noplatform", layout.display()),
+        "test/noplatform:1",
+        &["--all"],
+    );
+    let lade = Lade::new();
+    for (image, arch) in [
+        ("test/unaware:1", "host"),
+        ("test/noplatform:1", "host"),
+        ("test/noplatform:1", "s390x"),
+    ] {
+        let run = insecure(&lade, &["--arch", arch, "pull", &reg.image(image), "img"]).ok();
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("architecture-unaware"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{image} --arch {arch}:\n{}", run.stderr);
+        assert!(warnings[0].contains("warning"), "{}", warnings[0]);
+        let out = lade.ok(["list", "--format", "json", "img"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if image.starts_with("test/unaware") {
+            assert!(v["platform"].is_null(), "{out}");
+        }
+        let tree = unpack(
+            &lade,
+            "img",
+            &format!("tree-{}-{arch}", image.replace(['/', ':'], "-")),
+        );
+        assert!(fs::read_dir(&tree).unwrap().next().is_some(), "empty image");
+        lade.run(["delete", "img"]).ok();
+    }
+    // An image that names its platform pulls without the warning.
+    reg.push(&f.oci("single"), "test/single:1", &[]);
+    let run = insecure(&lade, &["pull", &reg.image("test/single:1")]).ok();
+    assert!(
+        !run.stderr.contains("architecture-unaware"),
+        "{}",
+        run.stderr
+    );
+    lade.fsck_ok();
+}
+
 #[test]
 fn pull_by_digest_and_errors() {
     let f = fixtures();

@@ -206,14 +206,16 @@ impl ImageDestination for StoreDestination {
         let staged =
             std::mem::take(&mut *self.staged.lock().map_err(|_| poisoned(&self.describe()))?);
         let layers = install_layers(&self.storage, &jobs, staged, &image.source, &self.progress)?;
-        let platform = image.platform.clone().or_else(|| {
-            let arch = config.architecture().to_string();
-            let os = config.os().to_string();
-            Some(match config.variant() {
-                Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
-                _ => format!("{os}/{arch}"),
-            })
-        });
+        let platform = image
+            .platform
+            .clone()
+            .or_else(|| crate::platform::of_config(&config));
+        if platform.is_none() && image.from_index.is_none() {
+            self.progress.warn(&crate::platform::unaware_warning(
+                &image.source,
+                "a single manifest whose config names no architecture or OS",
+            ));
+        }
         self.storage.images().put(&ImageRecord {
             name: self.name.to_string(),
             manifest: image.top.digest.clone(),

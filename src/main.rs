@@ -359,12 +359,38 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            // `docker://REF` asks the registry even about an image that came from elsewhere.
+            let (one, ask_remote) = match image_ref.as_deref() {
+                Some(r) => match r.strip_prefix("docker://") {
+                    Some(rest) => (Some(rest), true),
+                    None => (Some(r), false),
+                },
+                None => (None, false),
+            };
             let storage = open_storage(g, LockMode::Shared)?;
-            list(&storage, long, format, image_ref.as_deref())?;
-            if let Some(r) = &image_ref
+            list(&storage, long, format, one)?;
+            if let Some(r) = one
                 && format == Format::Text
             {
-                list_remote(&Reference::parse(r)?, &registry_options(g, progress));
+                let name = Reference::parse(r)?;
+                let record = storage.images().get(&name)?;
+                // A local image the registry has nothing to say about (from oci:, a build, an
+                // import, or pulled under another name) is not worth a request, nor a network
+                // error when the registry is unreachable.
+                let from_elsewhere = record
+                    .as_ref()
+                    .filter(|rec| rec.source != format!("docker://{name}"));
+                match from_elsewhere {
+                    Some(rec) if !ask_remote => {
+                        println!(
+                            "available remotely:  not asked (the image came from {}; \
+                             `lade list docker://{r}` asks the registry)",
+                            rec.source
+                        );
+                        println!("host architecture:   {}", lade::platform::host_arch());
+                    }
+                    _ => list_remote(&name, &registry_options(g, progress)),
+                }
             }
         }
         Command::Delete { globs } => {
@@ -645,8 +671,13 @@ fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
                 if r.arch_aware { "yes" } else { "no" }
             );
         }
-        Err(e) => {
+        // Only a registry that answered "no such image" says no; anything else (no network,
+        // refused, unauthorized) leaves it unknown.
+        Err(e @ Error::ImageNotFound(_)) => {
             println!("available remotely:  no ({})", one_line(e));
+        }
+        Err(e) => {
+            println!("available remotely:  unknown ({})", one_line(e));
         }
     }
     println!("host architecture:   {}", lade::platform::host_arch());

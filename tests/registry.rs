@@ -150,6 +150,38 @@ fn pull_multi_arch_index_by_architecture() {
     }
     let listed = insecure(&lade, &["list", "ma-arm"]).ok().stdout;
     assert!(listed.contains("in local storage:    yes"), "{listed}");
+    assert!(listed.contains("not asked"), "{listed}");
+}
+
+/// `lade list REF` of a local image that did not come from REF's registry shows the local
+/// facts without asking (so without a network error when that registry is unreachable);
+/// `list docker://REF` asks, and an unreachable registry leaves "available remotely" unknown.
+#[test]
+fn list_of_a_local_image_does_not_need_its_registry() {
+    let f = fixtures();
+    let lade = Lade::new();
+    let name = format!("127.0.0.1:{}/x/local:1", support::registry::free_port());
+    lade.ok(["pull", &f.oci("multi"), &name]);
+    let t = std::time::Instant::now();
+    let listed = lade.run(["list", &name]).ok();
+    assert!(
+        listed.stdout.contains("in local storage:    yes"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("available remotely:  not asked") && listed.stdout.contains("oci:"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stderr.is_empty(), "{}", listed.stderr);
+    let asked = lade.run(["list", &format!("docker://{name}")]).ok().stdout;
+    assert!(asked.contains("in local storage:    yes"), "{asked}");
+    assert!(
+        asked.contains("available remotely:  unknown") && asked.contains("cannot connect"),
+        "{asked}"
+    );
+    assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
 }
 
 /// A layout holding the fixtures' `single` image twice, architecture-unaware: as `unaware`, a

@@ -188,8 +188,24 @@ fn list_of_a_local_image_does_not_need_its_registry() {
 /// manifest whose config names no architecture or OS; as `noplatform`, an index whose only
 /// entry has no platform.
 fn unaware_layout(f: &Fixtures, scratch: &Scratch) -> std::path::PathBuf {
+    edited_layout(f, scratch, "single", |config| {
+        let obj = config.as_object_mut().unwrap();
+        obj.remove("architecture");
+        obj.remove("os");
+        obj.remove("variant");
+    })
+}
+
+/// A copy of the fixtures' layout where tag `tag`'s config is edited: tagged `unaware`, the
+/// edited image; tagged `noplatform`, an index of the original image without a platform.
+fn edited_layout(
+    f: &Fixtures,
+    scratch: &Scratch,
+    tag: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> std::path::PathBuf {
     let src = f.layout();
-    let dst = scratch.join("unaware");
+    let dst = scratch.join("edited");
     let blobs = dst.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
@@ -206,13 +222,10 @@ fn unaware_layout(f: &Fixtures, scratch: &Scratch) -> std::path::PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
         serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
     };
-    let single = support::layout_descriptor(&src, "single");
+    let single = support::layout_descriptor(&src, tag);
     let mut manifest = read(single["digest"].as_str().unwrap());
     let mut config = read(manifest["config"]["digest"].as_str().unwrap());
-    let obj = config.as_object_mut().unwrap();
-    obj.remove("architecture");
-    obj.remove("os");
-    obj.remove("variant");
+    edit(&mut config);
     let (cd, cs) = put(&config);
     manifest["config"]["digest"] = cd.into();
     manifest["config"]["size"] = cs.into();
@@ -290,6 +303,43 @@ fn architecture_unaware_images_are_pulled_with_a_warning() {
         run.stderr
     );
     lade.fsck_ok();
+}
+
+/// Layers are unpacked while they download, before the config is read: a layer whose content
+/// is not what the config's diff-ID says must still be refused, and no tree of the image (the
+/// refused one or the good ones) may be published.
+#[test]
+fn a_layer_not_matching_its_diff_id_publishes_nothing() {
+    let f = fixtures();
+    let s = Scratch::new("diffid");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let w = wrong.clone();
+    let layout = edited_layout(f, &s, "multi", move |config| {
+        config["rootfs"]["diff_ids"][1] = w.clone().into();
+    });
+    let reg = Registry::anonymous();
+    reg.push(
+        &format!("oci:{}:unaware", layout.display()),
+        "test/liar:1",
+        &[],
+    );
+    for source in [
+        reg.image("test/liar:1"),
+        format!("oci:{}:unaware", layout.display()),
+    ] {
+        let lade = Lade::new();
+        let err = insecure(&lade, &["-q", "pull", &source, "img"]).fails_one_line();
+        assert!(
+            err.contains("image config says") && err.contains(&wrong),
+            "{err}"
+        );
+        let published: Vec<_> = fs::read_dir(lade.storage.join("layers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(published.is_empty(), "{source}: published {published:?}");
+        assert!(lade.list().is_empty());
+        lade.fsck_ok();
+    }
 }
 
 #[test]

@@ -30,6 +30,11 @@ pub struct Unpacked {
 }
 
 impl Unpacked {
+    /// Tar entries the layer held.
+    pub fn entries(&self) -> u64 {
+        self.info.entries
+    }
+
     /// Removes the staging tree (an unneeded or refused layer).
     pub fn discard(self) {
         let _ = crate::fsutil::remove_all(&self.staging);

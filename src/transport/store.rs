@@ -143,6 +143,11 @@ impl ImageDestination for StoreDestination {
                     &self.progress,
                 )
             })?;
+        self.progress.note(&format!(
+            "layer {}: unpacked {} entries while downloading",
+            expected.digest.short(),
+            unpacked.entries()
+        ));
         let mut staged = self.staged.lock().map_err(|_| poisoned(&source))?;
         if let Some(older) = staged.insert(expected.digest.clone(), unpacked) {
             older.discard();

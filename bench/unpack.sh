@@ -179,9 +179,17 @@ measure() { # name prepare-fn command...
 OUT=$W/out
 STORE=$W/store
 # Every run starts with no dirty pages left from the previous one (sync, untimed), or the
-# later runs pay for the earlier ones' writeback.
-prep_out() { nuke "$OUT"; sync; }
-prep_store() { nuke "$STORE" "$OUT"; sync; }
+# later runs pay for the earlier ones' writeback. The previous output is moved aside rather
+# than deleted (and deleted at the end): on ext4 without a journal, allocating inodes right
+# after deleting many scans past every recently deleted one, which would be measured too.
+TRASH=$W/trash
+set_aside() {
+    mkdir -p "$TRASH"
+    for d in "$@"; do [ -e "$d" ] && mv "$d" "$TRASH/$(basename "$d").$RANDOM$RANDOM"; done
+    return 0
+}
+prep_out() { set_aside "$OUT"; sync; }
+prep_store() { set_aside "$STORE" "$OUT"; sync; }
 
 gzip_tar() {
     mkdir -p "$OUT"
@@ -222,7 +230,7 @@ fi
 for i in $(seq "$RUNS"); do
     measure "lade pull, 256 MiB layer" prep_store "$LADE" --storage "$STORE" pull "oci:$BIGIMG:big"
 done
-nuke "$OUT" "$STORE"
+nuke "$OUT" "$STORE" "$TRASH"
 largest=0
 for l in "${layers[@]}"; do
     s=$(stat -c %s "$IMG/blobs/sha256/$l"); [ "$s" -gt "$largest" ] && largest=$s

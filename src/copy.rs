@@ -2,8 +2,6 @@
 //! index), copy every blob the destination lacks as a verified stream, write manifests last,
 //! then let the destination name the image. `pull`, `copy` and `push` are all this.
 
-use std::io::Read;
-
 use oci_spec::image::Descriptor;
 
 use crate::digest::Expected;
@@ -72,6 +70,12 @@ pub fn copy_image(
         Kind::Index => {
             let index = top.index()?;
             let desc = platform::select(&index, &opts.arch, &source)?;
+            if desc.platform().is_none() {
+                progress.warn(&platform::unaware_warning(
+                    &source,
+                    "the index's only image names no platform",
+                ));
+            }
             let child = src.manifest(&manifest::expected(desc)?)?;
             if child.kind != Kind::Image {
                 return Err(Error::unsupported(&source, "an index nested in an index"));
@@ -98,16 +102,21 @@ fn copy_one(
     progress: &Progress,
 ) -> Result<()> {
     let parsed = manifest.image()?;
-    let mut blobs: Vec<&Descriptor> = vec![parsed.config()];
-    blobs.extend(parsed.layers());
-    let todo: Vec<(Expected, String)> = blobs
-        .iter()
-        .map(|d| {
-            let expected = manifest::expected(d)?;
-            let what = format!("blob {} of {}", expected.digest, src.describe());
-            Ok((expected, what))
-        })
-        .collect::<Result<_>>()?;
+    dst.expect_image(manifest)?;
+    // The config first (tiny), then the biggest layers: with layers unpacked as they arrive,
+    // starting the longest jobs first keeps both workers busy to the end. A blob listed twice
+    // is copied once.
+    let mut layers: Vec<&Descriptor> = parsed.layers().iter().collect();
+    layers.sort_by_key(|d| std::cmp::Reverse(d.size()));
+    let mut todo: Vec<(Expected, String)> = Vec::with_capacity(layers.len() + 1);
+    for d in std::iter::once(parsed.config()).chain(layers) {
+        let expected = manifest::expected(d)?;
+        if todo.iter().any(|(e, _)| e.digest == expected.digest) {
+            continue;
+        }
+        let what = format!("blob {} of {}", expected.digest, src.describe());
+        todo.push((expected, what));
+    }
     let outcome = crate::parallel::run_all(&todo, opts.parallel, |(expected, what)| {
         copy_blob(src, dst, expected, what, progress)
     });
@@ -131,7 +140,7 @@ fn copy_blob(
     let bar = progress.bytes(&short_what(expected), expected.size);
     let mut stream = src.open_blob(&expected.digest)?;
     let mut counted = bar.wrap_read(&mut stream);
-    dst.put_blob(expected, &mut counted as &mut dyn Read, what)?;
+    dst.put_blob(expected, &mut counted, what)?;
     bar.finish("copied");
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! Unpacks an image's layers into the store's per-layer trees: in parallel (layers do not
-//! depend on each other in overlayfs format), each streamed straight from its blob, checked
-//! against its diff-ID, and published by rename.
+//! depend on each other in overlayfs format), each streamed straight from its blob, or from the
+//! network while the blob is stored ([`unpack_arriving`]), checked against its diff-ID, and
+//! published by rename only once every layer below it is in place.
 
+use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
+use std::sync::Mutex;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -18,17 +22,32 @@ pub struct LayerJob {
     pub diff_id: Digest,
 }
 
-struct Unpacked {
+/// A layer tree unpacked into the work area, not yet published.
+pub struct Unpacked {
     staging: std::path::PathBuf,
     info: LayerInfo,
     external: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
+impl Unpacked {
+    /// Tar entries the layer held.
+    pub fn entries(&self) -> u64 {
+        self.info.entries
+    }
+
+    /// Removes the staging tree (an unneeded or refused layer).
+    pub fn discard(self) {
+        let _ = crate::fsutil::remove_all(&self.staging);
+    }
+}
+
 /// Makes sure every layer has a tree in the store and returns how the image refers to them.
-/// `limit` (for `--last-layer`) unpacks only the first N layers.
+/// `staged` holds layers already unpacked while they downloaded, by blob digest: each is used
+/// only if its diff-ID is the config's, and every one is either published or removed.
 pub fn install_layers(
     storage: &Storage,
     jobs: &[LayerJob],
+    staged: HashMap<Digest, Unpacked>,
     what: &str,
     progress: &Progress,
 ) -> Result<Vec<LayerRef>> {
@@ -51,9 +70,22 @@ pub fn install_layers(
     let missing: Vec<usize> = (0..jobs.len())
         .filter(|&i| existing_key(i).is_none())
         .collect();
+    let staged = Mutex::new(staged);
     let outcome = crate::parallel::run_all(&missing, 2, |&i| {
-        unpack_one(storage, &jobs[i], i, jobs.len(), what, progress)
+        let ready = staged.lock().ok().and_then(|mut s| s.remove(&jobs[i].blob));
+        match ready {
+            Some(u) => {
+                let label = format!("layer {}/{} ({})", i + 1, jobs.len(), jobs[i].blob.short());
+                check_diff_id(u, &jobs[i], &label, what)
+            }
+            None => unpack_one(storage, &jobs[i], i, jobs.len(), what, progress),
+        }
     });
+    // Layers unpacked on arrival that turned out not to be needed (their tree was in the
+    // store already, or --last-layer stops below them).
+    for (_, u) in staged.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        u.discard();
+    }
     if let Some(e) = outcome.error {
         for u in outcome.results.into_iter().flatten() {
             let _ = crate::fsutil::remove_all(&u.staging);
@@ -126,25 +158,58 @@ fn unpack_one(
     what: &str,
     progress: &Progress,
 ) -> Result<Unpacked> {
+    let label = format!("layer {}/{} ({})", index + 1, count, job.blob.short());
+    let file = storage.blobs().open(&job.blob)?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let task = progress.bytes(
+        &format!("layer {}/{} {}", index + 1, count, job.blob.short()),
+        size,
+    );
+    let u = unpack_to_staging(
+        storage,
+        task.wrap_read(file),
+        &job.blob,
+        &label,
+        what,
+        progress,
+    )?;
+    let u = check_diff_id(u, job, &label, what)?;
+    task.finish(&format!("unpacked {} entries", u.info.entries));
+    Ok(u)
+}
+
+/// Unpacks a layer blob that is still arriving (see [`crate::storage::BlobStore::put_through`])
+/// into a staging tree of the work area. Nothing is published: the blob's digest is known only
+/// at the end of the stream and the diff-ID the config promises only at commit, so the tree
+/// waits for [`install_layers`] (or is removed with the work area).
+pub fn unpack_arriving(
+    storage: &Storage,
+    stream: &mut (dyn Read + Send),
+    blob: &Digest,
+    what: &str,
+    progress: &Progress,
+) -> Result<Unpacked> {
+    let label = format!("layer {}", blob.short());
+    unpack_to_staging(storage, stream, blob, &label, what, progress)
+}
+
+/// Applies one layer into a fresh staging directory; its `info.diff_id` is what the content
+/// hashed to, not yet checked against anything.
+fn unpack_to_staging(
+    storage: &Storage,
+    stream: impl Read + Send,
+    blob: &Digest,
+    label: &str,
+    what: &str,
+    progress: &Progress,
+) -> Result<Unpacked> {
     let staging = storage.scratch_path("layer");
     let tree = staging.join("tree");
-    fs::create_dir_all(&tree).at(&tree)?;
-    let layer_what = format!(
-        "layer {}/{} ({}) of {what}",
-        index + 1,
-        count,
-        job.blob.short()
-    );
+    let layer_what = format!("{label} of {what}");
     let result = (|| {
-        let blobs = storage.blobs();
-        let file = blobs.open(&job.blob)?;
-        let size = file.metadata().ok().map(|m| m.len());
-        let task = progress.bytes(
-            &format!("layer {}/{} {}", index + 1, count, job.blob.short()),
-            size,
-        );
+        fs::create_dir_all(&tree).at(&tree)?;
         let report = unpack::apply_layer(
-            task.wrap_read(file),
+            stream,
             &tree,
             &ApplyOptions {
                 mode: ApplyMode::OverlayTree,
@@ -154,21 +219,11 @@ fn unpack_one(
         for w in &report.warnings {
             progress.warn(&format!("{layer_what}: {w}"));
         }
-        if report.diff_id != job.diff_id {
-            return Err(Error::invalid(
-                &layer_what,
-                format!(
-                    "uncompressed content is {}, but the image config says {}",
-                    report.diff_id, job.diff_id
-                ),
-            ));
-        }
-        task.finish(&format!("unpacked {} entries", report.entries));
         Ok(Unpacked {
             staging: staging.clone(),
             info: LayerInfo {
-                diff_id: job.diff_id.clone(),
-                blob: job.blob.clone(),
+                diff_id: report.diff_id,
+                blob: blob.clone(),
                 compression: format!("{:?}", report.compression).to_lowercase(),
                 entries: report.entries,
                 lower_chain: None,
@@ -180,4 +235,20 @@ fn unpack_one(
         let _ = crate::fsutil::remove_all(&staging);
     }
     result
+}
+
+/// Keeps a staged layer only if its content is what the image config promises.
+fn check_diff_id(u: Unpacked, job: &LayerJob, label: &str, what: &str) -> Result<Unpacked> {
+    if u.info.diff_id == job.diff_id {
+        return Ok(u);
+    }
+    let err = Error::invalid(
+        format!("{label} of {what}"),
+        format!(
+            "uncompressed content is {}, but the image config says {}",
+            u.info.diff_id, job.diff_id
+        ),
+    );
+    u.discard();
+    Err(err)
 }

@@ -6,7 +6,8 @@
 //! - [`digest`]: digests and the streaming verifier every byte passes through.
 //! - [`manifest`], [`platform`]: manifests, indexes and platform choice.
 //! - [`transport`]: image sources and destinations (`oci:`, `oci-archive:`, the store).
-//! - [`copy`]: the one generic copy between any two transports.
+//! - [`copy`]: the one generic copy between any two transports; [`pull`]: a copy into the
+//!   store, tags resolved through [`lockfile`].
 //! - [`lockfile`]: the project's tag lock file, `lade-tags.lock`.
 //! - [`storage`]: the storage directory and its content-addressed parts.
 //! - [`unpack`]: applying layers safely, without privileges.
@@ -27,6 +28,7 @@ pub mod pack;
 pub mod parallel;
 pub mod platform;
 pub mod progress;
+pub mod pull;
 pub mod reference;
 pub mod run;
 pub mod storage;

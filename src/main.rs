@@ -293,45 +293,19 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let src_loc = ImageLocation::parse_pull_source(&source)?;
             let dest_name = dest_ref.as_deref().map(Reference::parse).transpose()?;
             let storage = open_storage(g, LockMode::Shared)?;
-            let tag_lock = match &src_loc {
+            let registry = match &src_loc {
                 ImageLocation::Registry(_) => {
-                    lade::lockfile::TagLock::open_in(std::path::Path::new("."))?.map(Arc::new)
+                    lade::pull::with_project_lock(registry_options(g, progress), locked)?
                 }
-                _ => None,
+                _ => registry_options(g, progress),
             };
-            let ctx = Context {
-                storage: Some(storage.clone()),
-                registry: lade::transport::registry::Options {
-                    tag_lock,
-                    locked,
-                    ..registry_options(g, progress)
-                },
-            };
-            // The source is opened first: what it holds explains more than a missing name.
-            let src = transport::open_source(&src_loc, &ctx)?;
-            let name = match dest_name {
-                Some(n) => n,
-                None => src_loc.implied_name().unwrap_or_else(|| {
-                    Err(Error::invalid(
-                        &source,
-                        "names no image reference; give one: lade pull SOURCE DEST_REF",
-                    ))
-                })?,
-            };
-            let mut dst = StoreDestination::new(storage.clone(), name.clone())
-                .with_progress(progress.clone())
-                .with_last_layer(last_layer)
-                .always_download(always_download);
-            let opts = CopyOptions {
+            let opts = lade::pull::PullOptions {
                 arch,
-                ..CopyOptions::default()
+                last_layer,
+                always_download,
             };
-            progress.info(&format!(
-                "pulling {} to {}",
-                src.describe(),
-                name.familiar()
-            ));
-            let image = copy_image(&*src, &mut dst, &opts, progress)?;
+            let (name, image) =
+                lade::pull::pull(&storage, &src_loc, dest_name, &registry, &opts, progress)?;
             progress.info(&format!("done: {} {}", name.familiar(), image.top.digest));
         }
         Command::Copy {
@@ -420,12 +394,38 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            // `docker://REF` asks the registry even about an image that came from elsewhere.
+            let (one, ask_remote) = match image_ref.as_deref() {
+                Some(r) => match r.strip_prefix("docker://") {
+                    Some(rest) => (Some(rest), true),
+                    None => (Some(r), false),
+                },
+                None => (None, false),
+            };
             let storage = open_storage(g, LockMode::Shared)?;
-            list(&storage, long, format, image_ref.as_deref())?;
-            if let Some(r) = &image_ref
+            list(&storage, long, format, one)?;
+            if let Some(r) = one
                 && format == Format::Text
             {
-                list_remote(&Reference::parse(r)?, &registry_options(g, progress));
+                let name = Reference::parse(r)?;
+                let record = storage.images().get(&name)?;
+                // A local image the registry has nothing to say about (from oci:, a build, an
+                // import, or pulled under another name) is not worth a request, nor a network
+                // error when the registry is unreachable.
+                let from_elsewhere = record
+                    .as_ref()
+                    .filter(|rec| rec.source != format!("docker://{name}"));
+                match from_elsewhere {
+                    Some(rec) if !ask_remote => {
+                        println!(
+                            "available remotely:  not asked (the image came from {}; \
+                             `lade list docker://{r}` asks the registry)",
+                            rec.source
+                        );
+                        println!("host architecture:   {}", lade::platform::host_arch());
+                    }
+                    _ => list_remote(&name, &registry_options(g, progress)),
+                }
             }
         }
         Command::Delete { globs } => {
@@ -515,7 +515,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => lade::build::executor::build(
             &args,
             || open_storage(g, LockMode::Shared),
-            registry_options(g, progress),
+            lade::pull::with_project_lock(registry_options(g, progress), args.locked)?,
             arch,
             progress,
         )?,
@@ -716,8 +716,13 @@ fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
                 if r.arch_aware { "yes" } else { "no" }
             );
         }
-        Err(e) => {
+        // Only a registry that answered "no such image" says no; anything else (no network,
+        // refused, unauthorized) leaves it unknown.
+        Err(e @ Error::ImageNotFound(_)) => {
             println!("available remotely:  no ({})", one_line(e));
+        }
+        Err(e) => {
+            println!("available remotely:  unknown ({})", one_line(e));
         }
     }
     println!("host architecture:   {}", lade::platform::host_arch());

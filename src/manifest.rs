@@ -156,7 +156,21 @@ pub fn expected(desc: &Descriptor) -> Result<Expected> {
 }
 
 pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration> {
-    ImageConfiguration::from_reader(bytes).map_err(|e| Error::invalid(what, e.to_string()))
+    let first = match ImageConfiguration::from_reader(bytes) {
+        Ok(c) => return Ok(c),
+        Err(e) => e.to_string(),
+    };
+    // Architecture-unaware images (old builders, hand-made ones) omit `architecture` and `os`,
+    // which oci-spec requires: read them as empty rather than refuse the image.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| Error::invalid(what, first.clone()))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(Error::invalid(what, first));
+    };
+    for key in ["architecture", "os"] {
+        obj.entry(key).or_insert_with(|| "".into());
+    }
+    serde_json::from_value(v).map_err(|_| Error::invalid(what, first))
 }
 
 /// The diff-IDs of an image's layers, as lade digests.

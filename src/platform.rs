@@ -2,7 +2,7 @@
 //! from `uname -m` translated to registry names), `yolo` (take what the source gives by
 //! default), or an explicit `ARCH[/VARIANT]` passed through untranslated.
 
-use oci_spec::image::{Descriptor, ImageIndex};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex};
 
 use crate::error::{Error, Result};
 
@@ -54,6 +54,28 @@ pub fn describe(desc: &Descriptor) -> Option<String> {
         Some(v) if !v.is_empty() => format!("{arch}/{v}"),
         _ => arch,
     })
+}
+
+/// `os/arch[/variant]` as an image's config names it; `None` for an architecture-unaware
+/// image, whose config names no architecture or no OS.
+pub fn of_config(config: &ImageConfiguration) -> Option<String> {
+    let arch = config.architecture().to_string();
+    let os = config.os().to_string();
+    if arch.is_empty() || os.is_empty() {
+        return None;
+    }
+    Some(match config.variant() {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    })
+}
+
+/// The one-line warning for pulling an architecture-unaware image (ch-image pulls them too).
+pub fn unaware_warning(what: &str, why: &str) -> String {
+    format!(
+        "{what}: architecture-unaware image ({why}); pulled as it is, it may not run on {}",
+        host_arch()
+    )
 }
 
 fn matches(desc: &Descriptor, want: &str) -> bool {
@@ -131,5 +153,18 @@ mod tests {
         assert_eq!(registry_arch("x86_64"), "amd64");
         assert_eq!(registry_arch("aarch64"), "arm64/v8");
         assert_eq!(registry_arch("armv7l"), "arm/v7");
+    }
+
+    #[test]
+    fn configs_without_architecture_are_unaware() {
+        let what = "config";
+        let aware = br#"{"architecture":"arm","os":"linux","variant":"v7","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let c = crate::manifest::parse_config(aware, what).unwrap();
+        assert_eq!(of_config(&c).as_deref(), Some("linux/arm/v7"));
+        let unaware = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let c = crate::manifest::parse_config(unaware, what).unwrap();
+        assert_eq!(of_config(&c), None);
+        assert!(crate::manifest::parse_config(br#"{"os":"linux"}"#, what).is_err());
+        assert!(crate::manifest::parse_config(b"[]", what).is_err());
     }
 }

@@ -50,6 +50,8 @@ fn lade_cmd(lade: &Lade, home: &Scratch) -> Command {
         "REGISTRY_AUTH_FILE",
         "XDG_RUNTIME_DIR",
         "LADE_TLS_CA_FILE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
     ] {
         c.env_remove(v);
     }
@@ -390,6 +392,22 @@ fn basic_auth_over_tls_with_a_ca_file() {
         ("LADE_TLS_CA_FILE", ca.as_str()),
     ];
     run_with(&lade, &home, &env, &["--auth", "pull", &name, "x"]).ok();
+    // A CA the system trusts (here through $SSL_CERT_FILE, and through $SSL_CERT_DIR), loaded
+    // only once neither a CA file nor Mozilla's roots vouch for the registry.
+    let ca_dir = Scratch::new("ca-dir");
+    std::fs::copy(&ca, ca_dir.join("test-ca.pem")).unwrap();
+    let ca_dir = ca_dir.path().to_str().unwrap().to_string();
+    for (var, value) in [
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("SSL_CERT_DIR", ca_dir.as_str()),
+    ] {
+        let env = [
+            ("LADE_USERNAME", BOB),
+            ("LADE_PASSWORD", BOB_PASS),
+            (var, value),
+        ];
+        run_with(&lade, &home, &env, &["--auth", "pull", &name, "sys"]).ok();
+    }
     run_with(
         &lade,
         &home,

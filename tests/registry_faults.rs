@@ -440,3 +440,54 @@ fn resets_before_and_during_responses_are_retried() {
     assert_eq!(manifests, 3, "{}", proxy.dump());
     check_image(&lade);
 }
+
+/// Layers are unpacked while they download, so a blob whose digest fails only at its very
+/// end has already been unpacked in full: that tree, and every other layer's, must stay out
+/// of the store (nothing is published before the image is committed), and a clean pull
+/// afterwards must work.
+#[test]
+fn a_layer_failing_its_digest_at_the_end_leaves_nothing_unpacked() {
+    let (_reg, proxy, layers) = setup();
+    let (digest, size) = layers[0].clone();
+    // A valid uncompressed tar with one file, padded with zeros (read as the padding after
+    // the end blocks) to the size the manifest promises: only the digest can tell.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(6);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "impostor", &b"hello\n"[..]).unwrap();
+    let mut body = b.into_inner().unwrap();
+    assert!((body.len() as u64) < size, "layer too small for the test");
+    body.resize(size as usize, 0);
+    let body = String::from_utf8(body).unwrap();
+    let p = blob_path(&digest);
+    proxy.set_rule(move |head, _| {
+        if head.path() == p {
+            let ct = (
+                "Content-Type".to_string(),
+                "application/octet-stream".to_string(),
+            );
+            Action::Status(200, vec![ct], body.clone())
+        } else {
+            Action::Forward
+        }
+    });
+    let lade = Lade::new();
+    let err = pull(&lade, &proxy, &["-q"]).fails_one_line();
+    assert!(
+        err.contains("digest mismatch") && err.contains(&digest),
+        "{err}"
+    );
+    let published: Vec<_> = std::fs::read_dir(lade.storage.join("layers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(published.is_empty(), "layer trees published: {published:?}");
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(!lade.storage.join("blobs/sha256").join(hex).exists());
+    assert!(lade.list().is_empty());
+    lade.fsck_ok();
+    proxy.set_rule(|_, _| Action::Forward);
+    pull(&lade, &proxy, &["-q"]).ok();
+    check_image(&lade);
+}

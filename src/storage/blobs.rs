@@ -69,11 +69,7 @@ impl BlobStore {
         // No early return when the blob exists: callers ask `has` first, and `--always-download`
         // deliberately replaces a stored blob with a freshly verified copy.
         let final_path = self.path(&expected.digest);
-        let tmp = self.work.join(format!(
-            "blob-{}-{:08x}",
-            expected.digest.hex(),
-            rand::random::<u32>()
-        ));
+        let tmp = self.temp_path(expected);
         let result = (|| {
             let mut out = File::create(&tmp).at(&tmp)?;
             let mut verifier = VerifyingReader::new(data, expected.clone(), what);
@@ -87,6 +83,54 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
         }
         result.map(|()| final_path)
+    }
+
+    /// Like [`put`](Self::put), but hands the stream to `consume` on its way to the file: every
+    /// byte `consume` reads is written to the temporary file first, so a layer can be unpacked
+    /// while it downloads without reading it twice. Whatever `consume` leaves unread is copied
+    /// after it. The blob is published only if `consume` succeeded and the whole stream matched
+    /// `expected`; `consume`'s result is worth keeping only then (the caller must keep anything
+    /// it built unpublished until this returns Ok, since the digest is known only at the end).
+    pub fn put_through<T>(
+        &self,
+        expected: &Expected,
+        data: &mut (dyn Read + Send),
+        what: &str,
+        consume: impl FnOnce(&mut (dyn Read + Send)) -> Result<T>,
+    ) -> Result<T> {
+        let final_path = self.path(&expected.digest);
+        let tmp = self.temp_path(expected);
+        let result = (|| {
+            let out = File::create(&tmp).at(&tmp)?;
+            let verifier = VerifyingReader::new(data, expected.clone(), what);
+            let mut tee = Tee {
+                inner: verifier,
+                out,
+                path: &tmp,
+            };
+            let value = consume(&mut tee)?;
+            copy_stream(&mut tee, &mut io::sink(), what, &tmp)?;
+            // Reads nothing more; makes sure the end of the stream was verified.
+            tee.inner.finish()?;
+            tee.out
+                .set_permissions(fs::Permissions::from_mode(0o444))
+                .at(&tmp)?;
+            drop(tee.out);
+            self.publish(&tmp, &final_path)?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn temp_path(&self, expected: &Expected) -> PathBuf {
+        self.work.join(format!(
+            "blob-{}-{:08x}",
+            expected.digest.hex(),
+            rand::random::<u32>()
+        ))
     }
 
     /// Stores an in-memory blob (manifest, config, index) and returns its digest.
@@ -161,6 +205,25 @@ impl BlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(&path, e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// A reader that writes what passes through it to a file: the stored copy of a blob that is
+/// being consumed (unpacked) at the same time.
+struct Tee<'p, R> {
+    inner: R,
+    out: File,
+    path: &'p Path,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        // A full disk must not pass for a network error: name the file.
+        self.out.write_all(&buf[..n]).map_err(|e| {
+            io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+        })?;
+        Ok(n)
     }
 }
 

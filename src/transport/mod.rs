@@ -183,8 +183,15 @@ pub struct CopiedImage {
 pub trait ImageDestination: Send + Sync {
     fn describe(&self) -> String;
     fn has_blob(&self, digest: &Digest) -> Result<bool>;
-    /// Stores a blob, verifying it against `expected`; `what` names it for errors.
-    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()>;
+    /// Told, before its blobs come, the image manifest they belong to, so that layers can be
+    /// treated as layers (the store unpacks them as they arrive). Nothing by default.
+    fn expect_image(&self, _manifest: &RawManifest) -> Result<()> {
+        Ok(())
+    }
+    /// Stores a blob, verifying it against `expected`; `what` names it for errors. The stream
+    /// is `Send` so that it can be consumed on another thread (decompression).
+    fn put_blob(&self, expected: &Expected, data: &mut (dyn Read + Send), what: &str)
+    -> Result<()>;
     fn put_manifest(&self, manifest: &RawManifest) -> Result<()>;
     fn commit(&mut self, image: &CopiedImage) -> Result<()>;
 }

@@ -249,7 +249,12 @@ impl ImageDestination for OciArchiveDestination {
         self.layout.has_blob(digest)
     }
 
-    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
+    fn put_blob(
+        &self,
+        expected: &Expected,
+        data: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<()> {
         self.layout.put_blob(expected, data, what)
     }
 

@@ -150,7 +150,12 @@ impl ImageDestination for OciLayoutDestination {
         Ok(self.dir.join(layout::blob_path(digest)).is_file())
     }
 
-    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
+    fn put_blob(
+        &self,
+        expected: &Expected,
+        data: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<()> {
         self.write_blob(expected, data, what)
     }
 

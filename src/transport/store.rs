@@ -1,13 +1,20 @@
 //! `lade:NAME`: lade's own storage directory as a transport. As a destination it also
 //! unpacks the layers, so an image is named only once it is ready to run.
+//!
+//! Layers are unpacked as they arrive: `put_blob` tees a layer's stream into its blob file and
+//! into the unpacker at once (both cores busy, the blob read once, from the network), and the
+//! tree waits in the work area. Only `commit`, with the config in hand, checks each tree's
+//! diff-ID and publishes the trees bottom-up; a blob whose digest fails at its end takes its
+//! half-made tree with it, and a crash leaves nothing but the work area to sweep.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{CopiedImage, ImageDestination, ImageSource};
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
-use crate::layer_install::{LayerJob, install_layers};
+use crate::layer_install::{self, LayerJob, Unpacked, install_layers};
 use crate::manifest::{self, Kind, RawManifest};
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -51,6 +58,11 @@ pub struct StoreDestination {
     progress: Progress,
     last_layer: Option<usize>,
     always_download: bool,
+    /// Positions of the layers of the image manifest being copied, by blob digest (the
+    /// lowest, when a blob is listed twice).
+    layers: Mutex<HashMap<Digest, usize>>,
+    /// Layers unpacked on arrival, waiting for `commit`.
+    staged: Mutex<HashMap<Digest, Unpacked>>,
 }
 
 impl StoreDestination {
@@ -61,6 +73,8 @@ impl StoreDestination {
             progress: Progress::silent(),
             last_layer: None,
             always_download: false,
+            layers: Mutex::new(HashMap::new()),
+            staged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -91,8 +105,54 @@ impl ImageDestination for StoreDestination {
         Ok(!self.always_download && self.storage.blobs().has(digest))
     }
 
-    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
-        self.storage.blobs().put(expected, data, what).map(|_| ())
+    fn expect_image(&self, manifest: &RawManifest) -> Result<()> {
+        let parsed = manifest.image()?;
+        let mut layers = self.layers.lock().map_err(|_| poisoned(&self.describe()))?;
+        for (i, d) in parsed.layers().iter().enumerate() {
+            layers.entry(Digest::try_from(d.digest())?).or_insert(i);
+        }
+        Ok(())
+    }
+
+    fn put_blob(
+        &self,
+        expected: &Expected,
+        data: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<()> {
+        let position = self
+            .layers
+            .lock()
+            .map_err(|_| poisoned(&self.describe()))?
+            .get(&expected.digest)
+            .copied();
+        let wanted = position.is_some_and(|i| self.last_layer.is_none_or(|n| i < n));
+        if !wanted {
+            return self.storage.blobs().put(expected, data, what).map(|_| ());
+        }
+        let source = self.describe();
+        let unpacked = self
+            .storage
+            .blobs()
+            .put_through(expected, data, what, |stream| {
+                layer_install::unpack_arriving(
+                    &self.storage,
+                    stream,
+                    &expected.digest,
+                    what,
+                    &self.progress,
+                )
+            })?;
+        self.progress.note(&format!(
+            "layer {}: unpacked {} entries while downloading",
+            expected.digest.short(),
+            unpacked.entries()
+        ));
+        let mut staged = self.staged.lock().map_err(|_| poisoned(&source))?;
+        if let Some(older) = staged.insert(expected.digest.clone(), unpacked) {
+            older.discard();
+        }
+        Ok(())
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
@@ -148,15 +208,19 @@ impl ImageDestination for StoreDestination {
         if let Some(n) = self.last_layer {
             jobs.truncate(n);
         }
-        let layers = install_layers(&self.storage, &jobs, &image.source, &self.progress)?;
-        let platform = image.platform.clone().or_else(|| {
-            let arch = config.architecture().to_string();
-            let os = config.os().to_string();
-            Some(match config.variant() {
-                Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
-                _ => format!("{os}/{arch}"),
-            })
-        });
+        let staged =
+            std::mem::take(&mut *self.staged.lock().map_err(|_| poisoned(&self.describe()))?);
+        let layers = install_layers(&self.storage, &jobs, staged, &image.source, &self.progress)?;
+        let platform = image
+            .platform
+            .clone()
+            .or_else(|| crate::platform::of_config(&config));
+        if platform.is_none() && image.from_index.is_none() {
+            self.progress.warn(&crate::platform::unaware_warning(
+                &image.source,
+                "a single manifest whose config names no architecture or OS",
+            ));
+        }
         self.storage.images().put(&ImageRecord {
             name: self.name.to_string(),
             manifest: image.top.digest.clone(),
@@ -167,4 +231,19 @@ impl ImageDestination for StoreDestination {
             source: image.source.clone(),
         })
     }
+}
+
+impl Drop for StoreDestination {
+    /// Layers unpacked for an image that was never committed (a failed copy).
+    fn drop(&mut self) {
+        if let Ok(staged) = self.staged.get_mut() {
+            for (_, u) in staged.drain() {
+                u.discard();
+            }
+        }
+    }
+}
+
+fn poisoned(what: &str) -> Error {
+    Error::invalid(what, "internal lock poisoned")
 }

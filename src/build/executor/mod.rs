@@ -46,7 +46,6 @@ use serde_json::{Value, json};
 
 use super::cache::{BuildCache, State, step_key};
 use super::{ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope};
-use crate::copy::{CopyOptions, copy_image};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{OCI_MANIFEST, RawManifest};
@@ -55,7 +54,7 @@ use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::{LayerRef, Storage};
 use crate::transport::store::StoreDestination;
-use crate::transport::{self, Context, CopiedImage, ImageDestination, ImageLocation};
+use crate::transport::{self, CopiedImage, ImageDestination, ImageLocation};
 
 /// `lade build` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -75,6 +74,9 @@ pub struct BuildArgs {
     /// Execute every instruction even on cache hits (and record the results)
     #[arg(long)]
     pub rebuild: bool,
+    /// Fail if a FROM tag is not pinned in ./lade-tags.lock (as `lade pull --locked`)
+    #[arg(long)]
+    pub locked: bool,
     /// Parse the Dockerfile, print it, and stop
     #[arg(long)]
     pub parse_only: bool,
@@ -644,31 +646,34 @@ impl Builder<'_> {
         ))
     }
 
-    /// An image from the store, pulled first if missing (as `lade pull`).
+    /// An image from the store, pulled first if missing (as `lade pull`). A registry tag that
+    /// the project's lock file governs goes through the pull path even when stored, so that it
+    /// resolves (and is pinned) as `lade pull` would; the flag says the stored image was used.
     fn image(&self, image: &str) -> Result<(crate::storage::ImageRecord, bool)> {
         let name = Reference::parse(image)?;
-        if let Some(r) = self.storage.images().get(&name)? {
-            return Ok((r, true));
-        }
         let loc = ImageLocation::parse_pull_source(image)?;
-        let ctx = Context {
-            storage: Some(self.storage.clone()),
-            registry: self.registry.clone(),
-        };
-        let src = transport::open_source(&loc, &ctx)?;
-        let mut dst = StoreDestination::new(self.storage.clone(), name.clone())
-            .with_progress(self.progress.clone());
-        let opts = CopyOptions {
+        let stored = self.storage.images().get(&name)?;
+        if let Some(r) = &stored
+            && !crate::pull::resolves_through_lock(&loc, &self.registry)
+        {
+            return Ok((r.clone(), true));
+        }
+        let opts = crate::pull::PullOptions {
             arch: self.arch.clone(),
-            ..CopyOptions::default()
+            last_layer: None,
+            always_download: false,
         };
-        self.progress.info(&format!(
-            "pulling {} to {}",
-            src.describe(),
-            name.familiar()
-        ));
-        copy_image(&*src, &mut dst, &opts, self.progress)?;
-        Ok((self.storage.images().require(&name)?, false))
+        crate::pull::pull(
+            &self.storage,
+            &loc,
+            Some(name.clone()),
+            &self.registry,
+            &opts,
+            self.progress,
+        )?;
+        let record = self.storage.images().require(&name)?;
+        let same = stored.is_some_and(|s| s.manifest == record.manifest);
+        Ok((record, same))
     }
 
     fn stage(&mut self, si: usize, scope: &mut Scope) -> Result<(State, String)> {

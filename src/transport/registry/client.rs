@@ -4,7 +4,9 @@
 //!
 //! There is no `GET /v2/` ping before the first real request: the challenge on a 401 tells
 //! everything the ping would, and skipping it keeps a warm pull to a single manifest request.
-//! [`Client::ping`] exists for diagnosis and `lade list`.
+//! [`Client::ping`] exists for diagnosis and `lade list`. Under `--tls-no-verify` the first
+//! request settles the scheme while concurrent ones wait for it, so parallel blob requests of a
+//! pull whose manifest was already stored cannot race each other to different schemes.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -95,6 +97,10 @@ pub struct Client {
     password_many: bool,
     env: credentials::Env,
     scheme: Mutex<Option<Scheme>>,
+    /// Held by the request that settles the scheme (`--tls-no-verify`: HTTPS, else plain
+    /// HTTP), so that concurrent first requests wait for its answer instead of each probing
+    /// on its own: one that fails on HTTPS after another settled on HTTP would not try HTTP.
+    settling: Mutex<()>,
     auth: Mutex<AuthState>,
     /// The user name of the credentials last used, for messages (its own lock, so that
     /// errors can be made while `auth` is held).
@@ -132,32 +138,10 @@ impl Client {
             b = b
                 .danger_accept_invalid_certs(true)
                 .tls_built_in_root_certs(false);
-        } else if let Some(certs) = system_bundle() {
-            // The system's bundle file, read here: rustls-native-certs would also read every
-            // file of /etc/ssl/certs (the same certificates again) with a slow PEM parser,
-            // 85% of a warm pull's instructions. Mozilla's roots stay as a fallback.
-            b = b.tls_built_in_native_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Error::io_path(ca, e))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid(
-                    format!("CA file {}", ca.display()),
-                    format!("not PEM certificates: {e}"),
-                )
-            })?;
-            if certs.is_empty() {
-                return Err(Error::invalid(
-                    format!("CA file {}", ca.display()),
-                    "holds no PEM certificate",
-                ));
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+        } else {
+            // Trust anchors loaded only as far as needed (see `tls`): the system's bundle is
+            // most of a warm pull's time otherwise.
+            b = b.use_preconfigured_tls(super::tls::verifying_config(opts.ca_file.as_deref())?);
         }
         let http = b
             .build()
@@ -178,6 +162,7 @@ impl Client {
             } else {
                 Some(Scheme::Https)
             }),
+            settling: Mutex::new(()),
             auth: Mutex::new(AuthState::default()),
             last_user: Mutex::new(None),
             progress,
@@ -493,6 +478,14 @@ impl Client {
         build: &dyn Fn(Scheme) -> RequestBuilder,
         what: &str,
     ) -> Result<Response> {
+        // Until the scheme is known, one request at a time (the others wait here, then find
+        // it settled). Once it is, no lock is taken.
+        let _settling = match self.current_scheme() {
+            Some(_) => None,
+            None => Some(self.settling.lock().map_err(|_| {
+                Error::invalid(format!("registry {}", self.host), "internal lock poisoned")
+            })?),
+        };
         let mut attempt = 0;
         let mut probing_http = false;
         loop {
@@ -724,53 +717,6 @@ fn transient(e: &reqwest::Error) -> bool {
     false
 }
 
-/// The system's CA bundle, as Go's crypto/x509 finds it: `$SSL_CERT_FILE`, else the first
-/// bundle file of the usual places. `None` when there is none (then reqwest's own loading,
-/// which also reads certificate directories, is used).
-fn system_bundle() -> Option<Vec<reqwest::Certificate>> {
-    const FILES: [&str; 6] = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/pki/tls/cacert.pem",
-        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
-    if std::env::var_os("SSL_CERT_DIR").is_some() {
-        return None;
-    }
-    let text = match std::env::var_os("SSL_CERT_FILE") {
-        Some(f) => std::fs::read(f).ok()?,
-        None => FILES.iter().find_map(|f| std::fs::read(f).ok())?,
-    };
-    let certs = pem_certificates(&text);
-    (!certs.is_empty()).then_some(certs)
-}
-
-/// The certificates of a PEM bundle; blocks that do not decode are skipped.
-fn pem_certificates(text: &[u8]) -> Vec<reqwest::Certificate> {
-    use base64::Engine as _;
-    let text = String::from_utf8_lossy(text);
-    let mut out = Vec::new();
-    let mut b64: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            b64 = Some(String::new());
-        } else if line == "-----END CERTIFICATE-----" {
-            if let Some(body) = b64.take()
-                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
-                && let Ok(c) = reqwest::Certificate::from_der(&der)
-            {
-                out.push(c);
-            }
-        } else if let Some(body) = b64.as_mut() {
-            body.push_str(line);
-        }
-    }
-    out
-}
-
 /// What to do about a TLS failure, judged from its text.
 fn tls_hint(cause: &str, insecure: bool) -> &'static str {
     if insecure {
@@ -977,21 +923,6 @@ mod tests {
             strip_query("https://s3/x?X-Amz-Signature=abc"),
             "https://s3/x"
         );
-    }
-
-    #[test]
-    fn pem_bundles() {
-        // A real certificate: the one webpki-roots also carries would do, but any DER works
-        // for the split; an undecodable block is skipped, not fatal.
-        let der = [0x30u8, 0x03, 0x02, 0x01, 0x01];
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let text = format!(
-            "junk\n-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n\
-             -----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
-        );
-        assert_eq!(pem_certificates(text.as_bytes()).len(), 1);
-        assert!(pem_certificates(b"").is_empty());
     }
 
     #[test]

@@ -618,7 +618,12 @@ impl ImageDestination for RegistryDestination {
         Ok(have)
     }
 
-    fn put_blob(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<()> {
+    fn put_blob(
+        &self,
+        expected: &Expected,
+        data: &mut (dyn Read + Send),
+        what: &str,
+    ) -> Result<()> {
         self.settle();
         let digest = &expected.digest;
         let what = format!("{what} to {}", self.describe());

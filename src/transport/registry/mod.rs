@@ -5,6 +5,8 @@
 //!   with backoff, 429 `Retry-After`, redirects, and authentication as challenged;
 //! - [`challenge`]: `WWW-Authenticate` parsing;
 //! - [`credentials`]: where user name and password come from, kept out of every message;
+//! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
+//!   the system's);
 //! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests, tag pins from
 //!   the project's lock file, resumable blob streams.
 //!
@@ -16,6 +18,7 @@ pub mod client;
 pub mod credentials;
 pub mod destination;
 pub mod source;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use crate::progress::Progress;
 pub struct Options {
     /// `--tls-no-verify`: accept any certificate, and plain HTTP, for this run.
     pub tls_no_verify: bool,
-    /// `--tls-ca-file`: PEM certificates to trust besides the system's.
+    /// `--tls-ca-file`: PEM certificates to trust besides the system's and Mozilla's.
     pub ca_file: Option<PathBuf>,
     /// `--auth` / `LADE_AUTH=yes`: authenticated mode (anonymous otherwise).
     pub auth: bool,

@@ -362,10 +362,10 @@ WORKDIR /tmp/wd
     assert_eq!(read(&root.join("tmp/a.txt")), "a\n");
     assert!(root.join("tmp/wd").is_dir());
 
-    let err = b
-        .build("cp2", "FROM base\nCOPY a.txt b.log /notdir\n")
-        .fails_one_line();
-    assert!(err.contains("must be a directory"), "{err}");
+    // More than one source makes the destination a directory even without a slash (the
+    // manual's rule 2.2; more in copy_rules_of_the_ch_image_manual).
+    b.build_ok("cp2", "FROM base\nCOPY a.txt b.log /notdir\n");
+    assert_eq!(read(&b.unpack("cp2").join("notdir/b.log")), "b\n");
     let err = b
         .build("cp3", "FROM base\nCOPY missing /x\n")
         .fails_one_line();
@@ -630,4 +630,70 @@ fn onbuild_triggers_run_in_the_child_build() {
     // Cached like any step.
     let out = b.build_ok("child", "FROM parent\nRUN cat /fired > /copied\n");
     assert_eq!(marks(&out), "****", "{out}");
+}
+
+/// The rules the ch-image manual lists under COPY ("Docker also behaves as follows"), one by one.
+#[test]
+fn copy_rules_of_the_ch_image_manual() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let b = setup();
+    b.file("a.txt", "a\n");
+    b.file("b.txt", "b\n");
+    b.file("tree/sub/f", "f\n");
+    b.file("tree/top", "t\n");
+    b.file("foo/bar", "bar file\n");
+    symlink("a.txt", b.ctx.join("link-to-a")).unwrap();
+    symlink("../a.txt", b.ctx.join("tree/sub/deep-link")).unwrap();
+    fs::set_permissions(b.ctx.join("tree/sub"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(b.ctx.join("tree"), fs::Permissions::from_mode(0o700)).unwrap();
+    b.build_ok(
+        "rules",
+        r#"FROM base
+RUN mkdir -p /m/sub /foo/bar /real && chmod 0711 /m/sub /m && touch /foo/bar/baz && ln -s /real /dest-link
+COPY /a.txt /abs-source
+COPY a.txt b.txt /multi
+COPY *.txt /glob
+COPY tree /t
+COPY tree /m
+COPY link-to-a /deref
+COPY tree/sub /s
+COPY foo /foo
+COPY a.txt /dest-link/
+"#,
+    );
+    let root = b.unpack("rules");
+    let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+    // 1. Absolute source paths are rooted at the context.
+    assert_eq!(read(&root.join("abs-source")), "a\n");
+    // 2.2. More than one source (explicit or by wildcard) makes the destination a directory.
+    assert_eq!(read(&root.join("multi/a.txt")), "a\n");
+    assert_eq!(read(&root.join("multi/b.txt")), "b\n");
+    assert_eq!(read(&root.join("glob/b.txt")), "b\n");
+    // 2.3. A single directory source: the destination is created, with the contents inside.
+    assert_eq!(read(&root.join("t/sub/f")), "f\n");
+    assert_eq!(read(&root.join("t/top")), "t\n");
+    // 3.1. A symlink named as the source is followed; 3.2. deeper ones are copied as links.
+    assert_eq!(read(&root.join("deref")), "a\n");
+    assert!(
+        !fs::symlink_metadata(root.join("deref"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read_link(root.join("s/deep-link")).unwrap(),
+        Path::new("../a.txt")
+    );
+    // 3.1. A symlink named as the destination is followed.
+    assert_eq!(read(&root.join("real/a.txt")), "a\n");
+    assert!(
+        fs::symlink_metadata(root.join("dest-link"))
+            .unwrap()
+            .is_symlink()
+    );
+    // 4. A directory at the same path, 2nd level or deeper, takes the source's metadata; the
+    // destination itself (1st level) keeps its own.
+    assert_eq!(mode("m"), 0o711);
+    assert_eq!(mode("m/sub"), 0o750);
+    // 5. At the 2nd level or deeper a different type replaces what was there.
+    assert_eq!(read(&root.join("foo/bar")), "bar file\n");
 }

@@ -388,7 +388,7 @@ pub(super) fn copy_files(
         })?),
     };
     let workdir = Builder::workdir(state);
-    let dest = resolve_path(&workdir, &f.dest);
+    let dest = b.resolve_links_in(state, &resolve_path(&workdir, &f.dest));
     // (path, heredoc content, the URL it was downloaded from)
     let mut srcs: Vec<(PathBuf, Option<String>, Option<&str>)> = Vec::new();
     for s in &f.sources {
@@ -405,16 +405,15 @@ pub(super) fn copy_files(
             Source::Git(_) => unreachable!("checked above"),
         }
     }
+    // ch-image's manual, COPY rule 2: the destination is a directory when it ends in a slash,
+    // when there is more than one source (explicit or by wildcard, slash or not: Docker's
+    // reference says it must end in a slash, but Docker and ch-image create it anyway), or
+    // when it already is one.
     let dest_is_dir = f.dest.ends_with('/')
         || f.dest == "."
         || f.dest.ends_with("/.")
+        || srcs.len() > 1
         || b.is_dir_in(state, &dest);
-    if srcs.len() > 1 && !dest_is_dir {
-        return Err(Error::invalid(
-            format!("destination {}", f.dest),
-            "with more than one source file, the destination must be a directory and end with a /",
-        ));
-    }
     let dest_in_tree = tree.join(dest.trim_start_matches('/'));
     if dest_is_dir {
         prepare_dirs(b, state, tree, &dest)?;

@@ -1133,6 +1133,58 @@ impl Builder<'_> {
         false
     }
 
+    /// `abs` with the image state's symbolic links followed, as the kernel would inside the
+    /// container: absolute targets start again at the image root and `..` stops there; at
+    /// most 40 links, then the rest is taken as written. COPY and ADD write through a
+    /// destination that is (or runs through) a link, as Docker and ch-image do (the manual's
+    /// COPY rule 3.1).
+    pub(crate) fn resolve_links_in(&self, state: &State, abs: &str) -> String {
+        use std::collections::VecDeque;
+        let layers = self.storage.layers();
+        let mut done: Vec<String> = Vec::new();
+        let mut todo: VecDeque<String> = abs
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => done.push(c),
+            }
+            if links >= 40 {
+                continue;
+            }
+            let rel = done.join("/");
+            let top = state.layers.iter().rev().find_map(|l| {
+                let p = layers.tree(&l.tree).join(&rel);
+                std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
+            });
+            let Some((path, meta)) = top else { continue };
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            let Ok(target) = std::fs::read_link(&path) else {
+                continue;
+            };
+            links += 1;
+            done.pop();
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for part in target.split('/').filter(|c| !c.is_empty()).rev() {
+                todo.push_front(part.to_string());
+            }
+        }
+        format!("/{}", done.join("/"))
+    }
+
     /// Whether `rel` exists in the state (the topmost layer that has it decides).
     fn exists_in(&self, state: &State, rel: &str) -> bool {
         let layers = self.storage.layers();

@@ -67,7 +67,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     let (defaults, lower_base, lowers, manifest_hex) = match &opts.image {
         RunImage::Stored(name) => {
             let record = storage.images().require(name)?;
-            let config_bytes = storage.blobs().read_to_vec(&record.config)?;
+            let config_bytes = storage.blobs().read_to_vec_trusted(&record.config)?;
             let config = crate::manifest::parse_config(
                 &config_bytes,
                 &format!("config of {}", name.familiar()),

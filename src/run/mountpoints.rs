@@ -18,7 +18,6 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::storage::Storage;
 
@@ -149,7 +148,7 @@ fn make(storage: &Storage, needed: &[(PathBuf, bool)]) -> Result<PathBuf> {
         .map(|(p, dir)| format!("{} {}\n", if *dir { 'd' } else { 'f' }, p.display()))
         .collect();
     let base = storage.root().join("mountpoints");
-    let layer = base.join(Digest::sha256_of(listing.as_bytes()).hex());
+    let layer = base.join(listing_name(&listing));
     if layer.is_dir() {
         return Ok(layer);
     }
@@ -184,6 +183,21 @@ fn make(storage: &Storage, needed: &[(PathBuf, bool)]) -> Result<PathBuf> {
         let _ = crate::fsutil::remove_all(&staging);
     }
     result.map(|()| layer)
+}
+
+/// A name for a mount-point layer from its listing: 128 bits of SipHash, not SHA-256, since
+/// merely initialising the SHA-256 code (CPU feature detection) was measurable on `lade run`'s
+/// path and nothing here needs a cryptographic hash: the listings are lade's own, and a name
+/// that changed with a new Rust release would only make a new tiny layer.
+fn listing_name(listing: &str) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        listing.hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 #[cfg(test)]

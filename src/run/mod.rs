@@ -168,7 +168,18 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     let read_only = matches!(opts.upper, Upper::Scratch { writable: false });
     let mount_point_layer = if read_only {
         let trees: Vec<PathBuf> = lowers.iter().map(|l| lower_base.join(l)).collect();
-        Some(mountpoints::layer_for(storage, &trees, &binds)?)
+        let mut source_is_dir = Vec::with_capacity(binds.len());
+        for b in &binds {
+            let meta = std::fs::metadata(&b.source)
+                .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
+            source_is_dir.push(meta.is_dir());
+        }
+        Some(mountpoints::layer_for(
+            storage,
+            &trees,
+            &binds,
+            &source_is_dir,
+        )?)
     } else {
         None
     };
@@ -206,7 +217,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
             }
         }
     };
-    rootfs::bind_all(&root, &binds)?;
+    if root == scratch {
+        rootfs::bind_prepared(&root, &binds)?;
+    } else {
+        rootfs::bind_all(&root, &binds)?;
+    }
     if read_only && root != scratch {
         rootfs::make_read_only(&root)?;
     }

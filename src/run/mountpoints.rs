@@ -98,11 +98,69 @@ fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 /// The mount-point layer holding every bind target missing from the image, or `None` when
 /// the image has them all and enough layers to stand without it (overlayfs wants at least
-/// two lower layers when there is no upper one). Errors name a target the image makes
-/// impossible.
-pub fn layer_for(storage: &Storage, trees: &[PathBuf], binds: &[Bind]) -> Result<Option<PathBuf>> {
+/// two lower layers when there is no upper one). `source_is_dir` says, per bind, what its
+/// source is. Errors name a target the image makes impossible.
+///
+/// The layer trees never change, so the answer for one image and one set of binds is
+/// remembered in `$STORAGE/mountpoints/for-<hash>` (the layer's name, or `-` for none): a
+/// repeated run reads one small file instead of looking every target up in every layer.
+pub fn layer_for(
+    storage: &Storage,
+    trees: &[PathBuf],
+    binds: &[Bind],
+    source_is_dir: &[bool],
+) -> Result<Option<PathBuf>> {
+    let base = storage.root().join("mountpoints");
+    let mut question = String::new();
+    for t in trees {
+        question.push_str(&format!("lower {}\n", t.display()));
+    }
+    for (b, dir) in binds.iter().zip(source_is_dir) {
+        question.push_str(&format!("bind {} {dir}\n", b.target.display()));
+    }
+    let memo = base.join(format!("for-{}", listing_name(&question)));
+    if let Ok(answer) = fs::read_to_string(&memo) {
+        let answer = answer.trim();
+        if answer == "-" {
+            return Ok(None);
+        }
+        let layer = base.join(answer);
+        if !answer.is_empty() && !answer.contains('/') && layer.is_dir() {
+            return Ok(Some(layer));
+        }
+    }
+    let layer = decide(storage, trees, binds, source_is_dir)?;
+    // Remembering is only an optimisation: a failure to write leaves the next run to decide
+    // again. Written whole and renamed, so a reader never sees half an answer.
+    let answer = match &layer {
+        None => "-".to_string(),
+        Some(l) => l
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let tmp = base.join(format!(
+        ".memo.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    if fs::create_dir_all(&base).is_ok()
+        && fs::write(&tmp, answer).is_ok()
+        && fs::rename(&tmp, &memo).is_err()
+    {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(layer)
+}
+
+fn decide(
+    storage: &Storage,
+    trees: &[PathBuf],
+    binds: &[Bind],
+    source_is_dir: &[bool],
+) -> Result<Option<PathBuf>> {
     let mut needed: Vec<(PathBuf, bool)> = Vec::new();
-    for b in binds {
+    for (b, &is_dir) in binds.iter().zip(source_is_dir) {
         let rel = b
             .target
             .strip_prefix("/")
@@ -112,12 +170,7 @@ pub fn layer_for(storage: &Storage, trees: &[PathBuf], binds: &[Bind]) -> Result
             .map_err(|e| Error::io(format!("looking up bind target {}", b.target.display()), e))?;
         match found {
             Found::Present => {}
-            Found::Missing => {
-                let is_dir = fs::metadata(&b.source)
-                    .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?
-                    .is_dir();
-                needed.push((rel, is_dir));
-            }
+            Found::Missing => needed.push((rel, is_dir)),
             Found::Symlink => {
                 return Err(Error::invalid(
                     format!("bind target {}", b.target.display()),

@@ -14,6 +14,7 @@
 //! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs
 //! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
 //!                                  files an image lacks for the binds (crate::run::mountpoints)
+//! $STORAGE/mountpoints/for-<hash>  which of them an image with given binds uses (a memo)
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically
 //! ```

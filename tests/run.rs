@@ -247,3 +247,46 @@ fn runs_an_unpacked_directory() {
     ]);
     assert_eq!(out, "dir ok\n");
 }
+
+/// The read-only root: mount points the image lacks come from a shared mount-point layer (and
+/// the choice is remembered); nothing of them reaches the image, and a remembered layer that
+/// has gone is made again.
+#[test]
+fn mount_point_layer_is_shared_remembered_and_remade() {
+    let lade = store_with_images();
+    let data = lade.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("in"), "bound\n").unwrap();
+    let bind = format!("{}:/no/such/dir/in/image", data.display());
+    let r = sh(
+        &lade,
+        &["-b", &bind],
+        "cat /no/such/dir/in/image/in; ls -d /dev /proc /home",
+    );
+    assert_eq!(r.ok().stdout.lines().next(), Some("bound"));
+    let dir = lade.storage.join("mountpoints");
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let memos: Vec<String> = names(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with("for-"))
+        .collect();
+    assert_eq!(memos.len(), 1, "{:?}", names(&dir));
+    let layer = fs::read_to_string(dir.join(&memos[0])).unwrap();
+    assert!(dir.join(layer.trim()).join("no/such/dir/in/image").is_dir());
+    // The image is untouched: its own trees have no such directory.
+    let unpacked = lade.path("unpacked");
+    lade.ok(["unpack".as_ref(), "bb".as_ref(), unpacked.as_os_str()]);
+    assert!(!unpacked.join("no").exists());
+    // The same run again uses the memo; with the layer gone it is made again.
+    fs::remove_dir_all(dir.join(layer.trim())).unwrap();
+    let r = sh(&lade, &["-b", &bind], "cat /no/such/dir/in/image/in");
+    assert_eq!(r.ok().stdout, "bound\n");
+    assert!(dir.join(layer.trim()).is_dir());
+}

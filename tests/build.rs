@@ -93,24 +93,6 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The hit (`*`) or miss (`.`) mark of each numbered instruction line, in order.
-fn marks(stdout: &str) -> String {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
-            if digits == 0 {
-                return None;
-            }
-            match t[digits..].chars().next() {
-                Some(c @ ('*' | '.')) if t[digits + 1..].starts_with(' ') => Some(c),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

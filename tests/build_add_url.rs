@@ -40,20 +40,6 @@ fn serve() -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
-/// `N.` / `N*` marks of a build's step lines, in order.
-fn marks(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(char::is_ascii_digit).count();
-            (digits > 0)
-                .then(|| t[digits..].chars().next())
-                .flatten()
-                .filter(|c| *c == '.' || *c == '*')
-        })
-        .collect()
-}
-
 #[test]
 fn add_url_downloads_verifies_and_caches() {
     let (port, count) = serve();

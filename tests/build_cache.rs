@@ -42,21 +42,6 @@ fn build_ok(lade: &Lade, tag: &str, ctx: &Path) -> String {
     build(lade, tag, ctx).ok().stdout
 }
 
-/// The hit (`*`) or miss (`.`) mark of each numbered instruction line, in order.
-fn marks(stdout: &str) -> String {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
-            match t.get(digits..)?.chars().next() {
-                Some(c @ ('*' | '.')) if digits > 0 => Some(c),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 fn unpacked_file(lade: &Lade, tag: &str, rel: &str) -> String {
     let dir = lade.path(format!("unpacked-{tag}-{}", rand::random::<u32>()));
     lade.ok(["unpack".as_ref(), tag.as_ref(), dir.as_os_str()]);

@@ -18,20 +18,6 @@ fn debian_tarball() -> Option<PathBuf> {
     Some(path)
 }
 
-/// `N.` / `N*` marks of a build's step lines, in order.
-fn marks(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(char::is_ascii_digit).count();
-            (digits > 0)
-                .then(|| t[digits..].chars().next())
-                .flatten()
-                .filter(|c| *c == '.' || *c == '*')
-        })
-        .collect()
-}
-
 #[test]
 fn apt_get_install_needs_force_and_works_with_it() {
     let Some(tarball) = debian_tarball() else {

@@ -8,20 +8,6 @@ use std::fs;
 
 use common::*;
 
-/// `N.` / `N*` marks of a build's step lines, in order.
-fn marks(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(char::is_ascii_digit).count();
-            (digits > 0)
-                .then(|| t[digits..].chars().next())
-                .flatten()
-                .filter(|c| *c == '.' || *c == '*')
-        })
-        .collect()
-}
-
 #[test]
 fn dockerignore_hides_files_from_copy_and_the_cache() {
     let lade = Lade::new();

@@ -55,20 +55,6 @@ impl B {
     }
 }
 
-/// `N.` / `N*` marks of a build's step lines, in order.
-fn marks(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let digits = t.chars().take_while(char::is_ascii_digit).count();
-            (digits > 0)
-                .then(|| t[digits..].chars().next())
-                .flatten()
-                .filter(|c| *c == '.' || *c == '*')
-        })
-        .collect()
-}
-
 #[test]
 fn bind_mounts_host_directories_into_run_only() {
     let b = setup();

@@ -192,22 +192,28 @@ pub fn bind_all(root: &Path, binds: &[Bind]) -> Result<()> {
         let meta = fs::metadata(&b.source)
             .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
         let target = ensure_mount_point(root, &b.target, meta.is_dir())?;
-        let res = if b.recursive {
-            mount_bind_recursive(&b.source, &target)
-        } else {
-            mount_bind(&b.source, &target)
-        };
-        res.map_err(|e| {
-            mnt_err(
-                format!("binding {} to {}", b.source.display(), b.target.display()),
-                e,
-            )
-        })?;
-        if b.read_only {
-            // A bind mount becomes read-only only by remounting it.
-            mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")
-                .map_err(|e| mnt_err(format!("making {} read-only", b.target.display()), e))?;
-        }
+        bind_one(b, &target)?;
+    }
+    Ok(())
+}
+
+/// Binds `b` at `target`, read-only if asked.
+fn bind_one(b: &Bind, target: &Path) -> Result<()> {
+    let res = if b.recursive {
+        mount_bind_recursive(&b.source, target)
+    } else {
+        mount_bind(&b.source, target)
+    };
+    res.map_err(|e| {
+        mnt_err(
+            format!("binding {} to {}", b.source.display(), b.target.display()),
+            e,
+        )
+    })?;
+    if b.read_only {
+        // A bind mount becomes read-only only by remounting it.
+        mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, c"")
+            .map_err(|e| mnt_err(format!("making {} read-only", b.target.display()), e))?;
     }
     Ok(())
 }
@@ -217,22 +223,10 @@ pub fn bind_all(root: &Path, binds: &[Bind]) -> Result<()> {
 /// mounts themselves.
 pub fn bind_prepared(root: &Path, binds: &[Bind]) -> Result<()> {
     for b in binds {
-        let target = root.join(b.target.strip_prefix("/").unwrap_or(&b.target));
-        let res = if b.recursive {
-            mount_bind_recursive(&b.source, &target)
-        } else {
-            mount_bind(&b.source, &target)
-        };
-        res.map_err(|e| {
-            mnt_err(
-                format!("binding {} to {}", b.source.display(), b.target.display()),
-                e,
-            )
-        })?;
-        if b.read_only {
-            mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")
-                .map_err(|e| mnt_err(format!("making {} read-only", b.target.display()), e))?;
-        }
+        bind_one(
+            b,
+            &root.join(b.target.strip_prefix("/").unwrap_or(&b.target)),
+        )?;
     }
     Ok(())
 }

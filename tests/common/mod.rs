@@ -774,3 +774,26 @@ pub fn lade_min_perms(kind: &Kind, mode: u32) -> u32 {
         _ => mode | 0o600,
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Builds
+
+/// The hit (`*`) or miss (`.`) mark of each numbered instruction line of `lade build`'s
+/// output, in order (`  3* RUN …` gives `*`); other lines, such as a RUN's own output, are
+/// skipped, also when they start with digits (`2.10-3`).
+pub fn marks(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            match t[digits..].chars().next() {
+                Some(c @ ('*' | '.')) if t[digits + 1..].starts_with(' ') => Some(c),
+                _ => None,
+            }
+        })
+        .collect()
+}

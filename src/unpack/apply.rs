@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 /// Reads a (possibly compressed) layer blob from `blob` in one streaming pass and applies it
 /// under `root` (an existing directory). Decompression runs on its own thread feeding the
-/// tar/write thread through a bounded channel of ~1 MiB chunks, so inflate and file writes
+/// tar/write thread through a bounded channel of 256 KiB chunks, so inflate and file writes
 /// overlap. Never holds a layer in memory. The whole blob is read, so a verifying reader wrapped
 /// around it sees every byte.
 pub fn apply_layer(

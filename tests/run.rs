@@ -290,3 +290,38 @@ fn mount_point_layer_is_shared_remembered_and_remade() {
     assert_eq!(r.ok().stdout, "bound\n");
     assert!(dir.join(layer.trim()).is_dir());
 }
+
+/// An image whose /etc/resolv.conf and /etc/hosts are symbolic links (to systemd-resolved's
+/// stub, say) still gets the host's files, read-only and with --write; a -b target through a
+/// link stays an error.
+#[test]
+fn name_resolution_files_replace_image_symlinks() {
+    let lade = store_with_images();
+    let tree = lade.path("linked");
+    lade.ok(["unpack".as_ref(), "bb".as_ref(), tree.as_os_str()]);
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    for f in ["hosts", "resolv.conf"] {
+        let p = tree.join("etc").join(f);
+        let _ = fs::remove_file(&p);
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &p).unwrap();
+    }
+    lade.ok(["import".as_ref(), tree.as_os_str(), "linked".as_ref()]);
+    for f in ["/etc/hosts", "/etc/resolv.conf"] {
+        let Ok(host) = fs::read_to_string(f) else {
+            continue;
+        };
+        for extra in [&[][..], &["--write"][..]] {
+            let mut args = vec!["run"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["linked", "--", "/bin/cat", f]);
+            assert_eq!(lade.run(args).ok().stdout, host, "{f} {extra:?}");
+        }
+    }
+    let data = lade.path("d");
+    fs::create_dir_all(&data).unwrap();
+    let bind = format!("{}:/etc/resolv.conf/x", data.display());
+    let err = lade
+        .run(["run", "-b", &bind, "linked", "--", "/bin/true"])
+        .fails_one_line();
+    assert!(err.contains("symbolic link"), "{err}");
+}

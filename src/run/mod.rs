@@ -150,6 +150,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
             target: dst.clone(),
             recursive: true,
             read_only: false,
+            replace_symlink: false,
         });
     }
     // The container's own tmpfs goes over the store's tmp/ directory, inside the new mount
@@ -196,12 +197,12 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         }
         None => None,
     };
-    let root = match fast_root {
-        Some(root) => root,
+    let (root, flat) = match fast_root {
+        Some(root) => (root, false),
         None => {
             rootfs::mount_scratch(&scratch)?;
             match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
-                Ok(root) => root,
+                Ok(root) => (root, false),
                 Err(overlay_err) => {
                     // Without overlayfs: a flattened copy of the image, made once and kept.
                     if !read_only {
@@ -212,7 +213,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                     };
                     eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
                     let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
-                    rootfs::mount_flat(&scratch, &flat)?
+                    (rootfs::mount_flat(&scratch, &flat)?, true)
                 }
             }
         }
@@ -220,7 +221,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     if root == scratch {
         rootfs::bind_prepared(&root, &binds)?;
     } else {
-        rootfs::bind_all(&root, &binds)?;
+        rootfs::bind_all(&root, &binds, !flat)?;
     }
     if read_only && root != scratch {
         rootfs::make_read_only(&root)?;

@@ -12,7 +12,8 @@
 //! once and shared by every run that needs the same set. The root is then an overlay of
 //! lower layers only, which the kernel makes read-only by itself. Targets that run through
 //! a symbolic link in the image are refused, exactly as when they are created in an upper
-//! layer.
+//! layer, except the host's `/etc/hosts` and `/etc/resolv.conf`: an image's link there (to
+//! systemd-resolved's stub file, say) is hidden by the mount point.
 
 use std::fs;
 use std::io;
@@ -28,8 +29,10 @@ use super::rootfs::Bind;
 pub enum Found {
     Present,
     Missing,
-    /// A component (or the path itself) is a symbolic link.
+    /// A component before the last is a symbolic link.
     Symlink,
+    /// The path itself is a symbolic link.
+    SymlinkAtEnd,
     /// A component before the last is neither a directory nor a symbolic link.
     NotDirectory,
 }
@@ -79,6 +82,7 @@ pub fn lookup(trees: &[PathBuf], rel: &Path) -> io::Result<Found> {
         }
         match top {
             None => return Ok(Found::Missing),
+            Some(k) if k.is_symlink() && last => return Ok(Found::SymlinkAtEnd),
             Some(k) if k.is_symlink() => return Ok(Found::Symlink),
             Some(k) if last => {
                 let _ = k;
@@ -171,7 +175,9 @@ fn decide(
         match found {
             Found::Present => {}
             Found::Missing => needed.push((rel, is_dir)),
-            Found::Symlink => {
+            // The mount-point layer's entry, above the image, hides the link.
+            Found::SymlinkAtEnd if b.replace_symlink => needed.push((rel, is_dir)),
+            Found::Symlink | Found::SymlinkAtEnd => {
                 return Err(Error::invalid(
                     format!("bind target {}", b.target.display()),
                     "is a symbolic link in the image; give the real path",
@@ -282,7 +288,10 @@ mod tests {
         );
         assert_eq!(lookup(&trees, Path::new("home/u")).unwrap(), Found::Present);
         assert_eq!(lookup(&trees, Path::new("dev")).unwrap(), Found::Missing);
-        assert_eq!(lookup(&trees, Path::new("tmp")).unwrap(), Found::Symlink);
+        assert_eq!(
+            lookup(&trees, Path::new("tmp")).unwrap(),
+            Found::SymlinkAtEnd
+        );
         assert_eq!(lookup(&trees, Path::new("tmp/x")).unwrap(), Found::Symlink);
         assert_eq!(
             lookup(&trees, Path::new("file/x")).unwrap(),

@@ -20,6 +20,10 @@ pub struct Bind {
     pub target: PathBuf,
     pub recursive: bool,
     pub read_only: bool,
+    /// A symbolic link the image has at the target is hidden by the mount point instead of
+    /// being an error: for the host's name-resolution files, which an image's link (such as
+    /// `/etc/resolv.conf` -> systemd-resolved's stub file) could not provide in a container.
+    pub replace_symlink: bool,
 }
 
 /// Where the writable part of the root lives.
@@ -148,7 +152,12 @@ pub fn mount_flat(scratch: &Path, tree: &Path) -> Result<PathBuf> {
 
 /// Creates `target` (a directory, or an empty file when `like` is a file) inside the new
 /// root if missing. The root's upper layer is scratch, so this never touches the image.
-fn ensure_mount_point(root: &Path, target: &Path, source_is_dir: bool) -> Result<PathBuf> {
+fn ensure_mount_point(
+    root: &Path,
+    target: &Path,
+    source_is_dir: bool,
+    replace_symlink: bool,
+) -> Result<PathBuf> {
     let rel = target.strip_prefix("/").unwrap_or(target);
     let path = root.join(rel);
     // Refuse to follow a symlink in the image out of the root: resolve nothing, check each
@@ -159,6 +168,11 @@ fn ensure_mount_point(root: &Path, target: &Path, source_is_dir: bool) -> Result
         if let Ok(m) = fs::symlink_metadata(&cur)
             && m.file_type().is_symlink()
         {
+            if replace_symlink && cur == path {
+                // The root is writable here (an upper layer): the link goes from the view only.
+                fs::remove_file(&cur).at(&cur)?;
+                break;
+            }
             return Err(Error::invalid(
                 format!("bind target {}", target.display()),
                 "is a symbolic link in the image; give the real path",
@@ -187,11 +201,15 @@ fn ensure_mount_point(root: &Path, target: &Path, source_is_dir: bool) -> Result
     Ok(path)
 }
 
-pub fn bind_all(root: &Path, binds: &[Bind]) -> Result<()> {
+/// `root_is_scratch`: changes to the root vanish with the container (an overlay with a tmpfs
+/// or `--write` upper layer), so an image symlink may be removed from the view for a
+/// `replace_symlink` bind; not in a flattened copy kept on disk.
+pub fn bind_all(root: &Path, binds: &[Bind], root_is_scratch: bool) -> Result<()> {
     for b in binds {
         let meta = fs::metadata(&b.source)
             .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
-        let target = ensure_mount_point(root, &b.target, meta.is_dir())?;
+        let replace = b.replace_symlink && root_is_scratch;
+        let target = ensure_mount_point(root, &b.target, meta.is_dir(), replace)?;
         bind_one(b, &target)?;
     }
     Ok(())
@@ -262,6 +280,7 @@ pub fn standard_binds(home: Option<(&Path, &Path)>) -> Vec<Bind> {
             target: inside.to_path_buf(),
             recursive: false,
             read_only: false,
+            replace_symlink: false,
         });
     }
     for f in ["/etc/hosts", "/etc/resolv.conf"] {
@@ -271,6 +290,7 @@ pub fn standard_binds(home: Option<(&Path, &Path)>) -> Vec<Bind> {
                 target: f.into(),
                 recursive: false,
                 read_only: true,
+                replace_symlink: true,
             });
         }
     }
@@ -279,6 +299,7 @@ pub fn standard_binds(home: Option<(&Path, &Path)>) -> Vec<Bind> {
 
 fn bind(s: &str, t: &str, recursive: bool) -> Bind {
     Bind {
+        replace_symlink: false,
         source: s.into(),
         target: t.into(),
         recursive,

@@ -142,3 +142,51 @@ fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
             .unwrap();
     assert_eq!(config["config"]["Labels"]["p"], "http://s.invalid");
 }
+
+/// A base whose /etc/resolv.conf is a symbolic link (systemd-resolved's stub): RUN sees the
+/// host's file, and the step's layer leaves the image's link alone.
+#[test]
+fn run_sees_host_resolv_conf_over_an_image_symlink_and_keeps_the_link() {
+    let Ok(host) = fs::read_to_string("/etc/resolv.conf") else {
+        eprintln!("skipped: the host has no /etc/resolv.conf");
+        return;
+    };
+    let b = setup();
+    let tree = b.lade.path("linked");
+    b.lade
+        .ok(["unpack".as_ref(), "base".as_ref(), tree.as_os_str()]);
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    let _ = fs::remove_file(tree.join("etc/resolv.conf"));
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        tree.join("etc/resolv.conf"),
+    )
+    .unwrap();
+    b.lade
+        .ok(["import".as_ref(), tree.as_os_str(), "linked".as_ref()]);
+    let out = b
+        .build(
+            &[],
+            "FROM linked\nRUN cat /etc/resolv.conf > /seen && echo done\n",
+            &[],
+        )
+        .ok()
+        .stdout;
+    assert!(out.contains("done"), "{out}");
+    let names = b.last_layer_names("t");
+    assert!(names.iter().any(|n| n == "seen"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("resolv.conf")),
+        "{names:?}"
+    );
+    let root = b.lade.path("out");
+    b.lade
+        .ok(["unpack".as_ref(), "t".as_ref(), root.as_os_str()]);
+    assert_eq!(fs::read_to_string(root.join("seen")).unwrap(), host);
+    assert!(
+        fs::symlink_metadata(root.join("etc/resolv.conf"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

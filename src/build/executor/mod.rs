@@ -1185,6 +1185,16 @@ impl Builder<'_> {
         format!("/{}", done.join("/"))
     }
 
+    /// Whether `rel` is a symbolic link in the state (the topmost layer that has it decides).
+    fn is_symlink_in(&self, state: &State, rel: &str) -> bool {
+        let layers = self.storage.layers();
+        state.layers.iter().rev().find_map(|l| {
+            std::fs::symlink_metadata(layers.tree(&l.tree).join(rel))
+                .ok()
+                .map(|m| m.file_type().is_symlink())
+        }) == Some(true)
+    }
+
     /// Whether `rel` exists in the state (the topmost layer that has it decides).
     fn exists_in(&self, state: &State, rel: &str) -> bool {
         let layers = self.storage.layers();
@@ -1204,7 +1214,9 @@ impl Builder<'_> {
             let Ok(m) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
-            if self.exists_in(state, rel) {
+            // An image symlink at /etc/hosts or /etc/resolv.conf is hidden by the mount point
+            // during the step (`lade run` replaces it): it comes back when the file goes.
+            if self.exists_in(state, rel) && !self.is_symlink_in(state, rel) {
                 continue;
             }
             if m.is_dir() {

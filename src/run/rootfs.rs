@@ -90,25 +90,14 @@ pub fn mount_overlay(
         upperdir.display(),
         workdir.display()
     );
-    if options.len() >= 4096 {
-        return Err(Error::unsupported(
-            "overlayfs",
-            format!("{} layers make the mount options too long", lowers.len()),
-        ));
-    }
-    let options = CString::new(options)
-        .map_err(|_| Error::invalid("overlay options", "NUL byte in a path"))?;
-    let here = std::env::current_dir().ctx(|| "current directory".into())?;
-    std::env::set_current_dir(lower_base).at(lower_base)?;
-    let result = mount(
-        "overlay",
+    mount_overlay_options(
         &root,
-        "overlay",
+        lower_base,
+        lowers.len(),
+        &options,
         MountFlags::empty(),
-        Some(options.as_c_str()),
-    );
-    std::env::set_current_dir(&here).at(&here)?;
-    result.map_err(|e| {
+    )?
+    .map_err(|e| {
         Error::unsupported(
             "overlayfs",
             format!("mount failed: {e} (unprivileged overlayfs needs Linux 5.11 or later)"),
@@ -122,10 +111,30 @@ pub fn mount_overlay(
 /// (see `mountpoints.rs` for why that matters). Paths as for [`mount_overlay`].
 pub fn mount_overlay_read_only(target: &Path, lower_base: &Path, lowers: &[String]) -> Result<()> {
     let options = format!("lowerdir={},userxattr", lowers.join(":"));
+    mount_overlay_options(
+        target,
+        lower_base,
+        lowers.len(),
+        &options,
+        MountFlags::RDONLY,
+    )?
+    .map_err(|e| Error::unsupported("overlayfs", format!("read-only mount failed: {e}")))
+}
+
+/// Mounts an overlay with `options` on `target`, from within `lower_base` (the lower paths
+/// are relative to it). Option strings that would pass the kernel's one-page limit are an
+/// error of their own; a refused mount is returned for the caller to explain.
+fn mount_overlay_options(
+    target: &Path,
+    lower_base: &Path,
+    layers: usize,
+    options: &str,
+    flags: MountFlags,
+) -> Result<std::result::Result<(), rustix::io::Errno>> {
     if options.len() >= 4096 {
         return Err(Error::unsupported(
             "overlayfs",
-            format!("{} layers make the mount options too long", lowers.len()),
+            format!("{layers} layers make the mount options too long"),
         ));
     }
     let options = CString::new(options)
@@ -136,11 +145,11 @@ pub fn mount_overlay_read_only(target: &Path, lower_base: &Path, lowers: &[Strin
         "overlay",
         target,
         "overlay",
-        MountFlags::RDONLY,
+        flags,
         Some(options.as_c_str()),
     );
     std::env::set_current_dir(&here).at(&here)?;
-    result.map_err(|e| Error::unsupported("overlayfs", format!("read-only mount failed: {e}")))
+    Ok(result)
 }
 
 /// Binds a flattened image tree at `scratch/root` (the fallback without overlayfs).

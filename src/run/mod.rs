@@ -197,12 +197,12 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         }
         None => None,
     };
-    let (root, flat) = match fast_root {
-        Some(root) => (root, false),
+    let (root, kind) = match fast_root {
+        Some(root) => (root, RootKind::LowersOnly),
         None => {
             rootfs::mount_scratch(&scratch)?;
             match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
-                Ok(root) => (root, false),
+                Ok(root) => (root, RootKind::Overlay),
                 Err(overlay_err) => {
                     // Without overlayfs: a flattened copy of the image, made once and kept.
                     if !read_only {
@@ -213,17 +213,18 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                     };
                     eprintln!("lade: warning: {overlay_err}; using a flattened copy of the image");
                     let flat = flattened_tree(storage, &lower_base, &lowers, hex)?;
-                    (rootfs::mount_flat(&scratch, &flat)?, true)
+                    (rootfs::mount_flat(&scratch, &flat)?, RootKind::Flat)
                 }
             }
         }
     };
-    if root == scratch {
-        rootfs::bind_prepared(&root, &binds)?;
-    } else {
-        rootfs::bind_all(&root, &binds, !flat)?;
+    match kind {
+        RootKind::LowersOnly => rootfs::bind_prepared(&root, &binds)?,
+        RootKind::Overlay => rootfs::bind_all(&root, &binds, true)?,
+        RootKind::Flat => rootfs::bind_all(&root, &binds, false)?,
     }
-    if read_only && root != scratch {
+    // An overlay without an upper layer is read-only already.
+    if read_only && kind != RootKind::LowersOnly {
         rootfs::make_read_only(&root)?;
     }
     rootfs::pivot(&root)?;
@@ -248,6 +249,17 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     } else {
         Error::io(format!("executing '{}' in the image", spec.argv[0]), err)
     })
+}
+
+/// How the container's root was assembled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RootKind {
+    /// Overlay of lower layers only, mount points from the mount-point layer.
+    LowersOnly,
+    /// Overlay with a tmpfs or `--write=DIR` upper layer.
+    Overlay,
+    /// The flattened copy kept on disk (no overlayfs).
+    Flat,
 }
 
 /// The host home directory and where it appears inside (`/home/$USER`, as ch-run).

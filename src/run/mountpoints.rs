@@ -84,10 +84,7 @@ pub fn lookup(trees: &[PathBuf], rel: &Path) -> io::Result<Found> {
             None => return Ok(Found::Missing),
             Some(k) if k.is_symlink() && last => return Ok(Found::SymlinkAtEnd),
             Some(k) if k.is_symlink() => return Ok(Found::Symlink),
-            Some(k) if last => {
-                let _ = k;
-                return Ok(Found::Present);
-            }
+            Some(_) if last => return Ok(Found::Present),
             Some(k) if !k.is_dir() => return Ok(Found::NotDirectory),
             Some(_) => dirs = merged,
         }
@@ -148,10 +145,10 @@ pub fn layer_for(
         std::process::id(),
         rand::random::<u32>()
     ));
-    if fs::create_dir_all(&base).is_ok()
+    let published = fs::create_dir_all(&base).is_ok()
         && fs::write(&tmp, answer).is_ok()
-        && fs::rename(&tmp, &memo).is_err()
-    {
+        && fs::rename(&tmp, &memo).is_ok();
+    if !published {
         let _ = fs::remove_file(&tmp);
     }
     Ok(layer)

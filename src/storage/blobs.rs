@@ -61,14 +61,7 @@ impl BlobStore {
     }
 
     pub fn read_to_vec(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let path = self.path(digest);
-        let bytes = fs::read(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::invalid(format!("blob {digest}"), "missing from the store")
-            } else {
-                Error::io_path(&path, e)
-            }
-        })?;
+        let bytes = self.read_to_vec_trusted(digest)?;
         let actual = Digest::of_bytes(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(Error::invalid(

@@ -1092,16 +1092,21 @@ impl Builder<'_> {
         Ok(state)
     }
 
+    /// What the state has at `rel` (relative to the root): the entry of the topmost layer
+    /// that has one (a whiteout included), with its path in that layer's tree.
+    fn top_entry(&self, state: &State, rel: &str) -> Option<(PathBuf, std::fs::Metadata)> {
+        let layers = self.storage.layers();
+        state.layers.iter().rev().find_map(|l| {
+            let p = layers.tree(&l.tree).join(rel);
+            std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
+        })
+    }
+
     /// The permission bits of directory `rel` in the state, if it is one there.
     pub(crate) fn dir_mode_in(&self, state: &State, rel: &str) -> Option<u32> {
         use std::os::unix::fs::PermissionsExt;
-        let layers = self.storage.layers();
-        for l in state.layers.iter().rev() {
-            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
-                return m.is_dir().then(|| m.permissions().mode() & 0o7777);
-            }
-        }
-        None
+        let (_, m) = self.top_entry(state, rel)?;
+        m.is_dir().then(|| m.permissions().mode() & 0o7777)
     }
 
     /// Gives the directories [`files::prepare_dirs`] made their image modes (they stayed
@@ -1121,16 +1126,8 @@ impl Builder<'_> {
         if rel.is_empty() {
             return true;
         }
-        let layers = self.storage.layers();
-        for l in state.layers.iter().rev() {
-            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
-                if m.file_type().is_char_device() {
-                    return false;
-                }
-                return m.is_dir();
-            }
-        }
-        false
+        self.top_entry(state, rel)
+            .is_some_and(|(_, m)| !m.file_type().is_char_device() && m.is_dir())
     }
 
     /// `abs` with the image state's symbolic links followed, as the kernel would inside the
@@ -1140,7 +1137,6 @@ impl Builder<'_> {
     /// COPY rule 3.1).
     pub(crate) fn resolve_links_in(&self, state: &State, abs: &str) -> String {
         use std::collections::VecDeque;
-        let layers = self.storage.layers();
         let mut done: Vec<String> = Vec::new();
         let mut todo: VecDeque<String> = abs
             .split('/')
@@ -1161,11 +1157,9 @@ impl Builder<'_> {
                 continue;
             }
             let rel = done.join("/");
-            let top = state.layers.iter().rev().find_map(|l| {
-                let p = layers.tree(&l.tree).join(&rel);
-                std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
-            });
-            let Some((path, meta)) = top else { continue };
+            let Some((path, meta)) = self.top_entry(state, &rel) else {
+                continue;
+            };
             if !meta.file_type().is_symlink() {
                 continue;
             }
@@ -1187,23 +1181,14 @@ impl Builder<'_> {
 
     /// Whether `rel` is a symbolic link in the state (the topmost layer that has it decides).
     fn is_symlink_in(&self, state: &State, rel: &str) -> bool {
-        let layers = self.storage.layers();
-        state.layers.iter().rev().find_map(|l| {
-            std::fs::symlink_metadata(layers.tree(&l.tree).join(rel))
-                .ok()
-                .map(|m| m.file_type().is_symlink())
-        }) == Some(true)
+        self.top_entry(state, rel)
+            .is_some_and(|(_, m)| m.file_type().is_symlink())
     }
 
     /// Whether `rel` exists in the state (the topmost layer that has it decides).
     fn exists_in(&self, state: &State, rel: &str) -> bool {
-        let layers = self.storage.layers();
-        for l in state.layers.iter().rev() {
-            if let Ok(m) = std::fs::symlink_metadata(layers.tree(&l.tree).join(rel)) {
-                return !(m.file_type().is_char_device() && m.rdev() == 0);
-            }
-        }
-        false
+        self.top_entry(state, rel)
+            .is_some_and(|(_, m)| !(m.file_type().is_char_device() && m.rdev() == 0))
     }
 
     /// `lade run` creates its mount points (/dev, /proc, /sys, /etc/hosts, /etc/resolv.conf)
@@ -1463,14 +1448,10 @@ impl Builder<'_> {
     /// The text of regular file `abs` in the state (symbolic links followed inside the
     /// image, at most 64 KiB: enough for the small release files it is used on).
     fn read_file_in(&self, state: &State, abs: &str) -> Option<String> {
-        let layers = self.storage.layers();
         let mut path = resolve_path("/", abs);
         for _ in 0..16 {
             let rel = path.trim_start_matches('/').to_string();
-            let (tree, meta) = state.layers.iter().rev().find_map(|l| {
-                let p = layers.tree(&l.tree).join(&rel);
-                std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
-            })?;
+            let (tree, meta) = self.top_entry(state, &rel)?;
             let ft = meta.file_type();
             if ft.is_symlink() {
                 let target = std::fs::read_link(&tree).ok()?;

@@ -156,18 +156,8 @@ fn hash_tree(
     let ft = meta.file_type();
     h.update(format!("\0{}\0{:o}\0", rel.display(), meta.permissions().mode()).as_bytes());
     if ft.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(path)
-            .at(path)?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let child = path.join(&n);
-            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
-            if !skip(filter, &child, is_dir) {
-                hash_tree(h, &child, &rel.join(&n), false, filter)?;
-            }
+        for n in kept_children(path, filter)? {
+            hash_tree(h, &path.join(&n), &rel.join(&n), false, filter)?;
         }
     } else if ft.is_symlink() {
         h.update(b"l");
@@ -224,6 +214,23 @@ pub(super) fn prepare_dirs(b: &Builder, state: &State, tree: &Path, abs: &str) -
     Ok(())
 }
 
+/// The names in directory `dir` the filter keeps, sorted (so cache keys and layers do not
+/// depend on directory order).
+fn kept_children(dir: &Path, filter: Option<Filter>) -> Result<Vec<std::ffi::OsString>> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .at(dir)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    names.retain(|n| {
+        let child = dir.join(n);
+        let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+        !skip(filter, &child, is_dir)
+    });
+    Ok(names)
+}
+
 fn remove_existing(p: &Path) -> Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if !m.is_dir() => fs::remove_file(p).at(p),
@@ -252,18 +259,8 @@ fn copy_tree(
             remove_existing(dst)?;
             fs::create_dir(dst).at(dst)?;
         }
-        let mut names: Vec<_> = fs::read_dir(src)
-            .at(src)?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let child = src.join(&n);
-            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
-            if !skip(filter, &child, is_dir) {
-                copy_tree(&child, &dst.join(&n), false, chmod, filter)?;
-            }
+        for n in kept_children(src, filter)? {
+            copy_tree(&src.join(&n), &dst.join(&n), false, chmod, filter)?;
         }
         // An excluded directory walked only for `!` exceptions stays only if one matched.
         if !follow && filter.is_some_and(|f| f.excluded(src)) {

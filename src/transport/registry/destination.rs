@@ -80,11 +80,6 @@ pub struct RegistryDestination {
     mode: Mode,
     chunk: usize,
     progress: Progress,
-    /// With `--tls-no-verify` the scheme is found by the first request; blobs go two at a
-    /// time, and two first requests racing could each decide differently, so one `GET /v2/`
-    /// settles it before anything else.
-    settled: std::sync::OnceLock<()>,
-    probe_scheme: bool,
 }
 
 /// Where an upload session stands.
@@ -155,8 +150,6 @@ impl RegistryDestination {
             mode,
             chunk,
             progress,
-            settled: std::sync::OnceLock::new(),
-            probe_scheme: opts.tls_no_verify,
         })
     }
 
@@ -171,15 +164,6 @@ impl RegistryDestination {
     pub fn same_registry_repository(&self, other: &Reference) -> Option<String> {
         (other.registry == self.reference.registry && other.repository != self.reference.repository)
             .then(|| other.repository.clone())
-    }
-
-    fn settle(&self) {
-        if self.probe_scheme {
-            self.settled.get_or_init(|| {
-                // Its answer does not matter (401 is fine): only that it came, on a scheme.
-                let _ = self.client.ping();
-            });
-        }
     }
 
     fn repo_path(&self, rest: &str) -> String {
@@ -600,7 +584,6 @@ impl ImageDestination for RegistryDestination {
     }
 
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        self.settle();
         let what = self.what_blob(digest);
         let path = self.repo_path(&format!("blobs/{digest}"));
         let resp = self
@@ -624,7 +607,6 @@ impl ImageDestination for RegistryDestination {
         data: &mut (dyn Read + Send),
         what: &str,
     ) -> Result<()> {
-        self.settle();
         let digest = &expected.digest;
         let what = format!("{what} to {}", self.describe());
         let mut consumed = 0u64;
@@ -752,7 +734,6 @@ impl ImageDestination for RegistryDestination {
 
 impl RegistryDestination {
     fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
-        self.settle();
         let what = format!("manifest {} to {}", manifest.digest, self.describe());
         let path = self.repo_path(&format!("manifests/{reference}"));
         let body = manifest.bytes.clone();

@@ -1,6 +1,7 @@
-//! `ADD http://…`: the file downloaded into the layer with mode 0600, named from the URL or
-//! the destination, `--checksum` verified, the cache keyed by content (or by the checksum,
-//! downloading nothing), and clear errors; against a tiny HTTP server on 127.0.0.1.
+//! `ADD http://…`: the file downloaded into the layer with mode 0600 and the server's
+//! Last-Modified as mtime, named from the URL or the destination, `--checksum` verified, the
+//! cache keyed by content (or by the checksum, downloading nothing), and clear errors; against
+//! a tiny HTTP server on 127.0.0.1.
 
 mod common;
 mod support;
@@ -14,6 +15,8 @@ use common::*;
 use support::http;
 
 const BODY: &[u8] = b"hello over http\n";
+/// Sent with BODY; the downloaded file's mtime must be this (1445412480 s), as in Docker.
+const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
 
 /// Serves BODY at /files/hello.txt, 404 elsewhere; counts requests. The thread ends with
 /// the test process.
@@ -31,7 +34,8 @@ fn serve() -> (u16, Arc<AtomicUsize>) {
             };
             c.fetch_add(1, Ordering::SeqCst);
             if head.path() == "/files/hello.txt" {
-                http::respond(&mut s, 200, &[], BODY);
+                let date = ("Last-Modified", LAST_MODIFIED.to_string());
+                http::respond(&mut s, 200, &[date], BODY);
             } else {
                 http::respond(&mut s, 404, &[], b"no\n");
             }
@@ -74,10 +78,11 @@ fn add_url_downloads_verifies_and_caches() {
         "--",
         "/bin/sh",
         "-c",
-        "cat /dl/hello.txt /named /sum.txt; stat -c %a /dl/hello.txt /named /sum.txt",
+        "cat /dl/hello.txt /named /sum.txt; stat -c '%a %Y' /dl/hello.txt /named /sum.txt",
     ]);
     let text = String::from_utf8_lossy(BODY);
-    assert_eq!(out, format!("{text}{text}{text}600\n600\n600\n"));
+    let meta = "600 1445412480\n".repeat(3);
+    assert_eq!(out, format!("{text}{text}{text}{meta}"));
 
     // A rebuild: the content is the same, so every step hits; the step with a checksum
     // downloads nothing.

@@ -1,6 +1,7 @@
 //! ADD of `http://` and `https://` URLs: the file is streamed to a scratch file while it is
 //! hashed, checked against `--checksum` when given, and then placed like a local file
-//! (mode 0600, as Docker does; never unpacked).
+//! (mode 0600, as Docker does; never unpacked), with the server's `Last-Modified` as its
+//! mtime when it sends one (Docker's rule; like any ADD, mtime stays out of the cache key).
 //!
 //! The cache: with `--checksum` the step's key holds the checksum, so a hit downloads
 //! nothing; without it the file is downloaded on every build and its content hash is the key
@@ -84,16 +85,25 @@ pub fn fetch(url: &str, dest: &Path, checksum: Option<&Digest>, opts: &Options) 
             format!("download failed: the server answered {status}"),
         ));
     }
+    // An unparsable date is ignored, as Docker does: the file keeps the download's time.
+    let last_modified = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
     let algorithm = checksum.map_or(Algorithm::Sha256, Digest::algorithm);
     let file = File::create(dest).at(dest)?;
     let mut w = HashingWriter::new(BufWriter::new(file), algorithm);
     io::copy(&mut resp, &mut w)
         .map_err(|e| Error::invalid(&what, format!("download failed: {e}")))?;
     let (buf, digest, _) = w.finish();
-    buf.into_inner()
-        .map_err(|e| Error::io_path(dest, e.into_error()))?
-        .flush()
-        .at(dest)?;
+    let mut file = buf
+        .into_inner()
+        .map_err(|e| Error::io_path(dest, e.into_error()))?;
+    file.flush().at(dest)?;
+    if let Some(t) = last_modified {
+        file.set_modified(t).at(dest)?;
+    }
     if let Some(want) = checksum
         && *want != digest
     {

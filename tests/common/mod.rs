@@ -274,6 +274,17 @@ impl Default for Lade {
     }
 }
 
+/// The manifest digest the store of `lade` records for `name`.
+#[track_caller]
+pub fn stored_digest(lade: &Lade, name: &str) -> String {
+    let out = lade.ok(["list", "--format", "json", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["manifest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no manifest: {out}"))
+        .to_string()
+}
+
 /// Run any command, capturing output.
 pub fn run_cmd(mut c: Command) -> Run {
     let what = format!("{c:?}");
@@ -420,6 +431,24 @@ pub fn skopeo_digest(image: &str) -> String {
         .as_str()
         .expect("no Digest in skopeo inspect output")
         .to_string()
+}
+
+/// How `lade unpack` must relate to `umoci unpack --rootless` of the same image.
+///
+/// Documented, deliberate differences (everything else must be identical: paths, types,
+/// contents, symlink targets, hardlink groups, permission bits including setuid/setgid/sticky):
+/// - lade raises permissions to at least u+rw on files and u+rwx on directories so that the
+///   user can always read and delete what it unpacked; umoci --rootless keeps 0000 files and
+///   0555 directories as they are in the layer. So the expected mode is umoci's | u+rw(x).
+/// - the mode of the target directory itself is not compared: it is the caller's directory.
+/// - ownership and timestamps are not compared (rootless: everything belongs to the user).
+pub fn vs_umoci() -> CompareOpts {
+    CompareOpts {
+        perm_mask: 0o7777,
+        normalize: lade_min_perms,
+        hardlinks: true,
+        root_mode: false,
+    }
 }
 
 /// `sha256:<hex>` of bytes, computed independently of lade's own digest code paths.

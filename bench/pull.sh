@@ -26,47 +26,23 @@ REPO=$(cd "$(dirname "$SELF")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/var/tmp/lade-bench}
 RUNS=${RUNS:-3}
 BENCH_USER=${LADE_BENCH_USER:-lade-test}
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { echo "bench/pull.sh: $*" >&2; exit 1; }
+. "$(dirname "$SELF")/lib.sh"
 
 # ------------------------------------------------------------------------------------------------
 # Root phase
 if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    need=()
-    for p in docker-registry skopeo umoci openssl time util-linux; do
-        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-    done
-    if [ -z "${NO_CH:-}" ] && ! dpkg-query -W -f='${Status}\n' charliecloud-builders 2>/dev/null \
-            | grep -q 'ok installed'; then
-        need+=(charliecloud-builders)
-    fi
-    if [ ${#need[@]} -gt 0 ]; then
-        say "installing ${need[*]}"
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${need[@]}" \
-            || say "some packages could not be installed; going on without them"
-    fi
-    id -u "$BENCH_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$BENCH_USER"
+    install_tools
     if [ -z "${IMG:-}" ] && [ ! -s "$BENCH_DIR/user/image/index.json" ]; then
         say "building the image with bench/unpack.sh (RUNS=1)"
         RUNS=1 bash "$REPO/bench/unpack.sh" >&2
     fi
     IMG=${IMG:-$BENCH_DIR/user/image}
     if [ -z "${LADE:-}" ]; then
-        command -v cargo >/dev/null || { [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"; }
-        say "cargo build --release"
-        (cd "$REPO" && cargo build --release --locked --bin lade)
-        mkdir -p "$BENCH_DIR/bin"
-        cp "$REPO/target/release/lade" "$BENCH_DIR/bin/lade-pull"
-        chmod 0755 "$BENCH_DIR" "$BENCH_DIR/bin" "$BENCH_DIR/bin/lade-pull"
-        LADE=$BENCH_DIR/bin/lade-pull
+        build_lade lade-pull --locked
     fi
     mkdir -p "$BENCH_DIR/pull-user"
     chown "$BENCH_USER:" "$BENCH_DIR/pull-user"
-    cp "$SELF" "$BENCH_DIR/pull.sh"
-    chmod 0755 "$BENCH_DIR/pull.sh"
+    copy_for_user
     say "measuring as $BENCH_USER"
     exec runuser -u "$BENCH_USER" -- env LADE="$LADE" BENCH_DIR="$BENCH_DIR" RUNS="$RUNS" \
         IMG="$IMG" NO_CH="${NO_CH:-}" HOME=/tmp USER="$BENCH_USER" \
@@ -82,18 +58,8 @@ IMG=${IMG:-$BENCH_DIR/user/image}
 for t in docker-registry skopeo umoci openssl /usr/bin/time; do
     command -v "$t" >/dev/null || die "$t not installed"
 done
-HAVE_CH=
-if [ -z "${NO_CH:-}" ] && command -v ch-image >/dev/null && ch-image --version >/dev/null 2>&1; then
-    HAVE_CH=1
-else
-    say "ch-image not usable here (apt-get install charliecloud-builders); not measured"
-fi
-W=$BENCH_DIR/pull-user
-[ -w "$W" ] || W=${TMPDIR:-/tmp}/lade-pull-bench-$(id -u)
-mkdir -p "$W"
-export TMPDIR=$W/tmp
-mkdir -p "$TMPDIR"
-nuke() { for d in "$@"; do [ -e "$d" ] || continue; chmod -R u+rwX "$d" 2>/dev/null || true; rm -rf "$d"; done; }
+find_ch_image
+use_work_dir pull
 # Before a timed run, the previous run's output is moved aside, not deleted: on ext4 without a
 # journal (this CI machine type), allocating inodes scans past every recently deleted one, so a
 # run right after deleting tens of thousands of files measures that scan (5 s instead of 0.7 s
@@ -105,83 +71,16 @@ set_aside() {
     return 0
 }
 
-# A CA and a certificate for 127.0.0.1.
-C=$W/certs
-if [ ! -s "$C/server.pem" ]; then
-    mkdir -p "$C"
-    (cd "$C"
-     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=lade bench CA" \
-         -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
-         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-     openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key \
-         -out server.csr 2>/dev/null
-     printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-         -extfile ext.cnf -out server.pem 2>/dev/null
-     mkdir -p cert-dir && cp ca.pem cert-dir/ca.crt)
-fi
-
-# The registry on a free loopback port.
-port=
-for p in $(seq 5300 5399); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[ -n "$port" ] || die "no free port in 5300-5399"
-nuke "$W/registry"
-mkdir -p "$W/registry"
-cat > "$W/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/registry/data
-http:
-  addr: 127.0.0.1:$port
-  secret: lade-bench
-  tls:
-    certificate: $C/server.pem
-    key: $C/server.key
-EOF
-docker-registry serve "$W/registry/config.yml" >"$W/registry/log" 2>&1 &
-REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-done
-kill -0 "$REG_PID" 2>/dev/null || { cat "$W/registry/log" >&2; die "docker-registry did not start"; }
+# The registry, over HTTPS with a CA made here, on a free loopback port.
+make_certs
+pick_port 5300 5399
+trap stop_registry EXIT
+fresh_registry
 REF=127.0.0.1:$port/bench/debian:1
 say "pushing the image to $REF"
 skopeo copy --quiet --dest-cert-dir "$C/cert-dir" "oci:$IMG:debian" "docker://$REF"
 
-manifest=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$IMG/index.json" | head -1 | sed 's/.*sha256://; s/"//')
-nlayers=$(grep -o '"layers":.*' "$IMG/blobs/sha256/$manifest" | grep -o 'sha256:[0-9a-f]*' | wc -l)
-comp=0
-for l in $(grep -o '"layers":.*' "$IMG/blobs/sha256/$manifest" | grep -o 'sha256:[0-9a-f]*' | sed 's/sha256://'); do
-    comp=$((comp + $(stat -c %s "$IMG/blobs/sha256/$l")))
-done
-
-declare -A best_s best_m
-measure() { # name prepare-fn command...
-    local name=$1 prep=$2; shift 2
-    local i t m
-    for i in $(seq "$RUNS"); do
-        $prep
-        local t0=$EPOCHREALTIME
-        /usr/bin/time -f '%M' -o "$W/time.out" "$@" >"$W/cmd.log" 2>&1 \
-            || { cat "$W/cmd.log" >&2; die "$name failed"; }
-        t=$(awk "BEGIN{printf \"%.4f\", $EPOCHREALTIME - $t0}")
-        read -r m < "$W/time.out"
-        say "  $name run $i: ${t}s, $((m / 1024)) MiB"
-        if [ -z "${best_s[$name]:-}" ] || awk "BEGIN{exit !($t < ${best_s[$name]})}"; then
-            best_s[$name]=$t
-        fi
-        if [ -z "${best_m[$name]:-}" ] || [ "$m" -gt "${best_m[$name]}" ]; then best_m[$name]=$m; fi
-    done
-}
+image_stats "$IMG"
 
 STORE=$W/lade-store
 prep_lade() { set_aside "$STORE"; }
@@ -213,18 +112,11 @@ nuke "$STORE" "$W/oci" "$W/bundle" "$W/ch" "$TRASH"
 # ------------------------------------------------------------------------------------------------
 echo
 echo "Debian minbase, $nlayers gzip layers, $((comp / 1024 / 1024)) MiB compressed, from docker-registry over HTTPS on loopback; $(nproc) CPUs; best of $RUNS; $(id -un)"
-printf '%-28s %9s %14s\n' "tool" "seconds" "peak RSS MiB"
 names=("lade pull (cold)" "lade pull (warm)" "skopeo copy + umoci unpack")
 [ -n "$HAVE_CH" ] && names+=("ch-image pull")
-for name in "${names[@]}"; do
-    printf '%-28s %9.3f %14d\n' "$name" "${best_s[$name]}" $(( best_m[$name] / 1024 ))
-done
+table "${names[@]}"
 echo
 cold=${best_s["lade pull (cold)"]}
-check() { # label value target
-    if awk "BEGIN{exit !($2 <= $3)}"; then echo "target met:     $1 = $2 (target <= $3)"
-    else echo "target NOT met: $1 = $2 (target <= $3)"; fi
-}
 check "lade cold / (skopeo + umoci)" "$(awk "BEGIN{printf \"%.3f\", $cold / ${best_s["skopeo copy + umoci unpack"]}}")" 0.1
 if [ -n "$HAVE_CH" ]; then
     check "lade cold / ch-image" "$(awk "BEGIN{printf \"%.3f\", $cold / ${best_s["ch-image pull"]}}")" 0.2

@@ -25,37 +25,14 @@ REPO=$(cd "$(dirname "$SELF")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/var/tmp/lade-bench}
 RUNS=${RUNS:-3}
 BENCH_USER=${LADE_BENCH_USER:-lade-test}
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { echo "bench/push.sh: $*" >&2; exit 1; }
+. "$(dirname "$SELF")/lib.sh"
 
 # ------------------------------------------------------------------------------------------------
 # Root phase
 if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    need=()
-    for p in docker-registry skopeo umoci openssl time util-linux; do
-        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-    done
-    if [ -z "${NO_CH:-}" ] && ! dpkg-query -W -f='${Status}\n' charliecloud-builders 2>/dev/null \
-            | grep -q 'ok installed'; then
-        need+=(charliecloud-builders)
-    fi
-    if [ ${#need[@]} -gt 0 ]; then
-        say "installing ${need[*]}"
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${need[@]}" \
-            || say "some packages could not be installed; going on without them"
-    fi
-    id -u "$BENCH_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$BENCH_USER"
+    install_tools
     if [ -z "${LADE:-}" ]; then
-        command -v cargo >/dev/null || { [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"; }
-        say "cargo build --release"
-        (cd "$REPO" && cargo build --release --bin lade)
-        mkdir -p "$BENCH_DIR/bin"
-        cp "$REPO/target/release/lade" "$BENCH_DIR/bin/lade-push"
-        chmod 0755 "$BENCH_DIR" "$BENCH_DIR/bin" "$BENCH_DIR/bin/lade-push"
-        LADE=$BENCH_DIR/bin/lade-push
+        build_lade lade-push
     fi
     if [ -z "${IMG:-}" ] && [ -s "$BENCH_DIR/user/image/index.json" ]; then
         IMG=$BENCH_DIR/user/image TAG=debian
@@ -70,8 +47,7 @@ if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
     chmod a+rx "$BENCH_DIR" "$BENCH_DIR/user" 2>/dev/null || true
     mkdir -p "$BENCH_DIR/push-user"
     chown "$BENCH_USER:" "$BENCH_DIR/push-user"
-    cp "$SELF" "$BENCH_DIR/push.sh"
-    chmod 0755 "$BENCH_DIR/push.sh"
+    copy_for_user
     say "measuring as $BENCH_USER"
     exec runuser -u "$BENCH_USER" -- env LADE="$LADE" BENCH_DIR="$BENCH_DIR" RUNS="$RUNS" \
         IMG="$IMG" TAG="${TAG:-debian}" NO_CH="${NO_CH:-}" HOME=/tmp USER="$BENCH_USER" \
@@ -88,83 +64,17 @@ TAG=${TAG:-debian}
 for t in docker-registry skopeo openssl /usr/bin/time; do
     command -v "$t" >/dev/null || die "$t not installed"
 done
-HAVE_CH=
-if [ -z "${NO_CH:-}" ] && command -v ch-image >/dev/null && ch-image --version >/dev/null 2>&1; then
-    HAVE_CH=1
-else
-    say "ch-image not usable here (apt-get install charliecloud-builders); not measured"
-fi
-W=$BENCH_DIR/push-user
-[ -w "$W" ] || W=${TMPDIR:-/tmp}/lade-push-bench-$(id -u)
-mkdir -p "$W"
-export TMPDIR=$W/tmp
-mkdir -p "$TMPDIR"
-nuke() { for d in "$@"; do [ -e "$d" ] || continue; chmod -R u+rwX "$d" 2>/dev/null || true; rm -rf "$d"; done; }
+find_ch_image
+use_work_dir push
 
-# A CA and a certificate for 127.0.0.1.
-C=$W/certs
-if [ ! -s "$C/server.pem" ]; then
-    mkdir -p "$C"
-    (cd "$C"
-     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=lade bench CA" \
-         -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
-         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-     openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key \
-         -out server.csr 2>/dev/null
-     printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-         -extfile ext.cnf -out server.pem 2>/dev/null
-     mkdir -p cert-dir && cp ca.pem cert-dir/ca.crt)
-fi
-
-port=
-for p in $(seq 5400 5499); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[ -n "$port" ] || die "no free port in 5400-5499"
-REG_PID=
-stop_registry() {
-    if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
-    REG_PID=
-}
+# A fresh registry for every run (fresh_registry), over HTTPS with a CA made here, on a free
+# loopback port.
+make_certs
+pick_port 5400 5499
 trap stop_registry EXIT
-# A fresh, empty registry (new data directory) on $port.
-fresh_registry() {
-    stop_registry
-    nuke "$W/registry"
-    mkdir -p "$W/registry"
-    cat > "$W/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/registry/data
-http:
-  addr: 127.0.0.1:$port
-  secret: lade-bench
-  tls:
-    certificate: $C/server.pem
-    key: $C/server.key
-EOF
-    docker-registry serve "$W/registry/config.yml" >"$W/registry/log" 2>&1 &
-    REG_PID=$!
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
-    kill -0 "$REG_PID" 2>/dev/null || { cat "$W/registry/log" >&2; die "docker-registry did not start"; }
-}
 REF=127.0.0.1:$port/bench/img:1
 
-manifest=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$IMG/index.json" | head -1 | sed 's/.*sha256://; s/"//')
-layers=$(grep -o '"layers":.*' "$IMG/blobs/sha256/$manifest" | grep -o 'sha256:[0-9a-f]*' | sed 's/sha256://')
-nlayers=$(echo "$layers" | wc -l)
-comp=0
-for l in $layers; do comp=$((comp + $(stat -c %s "$IMG/blobs/sha256/$l"))); done
+image_stats "$IMG"
 
 # Inputs, made once, not measured: lade's store holding the image, its unpacked tree, and
 # ch-image's storage holding it (pulled from a registry, as ch-image takes images).
@@ -183,33 +93,15 @@ if [ -n "$HAVE_CH" ]; then
         || { say "ch-image pull failed; ch-image not measured"; HAVE_CH=; }
 fi
 
-declare -A best_s best_m
-measure() { # name command...
-    local name=$1; shift
-    local i t m
-    for i in $(seq "$RUNS"); do
-        fresh_registry
-        local t0=$EPOCHREALTIME
-        /usr/bin/time -f '%M' -o "$W/time.out" "$@" >"$W/cmd.log" 2>&1 \
-            || { cat "$W/cmd.log" >&2; die "$name failed"; }
-        t=$(awk "BEGIN{printf \"%.4f\", $EPOCHREALTIME - $t0}")
-        read -r m < "$W/time.out"
-        say "  $name run $i: ${t}s, $((m / 1024)) MiB"
-        if [ -z "${best_s[$name]:-}" ] || awk "BEGIN{exit !($t < ${best_s[$name]})}"; then
-            best_s[$name]=$t
-        fi
-        if [ -z "${best_m[$name]:-}" ] || [ "$m" -gt "${best_m[$name]}" ]; then best_m[$name]=$m; fi
-    done
-}
-
 say "measuring, best of $RUNS, each into an empty registry"
-measure "lade push" "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q push img "$REF"
-measure "lade push --image DIR" "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q \
-    push --image "$W/tree" img "$REF"
-measure "skopeo copy oci: docker://" skopeo copy --quiet --dest-cert-dir "$C/cert-dir" \
-    "oci:$IMG:$TAG" "docker://$REF"
+measure "lade push" fresh_registry \
+    "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q push img "$REF"
+measure "lade push --image DIR" fresh_registry \
+    "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q push --image "$W/tree" img "$REF"
+measure "skopeo copy oci: docker://" fresh_registry \
+    skopeo copy --quiet --dest-cert-dir "$C/cert-dir" "oci:$IMG:$TAG" "docker://$REF"
 if [ -n "$HAVE_CH" ]; then
-    measure "ch-image push" env REQUESTS_CA_BUNDLE="$C/ca.pem" \
+    measure "ch-image push" fresh_registry env REQUESTS_CA_BUNDLE="$C/ca.pem" \
         ch-image --storage "$W/ch" push img "$REF"
 fi
 nuke "$STORE" "$W/tree" "$W/ch"
@@ -217,17 +109,10 @@ nuke "$STORE" "$W/tree" "$W/ch"
 # ------------------------------------------------------------------------------------------------
 echo
 echo "$IMG:$TAG, $nlayers layers, $((comp / 1024 / 1024)) MiB compressed, to an empty docker-registry over HTTPS on loopback; $(nproc) CPUs; best of $RUNS; $(id -un)"
-printf '%-28s %9s %14s\n' "tool" "seconds" "peak RSS MiB"
 names=("lade push" "lade push --image DIR" "skopeo copy oci: docker://")
 [ -n "$HAVE_CH" ] && names+=("ch-image push")
-for name in "${names[@]}"; do
-    printf '%-28s %9.3f %14d\n' "$name" "${best_s[$name]}" $(( best_m[$name] / 1024 ))
-done
+table "${names[@]}"
 echo
-check() { # label value target
-    if awk "BEGIN{exit !($2 <= $3)}"; then echo "target met:     $1 = $2 (target <= $3)"
-    else echo "target NOT met: $1 = $2 (target <= $3)"; fi
-}
 check "lade push / skopeo copy" \
     "$(awk "BEGIN{printf \"%.3f\", ${best_s["lade push"]} / ${best_s["skopeo copy oci: docker://"]}}")" 1.0
 if [ -n "$HAVE_CH" ]; then

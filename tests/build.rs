@@ -10,75 +10,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-/// A store with the busybox fixture as `base`, and an empty context directory.
-struct B {
-    lade: Lade,
-    ctx: PathBuf,
-}
-
-fn setup() -> B {
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    let ctx = lade.path("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    B { lade, ctx }
-}
-
-impl B {
-    fn file(&self, rel: &str, content: &str) {
-        let p = self.ctx.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
-
-    fn build(&self, tag: &str, df: &str) -> Run {
-        fs::write(self.ctx.join("Dockerfile"), df).unwrap();
-        self.lade.run([
-            "build".as_ref(),
-            "-t".as_ref(),
-            tag.as_ref(),
-            self.ctx.as_os_str(),
-        ])
-    }
-
-    #[track_caller]
-    fn build_ok(&self, tag: &str, df: &str) -> String {
-        self.build(tag, df).ok().stdout
-    }
-
-    fn record(&self, tag: &str) -> Value {
-        serde_json::from_str(&self.lade.ok(["list", "--format", "json", tag])).unwrap()
-    }
-
-    fn blob(&self, digest: &str) -> Vec<u8> {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        fs::read(self.lade.storage.join("blobs/sha256").join(hex)).unwrap()
-    }
-
-    fn config(&self, tag: &str) -> Value {
-        let r = self.record(tag);
-        serde_json::from_slice(&self.blob(r["config"].as_str().unwrap())).unwrap()
-    }
-
-    /// Entry names of the image's last layer blob.
-    fn last_layer_names(&self, tag: &str) -> Vec<String> {
-        let r = self.record(tag);
-        let layers = r["layers"].as_array().unwrap();
-        let blob = self.blob(layers.last().unwrap()["blob"].as_str().unwrap());
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-        tar.entries()
-            .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_string()
-            })
-            .collect()
-    }
-
+impl BuildCtx {
+    /// Unpack `tag` into a new directory of the scratch directory.
     fn unpack(&self, tag: &str) -> PathBuf {
         let dir = self.lade.path(format!("unpacked-{tag}-{}", rand_suffix()));
         self.lade
@@ -99,7 +32,7 @@ fn read(p: &Path) -> String {
 
 #[test]
 fn config_instructions_are_recorded_as_docker_does() {
-    let b = setup();
+    let b = BuildCtx::new();
     let out = b.build_ok(
         "cfg",
         r#"FROM base
@@ -190,7 +123,7 @@ CMD hello
 
 #[test]
 fn entrypoint_resets_inherited_cmd() {
-    let b = setup();
+    let b = BuildCtx::new();
     b.build_ok("e1", "FROM base\nCMD [\"a\"]\n");
     b.build_ok("e2", "FROM e1\nENTRYPOINT [\"/bin/echo\"]\n");
     assert!(b.config("e2")["config"].get("Cmd").is_none());
@@ -200,7 +133,7 @@ fn entrypoint_resets_inherited_cmd() {
 
 #[test]
 fn run_creates_and_deletes_files_as_a_layer() {
-    let b = setup();
+    let b = BuildCtx::new();
     let out = b.build_ok(
         "r",
         r#"FROM base
@@ -265,7 +198,7 @@ EOF
 
 #[test]
 fn failing_run_names_the_line_and_status_and_leaves_no_image() {
-    let b = setup();
+    let b = BuildCtx::new();
     let r = b.build("bad", "FROM base\nRUN true\n\nRUN exit 3\nRUN echo never\n");
     let stdout = r.stdout.clone();
     let err = r.fails_one_line();
@@ -280,7 +213,7 @@ fn failing_run_names_the_line_and_status_and_leaves_no_image() {
 
 #[test]
 fn copy_rules() {
-    let b = setup();
+    let b = BuildCtx::new();
     b.file("a.txt", "a\n");
     b.file("b.log", "b\n");
     b.file("c.log", "c\n");
@@ -360,7 +293,7 @@ WORKDIR /tmp/wd
 
 #[test]
 fn add_unpacks_local_archives() {
-    let b = setup();
+    let b = BuildCtx::new();
     let src = b.lade.path("arch");
     fs::create_dir_all(src.join("top")).unwrap();
     fs::write(src.join("top/f"), "in tar\n").unwrap();
@@ -387,7 +320,7 @@ fn add_unpacks_local_archives() {
 
 #[test]
 fn multi_stage_copy_from_and_scratch() {
-    let b = setup();
+    let b = BuildCtx::new();
     let out = b.build_ok(
         "ms",
         r#"ARG BASE=base
@@ -419,7 +352,7 @@ COPY --from=base /etc/hostname /
 
 #[test]
 fn cache_hits_and_misses() {
-    let b = setup();
+    let b = BuildCtx::new();
     b.file("one", "1\n");
     b.file("two", "2\n");
     let df = "FROM base\nRUN echo a > /a\nCOPY one /one\nRUN echo b > /b\nCOPY two /two\nENV X=1\n";
@@ -500,7 +433,7 @@ fn cache_hits_and_misses() {
 
 #[test]
 fn parse_only_dry_run_force_and_inferred_tag() {
-    let b = setup();
+    let b = BuildCtx::new();
     fs::write(
         b.ctx.join("Dockerfile"),
         "FROM base\nARG N=5\nRUN echo $N\n",
@@ -553,7 +486,7 @@ fn parse_only_dry_run_force_and_inferred_tag() {
 
 #[test]
 fn built_image_copies_out_as_oci() {
-    let b = setup();
+    let b = BuildCtx::new();
     b.build_ok("out", "FROM base\nRUN echo hi > /hi\n");
     let layout = b.lade.path("layout");
     b.lade.ok([
@@ -576,7 +509,7 @@ fn built_image_copies_out_as_oci() {
 
 #[test]
 fn debris_of_dead_builds_is_swept_and_user_warns() {
-    let b = setup();
+    let b = BuildCtx::new();
     let debris = b.lade.storage.join("build-tmp/4194303.deadbeef/upper");
     fs::create_dir_all(&debris).unwrap();
     let r = b
@@ -589,7 +522,7 @@ fn debris_of_dead_builds_is_swept_and_user_warns() {
 
 #[test]
 fn onbuild_triggers_run_in_the_child_build() {
-    let b = setup();
+    let b = BuildCtx::new();
     b.build_ok(
         "parent",
         "FROM base\nONBUILD RUN echo fired > /fired\nONBUILD ENV T=1\n",
@@ -618,7 +551,7 @@ fn onbuild_triggers_run_in_the_child_build() {
 #[test]
 fn copy_rules_of_the_ch_image_manual() {
     use std::os::unix::fs::{PermissionsExt, symlink};
-    let b = setup();
+    let b = BuildCtx::new();
     b.file("a.txt", "a\n");
     b.file("b.txt", "b\n");
     b.file("tree/sub/f", "f\n");

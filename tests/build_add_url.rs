@@ -47,14 +47,10 @@ fn serve() -> (u16, Arc<AtomicUsize>) {
 #[test]
 fn add_url_downloads_verifies_and_caches() {
     let (port, count) = serve();
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    let ctx = lade.path("ctx");
-    fs::create_dir_all(&ctx).unwrap();
+    let b = BuildCtx::new();
     let build = |df: &str| {
-        fs::write(ctx.join("Dockerfile"), df).unwrap();
-        let mut c = lade.cmd();
-        c.args(["build", "-t", "t"]).arg(&ctx);
+        fs::write(b.ctx.join("Dockerfile"), df).unwrap();
+        let mut c = b.build_cmd(&[], "t");
         for v in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
             c.env_remove(v);
         }
@@ -72,7 +68,7 @@ fn add_url_downloads_verifies_and_caches() {
     assert_eq!(marks(&r.stdout), "*...", "{}", r.stderr);
     // One download per URL per build.
     assert_eq!(count.load(Ordering::SeqCst), 2);
-    let out = lade.ok([
+    let out = b.lade.ok([
         "run",
         "t",
         "--",
@@ -106,11 +102,11 @@ fn add_url_downloads_verifies_and_caches() {
     assert!(err.contains("cannot tell a file name"), "{err}");
     let err = build(&format!("FROM base\nADD --checksum=md5:00 {url} /x\n")).fails_one_line();
     assert!(err.contains("--checksum=md5:00"), "{err}");
-    fs::write(ctx.join("local"), "x").unwrap();
+    fs::write(b.ctx.join("local"), "x").unwrap();
     let err = build(&format!("FROM base\nADD --checksum={sum} local /x\n")).fails_one_line();
     assert!(err.contains("exactly one source"), "{err}");
     // Nothing listens on port 1.
     let err = build("FROM base\nADD http://127.0.0.1:1/f /x\n").fails_one_line();
     assert!(err.contains("download failed"), "{err}");
-    lade.fsck_ok();
+    b.lade.fsck_ok();
 }

@@ -10,13 +10,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-/// A store with the busybox fixture as `base`.
-fn setup() -> Lade {
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    lade
-}
-
 /// Writes a context directory `name` with `files` and the Dockerfile `df`.
 fn context(lade: &Lade, name: &str, df: &str, files: &[(&str, &str)]) -> PathBuf {
     let ctx = lade.path(name);
@@ -72,7 +65,7 @@ const DF: &str = "FROM base\nRUN echo a > /a\nCOPY one /one\nRUN echo b > /b\nEN
 
 #[test]
 fn delete_then_rebuild_is_all_hits() {
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
     assert_eq!(marks(&build_ok(&lade, "img", &ctx)), "*....");
     let trees = layer_trees(&lade);
@@ -95,7 +88,7 @@ fn delete_then_rebuild_is_all_hits() {
 
 #[test]
 fn tree_and_summary_show_the_states() {
-    let lade = setup();
+    let lade = base_store();
     let a = context(
         &lade,
         "a",
@@ -136,7 +129,7 @@ fn tree_and_summary_show_the_states() {
 
 #[test]
 fn gc_frees_unreachable_states_and_keeps_named_ones() {
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
     build_ok(&lade, "img", &ctx);
     let other = context(
@@ -198,7 +191,7 @@ fn gc_frees_unreachable_states_and_keeps_named_ones() {
 
 #[test]
 fn undelete_round_trip() {
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
     build_ok(&lade, "img", &ctx);
     let record: Value =
@@ -234,7 +227,7 @@ fn undelete_round_trip() {
 
 #[test]
 fn records_without_parents_still_hit_and_are_upgraded() {
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
     build_ok(&lade, "img", &ctx);
     // Make every record look like the old format: state only.
@@ -266,7 +259,7 @@ fn records_without_parents_still_hit_and_are_upgraded() {
 
 #[test]
 fn concurrent_builds_delete_and_gc_on_one_store() {
-    let lade = &setup();
+    let lade = &base_store();
     // Overlapping Dockerfiles: the same first steps, then different ones.
     let df = |i: usize, extra: &str| {
         format!(
@@ -351,7 +344,7 @@ fn concurrent_builds_delete_and_gc_on_one_store() {
 #[test]
 fn identical_files_in_two_layers_stay_separate_files() {
     use std::os::unix::fs::MetadataExt;
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(
         &lade,
         "ctx",
@@ -378,7 +371,7 @@ fn identical_files_in_two_layers_stay_separate_files() {
 /// problem, which `--repair` (and `build-cache --gc`) removes; the step then runs again.
 #[test]
 fn fsck_checks_cache_records() {
-    let lade = setup();
+    let lade = base_store();
     let ctx = context(&lade, "ctx", DF, &[("one", "1\n")]);
     build_ok(&lade, "img", &ctx);
     lade.ok(["delete", "img"]);

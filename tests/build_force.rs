@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::fs;
 use std::path::PathBuf;
 
 use common::*;
@@ -26,20 +25,14 @@ fn apt_get_install_needs_force_and_works_with_it() {
     };
     let lade = Lade::new();
     lade.ok(["import".as_ref(), tarball.as_os_str(), "debian".as_ref()]);
-    let ctx = lade.path("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    fs::write(
-        ctx.join("Dockerfile"),
+    let b = BuildCtx::in_store(lade);
+    b.file(
+        "Dockerfile",
         "FROM debian\n\
          RUN echo no package manager here > /greeting\n\
          RUN apt-get update && apt-get install -y --no-install-recommends hello\n",
-    )
-    .unwrap();
-    let build = |extra: &[&str]| {
-        let mut c = lade.cmd();
-        c.arg("build").args(extra).args(["-t", "hello"]).arg(&ctx);
-        run_cmd(c)
-    };
+    );
+    let build = |extra: &[&str]| run_cmd(b.build_cmd(extra, "hello"));
 
     // Without --force apt cannot drop privileges to _apt (one uid mapped): the build
     // fails, and says that --force would help.
@@ -50,7 +43,7 @@ fn apt_get_install_needs_force_and_works_with_it() {
         "{err}"
     );
     assert!(err.contains("RUN failed with exit status"), "{err}");
-    assert!(!lade.list().iter().any(|n| n.starts_with("hello")));
+    assert!(!b.lade.list().iter().any(|n| n.starts_with("hello")));
     // --no-force-detect: the same failure, without the hint.
     let err = build(&["--no-force-detect"]).fails();
     assert!(!err.contains("may fix it"), "{err}");
@@ -76,9 +69,9 @@ fn apt_get_install_needs_force_and_works_with_it() {
     // The first RUN succeeded in the failed build: a hit now.
     assert_eq!(marks(&r.stdout), "**.", "{all}");
     assert!(r.stdout.contains("grown in 3 instructions: hello"), "{all}");
-    let out = lade.ok(["run", "hello", "--", "hello"]);
+    let out = b.lade.ok(["run", "hello", "--", "hello"]);
     assert_eq!(out, "Hello, world!\n");
-    let out = lade.ok([
+    let out = b.lade.ok([
         "run",
         "hello",
         "--",
@@ -87,8 +80,7 @@ fn apt_get_install_needs_force_and_works_with_it() {
     ]);
     assert_eq!(out, "APT::Sandbox::User \"root\";\n");
     // The layers: the base, the first RUN, two init steps, the apt step.
-    let record: serde_json::Value =
-        serde_json::from_str(&lade.ok(["list", "--format", "json", "hello"])).unwrap();
+    let record = b.record("hello");
     assert_eq!(record["layers"].as_array().unwrap().len(), 5, "{record}");
 
     // A rebuild executes nothing, the init steps included.
@@ -97,21 +89,14 @@ fn apt_get_install_needs_force_and_works_with_it() {
     assert_eq!(marks(&r.stdout), "***", "{all}");
     assert!(all.contains("init steps: cached"), "{all}");
     assert!(!all.contains("checking"), "{all}");
-    lade.fsck_ok();
+    b.lade.fsck_ok();
 }
 
 #[test]
 fn force_mode_errors_and_images_without_a_configuration() {
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    let ctx = lade.path("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    fs::write(ctx.join("Dockerfile"), "FROM base\nRUN echo hi > /x\n").unwrap();
-    let build = |extra: &[&str]| {
-        let mut c = lade.cmd();
-        c.arg("build").args(extra).args(["-t", "t"]).arg(&ctx);
-        run_cmd(c)
-    };
+    let b = BuildCtx::new();
+    b.file("Dockerfile", "FROM base\nRUN echo hi > /x\n");
+    let build = |extra: &[&str]| run_cmd(b.build_cmd(extra, "t"));
     let err = build(&["--force=seccomp"]).fails_one_line();
     assert!(
         err.contains("--force=seccomp") && err.contains("not supported yet"),

@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::fs;
-
 use common::*;
 
 #[test]
 fn dockerignore_hides_files_from_copy_and_the_cache() {
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    let ctx = lade.path("ctx");
-    let file = |rel: &str, content: &str| {
-        let p = ctx.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    };
-    file(
+    let b = BuildCtx::new();
+    b.file(
         ".dockerignore",
         "# build output\n*.log\n/secret\nbuild\n!build/keep.txt\n**/*.tmp\n",
     );
@@ -32,18 +23,12 @@ fn dockerignore_hides_files_from_copy_and_the_cache() {
         "build/keep.txt",
         "build/deep/y.o",
     ] {
-        file(f, f);
+        b.file(f, f);
     }
-    let build = |df: &str| {
-        fs::write(ctx.join("Dockerfile"), df).unwrap();
-        let mut c = lade.cmd();
-        c.args(["build", "-t", "t"]).arg(&ctx);
-        run_cmd(c)
-    };
     let df = "FROM base\nCOPY . /app/\nRUN true\n";
-    let r = build(df).ok();
+    let r = b.build("t", df).ok();
     assert_eq!(marks(&r.stdout), "*..");
-    let out = lade.ok(["run", "t", "--", "find", "/app"]);
+    let out = b.lade.ok(["run", "t", "--", "find", "/app"]);
     let mut found: Vec<&str> = out.lines().collect();
     found.sort();
     assert_eq!(
@@ -61,24 +46,28 @@ fn dockerignore_hides_files_from_copy_and_the_cache() {
     );
 
     // Changing ignored files changes nothing; changing a seen file misses its COPY.
-    file("b.log", "changed");
-    file("build/x.o", "changed");
-    file("secret/key", "changed");
-    assert_eq!(marks(&build(df).ok().stdout), "***");
-    file("a.txt", "changed");
-    assert_eq!(marks(&build(df).ok().stdout), "*..");
+    b.file("b.log", "changed");
+    b.file("build/x.o", "changed");
+    b.file("secret/key", "changed");
+    assert_eq!(marks(&b.build("t", df).ok().stdout), "***");
+    b.file("a.txt", "changed");
+    assert_eq!(marks(&b.build("t", df).ok().stdout), "*..");
 
     // Naming an ignored file is an error; a glob that finds only ignored files too.
-    let err = build("FROM base\nCOPY secret/key /k\n").fails_one_line();
+    let err = b
+        .build("t", "FROM base\nCOPY secret/key /k\n")
+        .fails_one_line();
     assert!(
         err.contains("secret/key") && err.contains("excluded by .dockerignore"),
         "{err}"
     );
-    let err = build("FROM base\nCOPY *.log /logs/\n").fails_one_line();
+    let err = b
+        .build("t", "FROM base\nCOPY *.log /logs/\n")
+        .fails_one_line();
     assert!(err.contains("excluded by .dockerignore"), "{err}");
     // A bad pattern names the file and line.
-    file(".dockerignore", "ok\n[oops\n");
-    let err = build("FROM base\n").fails_one_line();
+    b.file(".dockerignore", "ok\n[oops\n");
+    let err = b.build("t", "FROM base\n").fails_one_line();
     assert!(err.contains(".dockerignore:2"), "{err}");
-    lade.fsck_ok();
+    b.lade.fsck_ok();
 }

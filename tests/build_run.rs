@@ -4,67 +4,31 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 
 use common::*;
 
-struct B {
-    lade: Lade,
-    ctx: PathBuf,
-}
-
-fn setup() -> B {
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
-    let ctx = lade.path("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    B { lade, ctx }
-}
-
-impl B {
-    fn build(&self, extra: &[&str], df: &str, env: &[(&str, &str)]) -> Run {
+impl BuildCtx {
+    /// Write `df` as the Dockerfile and run `lade build EXTRA... -t t CTX` with `env` added.
+    fn build_with(&self, extra: &[&str], df: &str, env: &[(&str, &str)]) -> Run {
         fs::write(self.ctx.join("Dockerfile"), df).unwrap();
-        let mut c = self.lade.cmd();
-        c.arg("build").args(extra).args(["-t", "t"]).arg(&self.ctx);
+        let mut c = self.build_cmd(extra, "t");
         for (k, v) in env {
             c.env(k, v);
         }
         run_cmd(c)
     }
-
-    /// Entry names of the image's last layer blob.
-    fn last_layer_names(&self, tag: &str) -> Vec<String> {
-        let r: serde_json::Value =
-            serde_json::from_str(&self.lade.ok(["list", "--format", "json", tag])).unwrap();
-        let layers = r["layers"].as_array().unwrap();
-        let digest = layers.last().unwrap()["blob"].as_str().unwrap();
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        let blob = fs::read(self.lade.storage.join("blobs/sha256").join(hex)).unwrap();
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-        tar.entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                e.path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .trim_end_matches('/')
-                    .to_string()
-            })
-            .collect()
-    }
 }
 
 #[test]
 fn bind_mounts_host_directories_into_run_only() {
-    let b = setup();
+    let b = BuildCtx::new();
     let host = b.lade.path("host");
     fs::create_dir_all(&host).unwrap();
     fs::write(host.join("in.txt"), "from the host\n").unwrap();
     let spec = format!("{}:/srv/lade/in", host.display());
     // The image has no /srv: the mount point is made for the step, and left out of its layer.
     assert!(!b.lade.ok(["run", "base", "--", "ls", "/"]).contains("srv"));
-    let r = b.build(
+    let r = b.build_with(
         &["-b", &spec],
         "FROM base\nRUN cat /srv/lade/in/in.txt > /copied && echo back > /srv/lade/in/out.txt\n",
         &[],
@@ -82,17 +46,18 @@ fn bind_mounts_host_directories_into_run_only() {
     fs::create_dir_all(&same).unwrap();
     fs::write(same.join("f"), "same path\n").unwrap();
     let df = format!("FROM base\nRUN cat {}/f > /same\n", same.display());
-    b.build(&["--bind", same.to_str().unwrap()], &df, &[]).ok();
+    b.build_with(&["--bind", same.to_str().unwrap()], &df, &[])
+        .ok();
     assert_eq!(b.lade.ok(["run", "t", "--", "cat", "/same"]), "same path\n");
 
     // Bad binds are one-line errors naming the option.
     let missing = b.lade.path("missing");
     let err = b
-        .build(&["-b", missing.to_str().unwrap()], "FROM base\n", &[])
+        .build_with(&["-b", missing.to_str().unwrap()], "FROM base\n", &[])
         .fails_one_line();
     assert!(err.contains("-b") && err.contains("missing"), "{err}");
     let err = b
-        .build(
+        .build_with(
             &["-b", &format!("{}:rel", host.display())],
             "FROM base\n",
             &[],
@@ -103,13 +68,13 @@ fn bind_mounts_host_directories_into_run_only() {
 
 #[test]
 fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
-    let b = setup();
+    let b = BuildCtx::new();
     let df = "FROM base\nRUN env | grep -i _proxy | sort > /proxies\n";
     let env = [
         ("HTTP_PROXY", "http://proxy.invalid:3128"),
         ("no_proxy", "localhost"),
     ];
-    let r = b.build(&[], df, &env).ok();
+    let r = b.build_with(&[], df, &env).ok();
     assert_eq!(marks(&r.stdout), "*.");
     assert_eq!(
         b.lade.ok(["run", "t", "--", "cat", "/proxies"]),
@@ -117,30 +82,19 @@ fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
     );
     // A changed proxy is not a change of the build (ch-image).
     let r = b
-        .build(&[], df, &[("HTTP_PROXY", "http://other.invalid:8080")])
+        .build_with(&[], df, &[("HTTP_PROXY", "http://other.invalid:8080")])
         .ok();
     assert_eq!(marks(&r.stdout), "**");
     // And they are substituted without an ARG.
     let r = b
-        .build(
+        .build_with(
             &[],
             "FROM base\nLABEL p=$HTTPS_PROXY\n",
             &[("HTTPS_PROXY", "http://s.invalid")],
         )
         .ok();
     assert_eq!(marks(&r.stdout), "*.");
-    let rec: serde_json::Value =
-        serde_json::from_str(&b.lade.ok(["list", "--format", "json", "t"])).unwrap();
-    let hex = rec["config"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap()
-        .to_string();
-    let config: serde_json::Value =
-        serde_json::from_slice(&fs::read(b.lade.storage.join("blobs/sha256").join(hex)).unwrap())
-            .unwrap();
-    assert_eq!(config["config"]["Labels"]["p"], "http://s.invalid");
+    assert_eq!(b.config("t")["config"]["Labels"]["p"], "http://s.invalid");
 }
 
 /// A base whose /etc/resolv.conf is a symbolic link (systemd-resolved's stub): RUN sees the
@@ -151,7 +105,7 @@ fn run_sees_host_resolv_conf_over_an_image_symlink_and_keeps_the_link() {
         eprintln!("skipped: the host has no /etc/resolv.conf");
         return;
     };
-    let b = setup();
+    let b = BuildCtx::new();
     let tree = b.lade.path("linked");
     b.lade
         .ok(["unpack".as_ref(), "base".as_ref(), tree.as_os_str()]);
@@ -165,7 +119,7 @@ fn run_sees_host_resolv_conf_over_an_image_symlink_and_keeps_the_link() {
     b.lade
         .ok(["import".as_ref(), tree.as_os_str(), "linked".as_ref()]);
     let out = b
-        .build(
+        .build_with(
             &[],
             "FROM linked\nRUN cat /etc/resolv.conf > /seen && echo done\n",
             &[],

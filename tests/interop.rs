@@ -13,24 +13,6 @@ use std::process::Command;
 
 use common::*;
 
-/// How `lade unpack` must relate to `umoci unpack --rootless` of the same image.
-///
-/// Documented, deliberate differences (everything else must be identical: paths, types,
-/// contents, symlink targets, hardlink groups, permission bits including setuid/setgid/sticky):
-/// - lade raises permissions to at least u+rw on files and u+rwx on directories so that the
-///   user can always read and delete what it unpacked; umoci --rootless keeps 0000 files and
-///   0555 directories as they are in the layer. So the expected mode is umoci's | u+rw(x).
-/// - the mode of the target directory itself is not compared: it is the caller's directory.
-/// - ownership and timestamps are not compared (rootless: everything belongs to the user).
-fn vs_umoci() -> CompareOpts {
-    CompareOpts {
-        perm_mask: 0o7777,
-        normalize: lade_min_perms,
-        hardlinks: true,
-        root_mode: false,
-    }
-}
-
 /// Pull `src` (with optional dest name) into a fresh store, unpack `name`, and compare with
 /// umoci's rootless unpack of `umoci_image`.
 fn pull_unpack_compare(src: &str, dest: Option<&str>, name: &str, umoci_image: &str) {

@@ -16,33 +16,13 @@ use common::*;
 use support::proxy::{Action, Logged, Proxy};
 use support::registry::{Auth, Registry};
 use support::token::{self, TokenServer};
-
-fn vs_umoci() -> CompareOpts {
-    CompareOpts {
-        perm_mask: 0o7777,
-        normalize: lade_min_perms,
-        hardlinks: true,
-        root_mode: false,
-    }
-}
-
-fn insecure(lade: &Lade, args: &[&str]) -> Run {
-    let mut all = vec!["--tls-no-verify"];
-    all.extend_from_slice(args);
-    lade.run(all)
-}
+use support::{insecure, layout_digest};
 
 /// A lade store holding the fixtures' `multi` image as `img`.
 fn lade_with_multi() -> Lade {
     let lade = Lade::new();
     lade.ok(["pull", &fixtures().oci("multi"), "img"]);
     lade
-}
-
-fn stored_digest(lade: &Lade, name: &str) -> String {
-    let out = lade.ok(["list", "--format", "json", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["manifest"].as_str().unwrap().to_string()
 }
 
 /// `skopeo copy docker://REF oci:DIR:t`; returns `DIR:t`.
@@ -633,10 +613,7 @@ fn copy_between_all_transports_keeps_digests() {
     let reg = Registry::anonymous();
     let lade = Lade::new();
     let s = Scratch::new("xport");
-    let want = support::layout_descriptor(&f.layout(), "multi")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let want = layout_digest(&f.layout(), "multi");
     let layout2 = s.join("l2");
     let archive = s.join("a.tar");
     let steps = [

@@ -14,32 +14,7 @@ use std::path::Path;
 use common::*;
 use support::proxy::Proxy;
 use support::registry::Registry;
-
-fn vs_umoci() -> CompareOpts {
-    CompareOpts {
-        perm_mask: 0o7777,
-        normalize: lade_min_perms,
-        hardlinks: true,
-        root_mode: false,
-    }
-}
-
-/// `lade --tls-no-verify ARGS` (plain HTTP registry).
-fn insecure(lade: &Lade, args: &[&str]) -> Run {
-    let mut all = vec!["--tls-no-verify"];
-    all.extend_from_slice(args);
-    lade.run(all)
-}
-
-/// The manifest digest the store records for `name`.
-fn stored_digest(lade: &Lade, name: &str) -> String {
-    let out = lade.ok(["list", "--format", "json", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["manifest"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no manifest: {out}"))
-        .to_string()
-}
+use support::{insecure, layout_digest};
 
 fn unpack(lade: &Lade, name: &str, dir: &str) -> std::path::PathBuf {
     let out = lade.path(dir);
@@ -62,10 +37,7 @@ fn pull_multi_layer_image_equals_oci_pull_and_umoci() {
     let name = reg.image("test/multi:v1");
     insecure(&lade, &["pull", &name]).ok();
     // The digest is the registry's (skopeo kept the layout's manifest as is).
-    let want = support::layout_descriptor(&f.layout(), "multi")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let want = layout_digest(&f.layout(), "multi");
     assert_eq!(stored_digest(&lade, &name), want);
     let mut c = std::process::Command::new("skopeo");
     c.args(["inspect", "--tls-verify=false", &format!("docker://{name}")]);
@@ -107,14 +79,8 @@ fn pull_multi_arch_index_by_architecture() {
         "test/ma:1",
         &["--all"],
     );
-    let single = support::layout_descriptor(&f.layout(), "single")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let multi = support::layout_descriptor(&f.layout(), "multi")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let single = layout_digest(&f.layout(), "single");
+    let multi = layout_digest(&f.layout(), "multi");
     let lade = Lade::new();
     let name = reg.image("test/ma:1");
     insecure(&lade, &["--arch", "arm64", "pull", &name, "ma-arm"]).ok();
@@ -206,12 +172,7 @@ fn edited_layout(
 ) -> std::path::PathBuf {
     let src = f.layout();
     let dst = scratch.join("edited");
-    let blobs = dst.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
-    }
+    let blobs = support::copy_layout_blobs(&src, &dst);
     let put = |v: &serde_json::Value| {
         let bytes = serde_json::to_vec(v).unwrap();
         let digest = sha256(&bytes);
@@ -347,10 +308,7 @@ fn pull_by_digest_and_errors() {
     let f = fixtures();
     let reg = Registry::anonymous();
     reg.push(&f.oci("single"), "test/single:1", &[]);
-    let digest = support::layout_descriptor(&f.layout(), "single")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = layout_digest(&f.layout(), "single");
     let lade = Lade::new();
     let by_digest = format!("{}@{digest}", reg.image("test/single"));
     insecure(&lade, &["pull", &by_digest, "pinned"]).ok();
@@ -421,10 +379,7 @@ fn concurrent_first_requests_settle_the_scheme_once() {
     let f = fixtures();
     let reg = Registry::anonymous();
     reg.push(&f.oci("multi"), "test/multi:v1", &[]);
-    let digest = support::layout_descriptor(&f.layout(), "multi")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = layout_digest(&f.layout(), "multi");
     let proxy = Proxy::start(reg.port);
     let by_digest = format!("{}/test/multi@{digest}", proxy.host());
     let lade = Lade::new();
@@ -462,14 +417,8 @@ fn tag_lock_file_pins_tags() {
     let f = fixtures();
     let reg = Registry::anonymous();
     reg.push(&f.oci("single"), "test/app:stable", &[]);
-    let single = support::layout_descriptor(&f.layout(), "single")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let multi = support::layout_descriptor(&f.layout(), "multi")["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let single = layout_digest(&f.layout(), "single");
+    let multi = layout_digest(&f.layout(), "multi");
     let lade = Lade::new();
     let project = Scratch::new("project");
     let lock = project.join("lade-tags.lock");
@@ -549,12 +498,7 @@ fn build_from_lines_resolve_tags_through_the_lock_file() {
     let f = fixtures();
     let reg = Registry::anonymous();
     reg.push(&f.oci("single"), "test/app:stable", &[]);
-    let digest_of = |tag: &str| {
-        support::layout_descriptor(&f.layout(), tag)["digest"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let digest_of = |tag: &str| layout_digest(&f.layout(), tag);
     let (single, multi) = (digest_of("single"), digest_of("multi"));
     let proxy = Proxy::start(reg.port);
     let base = format!("{}/test/app:stable", proxy.host());

@@ -274,6 +274,17 @@ impl Default for Lade {
     }
 }
 
+/// The manifest digest the store of `lade` records for `name`.
+#[track_caller]
+pub fn stored_digest(lade: &Lade, name: &str) -> String {
+    let out = lade.ok(["list", "--format", "json", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["manifest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no manifest: {out}"))
+        .to_string()
+}
+
 /// Run any command, capturing output.
 pub fn run_cmd(mut c: Command) -> Run {
     let what = format!("{c:?}");
@@ -420,6 +431,24 @@ pub fn skopeo_digest(image: &str) -> String {
         .as_str()
         .expect("no Digest in skopeo inspect output")
         .to_string()
+}
+
+/// How `lade unpack` must relate to `umoci unpack --rootless` of the same image.
+///
+/// Documented, deliberate differences (everything else must be identical: paths, types,
+/// contents, symlink targets, hardlink groups, permission bits including setuid/setgid/sticky):
+/// - lade raises permissions to at least u+rw on files and u+rwx on directories so that the
+///   user can always read and delete what it unpacked; umoci --rootless keeps 0000 files and
+///   0555 directories as they are in the layer. So the expected mode is umoci's | u+rw(x).
+/// - the mode of the target directory itself is not compared: it is the caller's directory.
+/// - ownership and timestamps are not compared (rootless: everything belongs to the user).
+pub fn vs_umoci() -> CompareOpts {
+    CompareOpts {
+        perm_mask: 0o7777,
+        normalize: lade_min_perms,
+        hardlinks: true,
+        root_mode: false,
+    }
 }
 
 /// `sha256:<hex>` of bytes, computed independently of lade's own digest code paths.
@@ -777,6 +806,102 @@ pub fn lade_min_perms(kind: &Kind, mode: u32) -> u32 {
 
 // ------------------------------------------------------------------------------------------------
 // Builds
+
+/// A fresh store with the busybox fixture (`multi`) pulled as `base`.
+pub fn base_store() -> Lade {
+    let lade = Lade::new();
+    lade.ok(["pull", &fixtures().oci("multi"), "base"]);
+    lade
+}
+
+/// A store and an empty build context directory (`ctx` in the store's scratch directory),
+/// with helpers to write the context, build it and read what a build recorded.
+pub struct BuildCtx {
+    pub lade: Lade,
+    pub ctx: PathBuf,
+}
+
+impl BuildCtx {
+    /// A store with the busybox fixture as `base` ([`base_store`]), and an empty context.
+    pub fn new() -> BuildCtx {
+        BuildCtx::in_store(base_store())
+    }
+
+    /// An empty context next to the store `lade`, which holds whatever base the test needs.
+    pub fn in_store(lade: Lade) -> BuildCtx {
+        let ctx = lade.path("ctx");
+        fs::create_dir_all(&ctx).unwrap();
+        BuildCtx { lade, ctx }
+    }
+
+    /// Write `content` to `rel` in the context, making parent directories.
+    pub fn file(&self, rel: &str, content: &str) {
+        let p = self.ctx.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    /// `lade build EXTRA... -t TAG CTX`, with the context's Dockerfile as it is.
+    pub fn build_cmd(&self, extra: &[&str], tag: &str) -> Command {
+        let mut c = self.lade.cmd();
+        c.arg("build").args(extra).args(["-t", tag]).arg(&self.ctx);
+        c
+    }
+
+    /// Write `df` as the context's Dockerfile and run `lade build -t TAG CTX`.
+    pub fn build(&self, tag: &str, df: &str) -> Run {
+        fs::write(self.ctx.join("Dockerfile"), df).unwrap();
+        run_cmd(self.build_cmd(&[], tag))
+    }
+
+    /// [`BuildCtx::build`] that must succeed; returns stdout.
+    #[track_caller]
+    pub fn build_ok(&self, tag: &str, df: &str) -> String {
+        self.build(tag, df).ok().stdout
+    }
+
+    /// The store's record of `tag` (`lade list --format json TAG`).
+    pub fn record(&self, tag: &str) -> serde_json::Value {
+        serde_json::from_str(&self.lade.ok(["list", "--format", "json", tag])).unwrap()
+    }
+
+    /// The bytes of a blob of the store.
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        fs::read(self.lade.storage.join("blobs/sha256").join(hex)).unwrap()
+    }
+
+    /// The image configuration of `tag`.
+    pub fn config(&self, tag: &str) -> serde_json::Value {
+        let r = self.record(tag);
+        serde_json::from_slice(&self.blob(r["config"].as_str().unwrap())).unwrap()
+    }
+
+    /// Entry names of the image's last layer blob.
+    pub fn last_layer_names(&self, tag: &str) -> Vec<String> {
+        let r = self.record(tag);
+        let layers = r["layers"].as_array().unwrap();
+        let blob = self.blob(layers.last().unwrap()["blob"].as_str().unwrap());
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        tar.entries()
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Default for BuildCtx {
+    fn default() -> Self {
+        BuildCtx::new()
+    }
+}
 
 /// The hit (`*`) or miss (`.`) mark of each numbered instruction line of `lade build`'s
 /// output, in order (`  3* RUN …` gives `*`); other lines, such as a RUN's own output, are

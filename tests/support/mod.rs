@@ -10,7 +10,7 @@ pub mod token;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{Fixtures, Scratch};
+use crate::common::{Fixtures, Lade, Run, Scratch};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -27,17 +27,39 @@ pub fn layout_descriptor(layout: &Path, tag: &str) -> serde_json::Value {
         .clone()
 }
 
-/// An OCI layout whose tag `multiarch` is an index of two platforms: `linux/amd64` is the
-/// fixtures' `single` image, `linux/arm64/v8` their `multi` image. Returns the layout path.
-pub fn multiarch_layout(f: &Fixtures, scratch: &Scratch) -> PathBuf {
-    let src = f.layout();
-    let dst = scratch.join("multiarch");
+/// The manifest digest of tag `tag` in the layout's index.json.
+pub fn layout_digest(layout: &Path, tag: &str) -> String {
+    layout_descriptor(layout, tag)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `lade --tls-no-verify ARGS` (a plain-HTTP registry).
+pub fn insecure(lade: &Lade, args: &[&str]) -> Run {
+    let mut all = vec!["--tls-no-verify"];
+    all.extend_from_slice(args);
+    lade.run(all)
+}
+
+/// Starts the OCI layout `dst` with a copy of every blob of the layout `src` (no index.json
+/// or oci-layout yet); returns its blob directory.
+pub fn copy_layout_blobs(src: &Path, dst: &Path) -> PathBuf {
     let blobs = dst.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
         let e = e.unwrap();
         fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
     }
+    blobs
+}
+
+/// An OCI layout whose tag `multiarch` is an index of two platforms: `linux/amd64` is the
+/// fixtures' `single` image, `linux/arm64/v8` their `multi` image. Returns the layout path.
+pub fn multiarch_layout(f: &Fixtures, scratch: &Scratch) -> PathBuf {
+    let src = f.layout();
+    let dst = scratch.join("multiarch");
+    let blobs = copy_layout_blobs(&src, &dst);
     let platform = |d: serde_json::Value, p: serde_json::Value| {
         serde_json::json!({
             "mediaType": d["mediaType"], "digest": d["digest"], "size": d["size"], "platform": p,

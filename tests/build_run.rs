@@ -1,5 +1,6 @@
-//! What a `lade build` RUN step sees from the host: `-b/--bind` directories and the proxy
-//! variables (ch-image's semantics), on the busybox fixture, as an ordinary user.
+//! What a `lade build` RUN step sees from the host: `-b/--bind` directories and the variables
+//! ch-image passes through (the proxies, `USER`, and `SSH_AUTH_SOCK` with its socket), on the
+//! busybox fixture, as an ordinary user.
 
 mod common;
 
@@ -95,6 +96,177 @@ fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
         .ok();
     assert_eq!(marks(&r.stdout), "*.");
     assert_eq!(b.config("t")["config"]["Labels"]["p"], "http://s.invalid");
+}
+
+#[test]
+fn user_and_proxy_reach_run_and_do_not_miss_the_cache() {
+    let b = setup();
+    let df = "FROM base\nRUN echo \"$USER $http_proxy $ALL_PROXY\" > /u\n";
+    let r = b
+        .build(
+            &[],
+            df,
+            &[
+                ("USER", "alice"),
+                ("http_proxy", "http://p.invalid:3128"),
+                ("ALL_PROXY", "socks5://s.invalid"),
+            ],
+        )
+        .ok();
+    assert_eq!(marks(&r.stdout), "*.");
+    assert_eq!(
+        b.lade.ok(["run", "t", "--", "cat", "/u"]),
+        "alice http://p.invalid:3128 socks5://s.invalid\n"
+    );
+    // Another user building the same Dockerfile is not a change of the build (ch-image).
+    let r = b
+        .build(
+            &[],
+            df,
+            &[("USER", "bob"), ("http_proxy", "http://p.invalid:3128")],
+        )
+        .ok();
+    assert_eq!(marks(&r.stdout), "**");
+    // Substituted without an ARG, like the proxies.
+    b.build(
+        &[],
+        "FROM base\nWORKDIR /home/$USER\n",
+        &[("USER", "carol")],
+    )
+    .ok();
+    let root = b.lade.path("out");
+    b.lade
+        .ok(["unpack".as_ref(), "t".as_ref(), root.as_os_str()]);
+    assert!(root.join("home/carol").is_dir());
+}
+
+/// A static client for the busybox image, which has no applet that connects to a unix
+/// socket: it connects to `$SSH_AUTH_SOCK` and copies what it reads to standard output.
+/// None when there is no C compiler (tests/run-all.sh installs gcc and libc6-dev).
+fn agent_client(dir: &std::path::Path) -> Option<PathBuf> {
+    let src = dir.join("agent-client.c");
+    fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+    const char *p = getenv("SSH_AUTH_SOCK");
+    if (!p) { fputs("SSH_AUTH_SOCK is not set\n", stderr); return 2; }
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) { perror(p); return 1; }
+    char buf[256];
+    ssize_t n;
+    while ((n = read(s, buf, sizeof buf)) > 0) fwrite(buf, 1, (size_t)n, stdout);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let out = dir.join("agent-client");
+    let r = match std::process::Command::new("cc")
+        .args(["-static", "-O", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skipped: no C compiler (cc: {e})");
+            return None;
+        }
+    };
+    assert!(
+        r.status.success(),
+        "cc -static failed:\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    Some(out)
+}
+
+/// The host's agent socket (usually under /tmp, which a RUN step does not share) works in
+/// RUN, and neither it nor its mount point ends up in the layer.
+#[test]
+fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
+    let b = setup();
+    let Some(client) = agent_client(&b.ctx) else {
+        return;
+    };
+    assert!(client.starts_with(&b.ctx));
+    // A stand-in for ssh-agent, in a directory the step cannot see without the bind.
+    let sock = b.lade.path("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            use std::io::Write;
+            let _ = conn.and_then(|mut c| c.write_all(b"hello from the agent\n"));
+        }
+    });
+    let df = "FROM base\nCOPY agent-client /\nRUN /agent-client > /answer\n";
+    let r = b
+        .build(&[], df, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())])
+        .ok();
+    assert_eq!(marks(&r.stdout), "*..");
+    assert!(!r.stderr.contains("SSH_AUTH_SOCK"), "{}", r.stderr);
+    assert_eq!(
+        b.lade.ok(["run", "t", "--", "cat", "/answer"]),
+        "hello from the agent\n"
+    );
+    assert_eq!(b.last_layer_names("t"), ["answer"]);
+    let root = b.lade.path("out");
+    b.lade
+        .ok(["unpack".as_ref(), "t".as_ref(), root.as_os_str()]);
+    let names: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("ssh")), "{names:?}");
+
+    // Another socket, or none, is not a change of the build.
+    let r = b
+        .build(&[], df, &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")])
+        .ok();
+    assert_eq!(marks(&r.stdout), "***");
+}
+
+/// A stale SSH_AUTH_SOCK (the agent gone) is a one-line warning; RUN gets no agent.
+#[test]
+fn missing_ssh_agent_socket_warns_and_builds() {
+    let b = setup();
+    let not_socket = b.lade.path("plain-file");
+    fs::write(&not_socket, "").unwrap();
+    let missing = b.lade.path("gone/agent.sock");
+    for (i, (path, why)) in [(&missing, "No such file"), (&not_socket, "not a socket")]
+        .into_iter()
+        .enumerate()
+    {
+        let df = format!("FROM base\nRUN echo \"[${{SSH_AUTH_SOCK-unset}}] {i}\" > /s\n");
+        let r = b
+            .build(&[], &df, &[("SSH_AUTH_SOCK", path.to_str().unwrap())])
+            .ok();
+        assert_eq!(marks(&r.stdout), "*.");
+        let warnings: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("SSH_AUTH_SOCK"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{}", r.stderr);
+        assert!(
+            warnings[0].starts_with("warning: ") && warnings[0].contains(why),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            b.lade.ok(["run", "t", "--", "cat", "/s"]),
+            format!("[unset] {i}\n")
+        );
+        assert_eq!(b.last_layer_names("t"), ["s"]);
+    }
 }
 
 /// A base whose /etc/resolv.conf is a symbolic link (systemd-resolved's stub): RUN sees the

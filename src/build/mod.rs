@@ -53,6 +53,20 @@ pub use parser::parse;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
+/// Whether the host environment variable `name` is passed through to a build: visible to
+/// substitution without an ARG, set in every RUN step, and never part of a cache key, so that
+/// a change of its value is not a change of the build.
+///
+/// ch-image's manual (ch-image(1), "ARG and ENV"): the proxy variables of Docker's predefined
+/// ARGs (`HTTP_PROXY`, `http_proxy`, …, `no_proxy`) and, "in addition, … passed through in
+/// the same way", `SSH_AUTH_SOCK` and `USER`. Any `*_proxy` name in any case counts, as in
+/// lade's substitution before this list existed (so `ALL_PROXY`, which curl reads, too). `SSH_AUTH_SOCK` names a host path, so a
+/// RUN step gets the socket bound in and the variable set to where it is inside, not the
+/// host's value (see `executor::SSH_AGENT_INSIDE`).
+pub fn passes_through(name: &str) -> bool {
+    name == "SSH_AUTH_SOCK" || name == "USER" || name.to_ascii_lowercase().ends_with("_proxy")
+}
+
 type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 type Why<T> = std::result::Result<T, String>;
 
@@ -244,8 +258,8 @@ impl Dockerfile {
 ///   stage; its value is the `--build-arg` if given, else the default, else the global ARG's
 ///   value if one was declared before FROM, else it is declared but unset.
 /// - ENV variables (the base image's, then ENV instructions) win over ARGs of the same name.
-/// - Predefined variables (the proxy variables; ch-image passes them from the environment)
-///   are visible everywhere without an ARG.
+/// - Predefined variables (the host's proxy variables, `SSH_AUTH_SOCK` and `USER`; see
+///   [`passes_through`]) are visible everywhere without an ARG.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     build_args: BTreeMap<String, String>,

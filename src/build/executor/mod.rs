@@ -18,7 +18,9 @@
 //!
 //! `--force=fakeroot` ([`force`]) wraps package-manager steps in fakeroot after init steps
 //! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
-//! of the cache key, as ch-image).
+//! of the cache key, as ch-image). The host variables ch-image passes through
+//! ([`super::passes_through`]: proxies, `USER`, `SSH_AUTH_SOCK`) reach every RUN and stay out
+//! of the cache key too; the SSH agent's socket is bound in at [`SSH_AGENT_INSIDE`].
 //!
 //! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
 //! ([`crate::build::ignore`]) hides files from COPY and ADD and so from the cache keys.
@@ -112,24 +114,45 @@ pub struct RunStepArgs {
     /// `SRC:DST`, both absolute (checked by `lade build`); repeatable
     #[arg(long = "bind")]
     pub binds: Vec<String>,
+    /// The host's SSH agent socket, to bind at /.lade-ssh-agent.sock with SSH_AUTH_SOCK set
+    /// to that path
+    #[arg(long)]
+    pub ssh_auth_sock: Option<PathBuf>,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
+/// Where a RUN step finds the host's SSH agent socket (`SSH_AUTH_SOCK`, ch-image's pass-through
+/// variable). The host's path is no use inside: agents put their sockets under /tmp, which a
+/// build step does not share with the host. A name of lade's own directly under the root:
+/// every image has that directory and it is never a symbolic link, so the mount point can
+/// always be made, and it is removed from the step's layer afterwards
+/// (`Builder::remove_mount_points`).
+pub const SSH_AGENT_INSIDE: &str = "/.lade-ssh-agent.sock";
+
 /// Runs one RUN step in this process (the child side of [`Builder::run`]).
 pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
     use crate::run::{RunImage, RunOptions, process::UserChoices, rootfs::Upper};
-    let set_env = a
-        .env
+    // The host's pass-through variables first, so that ARG and ENV override them (Docker: ENV
+    // beats a predefined ARG); in `set_env`, not `host_env`, whose list is `lade run`'s and
+    // would narrow [`super::passes_through`]. SSH_AUTH_SOCK is a host path: the step gets the
+    // inside one below, or none.
+    let mut set_env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| super::passes_through(k) && k != "SSH_AUTH_SOCK")
+        .collect();
+    let mut binds = a
+        .binds
         .iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (e.clone(), String::new()),
-        })
-        .collect();
-    let host_env = std::env::vars()
-        .filter(|(k, _)| k.to_ascii_lowercase().ends_with("_proxy"))
-        .collect();
+        .map(|b| crate::run::parse_bind(b))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(sock) = a.ssh_auth_sock {
+        binds.push((sock, PathBuf::from(SSH_AGENT_INSIDE)));
+        set_env.push(("SSH_AUTH_SOCK".to_string(), SSH_AGENT_INSIDE.to_string()));
+    }
+    set_env.extend(a.env.iter().map(|e| match e.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (e.clone(), String::new()),
+    }));
     let opts = RunOptions {
         image: RunImage::Layers(a.layers),
         user: UserChoices {
@@ -137,13 +160,9 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
             set_env,
             unset_env: Vec::new(),
             cwd: Some(a.cd),
-            host_env,
+            host_env: Vec::new(),
         },
-        binds: a
-            .binds
-            .iter()
-            .map(|b| crate::run::parse_bind(b))
-            .collect::<Result<_>>()?,
+        binds,
         upper: Upper::Keep(a.upper),
         uid: Some(0),
         gid: Some(0),
@@ -236,7 +255,7 @@ pub fn build(
     }
     let mut scope = Scope::new(build_args);
     for (k, v) in std::env::vars() {
-        if k.to_ascii_lowercase().ends_with("_proxy") {
+        if super::passes_through(&k) {
             scope.predefine(&k, &v);
         }
     }
@@ -244,6 +263,7 @@ pub fn build(
         dry_run(&df, &mut scope)?;
         return Ok(());
     }
+    let ssh_auth_sock = ssh_agent_socket(progress);
     let storage = open_storage()?;
     sweep_build_tmp(&storage);
     let mut b = Builder {
@@ -265,6 +285,7 @@ pub fn build(
         force,
         force_detect: !args.no_force_detect,
         binds,
+        ssh_auth_sock,
     };
     let result = b.build_all(&mut scope, &tag);
     for dir in b.flat.values() {
@@ -298,6 +319,30 @@ fn bind_args(binds: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The host's SSH agent socket for RUN steps: `SSH_AUTH_SOCK` made absolute, when it names a
+/// socket. A stale value (the agent gone, or a session that forwarded one ended) is common
+/// and harmless unless a step needs the agent, so it is a warning, not an error.
+fn ssh_agent_socket(progress: &Progress) -> Option<PathBuf> {
+    let v = std::env::var_os("SSH_AUTH_SOCK").filter(|v| !v.is_empty())?;
+    let path = Path::new(&v);
+    let why = match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // Relative is unusual but valid on the host; the bind needs the absolute path.
+            match std::path::absolute(path) {
+                Ok(p) => return Some(p),
+                Err(e) => e.to_string(),
+            }
+        }
+        Ok(_) => "not a socket".to_string(),
+        Err(e) => e.to_string(),
+    };
+    progress.warn(&format!(
+        "SSH_AUTH_SOCK={}: {why}; RUN steps get no SSH agent",
+        path.display()
+    ));
+    None
 }
 
 /// Removes RUN upper directories (`$STORAGE/build-tmp/<pid>.<rand>`) left by builds that
@@ -415,6 +460,8 @@ struct Builder<'a> {
     force_detect: bool,
     /// `-b` as `SRC:DST` with both absolute, for `lade build-run-step --bind`.
     binds: Vec<String>,
+    /// The host's SSH agent socket, bound into every RUN at [`SSH_AGENT_INSIDE`].
+    ssh_auth_sock: Option<PathBuf>,
 }
 
 fn announce(n: usize, hit: bool, text: &str) {
@@ -1211,9 +1258,13 @@ impl Builder<'_> {
             }
         }
         // `-b` targets the image lacked, and the parents made for them: mount points, not
-        // the step's work (ch-image leaves them in the image).
-        for b in &self.binds {
-            let dst = b.split_once(':').map_or(b.as_str(), |(_, d)| d);
+        // the step's work (ch-image leaves them in the image). The SSH agent's likewise.
+        let dsts = self
+            .binds
+            .iter()
+            .map(|b| b.split_once(':').map_or(b.as_str(), |(_, d)| d))
+            .chain(self.ssh_auth_sock.as_ref().map(|_| SSH_AGENT_INSIDE));
+        for dst in dsts {
             let mut rel = resolve_path("/", dst).trim_start_matches('/').to_string();
             while !rel.is_empty() && !self.exists_in(state, &rel) {
                 let p = upper.join(&rel);
@@ -1366,6 +1417,10 @@ impl Builder<'_> {
         }
         for b in &self.binds {
             cmd.arg(format!("--bind={b}"));
+        }
+        if let Some(sock) = &self.ssh_auth_sock {
+            // As an argument of its own: the path may hold ':' or be non-UTF-8, unlike `-b`.
+            cmd.arg("--ssh-auth-sock").arg(sock);
         }
         cmd.arg("--").args(argv);
         if stdin.is_some() {

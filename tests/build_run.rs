@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -100,10 +101,10 @@ fn proxy_variables_reach_run_and_do_not_miss_the_cache() {
 
 #[test]
 fn user_and_proxy_reach_run_and_do_not_miss_the_cache() {
-    let b = setup();
+    let b = BuildCtx::new();
     let df = "FROM base\nRUN echo \"$USER $http_proxy $ALL_PROXY\" > /u\n";
     let r = b
-        .build(
+        .build_with(
             &[],
             df,
             &[
@@ -120,7 +121,7 @@ fn user_and_proxy_reach_run_and_do_not_miss_the_cache() {
     );
     // Another user building the same Dockerfile is not a change of the build (ch-image).
     let r = b
-        .build(
+        .build_with(
             &[],
             df,
             &[("USER", "bob"), ("http_proxy", "http://p.invalid:3128")],
@@ -128,7 +129,7 @@ fn user_and_proxy_reach_run_and_do_not_miss_the_cache() {
         .ok();
     assert_eq!(marks(&r.stdout), "**");
     // Substituted without an ARG, like the proxies.
-    b.build(
+    b.build_with(
         &[],
         "FROM base\nWORKDIR /home/$USER\n",
         &[("USER", "carol")],
@@ -143,7 +144,7 @@ fn user_and_proxy_reach_run_and_do_not_miss_the_cache() {
 /// A static client for the busybox image, which has no applet that connects to a unix
 /// socket: it connects to `$SSH_AUTH_SOCK` and copies what it reads to standard output.
 /// None when there is no C compiler (tests/run-all.sh installs gcc and libc6-dev).
-fn agent_client(dir: &std::path::Path) -> Option<PathBuf> {
+fn agent_client(dir: &Path) -> Option<PathBuf> {
     let src = dir.join("agent-client.c");
     fs::write(
         &src,
@@ -193,7 +194,7 @@ int main(void) {
 /// RUN, and neither it nor its mount point ends up in the layer.
 #[test]
 fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
-    let b = setup();
+    let b = BuildCtx::new();
     let Some(client) = agent_client(&b.ctx) else {
         return;
     };
@@ -209,7 +210,7 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
     });
     let df = "FROM base\nCOPY agent-client /\nRUN /agent-client > /answer\n";
     let r = b
-        .build(&[], df, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())])
+        .build_with(&[], df, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())])
         .ok();
     assert_eq!(marks(&r.stdout), "*..");
     assert!(!r.stderr.contains("SSH_AUTH_SOCK"), "{}", r.stderr);
@@ -229,7 +230,7 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
 
     // Another socket, or none, is not a change of the build.
     let r = b
-        .build(&[], df, &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")])
+        .build_with(&[], df, &[("SSH_AUTH_SOCK", "/nonexistent/agent.sock")])
         .ok();
     assert_eq!(marks(&r.stdout), "***");
 }
@@ -237,7 +238,7 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
 /// A stale SSH_AUTH_SOCK (the agent gone) is a one-line warning; RUN gets no agent.
 #[test]
 fn missing_ssh_agent_socket_warns_and_builds() {
-    let b = setup();
+    let b = BuildCtx::new();
     let not_socket = b.lade.path("plain-file");
     fs::write(&not_socket, "").unwrap();
     let missing = b.lade.path("gone/agent.sock");
@@ -247,7 +248,7 @@ fn missing_ssh_agent_socket_warns_and_builds() {
     {
         let df = format!("FROM base\nRUN echo \"[${{SSH_AUTH_SOCK-unset}}] {i}\" > /s\n");
         let r = b
-            .build(&[], &df, &[("SSH_AUTH_SOCK", path.to_str().unwrap())])
+            .build_with(&[], &df, &[("SSH_AUTH_SOCK", path.to_str().unwrap())])
             .ok();
         assert_eq!(marks(&r.stdout), "*.");
         let warnings: Vec<&str> = r

@@ -227,6 +227,17 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!names.iter().any(|n| n.contains("ssh")), "{names:?}");
+    // Substitution gives the path inside too (the host's would be useless in the image).
+    let r = b.build_with(
+        &[],
+        "FROM base\nWORKDIR /w$SSH_AUTH_SOCK\n",
+        &[("SSH_AUTH_SOCK", sock.to_str().unwrap())],
+    );
+    r.ok();
+    let out = b.lade.path("out-w");
+    b.lade
+        .ok(["unpack".as_ref(), "t".as_ref(), out.as_os_str()]);
+    assert!(out.join("w/.lade-ssh-agent.sock").is_dir());
 
     // Another socket, or none, is not a change of the build.
     let r = b

@@ -60,9 +60,10 @@ use std::collections::BTreeMap;
 /// ch-image's manual (ch-image(1), "ARG and ENV"): the proxy variables of Docker's predefined
 /// ARGs (`HTTP_PROXY`, `http_proxy`, …, `no_proxy`) and, "in addition, … passed through in
 /// the same way", `SSH_AUTH_SOCK` and `USER`. Any `*_proxy` name in any case counts, as in
-/// lade's substitution before this list existed (so `ALL_PROXY`, which curl reads, too). `SSH_AUTH_SOCK` names a host path, so a
-/// RUN step gets the socket bound in and the variable set to where it is inside, not the
-/// host's value (see `executor::SSH_AGENT_INSIDE`).
+/// lade's substitution before this list existed (so `ALL_PROXY`, which curl reads, too).
+/// `SSH_AUTH_SOCK` names a host path, so a RUN step gets the socket bound in, and both RUN's
+/// environment and substitution see where it is inside, not the host's value (see
+/// `executor::SSH_AGENT_INSIDE`).
 pub fn passes_through(name: &str) -> bool {
     name == "SSH_AUTH_SOCK" || name == "USER" || name.to_ascii_lowercase().ends_with("_proxy")
 }

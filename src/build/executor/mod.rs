@@ -255,15 +255,23 @@ pub fn build(
     }
     let mut scope = Scope::new(build_args);
     for (k, v) in std::env::vars() {
-        if super::passes_through(&k) {
+        if super::passes_through(&k) && k != "SSH_AUTH_SOCK" {
             scope.predefine(&k, &v);
         }
     }
+    // `$SSH_AUTH_SOCK` in the Dockerfile means where the socket is inside, as in RUN's
+    // environment: the host's path is no use in the image.
     if args.dry_run {
+        if std::env::var_os("SSH_AUTH_SOCK").is_some_and(|v| !v.is_empty()) {
+            scope.predefine("SSH_AUTH_SOCK", SSH_AGENT_INSIDE);
+        }
         dry_run(&df, &mut scope)?;
         return Ok(());
     }
     let ssh_auth_sock = ssh_agent_socket(progress);
+    if ssh_auth_sock.is_some() {
+        scope.predefine("SSH_AUTH_SOCK", SSH_AGENT_INSIDE);
+    }
     let storage = open_storage()?;
     sweep_build_tmp(&storage);
     let mut b = Builder {

@@ -108,6 +108,37 @@ fn second_push_uploads_nothing_and_new_repository_mounts() {
     skopeo_fetch(&format!("{}/b/y:1", reg.host()), &s.join("oci"), &[]);
 }
 
+/// Pull a base, build on it, push the result beside it in the same registry: the store
+/// remembers which repository served the base's blobs, so the push mounts them from there
+/// and uploads only the new layer and config.
+#[test]
+fn pushing_a_build_next_to_its_pulled_base_mounts_the_base_layers() {
+    let reg = Registry::anonymous();
+    reg.push(&fixtures().oci("multi"), "library/base:1", &[]);
+    let proxy = Proxy::start(reg.port);
+    let host = proxy.host();
+    let b = BuildCtx::in_store(Lade::new());
+    insecure(
+        &b.lade,
+        &["pull", &format!("{host}/library/base:1"), "base"],
+    )
+    .ok();
+    let base_layers = b.record("base")["layers"].as_array().unwrap().len();
+    assert!(base_layers >= 2);
+    b.build_ok("app", "FROM base\nRUN echo built > /built\n");
+    proxy.clear();
+    insecure(&b.lade, &["push", "app", &format!("{host}/me/app:1")]).ok();
+    let log = proxy.log();
+    assert_eq!(mounts(&log), base_layers, "{}", dump(&log));
+    // The new layer and the config.
+    let puts = uploads(&log).iter().filter(|l| l.method == "PUT").count();
+    assert_eq!(puts, 2, "{}", dump(&log));
+    let s = Scratch::new("built");
+    let image = skopeo_fetch(&format!("{}/me/app:1", reg.host()), &s.join("oci"), &[]);
+    let rootfs = umoci_unpack(&image, &s.join("bundle"));
+    assert_eq!(fs::read_to_string(rootfs.join("built")).unwrap(), "built\n");
+}
+
 #[test]
 fn registry_to_registry_copy_mounts_and_keeps_the_digest() {
     let reg = Registry::anonymous();

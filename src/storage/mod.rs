@@ -15,6 +15,9 @@
 //! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
 //!                                  files an image lacks for the binds (crate::run::mountpoints)
 //! $STORAGE/mountpoints/for-<hash>  which of them an image with given binds uses (a memo)
+//! $STORAGE/registry-blobs          which registry repositories hold which blobs, from pulls
+//!                                  and pushes, for cross-repository mounts (best effort;
+//!                                  crate::transport::registry::known_blobs)
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically
 //! ```

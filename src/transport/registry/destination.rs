@@ -22,7 +22,7 @@
 //! (for the `HEAD`s, or to an anonymous client) is asked again with the wider scope.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,7 @@ use reqwest::{Method, StatusCode};
 
 use super::Options;
 use super::client::{self, Client, MAX_ATTEMPTS};
+use super::known_blobs;
 use crate::digest::{Digest, Expected, Hasher};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
@@ -50,11 +51,6 @@ const PIPE_BUF: usize = 1 << 20;
 const MAX_MOUNT_TRIES: usize = 3;
 /// Restarts or resumes of one blob upload, in all.
 const MAX_RESTARTS: u32 = 10;
-/// The store's record of which repositories of which registries hold which blobs (lines
-/// `DIGEST HOST/REPOSITORY`), written by pushes; read for mounts.
-pub const KNOWN_BLOBS_FILE: &str = "registry-blobs";
-/// A record bigger than this is not read (it only saves uploads).
-const MAX_KNOWN_BYTES: u64 = 8 << 20;
 
 /// How to upload a blob's bytes; `LADE_PUSH_UPLOAD=monolithic|chunked` forces one (tests,
 /// benchmarks, registries with quirks).
@@ -136,7 +132,7 @@ impl RegistryDestination {
             .unwrap_or(CHUNK);
         let known = storage
             .as_ref()
-            .map(|s| read_known(s, &reference.registry))
+            .map(|s| known_blobs::read(s, &reference.registry))
             .unwrap_or_default();
         Ok(RegistryDestination {
             pull_scope: format!("repository:{}:pull", reference.repository),
@@ -767,55 +763,13 @@ impl RegistryDestination {
         let (Some(storage), Ok(done)) = (&self.storage, self.done.lock()) else {
             return;
         };
-        let mut lines = String::new();
-        for d in done.iter() {
-            lines.push_str(&format!(
-                "{d} {}/{}\n",
-                self.reference.registry, self.reference.repository
-            ));
-        }
-        let path = storage.root().join(KNOWN_BLOBS_FILE);
-        let too_big = std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_KNOWN_BYTES);
-        let file = if too_big {
-            std::fs::File::create(&path)
-        } else {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-        };
-        if let Ok(mut f) = file {
-            let _ = f.write_all(lines.as_bytes());
-        }
+        known_blobs::note(
+            storage,
+            &self.reference.registry,
+            &self.reference.repository,
+            &done,
+        );
     }
-}
-
-/// The store's record for `registry`: blob → repositories.
-fn read_known(storage: &Storage, registry: &str) -> HashMap<Digest, Vec<String>> {
-    let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
-    let path = storage.root().join(KNOWN_BLOBS_FILE);
-    let Ok(f) = std::fs::File::open(&path) else {
-        return out;
-    };
-    let mut text = String::new();
-    if f.take(MAX_KNOWN_BYTES).read_to_string(&mut text).is_err() {
-        return out;
-    }
-    for line in text.lines() {
-        let Some((d, loc)) = line.split_once(' ') else {
-            continue;
-        };
-        let (Ok(d), Some((reg, repo))) = (d.parse::<Digest>(), loc.split_once('/')) else {
-            continue;
-        };
-        if reg == registry {
-            let v = out.entry(d).or_default();
-            if !v.iter().any(|r| r == repo) {
-                v.push(repo.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// Percent-encodes a repository name for a query (`/` is allowed there, the rest of a name's

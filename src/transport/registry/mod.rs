@@ -17,6 +17,7 @@ pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod destination;
+mod known_blobs;
 pub mod source;
 mod tls;
 

@@ -12,6 +12,7 @@ use reqwest::header;
 
 use super::Options;
 use super::client::{self, Client, MAX_ATTEMPTS, Request};
+use super::known_blobs;
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::{
@@ -40,6 +41,9 @@ pub struct RegistrySource {
     /// Sizes of the blobs the manifests served so far name, so that a body that ends early
     /// (no `Content-Length`, connection closed) is recognised and resumed.
     sizes: Mutex<HashMap<Digest, u64>>,
+    /// Blobs this repository served, for the store's record of where blobs are
+    /// ([`known_blobs`]: later pushes to the same registry mount them).
+    served: Mutex<Vec<Digest>>,
     opts: Options,
     progress: Progress,
 }
@@ -65,6 +69,7 @@ impl RegistrySource {
             client,
             storage,
             sizes: Mutex::new(HashMap::new()),
+            served: Mutex::new(Vec::new()),
             opts: opts.clone(),
             progress,
         })
@@ -342,6 +347,9 @@ impl ImageSource for RegistrySource {
         if resp.status() != StatusCode::OK {
             return Err(self.client.status_error(&what, resp));
         }
+        if let Ok(mut served) = self.served.lock() {
+            served.push(digest.clone());
+        }
         let size = self.sizes.lock().ok().and_then(|s| s.get(digest).copied());
         Ok(Box::new(BlobStream {
             src: self,
@@ -353,6 +361,21 @@ impl ImageSource for RegistrySource {
             failures: 0,
             resumes: 0,
         }))
+    }
+}
+
+impl Drop for RegistrySource {
+    /// Records, once, which blobs this repository served (the repository holds them whether
+    /// or not the copy went on to succeed).
+    fn drop(&mut self) {
+        if let (Some(storage), Ok(served)) = (&self.storage, self.served.get_mut()) {
+            known_blobs::note(
+                storage,
+                &self.reference.registry,
+                &self.reference.repository,
+                served,
+            );
+        }
     }
 }
 

@@ -7,6 +7,16 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 
+/// The entries of `dir`, or `None` if it does not exist: the store's directories are made on
+/// first use, so a missing one simply holds nothing.
+pub fn read_dir_if_exists(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io_path(dir, e)),
+    }
+}
+
 /// Removes a file or a whole tree, even one holding directories without write or search
 /// permission (images contain those; we own every file, so we may chmod our way through).
 pub fn remove_all(path: &Path) -> Result<()> {

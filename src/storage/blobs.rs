@@ -168,10 +168,8 @@ impl BlobStore {
     /// errors so that `fsck` can list them.
     pub fn list(&self) -> Result<Vec<std::result::Result<Digest, PathBuf>>> {
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io_path(&self.dir, e)),
+        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+            return Ok(out);
         };
         for alg_dir in entries {
             let alg_dir = alg_dir.at(&self.dir)?;

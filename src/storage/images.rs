@@ -97,10 +97,8 @@ impl ImageStore {
     /// that `list` can go on and `fsck` can report them.
     pub fn list(&self) -> Result<Vec<std::result::Result<ImageRecord, Error>>> {
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io_path(&self.dir, e)),
+        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+            return Ok(out);
         };
         for entry in entries {
             let entry = entry.at(&self.dir)?;

@@ -196,10 +196,8 @@ impl BuildCache {
     /// Every record: key, and the record or `None` if it does not parse.
     pub fn list(&self) -> Result<Vec<(String, Option<Record>)>> {
         let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io_path(&self.dir, e)),
+        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+            return Ok(out);
         };
         for entry in entries {
             let entry = entry.at(&self.dir)?;

@@ -74,10 +74,8 @@ fn remove(path: &Path) -> Result<()> {
 
 fn list_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<(PathBuf, T)>> {
     let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io_path(dir, e)),
+    let Some(entries) = crate::fsutil::read_dir_if_exists(dir)? else {
+        return Ok(out);
     };
     for entry in entries {
         let entry = entry.at(dir)?;

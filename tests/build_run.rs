@@ -246,6 +246,48 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
     assert_eq!(marks(&r.stdout), "***");
 }
 
+/// An agent that goes away during a build: the steps after it get no agent and a warning,
+/// rather than failing to bind a socket that is no longer there.
+#[test]
+fn ssh_agent_gone_mid_build_warns_and_builds() {
+    let b = BuildCtx::new();
+    let Some(_client) = agent_client(&b.ctx) else {
+        return;
+    };
+    let sock = b.lade.path("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let path = sock.clone();
+    std::thread::spawn(move || {
+        if let Some(Ok(mut c)) = listener.incoming().next() {
+            use std::io::Write;
+            // Gone before the client has its answer, so before the next step starts.
+            fs::remove_file(&path).unwrap();
+            let _ = c.write_all(b"last answer\n");
+        }
+    });
+    let df = "FROM base\nCOPY agent-client /\nRUN /agent-client > /a1\n\
+              RUN echo \"[${SSH_AUTH_SOCK-unset}]\" > /a2\n";
+    let r = b
+        .build_with(&[], df, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())])
+        .ok();
+    assert_eq!(marks(&r.stdout), "*...", "{}", r.stderr);
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("SSH_AUTH_SOCK"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(
+        warnings[0].contains("gone since the build started"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        b.lade.ok(["run", "t", "--", "cat", "/a1", "/a2"]),
+        "last answer\n[unset]\n"
+    );
+}
+
 /// A stale SSH_AUTH_SOCK (the agent gone) is a one-line warning; RUN gets no agent.
 #[test]
 fn missing_ssh_agent_socket_warns_and_builds() {

@@ -146,8 +146,18 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
         .map(|b| crate::run::parse_bind(b))
         .collect::<Result<Vec<_>>>()?;
     if let Some(sock) = a.ssh_auth_sock {
-        binds.push((sock, PathBuf::from(SSH_AGENT_INSIDE)));
-        set_env.push(("SSH_AUTH_SOCK".to_string(), SSH_AGENT_INSIDE.to_string()));
+        // Looked at again for each step: the agent may have gone since the build started
+        // (killed, or its session ended), which is the same harmless warning as at the start,
+        // not a failed bind.
+        if std::fs::metadata(&sock).is_ok_and(|m| m.file_type().is_socket()) {
+            binds.push((sock, PathBuf::from(SSH_AGENT_INSIDE)));
+            set_env.push(("SSH_AUTH_SOCK".to_string(), SSH_AGENT_INSIDE.to_string()));
+        } else {
+            crate::progress::Progress::new(0).warn(&format!(
+                "SSH_AUTH_SOCK={}: gone since the build started; this RUN step gets no SSH agent",
+                sock.display()
+            ));
+        }
     }
     set_env.extend(a.env.iter().map(|e| match e.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),

@@ -7,7 +7,6 @@
 //! directory is renamed into place only when complete.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,15 +88,11 @@ impl LayerStore {
 
     pub fn list(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        match fs::read_dir(&self.dir) {
-            Ok(entries) => {
-                for e in entries {
-                    let e = e.at(&self.dir)?;
-                    out.push(e.file_name().to_string_lossy().into_owned());
-                }
+        if let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? {
+            for e in entries {
+                let e = e.at(&self.dir)?;
+                out.push(e.file_name().to_string_lossy().into_owned());
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io_path(&self.dir, e)),
         }
         out.sort();
         Ok(out)

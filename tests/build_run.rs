@@ -246,6 +246,17 @@ fn ssh_agent_socket_works_in_run_and_stays_out_of_the_layer() {
     assert_eq!(marks(&r.stdout), "***");
 }
 
+/// The build's one line about SSH_AUTH_SOCK (asserting there is exactly one).
+fn ssh_warning(r: &Run) -> &str {
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("SSH_AUTH_SOCK"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    lines[0]
+}
+
 /// An agent that goes away during a build: the steps after it get no agent and a warning,
 /// rather than failing to bind a socket that is no longer there.
 #[test]
@@ -271,14 +282,8 @@ fn ssh_agent_gone_mid_build_warns_and_builds() {
         .build_with(&[], df, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())])
         .ok();
     assert_eq!(marks(&r.stdout), "*...", "{}", r.stderr);
-    let warnings: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("SSH_AUTH_SOCK"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", r.stderr);
     assert!(
-        warnings[0].contains("gone since the build started"),
+        ssh_warning(&r).contains("gone since the build started"),
         "{}",
         r.stderr
     );
@@ -304,14 +309,9 @@ fn missing_ssh_agent_socket_warns_and_builds() {
             .build_with(&[], &df, &[("SSH_AUTH_SOCK", path.to_str().unwrap())])
             .ok();
         assert_eq!(marks(&r.stdout), "*.");
-        let warnings: Vec<&str> = r
-            .stderr
-            .lines()
-            .filter(|l| l.contains("SSH_AUTH_SOCK"))
-            .collect();
-        assert_eq!(warnings.len(), 1, "{}", r.stderr);
+        let warning = ssh_warning(&r);
         assert!(
-            warnings[0].starts_with("warning: ") && warnings[0].contains(why),
+            warning.starts_with("warning: ") && warning.contains(why),
             "{}",
             r.stderr
         );

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use crate::digest::Digest;
 use crate::storage::Storage;
 
-pub const FILE: &str = "registry-blobs";
+const FILE: &str = "registry-blobs";
 /// A record bigger than this is not read, and is started afresh on the next write.
 const MAX_BYTES: u64 = 8 << 20;
 

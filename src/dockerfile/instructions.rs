@@ -197,7 +197,7 @@ impl Run {
             Command::Shell(s) if self.heredocs.is_empty() => RunPlan::Shell(s.clone()),
             Command::Shell(s) => {
                 let first = &self.heredocs[0];
-                if crate::build::parser::parse_heredoc_word(s.trim()).is_some() {
+                if super::parser::parse_heredoc_word(s.trim()).is_some() {
                     let body = first.body();
                     if body.starts_with("#!") {
                         RunPlan::Script {
@@ -362,6 +362,20 @@ impl Instruction {
             Instruction::Onbuild(_) => "ONBUILD",
             Instruction::Maintainer(_) => "MAINTAINER",
         }
+    }
+}
+
+impl Dockerfile {
+    /// The index of the stage named `name` (case-insensitive) or numbered `name`, among the
+    /// stages before `before` (a stage can only refer to earlier ones).
+    pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Ok(i) = name.parse::<usize>() {
+            return (i < before).then_some(i);
+        }
+        self.stages[..before.min(self.stages.len())]
+            .iter()
+            .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 }
 

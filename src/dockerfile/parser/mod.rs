@@ -18,8 +18,8 @@
 //!   `<<"EOF"`, `2<<EOF`), the following lines up to each delimiter are the heredoc bodies,
 //!   read in order, taken verbatim (no comment or continuation processing).
 
-use super::instruction::*;
-use super::lex::{self, LexOptions};
+use super::instructions::*;
+use super::lexer::{self, LexOptions};
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -650,7 +650,7 @@ fn try_heredoc_word(src: &str) -> std::result::Result<Option<Heredoc>, String> {
         skip_unset: true,
         ..LexOptions::default()
     };
-    let (_, words) = lex::process(rest, plain, &none)?;
+    let (_, words) = lexer::process(rest, plain, &none)?;
     if words.len() != 1 {
         return Ok(None);
     }
@@ -658,7 +658,7 @@ fn try_heredoc_word(src: &str) -> std::result::Result<Option<Heredoc>, String> {
         raw_quotes: true,
         ..plain
     };
-    let (_, raw_words) = lex::process(rest, raw, &none)?;
+    let (_, raw_words) = lexer::process(rest, raw, &none)?;
     if raw_words.len() != 1 {
         return Err(format!(
             "internal lexing of heredoc produced inconsistent results: {rest}"
@@ -682,7 +682,7 @@ fn heredocs_from_line(line: &str) -> std::result::Result<Vec<Heredoc>, String> {
         skip_unset: true,
         ..LexOptions::default()
     };
-    let words = match lex::process(line, opts, &|_| None) {
+    let words = match lexer::process(line, opts, &|_| None) {
         Ok((_, w)) => w,
         Err(_) => return Ok(Vec::new()),
     };

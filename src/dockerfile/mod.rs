@@ -3,6 +3,7 @@
 //!
 //! - [`lexer`]: shell words as BuildKit's `shell.Lex` processes them: [`substitute`] and
 //!   [`split_words`].
+//! - [`heredoc`]: `<<EOF` words and the [`Heredoc`] they name.
 //! - [`instructions`]: the types ([`Dockerfile`] of [`Stage`]s of [`Located`]
 //!   [`Instruction`]s, line numbers kept for messages and history), and their one-line
 //!   `Display` for `lade build --parse-only`.
@@ -21,12 +22,14 @@
 //! - A bare `CMD`/`ENTRYPOINT`/`RUN` with no arguments is an error.
 //! - `COPY --chown` is parsed and kept; the builder ignores it with a warning (ch-image).
 
+pub mod heredoc;
 pub mod ignore;
 pub mod instructions;
 pub mod lexer;
 pub mod parser;
 pub mod substitution;
 
+pub use heredoc::Heredoc;
 pub use instructions::*;
 pub use lexer::{LexOptions, split_words, split_words_with, substitute, substitute_with};
 pub use parser::parse;

@@ -18,8 +18,8 @@
 //!   `<<"EOF"`, `2<<EOF`), the following lines up to each delimiter are the heredoc bodies,
 //!   read in order, taken verbatim (no comment or continuation processing).
 
+use super::heredoc::{Heredoc, heredocs_from_line, parse_heredoc_word};
 use super::instructions::*;
-use super::lexer::{self, LexOptions};
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -622,77 +622,6 @@ impl Flags {
 
 fn no_flags(s: &Split) -> std::result::Result<(), String> {
     Flags::parse(&s.flags, &[]).map(|_| ())
-}
-
-/// A heredoc word (`<<EOF`, `<<-"EOF"`, `3<<EOF`) or None.
-pub(crate) fn parse_heredoc_word(src: &str) -> Option<Heredoc> {
-    try_heredoc_word(src).ok().flatten()
-}
-
-fn try_heredoc_word(src: &str) -> std::result::Result<Option<Heredoc>, String> {
-    // ^(\d*)<<(-?)\s*([^<]*)$
-    let digits = src.len() - src.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let Some(after) = src[digits..].strip_prefix("<<") else {
-        return Ok(None);
-    };
-    let (chomp, rest) = match after.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, after),
-    };
-    // `\s*`: blanks between `<<` and the delimiter (the lexer keeps them in the word).
-    let rest = rest.trim_start_matches([' ', '\t', '\n', '\u{c}', '\r']);
-    if rest.is_empty() || rest.contains('<') {
-        return Ok(None);
-    }
-    let fd = src[..digits].parse::<u32>().unwrap_or(0);
-    let none = |_: &str| None;
-    let plain = LexOptions {
-        skip_unset: true,
-        ..LexOptions::default()
-    };
-    let (_, words) = lexer::process(rest, plain, &none)?;
-    if words.len() != 1 {
-        return Ok(None);
-    }
-    let raw = LexOptions {
-        raw_quotes: true,
-        ..plain
-    };
-    let (_, raw_words) = lexer::process(rest, raw, &none)?;
-    if raw_words.len() != 1 {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
-    }
-    let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
-    Ok(Some(Heredoc {
-        name: words[0].clone(),
-        content: String::new(),
-        chomp,
-        expand: quotes(&words[0]) == quotes(&raw_words[0]),
-        fd,
-    }))
-}
-
-/// The heredocs an instruction line names, in order (always lexed with `\`, as BuildKit does).
-fn heredocs_from_line(line: &str) -> std::result::Result<Vec<Heredoc>, String> {
-    let opts = LexOptions {
-        raw_quotes: true,
-        raw_escapes: true,
-        skip_unset: true,
-        ..LexOptions::default()
-    };
-    let words = match lexer::process(line, opts, &|_| None) {
-        Ok((_, w)) => w,
-        Err(_) => return Ok(Vec::new()),
-    };
-    let mut out = Vec::new();
-    for w in words {
-        if let Some(h) = try_heredoc_word(&w)? {
-            out.push(h);
-        }
-    }
-    Ok(out)
 }
 
 fn parse_onbuild(

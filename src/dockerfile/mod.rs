@@ -9,8 +9,21 @@
 //!   `Display` for `lade build --parse-only`.
 //! - [`parser`]: [`parse`] turns the text into a [`Dockerfile`].
 //! - [`substitution`]: [`Located::expand`] per instruction with the variables in [`Scope`]
-//!   (Docker's scoping), and which instructions are substituted at all.
-//! - [`ignore`]: the context's `.dockerignore`.
+//!   (Docker's scoping), which instructions are substituted at all, and which host variables
+//!   are predefined ([`passes_through`]).
+//! - [`ignore`]: the context's `.dockerignore` (on its own: it shares no code with the rest).
+//!
+//! The dependencies go one way (`a ← b`: b uses a); nothing uses the parser or substitution,
+//! and they do not use each other:
+//!
+//! ```text
+//! lexer ← heredoc ← instructions ← parser
+//!   ↑                    ↑
+//!   └──── substitution ──┘
+//! ```
+//!
+//! So the parser never needs a variable's value, and substitution works on typed instructions,
+//! never on lines.
 //!
 //! # Choices beyond substitution (see [`substitution`] for those)
 //!

@@ -116,32 +116,18 @@ pub(super) fn typed(
             }
         }
         "copy" => {
-            let f = Flags::parse(
-                &s.flags,
-                &[
-                    ("chown", Fk::Str),
-                    ("from", Fk::Str),
-                    ("chmod", Fk::Str),
-                    ("link", Fk::Bool),
-                    ("parents", Fk::Bool),
-                    ("exclude", Fk::Strs),
-                ],
-            )?;
+            let f = files_flags(s, &[("from", Fk::Str), ("parents", Fk::Bool)])?;
             Instruction::Copy(Copy {
                 files: files(s, &f, &heredocs, "COPY")?,
                 from: f.str("from"),
             })
         }
         "add" => {
-            let f = Flags::parse(
-                &s.flags,
+            let f = files_flags(
+                s,
                 &[
-                    ("chown", Fk::Str),
-                    ("chmod", Fk::Str),
-                    ("link", Fk::Bool),
                     ("keep-git-dir", Fk::Bool),
                     ("checksum", Fk::Str),
-                    ("exclude", Fk::Strs),
                     ("unpack", Fk::Bool),
                 ],
             )?;
@@ -359,6 +345,18 @@ fn healthcheck(s: &Split) -> std::result::Result<Healthcheck, String> {
         start_interval: interval(&f, "start-interval")?,
         retries,
     })
+}
+
+/// The options COPY and ADD share (see [`Files`]), and `own`, those of one of them.
+fn files_flags(s: &Split, own: &[(&'static str, Fk)]) -> std::result::Result<Flags, String> {
+    let shared = [
+        ("chown", Fk::Str),
+        ("chmod", Fk::Str),
+        ("link", Fk::Bool),
+        ("exclude", Fk::Strs),
+    ];
+    let spec: Vec<_> = shared.iter().chain(own).copied().collect();
+    Flags::parse(&s.flags, &spec)
 }
 
 fn files(

@@ -95,34 +95,20 @@ pub(super) fn extract_flags(line: &str) -> (String, Vec<String>) {
                 pos += 1;
                 continue;
             }
-            let mut c = c;
-            if c == '\\' {
-                if pos + 1 == chars.len() {
-                    pos += 1;
-                    continue;
-                }
-                pos += 1;
-                c = chars[pos].1;
-            }
-            word.push(c);
-            pos += 1;
-            continue;
-        }
-        // In quotes.
-        if c == quote {
+        } else if c == quote {
             phase = Ph::Word;
             pos += 1;
             continue;
         }
+        // A character of the word, in quotes or not: `\` makes the next one literal, and at the
+        // very end it vanishes (the word then ends at the end of input, quoted or not).
         let mut c = c;
         if c == '\\' {
-            if pos + 1 == chars.len() {
-                phase = Ph::Word;
-                pos += 1;
-                continue;
-            }
             pos += 1;
-            c = chars[pos].1;
+            match chars.get(pos) {
+                Some(&(_, next)) => c = next,
+                None => continue,
+            }
         }
         word.push(c);
         pos += 1;

@@ -9,12 +9,14 @@
 //! - [`copy`]: the one generic copy between any two transports; [`pull`]: a copy into the
 //!   store, tags resolved through [`lockfile`].
 //! - [`lockfile`]: the project's tag lock file, `lade-tags.lock`.
+//! - [`dockerfile`]: the Dockerfile language (parsing, substitution, `.dockerignore`).
 //! - [`storage`]: the storage directory and its content-addressed parts.
 //! - [`unpack`]: applying layers safely, without privileges.
 
 pub mod build;
 pub mod copy;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod export;
 pub mod fsck;

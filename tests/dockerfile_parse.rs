@@ -1,7 +1,7 @@
 //! The Dockerfile parser and substitution engine against the Dockerfile reference, the ch-image
 //! manual, and BuildKit's own parser/lexer test cases (frontend/dockerfile/parser, shell).
 
-use lade::build::*;
+use lade::dockerfile::*;
 use std::time::Duration;
 
 fn parse_ok(text: &str) -> Dockerfile {

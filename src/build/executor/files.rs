@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Builder, resolve_path};
 use crate::build::cache::State;
-use crate::build::ignore::Ignore;
-use crate::build::{Files, Source};
 use crate::digest::{Algorithm, Hasher};
+use crate::dockerfile::ignore::Ignore;
+use crate::dockerfile::{Files, Source};
 use crate::error::{Error, IoContext, Result};
 use crate::unpack::{ApplyMode, ApplyOptions};
 

@@ -19,11 +19,11 @@
 //! `--force=fakeroot` ([`force`]) wraps package-manager steps in fakeroot after init steps
 //! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
 //! of the cache key, as ch-image). The host variables ch-image passes through
-//! ([`super::passes_through`]: proxies, `USER`, `SSH_AUTH_SOCK`) reach every RUN and stay out
+//! ([`dockerfile::passes_through`]: proxies, `USER`, `SSH_AUTH_SOCK`) reach every RUN and stay out
 //! of the cache key too; the SSH agent's socket is bound in at [`SSH_AGENT_INSIDE`].
 //!
 //! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
-//! ([`crate::build::ignore`]) hides files from COPY and ADD and so from the cache keys.
+//! ([`crate::dockerfile::ignore`]) hides files from COPY and ADD and so from the cache keys.
 //!
 //! Not supported yet (clear errors): `RUN --mount`, ADD of Git repositories, COPY
 //! `--parents`/`--exclude`. Ignored with a warning: `--chown` (as ch-image), `FROM
@@ -47,8 +47,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::cache::{BuildCache, State, step_key};
-use super::{ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope};
 use crate::digest::Digest;
+use crate::dockerfile::{
+    self, ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{OCI_MANIFEST, RawManifest};
 use crate::platform::ArchChoice;
@@ -135,10 +137,10 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
     use crate::run::{RunImage, RunOptions, process::UserChoices, rootfs::Upper};
     // The host's pass-through variables first, so that ARG and ENV override them (Docker: ENV
     // beats a predefined ARG); in `set_env`, not `host_env`, whose list is `lade run`'s and
-    // would narrow [`super::passes_through`]. SSH_AUTH_SOCK is a host path: the step gets the
+    // would narrow [`dockerfile::passes_through`]. SSH_AUTH_SOCK is a host path: the step gets the
     // inside one below, or none.
     let mut set_env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| super::passes_through(k) && k != "SSH_AUTH_SOCK")
+        .filter(|(k, _)| dockerfile::passes_through(k) && k != "SSH_AUTH_SOCK")
         .collect();
     let mut binds = a
         .binds
@@ -216,7 +218,7 @@ pub fn build(
             )
         }
     };
-    let df = super::parse(&text, &file_name)?;
+    let df = dockerfile::parse(&text, &file_name)?;
     for w in &df.warnings {
         progress.warn(w);
     }
@@ -247,7 +249,7 @@ pub fn build(
             "not a directory",
         ));
     }
-    let ignore = super::ignore::Ignore::load(&context)?;
+    let ignore = dockerfile::ignore::Ignore::load(&context)?;
     let tag = match &args.tag {
         Some(t) => Reference::parse(t)?,
         None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,
@@ -265,7 +267,7 @@ pub fn build(
     }
     let mut scope = Scope::new(build_args);
     for (k, v) in std::env::vars() {
-        if super::passes_through(&k) && k != "SSH_AUTH_SOCK" {
+        if dockerfile::passes_through(&k) && k != "SSH_AUTH_SOCK" {
             scope.predefine(&k, &v);
         }
     }
@@ -471,7 +473,7 @@ struct Builder<'a> {
     /// its own, under the URL's file name).
     fetched: std::cell::RefCell<HashMap<String, fetch::Fetched>>,
     /// The context's `.dockerignore`.
-    ignore: super::ignore::Ignore,
+    ignore: dockerfile::ignore::Ignore,
     /// `--force=fakeroot`.
     force: bool,
     /// Whether a failed RUN looks for what `--force` would have changed.
@@ -760,7 +762,7 @@ impl Builder<'_> {
             let triggers = string_list(state.config.get("config").and_then(|c| c.get("OnBuild")));
             for t in &triggers {
                 let text = format!("FROM scratch\n{t}\n");
-                let parsed = super::parse(&text, &df.file_name).map_err(|e| {
+                let parsed = dockerfile::parse(&text, &df.file_name).map_err(|e| {
                     Error::invalid(
                         format!(
                             "{}:{}: ONBUILD trigger of {}",
@@ -897,7 +899,7 @@ impl Builder<'_> {
                 let mut urls = String::new();
                 let checksum = add_checksum(a)?;
                 for s in &a.files.sources {
-                    if let super::Source::Url(u) = s {
+                    if let dockerfile::Source::Url(u) = s {
                         let d = &a.files.dest;
                         if d.ends_with('/') || d == "." || d.ends_with("/.") {
                             fetch::file_name(u)?; // before downloading: the file needs a name
@@ -1309,7 +1311,7 @@ impl Builder<'_> {
     fn run(
         &self,
         ins: &Located<Instruction>,
-        r: &super::Run,
+        r: &dockerfile::Run,
         state: &State,
         scope: &Scope,
         forced: Option<&force::Config>,
@@ -1594,7 +1596,7 @@ impl Builder<'_> {
 }
 
 /// ADD's `--checksum`, which only URL sources can have (one at a time: it names one file).
-fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
+fn add_checksum(a: &dockerfile::Add) -> Result<Option<Digest>> {
     let Some(c) = a.checksum.as_deref() else {
         return Ok(None);
     };
@@ -1602,7 +1604,7 @@ fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
         .files
         .sources
         .iter()
-        .filter(|s| matches!(s, super::Source::Url(_)))
+        .filter(|s| matches!(s, dockerfile::Source::Url(_)))
         .count();
     if urls != 1 || a.files.sources.len() != 1 {
         return Err(Error::invalid(

@@ -1,12 +1,15 @@
-//! Typed Dockerfile instructions.
+//! Typed Dockerfile instructions, and their `--parse-only` rendering.
 //!
 //! Every string that is subject to variable substitution is kept exactly as written (quotes,
-//! escapes and `$VAR`s included): the executor calls [`Instruction::expand`] with the variables
-//! in scope at that point to get the final values. Strings that are not substituted (RUN, CMD,
-//! ENTRYPOINT, SHELL, HEALTHCHECK commands; ONBUILD triggers) are final as parsed.
+//! escapes and `$VAR`s included): the builder calls [`Located::expand`] (in
+//! [`substitution`](super::substitution)) with the variables in scope at that point to get the
+//! final values. Strings that are not substituted (RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK
+//! commands; ONBUILD triggers) are final as parsed.
 
 use std::fmt;
 use std::time::Duration;
+
+use super::heredoc::{Heredoc, parse_heredoc_word};
 
 /// Parser directives (`# escape=…`, `# syntax=…`, `# check=…`) from the top of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,37 +94,8 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
-/// A here-document: `<<NAME`, `<<-NAME`, `<<"NAME"`, `<<'NAME'`, `2<<NAME`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Heredoc {
-    /// The delimiter word with quotes removed.
-    pub name: String,
-    /// The lines between the instruction and the delimiter, each with its newline, as written.
-    pub content: String,
-    /// `<<-`: leading tabs are stripped from the body lines and from the delimiter line.
-    pub chomp: bool,
-    /// False when any part of the delimiter was quoted: the body is then taken literally.
-    pub expand: bool,
-    /// The file descriptor before `<<` (0 when absent).
-    pub fd: u32,
-}
-
-impl Heredoc {
-    /// The body with `<<-`'s leading tabs removed from every line.
-    pub fn body(&self) -> String {
-        if !self.chomp {
-            return self.content.clone();
-        }
-        let mut out = String::with_capacity(self.content.len());
-        for line in self.content.split_inclusive('\n') {
-            out.push_str(line.trim_start_matches('\t'));
-        }
-        out
-    }
-}
-
 /// `RUN --mount=…` (one per flag), kept as parsed; option values are substituted by
-/// [`Instruction::expand`].
+/// [`Instruction::expand_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
     /// `bind` (default), `cache`, `tmpfs`, `secret` or `ssh`.
@@ -197,7 +171,7 @@ impl Run {
             Command::Shell(s) if self.heredocs.is_empty() => RunPlan::Shell(s.clone()),
             Command::Shell(s) => {
                 let first = &self.heredocs[0];
-                if crate::build::parser::parse_heredoc_word(s.trim()).is_some() {
+                if parse_heredoc_word(s.trim()).is_some() {
                     let body = first.body();
                     if body.starts_with("#!") {
                         RunPlan::Script {
@@ -362,6 +336,20 @@ impl Instruction {
             Instruction::Onbuild(_) => "ONBUILD",
             Instruction::Maintainer(_) => "MAINTAINER",
         }
+    }
+}
+
+impl Dockerfile {
+    /// The index of the stage named `name` (case-insensitive) or numbered `name`, among the
+    /// stages before `before` (a stage can only refer to earlier ones).
+    pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Ok(i) = name.parse::<usize>() {
+            return (i < before).then_some(i);
+        }
+        self.stages[..before.min(self.stages.len())]
+            .iter()
+            .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 }
 

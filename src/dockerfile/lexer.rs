@@ -164,6 +164,11 @@ impl Words {
 
 type LexResult<T> = std::result::Result<T, String>;
 
+/// The input ended inside something that `what` should have closed (BuildKit's wording).
+fn unterminated(what: &str) -> String {
+    format!("unexpected end of statement while looking for matching {what}")
+}
+
 impl Lexer<'_> {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
@@ -232,10 +237,18 @@ impl Lexer<'_> {
             }
         }
         match stop {
-            Some(s) => Err(format!(
-                "unexpected end of statement while looking for matching {s}"
-            )),
+            Some(s) => Err(unterminated(&s.to_string())),
             None => Ok((result, words.finish())),
+        }
+    }
+
+    /// The word of a `${…}` modifier, up to `stop`. Running out of input there is reported as
+    /// the `missing` syntax error rather than the nested word's own complaint.
+    fn operand(&mut self, stop: char, raw_escapes: bool, missing: &str) -> LexResult<String> {
+        match self.process_until(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(missing.into()),
+            Err(e) => Err(e),
         }
     }
 
@@ -255,51 +268,42 @@ impl Lexer<'_> {
         out
     }
 
-    fn single_quote(&mut self) -> LexResult<String> {
-        let mut out = String::new();
+    /// Consume the opening quote; the output starts with it only under `raw_quotes`.
+    fn open_quote(&mut self) -> String {
         let open = self.next();
-        if self.opts.raw_quotes {
-            out.extend(open);
+        match open {
+            Some(q) if self.opts.raw_quotes => q.to_string(),
+            _ => String::new(),
         }
+    }
+
+    /// The quoted string done, its closing quote (already consumed) kept as the opening one.
+    fn close_quote(&self, mut out: String, quote: char) -> String {
+        if self.opts.raw_quotes {
+            out.push(quote);
+        }
+        out
+    }
+
+    fn single_quote(&mut self) -> LexResult<String> {
+        let mut out = self.open_quote();
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    );
-                }
-                Some('\'') => {
-                    if self.opts.raw_quotes {
-                        out.push('\'');
-                    }
-                    return Ok(out);
-                }
+                None => return Err(unterminated("single-quote")),
+                Some('\'') => return Ok(self.close_quote(out, '\'')),
                 Some(c) => out.push(c),
             }
         }
     }
 
     fn double_quote(&mut self) -> LexResult<String> {
-        let mut out = String::new();
-        let open = self.next();
-        if self.opts.raw_quotes {
-            out.extend(open);
-        }
+        let mut out = self.open_quote();
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    );
-                }
+                None => return Err(unterminated("double-quote")),
                 Some('"') => {
                     self.pos += 1;
-                    if self.opts.raw_quotes {
-                        out.push('"');
-                    }
-                    return Ok(out);
+                    return Ok(self.close_quote(out, '"'));
                 }
                 Some('$') => out.push_str(&self.dollar()?),
                 Some(mut c) => {
@@ -386,13 +390,7 @@ impl Lexer<'_> {
                 };
                 // `#` and `%` patterns keep their escapes so the matcher sees `\*`.
                 let raw = op == '#' || op == '%';
-                let word = match self.process_until(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '}'".into());
-                    }
-                    Err(e) => return Err(e),
-                };
+                let word = self.operand('}', raw, "syntax error: missing '}'")?;
                 let value = self.lookup(&name);
                 if self.opts.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}{mods}{word}}}"));
@@ -447,20 +445,8 @@ impl Lexer<'_> {
                 if all {
                     self.pos += 1;
                 }
-                let pattern = match self.process_until(Some('/'), true) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '/' in ${}".into());
-                    }
-                    Err(e) => return Err(e),
-                };
-                let replacement = match self.process_until(Some('}'), true) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '}'".into());
-                    }
-                    Err(e) => return Err(e),
-                };
+                let pattern = self.operand('/', true, "syntax error: missing '/' in ${}")?;
+                let replacement = self.operand('}', true, "syntax error: missing '}'")?;
                 let value = self.lookup(&name);
                 if self.opts.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));

@@ -17,9 +17,7 @@ pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod export;
-pub mod fsck;
 pub mod fsutil;
-pub mod gc;
 pub mod import;
 pub mod layer_install;
 pub mod lockfile;
@@ -33,7 +31,6 @@ pub mod reference;
 pub mod run;
 pub mod storage;
 pub mod transport;
-pub mod undelete;
 pub mod unpack;
 
 pub use error::{Error, Result};

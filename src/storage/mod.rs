@@ -27,9 +27,12 @@
 //! area, which the next process sweeps (its per-process lock tells that its owner is gone).
 
 mod blobs;
+pub mod fsck;
+pub mod gc;
 mod images;
 mod layers;
 mod lock;
+pub mod undelete;
 
 pub use blobs::BlobStore;
 pub use blobs::copy_stream;

@@ -12,7 +12,7 @@
 //!   states of images deleted (or overwritten by a pull or a `--no-cache` build), records
 //!   that do not parse or whose layers are gone, and records from before parents were
 //!   recorded that no image names (their chains cannot be followed);
-//! - then the store is collected as `lade delete` does ([`crate::gc`]): layers no image and
+//! - then the store is collected as `lade delete` does ([`crate::storage::gc`]): layers no image and
 //!   no remaining record uses go, and deleted images whose layers went are forgotten (so
 //!   `lade delete IMG; lade build-cache --gc` releases IMG's space and `undelete IMG` fails).
 //!
@@ -44,7 +44,7 @@ pub fn build_cache(storage: &Storage, opts: Options) -> Result<String> {
     let mut out = String::new();
     if opts.reset {
         BuildCache::new(storage).reset()?;
-        let r = crate::gc::collect_garbage(storage)?;
+        let r = crate::storage::gc::collect_garbage(storage)?;
         out.push_str(&format!(
             "build cache reset: removed {} blobs and {} layer trees\n",
             r.blobs_removed, r.trees_removed
@@ -121,7 +121,7 @@ pub fn gc(storage: &Storage) -> Result<GcReport> {
             report.states_removed += 1;
         }
     }
-    let r = crate::gc::collect_garbage(storage)?;
+    let r = crate::storage::gc::collect_garbage(storage)?;
     report.blobs_removed = r.blobs_removed;
     report.trees_removed = r.trees_removed;
     report.deleted_forgotten = r.deleted_forgotten;

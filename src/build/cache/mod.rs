@@ -19,7 +19,7 @@
 //! - [`manage`]: `lade build-cache` (summary, `--tree`, `--gc`, `--reset`).
 //!
 //! A record whose layers have left the store is a miss. `lade delete` keeps every layer a
-//! record names (see [`crate::gc`]): only `lade build-cache --gc` and `--reset` release them.
+//! record names (see [`crate::storage::gc`]): only `lade build-cache --gc` and `--reset` release them.
 //!
 //! # Identical files are not shared between layer trees (a measured decision)
 //!

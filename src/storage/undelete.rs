@@ -4,7 +4,7 @@
 //! cache states it came from: [`crate::build::cache::refs`]). The image comes back if its
 //! objects are still in the store: a built image's layers are kept by its cache records until
 //! `lade build-cache --gc` or `--reset`; a pulled image's only while some cached build step
-//! uses them (collection forgets the others, see [`crate::gc`]).
+//! uses them (collection forgets the others, see [`super::gc`]).
 
 use crate::build::cache::refs::Refs;
 use crate::error::{Error, Result};

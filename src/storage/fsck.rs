@@ -109,7 +109,7 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
 }
 
 /// Every build cache record must parse and name layers that are stored: collection keeps
-/// them (see [`crate::gc`]), so a missing one means something removed it behind lade's back.
+/// them (see [`super::gc`]), so a missing one means something removed it behind lade's back.
 /// Such a record would only be a miss, so repairing removes it.
 fn check_build_cache(storage: &Storage, repair: bool, report: &mut FsckReport) -> Result<()> {
     let cache = crate::build::cache::BuildCache::new(storage);

@@ -27,8 +27,10 @@
 //! area, which the next process sweeps (its per-process lock tells that its owner is gone).
 
 mod blobs;
+pub mod cache_records;
 pub mod fsck;
 pub mod gc;
+pub mod image_links;
 mod images;
 mod layers;
 mod lock;
@@ -36,6 +38,8 @@ pub mod undelete;
 
 pub use blobs::BlobStore;
 pub use blobs::copy_stream;
+pub use cache_records::{CacheRecords, Record, State};
+pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore};
 pub use lock::LockMode;
@@ -157,9 +161,44 @@ impl Storage {
         LayerStore::new(self.root.join("layers"))
     }
 
+    /// Whether the store holds layer `layer`: its tree and its blob.
+    pub fn holds_layer(&self, layer: &LayerRef) -> bool {
+        self.layers().has(&layer.tree) && self.blobs().has(&layer.blob)
+    }
+
     pub fn images(&self) -> ImageStore {
         ImageStore::new(self.root.join("images"), self.work_dir())
     }
+
+    fn build_cache_dir(&self) -> PathBuf {
+        self.root.join("build-cache")
+    }
+
+    pub fn cache_records(&self) -> CacheRecords {
+        CacheRecords::new(self.build_cache_dir())
+    }
+
+    pub fn image_links(&self) -> ImageLinks {
+        ImageLinks::new(self.build_cache_dir().join("images"))
+    }
+
+    pub fn deleted_images(&self) -> DeletedImages {
+        DeletedImages::new(self.build_cache_dir().join("deleted"))
+    }
+
+    /// `lade build-cache --reset`: forgets every cache record, image link and deleted image
+    /// (the layers they kept go at the next collection).
+    pub fn remove_build_cache(&self) -> Result<()> {
+        crate::fsutil::remove_all(&self.build_cache_dir())
+    }
+}
+
+/// Seconds since the epoch, for the records' timestamps.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn version_path(root: &Path) -> PathBuf {

@@ -631,7 +631,7 @@ impl Builder<'_> {
         let manifest = self.commit_image(state, tag)?;
         // The image's link into the cache (its final state first), for `build-cache --tree`,
         // `--gc` and `undelete`.
-        let refs = super::cache::refs::Refs::new(&self.storage);
+        let refs = self.storage.image_links();
         if self.write_cache {
             let keys = self.stages.iter().rev().map(|(_, k)| k.clone()).collect();
             refs.link(tag, &manifest, keys)?;

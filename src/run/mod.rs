@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::reference::Reference;
-use crate::storage::Storage;
+use crate::storage::{LayerStore, Storage};
 use process::{ImageDefaults, UserChoices};
 use rootfs::{Bind, Upper};
 
@@ -81,11 +81,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                         format!("layer tree {} is missing; pull the image again", l.tree),
                     ));
                 }
-                lowers.push(format!("{}/tree", l.tree));
+                lowers.push(LayerStore::relative_tree(&l.tree));
             }
             (
                 ImageDefaults::from_config(&config),
-                storage.root().join("layers"),
+                layers.base().to_path_buf(),
                 lowers,
                 Some(record.manifest.hex().to_string()),
             )
@@ -100,11 +100,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                         format!("layer tree {k} is missing"),
                     ));
                 }
-                lowers.push(format!("{k}/tree"));
+                lowers.push(LayerStore::relative_tree(k));
             }
             (
                 ImageDefaults::default(),
-                storage.root().join("layers"),
+                layers.base().to_path_buf(),
                 lowers,
                 None,
             )

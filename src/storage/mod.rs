@@ -41,7 +41,7 @@ pub use blobs::copy_stream;
 pub use cache_records::{CacheRecords, Record, State};
 pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
-pub use layers::{LayerInfo, LayerStore};
+pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
 
 use std::fs;
@@ -159,6 +159,12 @@ impl Storage {
 
     pub fn layers(&self) -> LayerStore {
         LayerStore::new(self.root.join("layers"))
+    }
+
+    /// A fresh staging directory in the work area for a layer tree to publish with
+    /// [`LayerStore::publish`]; `prefix` names it for whoever looks at the work area.
+    pub fn stage_layer(&self, prefix: &str) -> Result<StagedLayer> {
+        StagedLayer::create(self.scratch_path(prefix))
     }
 
     /// Whether the store holds layer `layer`: its tree and its blob.

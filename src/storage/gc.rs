@@ -130,15 +130,12 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         }
     }
     // Flattened copies made by `lade run` without overlayfs, keyed by manifest digest.
-    let flat = storage.root().join("flat");
-    if let Ok(entries) = std::fs::read_dir(&flat) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let live = live_blobs.iter().any(|d| d.hex() == name);
-            if !live {
-                crate::fsutil::remove_all(&entry.path())?;
-                report.trees_removed += 1;
-            }
+    let flat = storage.flat();
+    for name in flat.names() {
+        let live = live_blobs.iter().any(|d| d.hex() == name);
+        if !live {
+            flat.remove(&name)?;
+            report.trees_removed += 1;
         }
     }
     Ok(report)

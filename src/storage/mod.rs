@@ -1,30 +1,43 @@
-//! lade's storage directory: where it is, its format version, locking, and its parts.
+//! lade's storage directory: where it is, its format version, locking, and every path in it.
+//! Nothing outside this module builds a path inside the store: each part below is a typed
+//! handle (`Storage::blobs()`, `layers()`, ...) that knows its own directory.
 //!
 //! ```text
 //! $STORAGE/VERSION                 format version; unknown versions are refused
 //! $STORAGE/lock                    flock: shared for ordinary work, exclusive for delete/reset/gc
-//! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed layers)
-//! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs format)
-//! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance
-//! $STORAGE/build-cache/<key>.json   one build step's resulting state (layers, config), its
-//!                                  parent key and instruction (crate::build::cache)
-//! $STORAGE/build-cache/images/<name>.json    a built image → its cache states (a "branch")
-//! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`
-//! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories
-//! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs
+//! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed
+//!                                  layers): blobs()
+//! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs
+//!                                  format), with its info.json: layers(), stage_layer()
+//! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance:
+//!                                  images()
+//! $STORAGE/build-cache/<key>.json  one build step's resulting state (layers, config), its
+//!                                  parent key and instruction: cache_records()
+//! $STORAGE/build-cache/images/<name>.json    a built image → its cache states (a "branch"):
+//!                                            image_links()
+//! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`:
+//!                                            deleted_images()
+//! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories: build_tmp()
+//! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs: flat()
 //! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
-//!                                  files an image lacks for the binds (crate::run::mountpoints)
+//!                                  files an image lacks for the binds: mountpoints()
 //! $STORAGE/mountpoints/for-<hash>  which of them an image with given binds uses (a memo)
 //! $STORAGE/registry-blobs          which registry repositories hold which blobs, from pulls
-//!                                  and pushes, for cross-repository mounts (best effort;
-//!                                  crate::transport::registry::known_blobs)
+//!                                  and pushes, for cross-repository mounts (best effort; its
+//!                                  lines are crate::transport::registry::known_blobs's)
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
-//!                                  rename() publishes finished objects atomically
+//!                                  rename() publishes finished objects atomically:
+//!                                  scratch_path(), work_dir()
 //! ```
 //!
 //! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
 //! verified: it is built under `tmp/` and renamed into place. A crash leaves only a stale work
 //! area, which the next process sweeps (its per-process lock tells that its owner is gone).
+//!
+//! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
+//! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
+//! ([`cache_records`], [`image_links`]); what a cache key is, and which records `lade
+//! build-cache --gc` keeps, the builder's cache module decides.
 
 mod blobs;
 pub mod cache_records;
@@ -34,6 +47,7 @@ pub mod image_links;
 mod images;
 mod layers;
 mod lock;
+mod run_dirs;
 pub mod undelete;
 
 pub use blobs::BlobStore;
@@ -43,6 +57,7 @@ pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
+pub use run_dirs::{BuildTmp, FlatImages, MountPointLayers};
 
 use std::fs;
 use std::io::{self, Write};
@@ -128,8 +143,17 @@ impl Storage {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The storage directory as an argument for a child lade's `--storage`. Deliberately not a
+    /// `Path`: every path inside the store is this module's to make.
+    pub fn location_arg(&self) -> &std::ffi::OsStr {
+        self.root.as_os_str()
+    }
+
+    /// The shared `tmp/` directory, which always exists: `lade run` mounts the container's
+    /// tmpfs over it, inside its own mount namespace only, so nothing is created or left
+    /// behind on the host and other processes' work areas there are untouched.
+    pub fn shared_tmp(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// This process's private scratch directory inside the store (same filesystem), or the
@@ -137,7 +161,7 @@ impl Storage {
     pub fn work_dir(&self) -> PathBuf {
         match &self.work {
             Some(w) => w.path().to_path_buf(),
-            None => self.root.join("tmp"),
+            None => self.shared_tmp(),
         }
     }
 
@@ -145,7 +169,7 @@ impl Storage {
     pub fn scratch_path(&self, prefix: &str) -> PathBuf {
         match &self.work {
             Some(w) => w.unique(prefix),
-            None => self.root.join("tmp").join(format!(
+            None => self.shared_tmp().join(format!(
                 "{prefix}.{}.{:08x}",
                 std::process::id(),
                 rand::random::<u32>()
@@ -196,6 +220,23 @@ impl Storage {
     /// (the layers they kept go at the next collection).
     pub fn remove_build_cache(&self) -> Result<()> {
         crate::fsutil::remove_all(&self.build_cache_dir())
+    }
+
+    pub fn build_tmp(&self) -> BuildTmp {
+        BuildTmp::new(self.root.join("build-tmp"))
+    }
+
+    pub fn flat(&self) -> FlatImages {
+        FlatImages::new(self.root.join("flat"))
+    }
+
+    pub fn mountpoints(&self) -> MountPointLayers {
+        MountPointLayers::new(self.root.join("mountpoints"))
+    }
+
+    /// The file `crate::transport::registry::known_blobs` keeps its lines in.
+    pub fn registry_blobs_file(&self) -> PathBuf {
+        self.root.join("registry-blobs")
     }
 }
 

@@ -118,11 +118,7 @@ impl CacheRecords {
 
     /// Removes the record under `key`.
     pub fn remove(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(&path, e)),
-            _ => Ok(()),
-        }
+        crate::fsutil::remove_file_if_exists(&self.path(key)).map(drop)
     }
 }
 

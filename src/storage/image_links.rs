@@ -89,10 +89,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(path, e)),
-        _ => Ok(()),
-    }
+    crate::fsutil::remove_file_if_exists(path).map(drop)
 }
 
 fn list_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<Listed<T>>> {

@@ -24,10 +24,12 @@
 //! $STORAGE/mountpoints/for-<hash>  which of them an image with given binds uses (a memo)
 //! $STORAGE/registry-blobs          which registry repositories hold which blobs, from pulls
 //!                                  and pushes, for cross-repository mounts (best effort; its
-//!                                  lines are crate::transport::registry::known_blobs's)
+//!                                  lines are crate::transport::registry::known_blobs's):
+//!                                  registry_blobs_file()
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically:
-//!                                  scratch_path(), work_dir()
+//!                                  scratch_path(); `lade run` hides tmp/ under the
+//!                                  container's tmpfs (shared_tmp())
 //! ```
 //!
 //! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
@@ -119,8 +121,8 @@ impl Storage {
     /// with a work area for this process; stale work areas of dead processes are swept.
     pub fn open(root: &Path, mode: LockMode) -> Result<Storage> {
         let mut storage = Storage::open_without_work_area(root, mode)?;
-        storage.work = Some(lock::WorkArea::create(&root.join("tmp"))?);
-        lock::sweep_stale_work_areas(&storage.root.join("tmp"));
+        storage.work = Some(lock::WorkArea::create(&storage.shared_tmp())?);
+        lock::sweep_stale_work_areas(&storage.shared_tmp());
         Ok(storage)
     }
 
@@ -158,7 +160,7 @@ impl Storage {
 
     /// This process's private scratch directory inside the store (same filesystem), or the
     /// shared `tmp/` for a handle opened without a work area.
-    pub fn work_dir(&self) -> PathBuf {
+    fn work_dir(&self) -> PathBuf {
         match &self.work {
             Some(w) => w.path().to_path_buf(),
             None => self.shared_tmp(),

@@ -17,6 +17,16 @@ pub fn read_dir_if_exists(dir: &Path) -> Result<Option<fs::ReadDir>> {
     }
 }
 
+/// Removes a file; Ok(false) if it was not there (already removed, perhaps by a concurrent
+/// process, which is as good).
+pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io_path(path, e)),
+    }
+}
+
 /// Removes a file or a whole tree, even one holding directories without write or search
 /// permission (images contain those; we own every file, so we may chmod our way through).
 pub fn remove_all(path: &Path) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Unpacks an image's layers into the store's per-layer trees: in parallel (layers do not
 //! depend on each other in overlayfs format), each streamed straight from its blob, or from the
 //! network while the blob is stored ([`unpack_arriving`]), checked against its diff-ID, and
-//! published by rename only once every layer below it is in place.
+//! published only once every layer below it is in place. Where a tree is staged and how it is
+//! published is the store's ([`crate::storage::StagedLayer`]); this module decides which
+//! layers to unpack, checks them and chooses their keys.
 
 use std::collections::HashMap;
 use std::fs;
@@ -12,7 +14,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest;
 use crate::progress::Progress;
-use crate::storage::{LayerInfo, LayerRef, LayerStore, Storage};
+use crate::storage::{LayerInfo, LayerRef, LayerStore, StagedLayer, Storage};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
 /// One layer to install: its blob (already verified in the store) and the diff-ID the
@@ -24,7 +26,7 @@ pub struct LayerJob {
 
 /// A layer tree unpacked into the work area, not yet published.
 pub struct Unpacked {
-    staging: std::path::PathBuf,
+    staged: StagedLayer,
     info: LayerInfo,
     external: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
@@ -37,7 +39,7 @@ impl Unpacked {
 
     /// Removes the staging tree (an unneeded or refused layer).
     pub fn discard(self) {
-        let _ = crate::fsutil::remove_all(&self.staging);
+        self.staged.discard();
     }
 }
 
@@ -88,7 +90,7 @@ pub fn install_layers(
     }
     if let Some(e) = outcome.error {
         for u in outcome.results.into_iter().flatten() {
-            let _ = crate::fsutil::remove_all(&u.staging);
+            u.discard();
         }
         return Err(e);
     }
@@ -125,19 +127,11 @@ pub fn install_layers(
                         refs.iter().rev().map(|r| layers.tree(&r.tree)).collect();
                     let lower_refs: Vec<&std::path::Path> =
                         lowers.iter().map(|p| p.as_path()).collect();
-                    unpack::resolve_external_hardlinks(
-                        &u.staging.join("tree"),
-                        &u.external,
-                        &lower_refs,
-                    )?;
+                    unpack::resolve_external_hardlinks(&u.staged.tree(), &u.external, &lower_refs)?;
                     u.info.lower_chain = Some(chains[below].clone());
                     LayerStore::key_with_lower(&jobs[i].diff_id, &chains[below])
                 };
-                let info_path = u.staging.join("info.json");
-                let json = serde_json::to_vec_pretty(&u.info)
-                    .map_err(|e| Error::json(info_path.display().to_string(), e))?;
-                fs::write(&info_path, json).at(&info_path)?;
-                layers.publish(&u.staging, &key)?;
+                layers.publish(u.staged, &key, &u.info)?;
                 key
             }
         };
@@ -203,38 +197,41 @@ fn unpack_to_staging(
     what: &str,
     progress: &Progress,
 ) -> Result<Unpacked> {
-    let staging = storage.scratch_path("layer");
-    let tree = staging.join("tree");
+    let staged = storage.stage_layer("layer")?;
+    let tree = staged.tree();
     let layer_what = format!("{label} of {what}");
     let result = (|| {
-        fs::create_dir_all(&tree).at(&tree)?;
-        let report = unpack::apply_layer(
+        fs::create_dir(&tree).at(&tree)?;
+        unpack::apply_layer(
             stream,
             &tree,
             &ApplyOptions {
                 mode: ApplyMode::OverlayTree,
                 what: &layer_what,
             },
-        )?;
-        for w in &report.warnings {
-            progress.warn(&format!("{layer_what}: {w}"));
-        }
-        Ok(Unpacked {
-            staging: staging.clone(),
-            info: LayerInfo {
-                diff_id: report.diff_id,
-                blob: blob.clone(),
-                compression: format!("{:?}", report.compression).to_lowercase(),
-                entries: report.entries,
-                lower_chain: None,
-            },
-            external: report.external_hardlinks,
-        })
+        )
     })();
-    if result.is_err() {
-        let _ = crate::fsutil::remove_all(&staging);
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            staged.discard();
+            return Err(e);
+        }
+    };
+    for w in &report.warnings {
+        progress.warn(&format!("{layer_what}: {w}"));
     }
-    result
+    Ok(Unpacked {
+        staged,
+        info: LayerInfo {
+            diff_id: report.diff_id,
+            blob: blob.clone(),
+            compression: format!("{:?}", report.compression).to_lowercase(),
+            entries: report.entries,
+            lower_chain: None,
+        },
+        external: report.external_hardlinks,
+    })
 }
 
 /// Keeps a staged layer only if its content is what the image config promises.

@@ -19,9 +19,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod error;
 pub mod export;
-pub mod fsck;
 pub mod fsutil;
-pub mod gc;
 pub mod import;
 pub mod layer_install;
 pub mod lockfile;
@@ -35,7 +33,6 @@ pub mod reference;
 pub mod run;
 pub mod storage;
 pub mod transport;
-pub mod undelete;
 pub mod unpack;
 
 pub use error::{Error, Result};

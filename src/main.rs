@@ -449,7 +449,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             }
             let storage = open_storage(g, LockMode::Exclusive)?;
             for glob in &globs {
-                match lade::gc::delete_matching(&storage, glob) {
+                match lade::storage::gc::delete_matching(&storage, glob) {
                     Ok(names) => names.iter().for_each(|n| println!("deleted {n}")),
                     Err(e) => {
                         eprintln!("lade: error: {}", one_line(&e));
@@ -457,7 +457,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                     }
                 }
             }
-            let report = lade::gc::collect_garbage(&storage)?;
+            let report = lade::storage::gc::collect_garbage(&storage)?;
             progress.note(&format!(
                 "removed {} unused blobs and {} unused layer trees",
                 report.blobs_removed, report.trees_removed
@@ -483,7 +483,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 LockMode::Shared
             };
             let storage = open_storage(g, mode)?;
-            let report = lade::fsck::fsck(&storage, repair)?;
+            let report = lade::storage::fsck::fsck(&storage, repair)?;
             for p in &report.problems {
                 println!("problem: {p}");
             }
@@ -535,7 +535,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Undelete { image_ref } => {
             let name = Reference::parse(&image_ref)?;
             let storage = open_storage(g, LockMode::Shared)?;
-            let restored = lade::undelete::undelete(&storage, &name)?;
+            let restored = lade::storage::undelete::undelete(&storage, &name)?;
             println!("undeleted {restored}");
         }
         Command::BuildRunStep(args) => {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::reference::Reference;
-use crate::storage::Storage;
+use crate::storage::{LayerStore, Storage};
 use process::{ImageDefaults, UserChoices};
 use rootfs::{Bind, Upper};
 
@@ -81,11 +81,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                         format!("layer tree {} is missing; pull the image again", l.tree),
                     ));
                 }
-                lowers.push(format!("{}/tree", l.tree));
+                lowers.push(LayerStore::relative_tree(&l.tree));
             }
             (
                 ImageDefaults::from_config(&config),
-                storage.root().join("layers"),
+                layers.base().to_path_buf(),
                 lowers,
                 Some(record.manifest.hex().to_string()),
             )
@@ -100,11 +100,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                         format!("layer tree {k} is missing"),
                     ));
                 }
-                lowers.push(format!("{k}/tree"));
+                lowers.push(LayerStore::relative_tree(k));
             }
             (
                 ImageDefaults::default(),
-                storage.root().join("layers"),
+                layers.base().to_path_buf(),
                 lowers,
                 None,
             )
@@ -156,7 +156,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     // The container's own tmpfs goes over the store's tmp/ directory, inside the new mount
     // namespace only: it always exists, nothing is created or left behind on the host, and
     // other processes' work areas there are untouched (they are merely hidden from us).
-    let scratch = storage.root().join("tmp");
+    let scratch = storage.shared_tmp();
 
     let uid = opts
         .uid
@@ -275,31 +275,12 @@ fn home_bind(no_home: bool) -> Option<(PathBuf, PathBuf)> {
         .then(|| (home, PathBuf::from("/home").join(user)))
 }
 
-/// `$STORAGE/flat/<manifest>`: the image flattened once, published by rename.
+/// The image flattened once and kept in the store (made beside its final place, not in
+/// tmp/: that is the container's tmpfs by now).
 fn flattened_tree(storage: &Storage, base: &Path, lowers: &[String], hex: &str) -> Result<PathBuf> {
-    let flat = storage.root().join("flat").join(hex);
-    if flat.is_dir() {
-        return Ok(flat);
-    }
-    // Beside its final place, not in tmp/: that is the container's tmpfs by now.
-    let staging = storage.root().join("flat").join(format!(
-        ".staging.{}.{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&staging).at(&staging)?;
-    let trees: Vec<PathBuf> = lowers.iter().rev().map(|l| base.join(l)).collect();
-    let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
-    crate::unpack::flatten_trees(&refs, &staging)?;
-    if let Some(p) = flat.parent() {
-        std::fs::create_dir_all(p).at(p)?;
-    }
-    match std::fs::rename(&staging, &flat) {
-        Ok(()) => Ok(flat),
-        Err(_) if flat.is_dir() => {
-            let _ = crate::fsutil::remove_all(&staging);
-            Ok(flat)
-        }
-        Err(e) => Err(Error::io_path(&flat, e)),
-    }
+    storage.flat().get_or_make(hex, |staging| {
+        let trees: Vec<PathBuf> = lowers.iter().rev().map(|l| base.join(l)).collect();
+        let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
+        crate::unpack::flatten_trees(&refs, staging)
+    })
 }

@@ -8,8 +8,8 @@
 //!
 //! So for the default read-only root, lade looks up each target in the layer trees as
 //! overlayfs would ([`lookup`]), and puts the missing ones into a tiny extra lower layer, the
-//! *mount-point layer*, stacked on top: `$STORAGE/mountpoints/<hash of its content>/`, made
-//! once and shared by every run that needs the same set. The root is then an overlay of
+//! *mount-point layer*, stacked on top: in the store's `mountpoints/`, named by a hash of its
+//! content ([`crate::storage::MountPointLayers`]), made once and shared by every run that needs the same set. The root is then an overlay of
 //! lower layers only, which the kernel makes read-only by itself. Targets that run through
 //! a symbolic link in the image are refused, exactly as when they are created in an upper
 //! layer, except the host's `/etc/hosts` and `/etc/resolv.conf`: an image's link there (to
@@ -103,15 +103,15 @@ fn is_whiteout(meta: &fs::Metadata) -> bool {
 /// source is. Errors name a target the image makes impossible.
 ///
 /// The layer trees never change, so the answer for one image and one set of binds is
-/// remembered in `$STORAGE/mountpoints/for-<hash>` (the layer's name, or `-` for none): a
-/// repeated run reads one small file instead of looking every target up in every layer.
+/// remembered in the store ([`crate::storage::MountPointLayers::recall`]): a repeated run
+/// reads one small file instead of looking every target up in every layer.
 pub fn layer_for(
     storage: &Storage,
     trees: &[PathBuf],
     binds: &[Bind],
     source_is_dir: &[bool],
 ) -> Result<Option<PathBuf>> {
-    let base = storage.root().join("mountpoints");
+    let store = storage.mountpoints();
     let mut question = String::new();
     for t in trees {
         question.push_str(&format!("lower {}\n", t.display()));
@@ -119,38 +119,12 @@ pub fn layer_for(
     for (b, dir) in binds.iter().zip(source_is_dir) {
         question.push_str(&format!("bind {} {dir}\n", b.target.display()));
     }
-    let memo = base.join(format!("for-{}", listing_name(&question)));
-    if let Ok(answer) = fs::read_to_string(&memo) {
-        let answer = answer.trim();
-        if answer == "-" {
-            return Ok(None);
-        }
-        let layer = base.join(answer);
-        if !answer.is_empty() && !answer.contains('/') && layer.is_dir() {
-            return Ok(Some(layer));
-        }
+    let question = listing_name(&question);
+    if let Some(answer) = store.recall(&question) {
+        return Ok(answer);
     }
     let layer = decide(storage, trees, binds, source_is_dir)?;
-    // Remembering is only an optimisation: a failure to write leaves the next run to decide
-    // again. Written whole and renamed, so a reader never sees half an answer.
-    let answer = match &layer {
-        None => "-".to_string(),
-        Some(l) => l
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    let tmp = base.join(format!(
-        ".memo.{}.{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let published = fs::create_dir_all(&base).is_ok()
-        && fs::write(&tmp, answer).is_ok()
-        && fs::rename(&tmp, &memo).is_ok();
-    if !published {
-        let _ = fs::remove_file(&tmp);
-    }
+    store.remember(&question, layer.as_deref());
     Ok(layer)
 }
 
@@ -196,49 +170,30 @@ fn decide(
     Ok(Some(make(storage, &needed)?))
 }
 
-/// `$STORAGE/mountpoints/<hash>`: made in a staging directory beside it and renamed into
-/// place, so a run never sees a half-made layer; never changed afterwards.
+/// The mount-point layer holding `needed` (a path and whether it is a directory), named by a
+/// hash of its listing; made once by the store, never changed afterwards.
 fn make(storage: &Storage, needed: &[(PathBuf, bool)]) -> Result<PathBuf> {
     let listing: String = needed
         .iter()
         .map(|(p, dir)| format!("{} {}\n", if *dir { 'd' } else { 'f' }, p.display()))
         .collect();
-    let base = storage.root().join("mountpoints");
-    let layer = base.join(listing_name(&listing));
-    if layer.is_dir() {
-        return Ok(layer);
-    }
-    fs::create_dir_all(&base).at(&base)?;
-    let staging = base.join(format!(
-        ".staging.{}.{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        fs::create_dir(&staging).at(&staging)?;
-        for (rel, is_dir) in needed {
-            let path = staging.join(rel);
-            let parent = if *is_dir {
-                path.as_path()
-            } else {
-                path.parent().unwrap_or(&staging)
-            };
-            fs::create_dir_all(parent).at(parent)?;
-            if !*is_dir {
-                fs::File::create(&path).at(&path)?;
+    storage
+        .mountpoints()
+        .get_or_make(&listing_name(&listing), |staging| {
+            for (rel, is_dir) in needed {
+                let path = staging.join(rel);
+                let parent = if *is_dir {
+                    path.as_path()
+                } else {
+                    path.parent().unwrap_or(staging)
+                };
+                fs::create_dir_all(parent).at(parent)?;
+                if !*is_dir {
+                    fs::File::create(&path).at(&path)?;
+                }
             }
-        }
-        match fs::rename(&staging, &layer) {
-            Ok(()) => Ok(()),
-            // Another run published the same layer first.
-            Err(_) if layer.is_dir() => crate::fsutil::remove_all(&staging),
-            Err(e) => Err(Error::io_path(&layer, e)),
-        }
-    })();
-    if result.is_err() {
-        let _ = crate::fsutil::remove_all(&staging);
-    }
-    result.map(|()| layer)
+            Ok(())
+        })
 }
 
 /// A name for a mount-point layer from its listing: 128 bits of SipHash, not SHA-256, since

@@ -207,11 +207,7 @@ impl BlobStore {
     }
 
     pub fn remove(&self, digest: &Digest) -> Result<()> {
-        let path = self.path(digest);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(&path, e)),
-            _ => Ok(()),
-        }
+        crate::fsutil::remove_file_if_exists(&self.path(digest)).map(drop)
     }
 }
 

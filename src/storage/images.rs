@@ -85,12 +85,7 @@ impl ImageStore {
     }
 
     pub fn remove(&self, name: &Reference) -> Result<bool> {
-        let path = self.path(name);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io_path(&path, e)),
-        }
+        crate::fsutil::remove_file_if_exists(&self.path(name))
     }
 
     /// Every stored image record, sorted by name. Unreadable records are returned as errors so

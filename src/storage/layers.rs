@@ -3,8 +3,10 @@
 //! `layers/<key>/tree/` is the layer's own content in overlayfs format (whiteouts as 0/0
 //! character devices, opaque directories marked with `user.overlay.opaque`), so that `lade run`
 //! can stack the trees of an image with an unprivileged overlay mount, and `lade unpack` can
-//! flatten them. `layers/<key>/info.json` describes it. Both are built in the work area and the
-//! directory is renamed into place only when complete.
+//! flatten them. `layers/<key>/info.json` describes it. Both are built in the work area (a
+//! [`StagedLayer`]) and the directory is renamed into place only when complete
+//! ([`LayerStore::publish`]); which layers to unpack, and how, is `crate::layer_install`'s and
+//! the builder's business.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,36 @@ pub struct LayerStore {
     dir: PathBuf,
 }
 
+/// A layer tree being made in the work area: its content goes into [`tree`](Self::tree) (not
+/// created: unpack into it or rename a finished directory onto it), then
+/// [`LayerStore::publish`] adds its `info.json` and moves it into place. Whatever is not
+/// published goes with the work area at the latest.
+pub struct StagedLayer {
+    dir: PathBuf,
+}
+
+impl StagedLayer {
+    /// Makes the staging directory `dir` (a fresh path in the work area).
+    pub(super) fn create(dir: PathBuf) -> Result<StagedLayer> {
+        fs::create_dir_all(&dir).at(&dir)?;
+        Ok(StagedLayer { dir })
+    }
+
+    /// Where the layer's content goes.
+    pub fn tree(&self) -> PathBuf {
+        self.dir.join(TREE)
+    }
+
+    /// Removes it (a layer refused, not needed, or given up). Best effort: the work area is
+    /// removed when the process ends anyway.
+    pub fn discard(self) {
+        let _ = crate::fsutil::remove_all(&self.dir);
+    }
+}
+
+const TREE: &str = "tree";
+const INFO: &str = "info.json";
+
 impl LayerStore {
     pub(super) fn new(dir: PathBuf) -> LayerStore {
         LayerStore { dir }
@@ -45,42 +77,60 @@ impl LayerStore {
         format!("{}-{}", Self::key(diff_id), chain_id.hex())
     }
 
+    /// The directory of layer `key` (its tree and description), e.g. to measure its size.
     pub fn entry_dir(&self, key: &str) -> PathBuf {
         self.dir.join(key)
     }
 
     pub fn tree(&self, key: &str) -> PathBuf {
-        self.dir.join(key).join("tree")
+        self.dir.join(Self::relative_tree(key))
+    }
+
+    /// The directory [`relative_tree`](Self::relative_tree) paths are relative to. `lade run`
+    /// mounts overlays from within it: overlayfs's options must fit in one page, and short
+    /// relative lower directories let many more layers fit.
+    pub fn base(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Layer `key`'s tree, relative to [`base`](Self::base).
+    pub fn relative_tree(key: &str) -> String {
+        format!("{key}/{TREE}")
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.dir.join(key).join("info.json").is_file()
+        self.dir.join(key).join(INFO).is_file()
     }
 
     pub fn info(&self, key: &str) -> Result<LayerInfo> {
-        let path = self.dir.join(key).join("info.json");
+        let path = self.dir.join(key).join(INFO);
         let bytes = fs::read(&path).at(&path)?;
         serde_json::from_slice(&bytes).map_err(|e| Error::json(path.display().to_string(), e))
     }
 
-    /// Moves a finished staging directory (holding `tree/` and `info.json`) into place. If
+    /// Writes `info` beside the staged tree and moves both into place as layer `key`. If
     /// another process published the same layer meanwhile, ours is discarded: both are the
     /// same verified content.
-    pub fn publish(&self, staged: &Path, key: &str) -> Result<()> {
+    pub fn publish(&self, staged: StagedLayer, key: &str, info: &LayerInfo) -> Result<()> {
+        let info_path = staged.dir.join(INFO);
+        let json = serde_json::to_vec_pretty(info)
+            .map_err(|e| Error::json(info_path.display().to_string(), e))?;
+        fs::write(&info_path, json).at(&info_path)?;
+        let staged = staged.dir;
         let target = self.dir.join(key);
-        match fs::rename(staged, &target) {
+        match fs::rename(&staged, &target) {
             Ok(()) => Ok(()),
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
                     && self.has(key) =>
             {
-                crate::fsutil::remove_all(staged)
+                crate::fsutil::remove_all(&staged)
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
                 // A directory without info.json cannot have been published by rename; it is
                 // debris from something else. Replace it.
                 crate::fsutil::remove_all(&target)?;
-                fs::rename(staged, &target).at(&target)
+                fs::rename(&staged, &target).at(&target)
             }
             Err(e) => Err(Error::io_path(&target, e)),
         }
@@ -100,5 +150,41 @@ impl LayerStore {
 
     pub fn remove(&self, key: &str) -> Result<()> {
         crate::fsutil::remove_all(&self.dir.join(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LockMode, Storage};
+
+    #[test]
+    fn a_staged_tree_is_published_with_its_description_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let layers = storage.layers();
+        let diff_id = Digest::sha256_of(b"layer");
+        let info = LayerInfo {
+            diff_id: diff_id.clone(),
+            blob: Digest::sha256_of(b"blob"),
+            compression: "gzip".into(),
+            entries: 1,
+            lower_chain: None,
+        };
+        let key = LayerStore::key(&diff_id);
+        for content in ["first", "second"] {
+            let staged = storage.stage_layer("test").unwrap();
+            fs::create_dir(staged.tree()).unwrap();
+            fs::write(staged.tree().join("f"), content).unwrap();
+            layers.publish(staged, &key, &info).unwrap();
+        }
+        // The second copy (the same verified content in real use) was discarded.
+        assert_eq!(fs::read(layers.tree(&key).join("f")).unwrap(), b"first");
+        assert_eq!(layers.info(&key).unwrap(), info);
+        assert_eq!(layers.list().unwrap(), vec![key.clone()]);
+        assert_eq!(
+            layers.base().join(LayerStore::relative_tree(&key)),
+            layers.tree(&key)
+        );
     }
 }

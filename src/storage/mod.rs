@@ -1,41 +1,65 @@
-//! lade's storage directory: where it is, its format version, locking, and its parts.
+//! lade's storage directory: where it is, its format version, locking, and every path in it.
+//! Nothing outside this module builds a path inside the store: each part below is a typed
+//! handle (`Storage::blobs()`, `layers()`, ...) that knows its own directory.
 //!
 //! ```text
 //! $STORAGE/VERSION                 format version; unknown versions are refused
 //! $STORAGE/lock                    flock: shared for ordinary work, exclusive for delete/reset/gc
-//! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed layers)
-//! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs format)
-//! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance
-//! $STORAGE/build-cache/<key>.json   one build step's resulting state (layers, config), its
-//!                                  parent key and instruction (crate::build::cache)
-//! $STORAGE/build-cache/images/<name>.json    a built image → its cache states (a "branch")
-//! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`
-//! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories
-//! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs
+//! $STORAGE/blobs/<alg>/<hex>       content-addressed blobs (manifests, configs, compressed
+//!                                  layers): blobs()
+//! $STORAGE/layers/<alg>-<hex>/     one unpacked tree per layer, keyed by diff-ID (overlayfs
+//!                                  format), with its info.json: layers(), stage_layer()
+//! $STORAGE/images/<name>.json      local image name → manifest digest, platform, provenance:
+//!                                  images()
+//! $STORAGE/build-cache/<key>.json  one build step's resulting state (layers, config), its
+//!                                  parent key and instruction: cache_records()
+//! $STORAGE/build-cache/images/<name>.json    a built image → its cache states (a "branch"):
+//!                                            image_links()
+//! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`:
+//!                                            deleted_images()
+//! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories: build_tmp()
+//! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs: flat()
 //! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
-//!                                  files an image lacks for the binds (crate::run::mountpoints)
+//!                                  files an image lacks for the binds: mountpoints()
 //! $STORAGE/mountpoints/for-<hash>  which of them an image with given binds uses (a memo)
 //! $STORAGE/registry-blobs          which registry repositories hold which blobs, from pulls
-//!                                  and pushes, for cross-repository mounts (best effort;
-//!                                  crate::transport::registry::known_blobs)
+//!                                  and pushes, for cross-repository mounts (best effort; its
+//!                                  lines are crate::transport::registry::known_blobs's):
+//!                                  registry_blobs_file()
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
-//!                                  rename() publishes finished objects atomically
+//!                                  rename() publishes finished objects atomically:
+//!                                  scratch_path(); `lade run` hides tmp/ under the
+//!                                  container's tmpfs (shared_tmp())
 //! ```
 //!
 //! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
 //! verified: it is built under `tmp/` and renamed into place. A crash leaves only a stale work
 //! area, which the next process sweeps (its per-process lock tells that its owner is gone).
+//!
+//! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
+//! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
+//! ([`cache_records`], [`image_links`]); what a cache key is, and which records `lade
+//! build-cache --gc` keeps, the builder's cache module decides.
 
 mod blobs;
+pub mod cache_records;
+pub mod fsck;
+pub mod gc;
+pub mod image_links;
 mod images;
 mod layers;
 mod lock;
+mod run_dirs;
+pub mod undelete;
 
 pub use blobs::BlobStore;
 pub use blobs::copy_stream;
+pub use cache_records::{CacheRecords, Record, State};
+pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
-pub use layers::{LayerInfo, LayerStore};
+pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
+pub use run_dirs::{BuildTmp, FlatImages, MountPointLayers};
 
 use std::fs;
 use std::io::{self, Write};
@@ -97,8 +121,8 @@ impl Storage {
     /// with a work area for this process; stale work areas of dead processes are swept.
     pub fn open(root: &Path, mode: LockMode) -> Result<Storage> {
         let mut storage = Storage::open_without_work_area(root, mode)?;
-        storage.work = Some(lock::WorkArea::create(&root.join("tmp"))?);
-        lock::sweep_stale_work_areas(&storage.root.join("tmp"));
+        storage.work = Some(lock::WorkArea::create(&storage.shared_tmp())?);
+        lock::sweep_stale_work_areas(&storage.shared_tmp());
         Ok(storage)
     }
 
@@ -121,16 +145,25 @@ impl Storage {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The storage directory as an argument for a child lade's `--storage`. Deliberately not a
+    /// `Path`: every path inside the store is this module's to make.
+    pub fn location_arg(&self) -> &std::ffi::OsStr {
+        self.root.as_os_str()
+    }
+
+    /// The shared `tmp/` directory, which always exists: `lade run` mounts the container's
+    /// tmpfs over it, inside its own mount namespace only, so nothing is created or left
+    /// behind on the host and other processes' work areas there are untouched.
+    pub fn shared_tmp(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// This process's private scratch directory inside the store (same filesystem), or the
     /// shared `tmp/` for a handle opened without a work area.
-    pub fn work_dir(&self) -> PathBuf {
+    fn work_dir(&self) -> PathBuf {
         match &self.work {
             Some(w) => w.path().to_path_buf(),
-            None => self.root.join("tmp"),
+            None => self.shared_tmp(),
         }
     }
 
@@ -138,7 +171,7 @@ impl Storage {
     pub fn scratch_path(&self, prefix: &str) -> PathBuf {
         match &self.work {
             Some(w) => w.unique(prefix),
-            None => self.root.join("tmp").join(format!(
+            None => self.shared_tmp().join(format!(
                 "{prefix}.{}.{:08x}",
                 std::process::id(),
                 rand::random::<u32>()
@@ -154,9 +187,67 @@ impl Storage {
         LayerStore::new(self.root.join("layers"))
     }
 
+    /// A fresh staging directory in the work area for a layer tree to publish with
+    /// [`LayerStore::publish`]; `prefix` names it for whoever looks at the work area.
+    pub fn stage_layer(&self, prefix: &str) -> Result<StagedLayer> {
+        StagedLayer::create(self.scratch_path(prefix))
+    }
+
+    /// Whether the store holds layer `layer`: its tree and its blob.
+    pub fn holds_layer(&self, layer: &LayerRef) -> bool {
+        self.layers().has(&layer.tree) && self.blobs().has(&layer.blob)
+    }
+
     pub fn images(&self) -> ImageStore {
         ImageStore::new(self.root.join("images"), self.work_dir())
     }
+
+    fn build_cache_dir(&self) -> PathBuf {
+        self.root.join("build-cache")
+    }
+
+    pub fn cache_records(&self) -> CacheRecords {
+        CacheRecords::new(self.build_cache_dir())
+    }
+
+    pub fn image_links(&self) -> ImageLinks {
+        ImageLinks::new(self.build_cache_dir().join("images"))
+    }
+
+    pub fn deleted_images(&self) -> DeletedImages {
+        DeletedImages::new(self.build_cache_dir().join("deleted"))
+    }
+
+    /// `lade build-cache --reset`: forgets every cache record, image link and deleted image
+    /// (the layers they kept go at the next collection).
+    pub fn remove_build_cache(&self) -> Result<()> {
+        crate::fsutil::remove_all(&self.build_cache_dir())
+    }
+
+    pub fn build_tmp(&self) -> BuildTmp {
+        BuildTmp::new(self.root.join("build-tmp"))
+    }
+
+    pub fn flat(&self) -> FlatImages {
+        FlatImages::new(self.root.join("flat"))
+    }
+
+    pub fn mountpoints(&self) -> MountPointLayers {
+        MountPointLayers::new(self.root.join("mountpoints"))
+    }
+
+    /// The file `crate::transport::registry::known_blobs` keeps its lines in.
+    pub fn registry_blobs_file(&self) -> PathBuf {
+        self.root.join("registry-blobs")
+    }
+}
+
+/// Seconds since the epoch, for the records' timestamps.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn version_path(root: &Path) -> PathBuf {

@@ -3,7 +3,7 @@
 //! # What `--gc` keeps
 //!
 //! ch-image's `--gc` is `git gc`: it drops what no branch reaches. lade does the same with its
-//! own branches, the links from image names to states ([`super::refs`]):
+//! own branches, the links from image names to states ([`crate::storage::image_links`]):
 //!
 //! - kept: every state on the chain from a FROM image to the final state of an image that
 //!   still exists with the manifest its build made, and to each of its stages' final states
@@ -12,7 +12,7 @@
 //!   states of images deleted (or overwritten by a pull or a `--no-cache` build), records
 //!   that do not parse or whose layers are gone, and records from before parents were
 //!   recorded that no image names (their chains cannot be followed);
-//! - then the store is collected as `lade delete` does ([`crate::gc`]): layers no image and
+//! - then the store is collected as `lade delete` does ([`crate::storage::gc`]): layers no image and
 //!   no remaining record uses go, and deleted images whose layers went are forgotten (so
 //!   `lade delete IMG; lade build-cache --gc` releases IMG's space and `undelete IMG` fails).
 //!
@@ -24,12 +24,11 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::refs::{self, Refs};
+use super::one_line;
 use super::tree::{self, Node};
-use super::{BuildCache, Record, one_line};
 use crate::error::Result;
 use crate::reference::Reference;
-use crate::storage::Storage;
+use crate::storage::{Record, Storage, gc::collect_garbage};
 
 /// What `lade build-cache` was asked to do (in this order, then the summary is printed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,8 +42,8 @@ pub struct Options {
 pub fn build_cache(storage: &Storage, opts: Options) -> Result<String> {
     let mut out = String::new();
     if opts.reset {
-        BuildCache::new(storage).reset()?;
-        let r = crate::gc::collect_garbage(storage)?;
+        storage.remove_build_cache()?;
+        let r = collect_garbage(storage)?;
         out.push_str(&format!(
             "build cache reset: removed {} blobs and {} layer trees\n",
             r.blobs_removed, r.trees_removed
@@ -76,26 +75,20 @@ pub struct GcReport {
 
 /// `--gc`, as the module documentation describes. Needs the exclusive storage lock.
 pub fn gc(storage: &Storage) -> Result<GcReport> {
-    let cache = BuildCache::new(storage);
-    let refs = Refs::new(storage);
-    let live = refs.live_links(storage)?;
-    for (path, link) in refs.links()? {
-        if !live.contains(&link) {
-            refs::remove_file(&path)?;
+    let cache = storage.cache_records();
+    let links = storage.image_links();
+    let live = links.live(&storage.images())?;
+    for listed in links.list()? {
+        if !live.contains(&listed.value) {
+            listed.remove()?;
         }
     }
     // A record whose layers are gone is a miss forever: drop it whatever links to it.
-    let (layers, blobs) = (storage.layers(), storage.blobs());
     let records: HashMap<String, Option<Record>> = cache
         .list()?
         .into_iter()
         .map(|(k, r)| {
-            let usable = r.filter(|r| {
-                r.state
-                    .layers
-                    .iter()
-                    .all(|l| layers.has(&l.tree) && blobs.has(&l.blob))
-            });
+            let usable = r.filter(|r| r.state.layers.iter().all(|l| storage.holds_layer(l)));
             (k, usable)
         })
         .collect();
@@ -121,7 +114,7 @@ pub fn gc(storage: &Storage) -> Result<GcReport> {
             report.states_removed += 1;
         }
     }
-    let r = crate::gc::collect_garbage(storage)?;
+    let r = collect_garbage(storage)?;
     report.blobs_removed = r.blobs_removed;
     report.trees_removed = r.trees_removed;
     report.deleted_forgotten = r.deleted_forgotten;
@@ -130,16 +123,16 @@ pub fn gc(storage: &Storage) -> Result<GcReport> {
 
 /// Names of the images (and deleted images) by the state keys they point at.
 fn names_by_key(storage: &Storage) -> Result<HashMap<String, Vec<String>>> {
-    let refs = Refs::new(storage);
+    let images = storage.images();
     let mut names: HashMap<String, Vec<String>> = HashMap::new();
-    for link in refs.live_links(storage)? {
+    for link in storage.image_links().live(&images)? {
         let name = Reference::parse(&link.name).map_or(link.name.clone(), |r| r.familiar());
         if let Some(k) = link.keys.first() {
             names.entry(k.clone()).or_default().push(name);
         }
     }
-    let images = storage.images();
-    for (_, d) in refs.deleted_list()? {
+    for listed in storage.deleted_images().list()? {
+        let d = listed.value;
         let Ok(reference) = d.record.reference() else {
             continue;
         };
@@ -159,7 +152,7 @@ fn names_by_key(storage: &Storage) -> Result<HashMap<String, Vec<String>>> {
 
 /// `--tree`.
 pub fn draw_tree(storage: &Storage) -> Result<String> {
-    let records = BuildCache::new(storage).list()?;
+    let records = storage.cache_records().list()?;
     if records.is_empty() {
         return Ok("(the build cache is empty)\n".into());
     }
@@ -237,16 +230,18 @@ pub fn draw_tree(storage: &Storage) -> Result<String> {
 
 /// The summary `lade build-cache` always prints.
 pub fn summary(storage: &Storage) -> Result<String> {
-    let records = BuildCache::new(storage).list()?;
-    let refs = Refs::new(storage);
-    let named = refs.live_links(storage)?.len();
+    let records = storage.cache_records().list()?;
     let images = storage.images();
+    let named = storage.image_links().live(&images)?.len();
     // Deleted images whose name exists again are forgotten at the next collection.
-    let deleted = refs
-        .deleted_list()?
+    let deleted = storage
+        .deleted_images()
+        .list()?
         .iter()
-        .filter(|(_, d)| {
-            d.record
+        .filter(|listed| {
+            listed
+                .value
+                .record
                 .reference()
                 .is_ok_and(|n| images.get(&n).ok().flatten().is_none())
         })

@@ -1,25 +1,24 @@
-//! The build cache: `$STORAGE/build-cache/<key>.json`, one small record per build step, naming
-//! the state the step produced (its layers, already in the store, and its image config).
+//! The build cache, as the builder sees it: what a step's key is, when a stored record is a
+//! hit, and `lade build-cache`'s policies. The records themselves, the links from image names
+//! to states and the deleted images are the store's (`build-cache/` in
+//! [`crate::storage::cache_records`] and [`crate::storage::image_links`]).
 //!
 //! A step's key is sha256 of its parent state's key, the instruction after substitution (with
 //! the ARG values in scope), and the content of every context file the step reads; so a key
-//! names one exact result, and a record's state never changes once written (published by
-//! rename).
+//! names one exact result, and a record's state never changes once written.
 //!
 //! Each record also names its parent key and the instruction as written, so the records form
 //! a tree rooted at the FROM images (parent `image:<manifest digest>`) and `scratch`, which
 //! `lade build-cache --tree` draws. Records written before these fields existed still give
 //! hits (the key alone proves the match) and are rewritten with them on their next hit; until
-//! then `--tree` shows them as orphans. A record's `created` time is in it; its last use is the
-//! file's mtime, touched on every hit (one syscall rather than a rewrite).
+//! then `--tree` shows them as orphans.
 //!
-//! - [`refs`]: which image each build made from which state (`build-cache/images/`), and the
-//!   deleted images `lade undelete` can restore (`build-cache/deleted/`).
 //! - [`tree`]: the `--tree` drawing.
 //! - [`manage`]: `lade build-cache` (summary, `--tree`, `--gc`, `--reset`).
 //!
 //! A record whose layers have left the store is a miss. `lade delete` keeps every layer a
-//! record names (see [`crate::gc`]): only `lade build-cache --gc` and `--reset` release them.
+//! record names (see [`crate::storage::gc`]): only `lade build-cache --gc` and `--reset`
+//! release them.
 //!
 //! # Identical files are not shared between layer trees (a measured decision)
 //!
@@ -47,44 +46,17 @@
 //! (`identical_files_in_two_layers_stay_separate_files`) guards the current behaviour.
 
 pub mod manage;
-pub mod refs;
 pub mod tree;
 
-use std::fs;
-use std::io;
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
-
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
-use crate::storage::{LayerRef, Storage};
+use crate::error::Result;
+use crate::storage::{CacheRecords, Storage};
 
-/// A build state: the layers (bottom first) and the image config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct State {
-    pub layers: Vec<LayerRef>,
-    pub config: serde_json::Value,
-}
+pub use crate::storage::State;
 
-/// One cache record as stored: the state, and where it sits in the cache tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    #[serde(flatten)]
-    pub state: State,
-    /// The parent state's key: another record's key, `image:<digest>` or `scratch`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// The instruction as written in the Dockerfile (continuation lines joined).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instruction: Option<String>,
-    /// Seconds since the epoch when the step was executed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<u64>,
-}
-
+/// The builder's view of the cache records: lookups that count as hits, and new records.
 pub struct BuildCache {
-    dir: PathBuf,
+    records: CacheRecords,
 }
 
 /// A step's key from its parts.
@@ -93,52 +65,16 @@ pub fn step_key(parent: &str, instruction: &str, inputs: &str) -> String {
     Digest::sha256_of(text.as_bytes()).hex().to_string()
 }
 
-/// Whether `key` can name a record: 64 lowercase hex digits. Parent keys come from files, so
-/// they are checked before becoming file names.
-pub fn is_step_key(key: &str) -> bool {
-    key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// An instruction's text on one line, as the tree shows it.
+/// An instruction's text on one line, as the records hold it and the tree shows it.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl BuildCache {
     pub fn new(storage: &Storage) -> BuildCache {
         BuildCache {
-            dir: storage.root().join("build-cache"),
+            records: storage.cache_records(),
         }
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.json"))
-    }
-
-    /// The record under `key`, if there is one and it parses.
-    pub fn record(&self, key: &str) -> Result<Option<Record>> {
-        if !is_step_key(key) {
-            return Ok(None);
-        }
-        let path = self.path(key);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io_path(&path, e)),
-        };
-        // A foreign or corrupt record is a miss: the step runs again and replaces it.
-        Ok(serde_json::from_slice::<Record>(&bytes).ok())
     }
 
     /// The state recorded under `key`, if any and if all its layers are still in the store.
@@ -151,81 +87,22 @@ impl BuildCache {
         parent: &str,
         instruction: &str,
     ) -> Result<Option<State>> {
-        let Some(record) = self.record(key)? else {
+        let Some(record) = self.records.get(key)? else {
             return Ok(None);
         };
-        let layers = storage.layers();
-        let blobs = storage.blobs();
-        if !record
-            .state
-            .layers
-            .iter()
-            .all(|l| layers.has(&l.tree) && blobs.has(&l.blob))
-        {
+        if !record.state.layers.iter().all(|l| storage.holds_layer(l)) {
             return Ok(None);
         }
         if record.parent.is_none() || record.instruction.is_none() {
             self.put(key, parent, instruction, &record.state)?;
         } else {
-            self.touch(key);
+            self.records.touch(key);
         }
         Ok(Some(record.state))
     }
 
     /// Records `state` as the result of `instruction` on state `parent`.
     pub fn put(&self, key: &str, parent: &str, instruction: &str, state: &State) -> Result<()> {
-        let record = Record {
-            state: state.clone(),
-            parent: Some(parent.to_string()),
-            instruction: Some(one_line(instruction)),
-            created: Some(now_secs()),
-        };
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
-        let json = serde_json::to_vec(&record).map_err(|e| Error::json("build cache record", e))?;
-        crate::fsutil::write_atomic(&self.path(key), &json)
-    }
-
-    /// Sets the record's mtime (its last use) to now. Best effort: a read-only store still
-    /// builds from its cache.
-    fn touch(&self, key: &str) {
-        if let Ok(f) = fs::File::options().write(true).open(self.path(key)) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
-    }
-
-    /// Every record: key, and the record or `None` if it does not parse.
-    pub fn list(&self) -> Result<Vec<(String, Option<Record>)>> {
-        let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
-            return Ok(out);
-        };
-        for entry in entries {
-            let entry = entry.at(&self.dir)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if !is_step_key(key) {
-                continue; // a write in progress, or a foreign file
-            }
-            out.push((key.to_string(), self.record(key)?));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    /// Removes the record under `key`.
-    pub fn remove(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_path(&path, e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// `lade build-cache --reset`: forget every record, image link and deleted image (the
-    /// layers they kept go at the next collection, e.g. right after, in `manage`).
-    pub fn reset(&self) -> Result<()> {
-        crate::fsutil::remove_all(&self.dir)
+        self.records.put(key, parent, &one_line(instruction), state)
     }
 }

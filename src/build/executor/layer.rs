@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::path::Path;
 
 use crate::digest::Expected;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::pack::{Compression, PackOptions, pack_layer_with};
 use crate::storage::{LayerInfo, LayerRef, LayerStore, Storage};
 
@@ -46,7 +46,8 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
         let key = LayerStore::key(&diff_id);
         let layers = storage.layers();
         if !layers.has(&key) {
-            fs::rename(tree, staging.join("tree")).at(tree)?;
+            let staged = storage.stage_layer("build-tree")?;
+            fs::rename(tree, staged.tree()).at(tree)?;
             let info = LayerInfo {
                 diff_id: diff_id.clone(),
                 blob: digest.clone(),
@@ -54,11 +55,7 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
                 entries,
                 lower_chain: None,
             };
-            let info_path = staging.join("info.json");
-            let json = serde_json::to_vec_pretty(&info)
-                .map_err(|e| Error::json(info_path.display().to_string(), e))?;
-            fs::write(&info_path, json).at(&info_path)?;
-            layers.publish(&staging, &key)?;
+            layers.publish(staged, &key, &info)?;
         }
         Ok(LayerRef {
             blob: digest,

@@ -285,7 +285,7 @@ pub fn build(
         scope.predefine("SSH_AUTH_SOCK", SSH_AGENT_INSIDE);
     }
     let storage = open_storage()?;
-    sweep_build_tmp(&storage);
+    storage.build_tmp().sweep_dead();
     let mut b = Builder {
         cache: BuildCache::new(&storage),
         storage,
@@ -363,24 +363,6 @@ fn ssh_agent_socket(progress: &Progress) -> Option<PathBuf> {
         path.display()
     ));
     None
-}
-
-/// Removes RUN upper directories (`$STORAGE/build-tmp/<pid>.<rand>`) left by builds that
-/// died (kill -9): their process is gone.
-fn sweep_build_tmp(storage: &Storage) {
-    let dir = storage.root().join("build-tmp");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = crate::fsutil::remove_all(&e.path());
-        }
-    }
 }
 
 /// ch-image's rules for the image name when `-t` is absent.
@@ -633,7 +615,7 @@ impl Builder<'_> {
         let manifest = self.commit_image(state, tag)?;
         // The image's link into the cache (its final state first), for `build-cache --tree`,
         // `--gc` and `undelete`.
-        let refs = super::cache::refs::Refs::new(&self.storage);
+        let refs = self.storage.image_links();
         if self.write_cache {
             let keys = self.stages.iter().rev().map(|(_, k)| k.clone()).collect();
             refs.link(tag, &manifest, keys)?;
@@ -1414,16 +1396,11 @@ impl Builder<'_> {
             ));
         }
         // Not in the work area: `lade run` mounts its tmpfs over the store's tmp/.
-        let dir = self.storage.root().join("build-tmp").join(format!(
-            "{}.{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).at(&dir)?;
+        let dir = self.storage.build_tmp().create()?;
         let exe = std::env::current_exe().ctx(|| "lade's own executable".into())?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--storage")
-            .arg(self.storage.root())
+            .arg(self.storage.location_arg())
             .arg("build-run-step")
             .arg("--upper")
             .arg(&dir)

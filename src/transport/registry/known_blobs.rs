@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use crate::digest::Digest;
 use crate::storage::Storage;
 
-const FILE: &str = "registry-blobs";
 /// A record bigger than this is not read, and is started afresh on the next write.
 const MAX_BYTES: u64 = 8 << 20;
 
@@ -25,7 +24,7 @@ pub fn note(storage: &Storage, registry: &str, repository: &str, digests: &[Dige
         .iter()
         .map(|d| format!("{d} {registry}/{repository}\n"))
         .collect();
-    let path = storage.root().join(FILE);
+    let path = storage.registry_blobs_file();
     let too_big = std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_BYTES);
     let file = if too_big {
         std::fs::File::create(&path)
@@ -43,7 +42,7 @@ pub fn note(storage: &Storage, registry: &str, repository: &str, digests: &[Dige
 /// The record for `registry`: blob → repositories holding it.
 pub fn read(storage: &Storage, registry: &str) -> HashMap<Digest, Vec<String>> {
     let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
-    let path = storage.root().join(FILE);
+    let path = storage.registry_blobs_file();
     let Ok(f) = std::fs::File::open(&path) else {
         return out;
     };

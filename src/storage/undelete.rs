@@ -1,15 +1,14 @@
 //! `lade undelete IMG`: brings back an image `lade delete` removed, as ch-image's `undelete`.
 //!
 //! `lade delete` remembers each image it removes (its whole record, and for a built image the
-//! cache states it came from: [`crate::build::cache::refs`]). The image comes back if its
-//! objects are still in the store: a built image's layers are kept by its cache records until
+//! cache states it came from: [`super::image_links`]). The image comes back if its objects
+//! are still in the store: a built image's layers are kept by its cache records until
 //! `lade build-cache --gc` or `--reset`; a pulled image's only while some cached build step
-//! uses them (collection forgets the others, see [`crate::gc`]).
+//! uses them (collection forgets the others, see [`super::gc`]).
 
-use crate::build::cache::refs::Refs;
+use super::Storage;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::storage::Storage;
 
 /// Restores image `name`; returns its familiar name.
 pub fn undelete(storage: &Storage, name: &Reference) -> Result<String> {
@@ -20,8 +19,8 @@ pub fn undelete(storage: &Storage, name: &Reference) -> Result<String> {
             "an image of that name exists; delete it first",
         ));
     }
-    let refs = Refs::new(storage);
-    let Some(d) = refs.deleted(name)? else {
+    let deleted = storage.deleted_images();
+    let Some(d) = deleted.get(name)? else {
         return Err(Error::ImageNotFound(format!(
             "{familiar} is not among the deleted images lade can restore (a deleted image is \
              forgotten once its layers are collected: by build-cache --gc or --reset, or at \
@@ -59,8 +58,10 @@ pub fn undelete(storage: &Storage, name: &Reference) -> Result<String> {
     }
     storage.images().put(&record)?;
     if !d.keys.is_empty() {
-        refs.link(name, &record.manifest, d.keys.clone())?;
+        storage
+            .image_links()
+            .link(name, &record.manifest, d.keys.clone())?;
     }
-    refs.forget_deleted(name)?;
+    deleted.forget(name)?;
     Ok(familiar)
 }

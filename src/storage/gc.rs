@@ -4,9 +4,10 @@
 //! Mark and sweep. What is live:
 //!
 //! - everything an image record uses (manifest, index, config, layer blobs and trees);
-//! - every layer a build cache record names, so that `lade delete IMG` followed by a rebuild
-//!   of the same Dockerfile is all hits, as in ch-image (whose `delete` leaves the cache
-//!   alone); `lade build-cache --gc` and `--reset` are what release cache space;
+//! - every layer a build cache record ([`super::cache_records`]) names, so that `lade delete
+//!   IMG` followed by a rebuild of the same Dockerfile is all hits, as in ch-image (whose
+//!   `delete` leaves the cache alone); `lade build-cache --gc` and `--reset` are what release
+//!   cache space;
 //! - the manifest, index and config of each deleted image `lade undelete` can still restore,
 //!   i.e. whose layers are live by the rules above. A deleted image whose layers are not (a
 //!   pulled image no build used), or whose name exists again, is forgotten here.
@@ -15,12 +16,11 @@ use std::collections::HashSet;
 
 use globset::GlobBuilder;
 
-use crate::build::cache::BuildCache;
-use crate::build::cache::refs::{self, Refs};
+use super::{ImageRecord, Storage};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Kind, RawManifest};
-use crate::storage::{ImageRecord, Storage};
+use crate::reference::Reference;
 
 /// Deletes every image whose name (full or familiar) matches `pattern`, a shell glob as in
 /// `ch-image delete 'foo*'`. Returns the names deleted; no match is an error.
@@ -31,9 +31,8 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         .map_err(|e| Error::invalid(format!("pattern '{pattern}'"), e.to_string()))?
         .compile_matcher();
     // A plain reference also matches its normalised forms (alpine = docker.io/library/alpine:latest).
-    let exact = crate::reference::Reference::parse(pattern).ok();
+    let exact = Reference::parse(pattern).ok();
     let images = storage.images();
-    let refs = Refs::new(storage);
     let mut deleted = Vec::new();
     for record in images.list()?.into_iter().flatten() {
         let Ok(name) = record.reference() else {
@@ -43,7 +42,7 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
             || glob.is_match(name.familiar())
             || exact.as_ref().is_some_and(|e| *e == name);
         if hit {
-            refs.remember_deleted(&record)?;
+            remember_deleted(storage, &record, &name)?;
             if images.remove(&name)? {
                 deleted.push(name.familiar());
             }
@@ -55,6 +54,19 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         )));
     }
     Ok(deleted)
+}
+
+/// Remembers image `record` for `lade undelete`, with its cache states if it was built here,
+/// and drops its link.
+fn remember_deleted(storage: &Storage, record: &ImageRecord, name: &Reference) -> Result<()> {
+    let links = storage.image_links();
+    let keys = links
+        .get(name)?
+        .filter(|l| l.manifest == record.manifest)
+        .map(|l| l.keys)
+        .unwrap_or_default();
+    storage.deleted_images().remember(record, keys)?;
+    links.unlink(name)
 }
 
 #[derive(Debug, Default)]
@@ -78,7 +90,7 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         live_trees.extend(record.layers.iter().map(|l| l.tree.clone()));
     }
     // A record that does not parse is a miss anyway: it keeps nothing.
-    for (_, record) in BuildCache::new(storage).list()? {
+    for (_, record) in storage.cache_records().list()? {
         for l in record.iter().flat_map(|r| &r.state.layers) {
             live_blobs.insert(l.blob.clone());
             live_trees.insert(l.tree.clone());
@@ -86,7 +98,8 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
     }
     let mut report = GcReport::default();
     let images = storage.images();
-    for (path, d) in Refs::new(storage).deleted_list()? {
+    for listed in storage.deleted_images().list()? {
+        let d = &listed.value;
         // An image of that name exists again (rebuilt, pulled, undeleted): nothing to restore.
         let superseded = d
             .record
@@ -100,7 +113,7 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         if restorable {
             mark_record(storage, &d.record, &mut live_blobs);
         } else {
-            refs::remove_file(&path)?;
+            listed.remove()?;
             report.deleted_forgotten += 1;
         }
     }
@@ -117,15 +130,12 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         }
     }
     // Flattened copies made by `lade run` without overlayfs, keyed by manifest digest.
-    let flat = storage.root().join("flat");
-    if let Ok(entries) = std::fs::read_dir(&flat) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let live = live_blobs.iter().any(|d| d.hex() == name);
-            if !live {
-                crate::fsutil::remove_all(&entry.path())?;
-                report.trees_removed += 1;
-            }
+    let flat = storage.flat();
+    for name in flat.names() {
+        let live = live_blobs.iter().any(|d| d.hex() == name);
+        if !live {
+            flat.remove(&name)?;
+            report.trees_removed += 1;
         }
     }
     Ok(report)

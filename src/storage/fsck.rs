@@ -1,8 +1,8 @@
 //! `lade fsck`: checks every object in the store and every image's references.
 
+use super::{LayerStore, Storage};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::storage::Storage;
 
 #[derive(Debug, Default)]
 pub struct FsckReport {
@@ -49,7 +49,7 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
     for key in layers.list()? {
         report.trees_checked += 1;
         match layers.info(&key) {
-            Ok(info) if key.starts_with(&crate::storage::LayerStore::key(&info.diff_id)) => {}
+            Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => {}
             Ok(info) => report.problems.push(format!(
                 "layer tree {key}: describes diff-ID {}",
                 info.diff_id
@@ -109,11 +109,10 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
 }
 
 /// Every build cache record must parse and name layers that are stored: collection keeps
-/// them (see [`crate::gc`]), so a missing one means something removed it behind lade's back.
+/// them (see [`super::gc`]), so a missing one means something removed it behind lade's back.
 /// Such a record would only be a miss, so repairing removes it.
 fn check_build_cache(storage: &Storage, repair: bool, report: &mut FsckReport) -> Result<()> {
-    let cache = crate::build::cache::BuildCache::new(storage);
-    let (layers, blobs) = (storage.layers(), storage.blobs());
+    let cache = storage.cache_records();
     for (key, record) in cache.list()? {
         let problem = match record {
             None => Some("does not parse".to_string()),
@@ -122,7 +121,7 @@ fn check_build_cache(storage: &Storage, repair: bool, report: &mut FsckReport) -
                     .state
                     .layers
                     .iter()
-                    .filter(|l| !layers.has(&l.tree) || !blobs.has(&l.blob))
+                    .filter(|l| !storage.holds_layer(l))
                     .map(|l| l.diff_id.short().to_string())
                     .collect();
                 (!missing.is_empty()).then(|| format!("missing layers {}", missing.join(", ")))

@@ -293,19 +293,25 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             let src_loc = ImageLocation::parse_pull_source(&source)?;
             let dest_name = dest_ref.as_deref().map(Reference::parse).transpose()?;
             let storage = open_storage(g, LockMode::Shared)?;
-            let registry = match &src_loc {
-                ImageLocation::Registry(_) => {
-                    lade::pull::with_project_lock(registry_options(g, progress), locked)?
-                }
-                _ => registry_options(g, progress),
+            // Only a registry source reads the project's tag lock file.
+            let pins = match &src_loc {
+                ImageLocation::Registry(_) => lade::pull::TagPins::of_project(locked)?,
+                _ => lade::pull::TagPins::default(),
             };
             let opts = lade::pull::PullOptions {
                 arch,
                 last_layer,
                 always_download,
             };
-            let (name, image) =
-                lade::pull::pull(&storage, &src_loc, dest_name, &registry, &opts, progress)?;
+            let (name, image) = lade::pull::pull(
+                &storage,
+                &src_loc,
+                dest_name,
+                &registry_options(g, progress),
+                &pins,
+                &opts,
+                progress,
+            )?;
             progress.info(&format!("done: {} {}", name.familiar(), image.top.digest));
         }
         Command::Copy {
@@ -512,13 +518,18 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::Run(args) => return run_container(g, args),
         Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
-        Command::Build(args) => lade::build::executor::build(
-            &args,
-            || open_storage(g, LockMode::Shared),
-            lade::pull::with_project_lock(registry_options(g, progress), args.locked)?,
-            arch,
-            progress,
-        )?,
+        Command::Build(args) => {
+            // FROM resolves registry tags through the project's lock file, as `lade pull` does.
+            let pins = lade::pull::TagPins::of_project(args.locked)?;
+            lade::build::executor::build(
+                &args,
+                || open_storage(g, LockMode::Shared),
+                registry_options(g, progress),
+                pins,
+                arch,
+                progress,
+            )?
+        }
         Command::BuildCache { reset, gc, tree } => {
             let mode = if reset || gc {
                 LockMode::Exclusive

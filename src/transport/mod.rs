@@ -199,7 +199,7 @@ pub trait ImageDestination: Send + Sync {
 /// Everything a transport may need to open.
 pub struct Context {
     pub storage: Option<Arc<Storage>>,
-    /// How to reach registries (TLS, authentication, the tag lock file).
+    /// How to reach registries (TLS, authentication).
     pub registry: registry::Options,
 }
 

@@ -7,8 +7,11 @@
 //! - [`credentials`]: where user name and password come from, kept out of every message;
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
 //!   the system's);
-//! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests, tag pins from
-//!   the project's lock file, resumable blob streams.
+//! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
+//!   digest, resumable blob streams.
+//!
+//! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
+//! decided in [`crate::pull`], which then has the source read that digest.
 //!
 //! Registry quirks (wrong or missing media types, no `Content-Length`, 401 for "not found")
 //! are handled here and nowhere else.
@@ -22,12 +25,10 @@ pub mod source;
 mod tls;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub use destination::{RegistryDestination, delete_remote, list_tags};
 pub use source::{RegistrySource, RemoteImage, inspect};
 
-use crate::lockfile::TagLock;
 use crate::progress::Progress;
 
 /// How to talk to registries, from the command line (ch-image's option names).
@@ -43,10 +44,6 @@ pub struct Options {
     pub password_many: bool,
     /// Where credentials are looked up; `None`: this process's environment.
     pub env: Option<credentials::Env>,
-    /// The project's tag lock file, if tags are to be resolved through it.
-    pub tag_lock: Option<Arc<TagLock>>,
-    /// `--locked`: a tag not pinned in the lock file is an error.
-    pub locked: bool,
     pub progress: Progress,
 }
 
@@ -58,8 +55,6 @@ impl Default for Options {
             auth: false,
             password_many: false,
             env: None,
-            tag_lock: None,
-            locked: false,
             progress: Progress::silent(),
         }
     }

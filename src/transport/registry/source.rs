@@ -1,6 +1,7 @@
 //! `docker://REF` as an image source: manifests (verified against the reference's digest or
-//! `Docker-Content-Digest`), tags resolved through the project's tag lock file, and blobs as
-//! streams that resume with `Range` where a connection dropped.
+//! `Docker-Content-Digest`), and blobs as streams that resume with `Range` where a connection
+//! dropped. Which digest a tag stands for is the caller's policy (see [`crate::pull`]): the
+//! source reads the tag as the registry has it now unless told to read a digest instead.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -44,8 +45,18 @@ pub struct RegistrySource {
     /// Blobs this repository served, for the store's record of where blobs are
     /// ([`known_blobs`]: later pushes to the same registry mount them).
     served: Mutex<Vec<Digest>>,
-    opts: Options,
+    top: Top,
     progress: Progress,
+}
+
+/// Where the top manifest comes from.
+enum Top {
+    /// The reference's tag, as the registry has it when the copy asks.
+    Tag,
+    /// A manifest digest: the reference's own, or one its tag was resolved to elsewhere.
+    Digest(Digest),
+    /// The manifest the tag named when [`RegistrySource::resolve_tag`] asked.
+    Resolved(RawManifest),
 }
 
 impl RegistrySource {
@@ -70,7 +81,10 @@ impl RegistrySource {
             storage,
             sizes: Mutex::new(HashMap::new()),
             served: Mutex::new(Vec::new()),
-            opts: opts.clone(),
+            top: match &reference.digest {
+                Some(d) => Top::Digest(d.clone()),
+                None => Top::Tag,
+            },
             progress,
         })
     }
@@ -97,18 +111,24 @@ impl RegistrySource {
         s
     }
 
-    /// The top manifest as the registry has it now, ignoring the tag lock file (for `list`).
-    pub fn live_top_manifest(&self) -> Result<RawManifest> {
-        match &self.reference.digest {
-            Some(d) => self.fetch_manifest(
-                &d.to_string(),
-                Some(&Expected {
-                    digest: d.clone(),
-                    size: None,
-                }),
-            ),
-            None => self.fetch_manifest(self.tag(), None),
-        }
+    /// The reference as given: what the source is described by, whatever digest it reads.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Asks the registry which manifest the tag names now, and makes that very manifest the
+    /// top one the copy reads (no second request, and no surprise if the tag moves meanwhile).
+    pub fn resolve_tag(&mut self) -> Result<Digest> {
+        let m = self.fetch_manifest(self.tag(), None)?;
+        let digest = m.digest.clone();
+        self.top = Top::Resolved(m);
+        Ok(digest)
+    }
+
+    /// Makes the manifest `digest` the top one (a tag pinned to it), read from the store when
+    /// stored there; the source is still described by its reference.
+    pub fn read_digest(&mut self, digest: Digest) {
+        self.top = Top::Digest(digest);
     }
 
     fn tag(&self) -> &str {
@@ -286,54 +306,14 @@ impl ImageSource for RegistrySource {
     }
 
     fn top_manifest(&self) -> Result<RawManifest> {
-        if let Some(d) = &self.reference.digest {
-            return self.by_digest(&Expected {
+        match &self.top {
+            Top::Tag => self.fetch_manifest(self.tag(), None),
+            Top::Digest(d) => self.by_digest(&Expected {
                 digest: d.clone(),
                 size: None,
-            });
+            }),
+            Top::Resolved(m) => Ok(m.clone()),
         }
-        let lock = self.opts.tag_lock.as_deref();
-        if let Some(lock) = lock
-            && let Some(pinned) = lock.get(&self.reference)
-        {
-            self.progress.note(&format!(
-                "{}: pinned to {pinned} in {}",
-                self.reference.familiar(),
-                lock.path().display()
-            ));
-            return self.by_digest(&Expected {
-                digest: pinned,
-                size: None,
-            });
-        }
-        if self.opts.locked {
-            let why = match lock {
-                Some(l) => format!("tag not pinned in {} (--locked)", l.path().display()),
-                None => format!(
-                    "--locked, but there is no {} here to pin tags in",
-                    crate::lockfile::FILE_NAME
-                ),
-            };
-            return Err(Error::invalid(self.describe(), why));
-        }
-        let m = self.fetch_manifest(self.tag(), None)?;
-        if let Some(lock) = lock {
-            let pinned = lock.pin(&self.reference, &m.digest)?;
-            if pinned != m.digest {
-                // Another pull in this project pinned the tag meanwhile: follow its pin.
-                return self.by_digest(&Expected {
-                    digest: pinned,
-                    size: None,
-                });
-            }
-            self.progress.info(&format!(
-                "pinned {} to {} in {}",
-                self.reference.familiar(),
-                m.digest,
-                lock.path().display()
-            ));
-        }
-        Ok(m)
     }
 
     fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
@@ -523,10 +503,10 @@ pub struct RemoteImage {
     pub arch_aware: bool,
 }
 
-/// Asks the registry what `reference` names now (the tag lock file is not consulted).
+/// Asks the registry what `reference` names now.
 pub fn inspect(reference: &Reference, opts: &Options) -> Result<RemoteImage> {
     let src = RegistrySource::open(reference, opts, None)?;
-    let top = src.live_top_manifest()?;
+    let top = src.top_manifest()?;
     let full_ref = src.full_remote_ref();
     let mut archs = Vec::new();
     let arch_aware = top.kind == Kind::Index;

@@ -741,6 +741,20 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     v.parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Percent-encodes a repository name or tag for a query (`/` is allowed there, and the rest of
+/// their characters are unreserved).
+pub(super) fn percent_encode(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._~/".contains(c) {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32 & 0xff)
+            }
+        })
+        .collect()
+}
+
 /// Reads at most [`MAX_SMALL_BODY`] bytes.
 pub(super) fn read_small(resp: Response, what: &str) -> Result<Vec<u8>> {
     let mut body = Vec::new();
@@ -919,6 +933,7 @@ mod tests {
             Some("MANIFEST_UNKNOWN: manifest unknown")
         );
         assert_eq!(registry_error(b"<html>"), None);
+        assert_eq!(percent_encode("a/b c"), "a/b%20c");
         assert_eq!(
             strip_query("https://s3/x?X-Amz-Signature=abc"),
             "https://s3/x"

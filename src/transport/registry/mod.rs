@@ -8,7 +8,10 @@
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
 //!   the system's);
 //! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
-//!   digest, resumable blob streams.
+//!   digest, resumable blob streams;
+//! - [`destination`]: the [`ImageDestination`](crate::transport::ImageDestination): blobs
+//!   (mounted or uploaded), manifests, the tag last;
+//! - [`repository`]: what a reference names now, tag listing, remote deletion.
 //!
 //! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
 //! decided in [`crate::pull`], which then has the source read that digest.
@@ -21,15 +24,28 @@ pub mod client;
 pub mod credentials;
 pub mod destination;
 mod known_blobs;
+pub mod repository;
 pub mod source;
 mod tls;
 
 use std::path::PathBuf;
 
-pub use destination::{RegistryDestination, delete_remote, list_tags};
-pub use source::{RegistrySource, RemoteImage, inspect};
+pub use destination::RegistryDestination;
+pub use repository::{RemoteImage, delete_remote, inspect, list_tags};
+pub use source::RegistrySource;
 
+use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::progress::Progress;
+
+/// Every manifest type lade reads; registries may still answer with another.
+const MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+
+/// The `Accept` header of every manifest request: [`MANIFEST_TYPES`], written out because a
+/// constant cannot be joined at compile time (a test keeps the two equal).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+                               application/vnd.oci.image.manifest.v1+json, \
+                               application/vnd.docker.distribution.manifest.list.v2+json, \
+                               application/vnd.docker.distribution.manifest.v2+json";
 
 /// How to talk to registries, from the command line (ch-image's option names).
 #[derive(Clone)]
@@ -57,5 +73,15 @@ impl Default for Options {
             env: None,
             progress: Progress::silent(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_names_every_manifest_type() {
+        assert_eq!(MANIFEST_ACCEPT, MANIFEST_TYPES.join(", "));
     }
 }

@@ -11,24 +11,16 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header;
 
-use super::Options;
 use super::client::{self, Client, MAX_ATTEMPTS, Request};
 use super::known_blobs;
+use super::{MANIFEST_ACCEPT, MANIFEST_TYPES, Options};
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
-use crate::manifest::{
-    self, DOCKER_LIST, DOCKER_MANIFEST, Kind, OCI_INDEX, OCI_MANIFEST, RawManifest,
-};
+use crate::manifest::{self, Kind, RawManifest};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::Storage;
 use crate::transport::{ImageSource, MAX_MANIFEST_BYTES};
-
-/// Every manifest type lade reads; registries may still answer with another.
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-                      application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.docker.distribution.manifest.list.v2+json, \
-                      application/vnd.docker.distribution.manifest.v2+json";
 
 /// Resumes of one blob, in all; consecutive resumes without progress are bounded by
 /// [`MAX_ATTEMPTS`].
@@ -93,24 +85,6 @@ impl RegistrySource {
         &self.client
     }
 
-    /// `host:port/repository[:tag][@digest]` as ch-image's `list` shows it.
-    pub fn full_remote_ref(&self) -> String {
-        let mut s = format!(
-            "{}/{}",
-            self.client.host_with_port(),
-            self.reference.repository
-        );
-        if let Some(t) = &self.reference.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = &self.reference.digest {
-            s.push('@');
-            s.push_str(&d.to_string());
-        }
-        s
-    }
-
     /// The reference as given: what the source is described by, whatever digest it reads.
     pub fn reference(&self) -> &Reference {
         &self.reference
@@ -172,7 +146,7 @@ impl RegistrySource {
             .client
             .get(&Request {
                 path: &path,
-                accept: Some(ACCEPT),
+                accept: Some(MANIFEST_ACCEPT),
                 range_from: None,
                 scope: &self.scope,
                 what: &what,
@@ -213,9 +187,7 @@ impl RegistrySource {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-            .filter(|t| {
-                [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].contains(&t.as_str())
-            });
+            .filter(|t| MANIFEST_TYPES.contains(&t.as_str()));
         let header_digest = match resp.headers().get("docker-content-digest") {
             None => None,
             Some(v) => match v.to_str().ok().map(|s| s.trim().parse::<Digest>()) {
@@ -490,48 +462,6 @@ impl Read for BlobStream<'_> {
 fn content_range_start(v: &str) -> Option<u64> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     rest.split('-').next()?.trim().parse().ok()
-}
-
-/// What the registry offers under a reference, for `lade list REF`.
-pub struct RemoteImage {
-    /// `host:port/repository:tag` as ch-image shows it.
-    pub full_ref: String,
-    pub digest: Digest,
-    /// `(arch[/variant], manifest digest)` per platform of an index; empty for an
-    /// architecture-unaware image.
-    pub archs: Vec<(String, Digest)>,
-    pub arch_aware: bool,
-}
-
-/// Asks the registry what `reference` names now.
-pub fn inspect(reference: &Reference, opts: &Options) -> Result<RemoteImage> {
-    let src = RegistrySource::open(reference, opts, None)?;
-    let top = src.top_manifest()?;
-    let full_ref = src.full_remote_ref();
-    let mut archs = Vec::new();
-    let arch_aware = top.kind == Kind::Index;
-    if arch_aware {
-        for d in top.index()?.manifests() {
-            let Some(p) = d.platform().as_ref() else {
-                continue;
-            };
-            if p.architecture().to_string() == "unknown" {
-                continue; // attestations
-            }
-            let name = crate::platform::describe(d).unwrap_or_default();
-            let name = match p.os().to_string().as_str() {
-                "linux" => name,
-                os => format!("{os}/{name}"),
-            };
-            archs.push((name, Digest::try_from(d.digest())?));
-        }
-    }
-    Ok(RemoteImage {
-        full_ref,
-        digest: top.digest,
-        archs,
-        arch_aware,
-    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! GHCR, GitLab, Harbor, Distribution, zot, ...).
 //!
 //! - [`client`]: one registry host: HTTPS (plain HTTP only with `--tls-no-verify`), retries
-//!   with backoff, 429 `Retry-After`, redirects, and authentication as challenged;
+//!   with backoff, 429 `Retry-After`, redirects, one request loop answering login challenges;
+//! - `auth`: the login state behind those answers: bearer tokens per scope, basic credentials;
 //! - [`challenge`]: `WWW-Authenticate` parsing;
 //! - [`credentials`]: where user name and password come from, kept out of every message;
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
@@ -19,6 +20,7 @@
 //! Registry quirks (wrong or missing media types, no `Content-Length`, 401 for "not found")
 //! are handled here and nowhere else.
 
+mod auth;
 pub mod challenge;
 pub mod client;
 pub mod credentials;

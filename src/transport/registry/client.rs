@@ -549,7 +549,7 @@ pub(super) fn chain(e: &reqwest::Error) -> String {
     show(&parts.join(": "))
 }
 
-/// What uploads need besides requests (used by [`super::destination`]): upload `Location`s
+/// What uploads need besides requests (used by [`super::upload`]): upload `Location`s
 /// (absolute or relative) resolved against the registry, and the parts a one-shot streamed
 /// upload uses to make its single request itself.
 impl Client {

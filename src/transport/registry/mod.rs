@@ -11,7 +11,7 @@
 //! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
 //!   digest, resumable blob streams;
 //! - [`destination`]: the [`ImageDestination`](crate::transport::ImageDestination): blobs
-//!   (mounted or uploaded), manifests, the tag last;
+//!   (mounted or uploaded, see `upload`), manifests, the tag last;
 //! - [`repository`]: what a reference names now, tag listing, remote deletion.
 //!
 //! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
@@ -29,6 +29,7 @@ mod known_blobs;
 pub mod repository;
 pub mod source;
 mod tls;
+mod upload;
 
 use std::path::PathBuf;
 

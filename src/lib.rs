@@ -29,6 +29,7 @@ pub mod parallel;
 pub mod platform;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod run;
 pub mod storage;

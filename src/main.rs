@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use lade::copy::{CopyOptions, copy_image};
+use lade::copy::{CopyOptions, copy_between};
 use lade::error::{Error, Result};
 use lade::platform::ArchChoice;
 use lade::progress::Progress;
 use lade::reference::Reference;
 use lade::storage::{self, LockMode, Storage};
-use lade::transport::{self, Context, ImageLocation, store::StoreDestination};
+use lade::transport::{Context, ImageLocation};
 
 #[derive(Parser)]
 #[command(
@@ -319,11 +319,9 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
             source,
             destination,
         } => {
-            let src_loc = ImageLocation::parse(&source)?;
-            let dst_loc = ImageLocation::parse(&destination)?;
-            let uses_store = matches!(src_loc, ImageLocation::Store(_))
-                || matches!(dst_loc, ImageLocation::Store(_));
-            let storage = if uses_store {
+            let src = ImageLocation::parse(&source)?;
+            let dst = ImageLocation::parse(&destination)?;
+            let storage = if src.is_store() || dst.is_store() {
                 Some(open_storage(g, LockMode::Shared)?)
             } else {
                 None
@@ -332,32 +330,13 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
                 storage,
                 registry: registry_options(g, progress),
             };
-            let src = transport::open_source(&src_loc, &ctx)?;
-            let mut dst: Box<dyn transport::ImageDestination> = match (&dst_loc, &ctx.storage) {
-                (ImageLocation::Store(name), Some(st)) => Box::new(
-                    StoreDestination::new(st.clone(), name.clone()).with_progress(progress.clone()),
-                ),
-                (ImageLocation::Registry(r), _) => {
-                    let d = lade::transport::registry::RegistryDestination::open(
-                        r,
-                        &ctx.registry,
-                        ctx.storage.clone(),
-                    )?;
-                    let from = match &src_loc {
-                        ImageLocation::Registry(s) => d.same_registry_repository(s),
-                        _ => None,
-                    };
-                    Box::new(d.with_mount_sources(from.into_iter().collect()))
-                }
-                _ => transport::open_destination(&dst_loc, &ctx)?,
-            };
             let opts = CopyOptions {
                 arch,
                 all,
                 ..CopyOptions::default()
             };
-            let image = copy_image(&*src, &mut *dst, &opts, progress)?;
-            progress.info(&format!("copied {} {}", dst.describe(), image.top.digest));
+            let (copied_to, image) = copy_between(&src, &dst, &ctx, &opts, progress)?;
+            progress.info(&format!("copied {copied_to} {}", image.top.digest));
         }
         Command::Push {
             image,
@@ -634,8 +613,7 @@ fn gestalt(g: &Global, selector: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `lade push`: a stored image (its original blobs, so its digest is kept) or a tree packed
-/// deterministically, to a registry; blobs first, the tag last.
+/// `lade push`: a stored image or a tree packed as one layer, to a registry.
 fn push(
     g: &Global,
     progress: &Progress,
@@ -645,59 +623,26 @@ fn push(
     image_ref: &str,
     dest_ref: Option<&str>,
 ) -> Result<()> {
-    use lade::transport::registry::RegistryDestination;
+    use lade::push::PushSource;
     let name = Reference::parse(image_ref)?;
     let dest = match dest_ref {
         Some(d) => Reference::parse(d.strip_prefix("docker://").unwrap_or(d))?,
         None => name.clone(),
     };
     let storage = open_storage(g, LockMode::Shared)?;
-    let opts = registry_options(g, progress);
-    let dst = RegistryDestination::open(&dest, &opts, Some(storage.clone()))?;
-    let (src, mount_from): (Box<dyn transport::ImageSource>, Vec<String>) = match &image {
-        Some(dir) => {
-            let compression = match compression {
+    let what = match &image {
+        Some(dir) => PushSource::Tree {
+            dir,
+            compression: match compression {
                 PushCompression::Gzip => lade::pack::Compression::Gzip,
                 PushCompression::Zstd => lade::pack::Compression::Zstd,
                 PushCompression::None => lade::pack::Compression::None,
-            };
-            progress.info(&format!("packing {}", dir.display()));
-            let top = lade::pack::pack_image(&storage, dir, compression, progress)?;
-            let what = format!("tree {}", dir.display());
-            (
-                Box::new(lade::pack::PackedSource {
-                    storage: storage.clone(),
-                    top,
-                    what,
-                }),
-                Vec::new(),
-            )
-        }
-        None => {
-            let record = storage.images().require(&name)?;
-            // Where the image was pulled from may save uploads (a mount).
-            let from = record
-                .source
-                .strip_prefix("docker://")
-                .and_then(|s| Reference::parse(s).ok())
-                .and_then(|s| dst.same_registry_repository(&s));
-            (
-                Box::new(transport::store::StoreSource::open(storage.clone(), &name)?),
-                from.into_iter().collect(),
-            )
-        }
+            },
+        },
+        None => PushSource::Stored(&name),
     };
-    let mut dst = dst.with_mount_sources(mount_from);
-    progress.info(&format!(
-        "pushing {} to {}",
-        src.describe(),
-        transport::ImageDestination::describe(&dst)
-    ));
-    let opts = CopyOptions {
-        arch,
-        ..CopyOptions::default()
-    };
-    let image = copy_image(&*src, &mut dst, &opts, progress)?;
+    let opts = registry_options(g, progress);
+    let image = lade::push::push(&storage, what, &dest, &opts, arch, progress)?;
     progress.info(&format!("pushed docker://{dest} {}", image.top.digest));
     Ok(())
 }

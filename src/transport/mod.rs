@@ -96,6 +96,11 @@ impl ImageLocation {
         }
     }
 
+    /// Whether this is `lade:NAME`, an image in the store (which must then be open).
+    pub fn is_store(&self) -> bool {
+        matches!(self, ImageLocation::Store(_))
+    }
+
     /// The image reference this location implies for naming it in the store, if any.
     pub fn implied_name(&self) -> Option<Result<Reference>> {
         match self {
@@ -226,7 +231,9 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
     })
 }
 
-/// `unpack` controls whether a store destination also unpacks the layers (pull does).
+/// Opens `loc` to write an image to, plainly: a store destination that reports nothing, a
+/// registry destination that mounts nothing (`lade copy` chooses otherwise, see
+/// [`crate::copy::copy_between`]).
 pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageDestination>> {
     Ok(match loc {
         ImageLocation::Registry(r) => Box::new(registry::RegistryDestination::open(

@@ -1,6 +1,8 @@
 //! Where images live, behind one interface: an [`ImageSource`] gives manifests and blob
 //! streams, an [`ImageDestination`] takes blobs and manifests and finally names the image.
-//! `pull`, `copy` and (later) `push` are all [`crate::copy::copy_image`] between two of them.
+//! `pull`, `copy` and `push` are all [`crate::copy::copy_image`] between two of them; which
+//! two, and with what policy (tag pins, mount sources), is decided by [`crate::pull`],
+//! [`crate::copy::copy_between`] and [`crate::push`], not here.
 
 mod layout;
 pub mod oci_archive;

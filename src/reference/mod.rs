@@ -68,9 +68,7 @@ impl Reference {
     /// Docker's short form as `docker` prints it: `alpine:latest`, `user/img:1`,
     /// `quay.io/x/y@sha256:…`.
     pub fn familiar(&self) -> String {
-        let mut s = self.familiar_name();
-        self.push_suffix(&mut s);
-        s
+        self.familiar_name() + &self.suffix()
     }
 
     /// The `host[:port]` to talk to for this reference's registry API.
@@ -179,7 +177,9 @@ impl Reference {
         self.name()
     }
 
-    fn push_suffix(&self, s: &mut String) {
+    /// What follows the name: `:tag`, `@digest`, both, or nothing.
+    pub fn suffix(&self) -> String {
+        let mut s = String::new();
         if let Some(tag) = &self.tag {
             s.push(':');
             s.push_str(tag);
@@ -188,14 +188,13 @@ impl Reference {
             s.push('@');
             s.push_str(&digest.to_string());
         }
+        s
     }
 }
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = self.name();
-        self.push_suffix(&mut s);
-        f.write_str(&s)
+        write!(f, "{}{}", self.name(), self.suffix())
     }
 }
 

@@ -58,16 +58,12 @@ pub fn inspect(reference: &Reference, opts: &Options) -> Result<RemoteImage> {
 
 /// `host:port/repository[:tag][@digest]` as ch-image's `list` shows it.
 fn full_remote_ref(client: &Client, reference: &Reference) -> String {
-    let mut s = format!("{}/{}", client.host_with_port(), reference.repository);
-    if let Some(t) = &reference.tag {
-        s.push(':');
-        s.push_str(t);
-    }
-    if let Some(d) = &reference.digest {
-        s.push('@');
-        s.push_str(&d.to_string());
-    }
-    s
+    format!(
+        "{}/{}{}",
+        client.host_with_port(),
+        reference.repository,
+        reference.suffix()
+    )
 }
 
 /// Pages of a tag listing followed, at most.

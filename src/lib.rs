@@ -4,7 +4,7 @@
 //! small file per command.
 //!
 //! Images and where they live:
-//! - [`reference`]: Docker image references, parsed and normalised.
+//! - [`reference`](mod@reference): Docker image references, parsed and normalised.
 //! - [`digest`]: content digests and the streaming verifier every byte passes through.
 //! - [`manifest`]: manifests and indexes, as exact bytes and parsed.
 //! - [`platform`]: choosing an image of an index by architecture (`--arch`).

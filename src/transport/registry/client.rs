@@ -1,7 +1,7 @@
 //! One registry host over HTTP: the scheme (HTTPS, or plain HTTP only with `--tls-no-verify`),
 //! bounded retries with backoff (network resets, 5xx, 429 with `Retry-After`), and
 //! authentication answered as the challenges come (bearer tokens per scope, or basic; the
-//! login state is [`super::auth`]'s), all in one request loop, [`Client::send`].
+//! login state is `auth`'s), all in one request loop, [`Client::send`].
 //!
 //! There is no `GET /v2/` ping before the first real request: the challenge on a 401 tells
 //! everything the ping would, and skipping it keeps a warm pull to a single manifest request.
@@ -154,7 +154,7 @@ impl Client {
     }
 
     /// Sends a request of any method, retrying transient failures, and answering the login
-    /// challenges of 401s (at most two rounds; see [`Login`]): the one request loop of the
+    /// challenges of 401s (at most two rounds; see `auth::Login`): the one request loop of the
     /// client, so every request authenticates alike. `target` is a path (`/v2/…`) or a URL on this registry;
     /// `add` puts headers and a body on each attempt, so its body must be re-creatable.
     pub fn send(
@@ -549,7 +549,7 @@ pub(super) fn chain(e: &reqwest::Error) -> String {
     show(&parts.join(": "))
 }
 
-/// What uploads need besides requests (used by [`super::upload`]): upload `Location`s
+/// What uploads need besides requests (used by `upload`): upload `Location`s
 /// (absolute or relative) resolved against the registry, and the parts a one-shot streamed
 /// upload uses to make its single request itself.
 impl Client {

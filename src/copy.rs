@@ -1,6 +1,7 @@
 //! The one generic image copy: read the top manifest, choose a platform (or take the whole
 //! index), copy every blob the destination lacks as a verified stream, write manifests last,
-//! then let the destination name the image. `pull`, `copy` and `push` are all this.
+//! then let the destination name the image. `pull`, `copy` and `push` are all this;
+//! [`copy_between`] is `lade copy`'s choice of how to open the two ends.
 
 use oci_spec::image::Descriptor;
 
@@ -9,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Kind, RawManifest};
 use crate::platform::{self, ArchChoice};
 use crate::progress::Progress;
-use crate::transport::{CopiedImage, ImageDestination, ImageSource};
+use crate::transport::registry::RegistryDestination;
+use crate::transport::store::StoreDestination;
+use crate::transport::{self, Context, CopiedImage, ImageDestination, ImageLocation, ImageSource};
 
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
@@ -91,6 +94,36 @@ pub fn copy_image(
     };
     dst.commit(&image)?;
     Ok(image)
+}
+
+/// `lade copy`: copies the image at `src` to `dst` and returns how the destination describes
+/// itself, with what was copied. The store reports its unpacking; a registry destination may
+/// mount blobs from the source's repository when both are on one registry. `ctx` must hold
+/// the store if either end is `lade:` (see [`ImageLocation::is_store`]).
+pub fn copy_between(
+    src: &ImageLocation,
+    dst: &ImageLocation,
+    ctx: &Context,
+    opts: &CopyOptions,
+    progress: &Progress,
+) -> Result<(String, CopiedImage)> {
+    let source = transport::open_source(src, ctx)?;
+    let mut destination: Box<dyn ImageDestination> = match (dst, &ctx.storage) {
+        (ImageLocation::Store(name), Some(st)) => Box::new(
+            StoreDestination::new(st.clone(), name.clone()).with_progress(progress.clone()),
+        ),
+        (ImageLocation::Registry(r), _) => {
+            let d = RegistryDestination::open(r, &ctx.registry, ctx.storage.clone())?;
+            let from = match src {
+                ImageLocation::Registry(s) => d.same_registry_repository(s),
+                _ => None,
+            };
+            Box::new(d.with_mount_sources(from.into_iter().collect()))
+        }
+        _ => transport::open_destination(dst, ctx)?,
+    };
+    let image = copy_image(&*source, &mut *destination, opts, progress)?;
+    Ok((destination.describe(), image))
 }
 
 /// Copies the config and layers of one image manifest, then the manifest itself.

@@ -1,17 +1,38 @@
 //! lade: a fully unprivileged OCI container image tool.
 //!
-//! The library holds everything; the `lade` binary is a thin command-line layer over it.
+//! The library holds everything; the `lade` binary is a thin command-line layer over it, one
+//! small file per command.
 //!
-//! - [`reference`]: Docker image references and their normalisation.
-//! - [`digest`]: digests and the streaming verifier every byte passes through.
-//! - [`manifest`], [`platform`]: manifests, indexes and platform choice.
-//! - [`transport`]: image sources and destinations (`oci:`, `oci-archive:`, the store).
-//! - [`copy`]: the one generic copy between any two transports; [`pull`]: a copy into the
-//!   store, tags resolved through [`lockfile`].
+//! Images and where they live:
+//! - [`reference`](mod@reference): Docker image references, parsed and normalised.
+//! - [`digest`]: content digests and the streaming verifier every byte passes through.
+//! - [`manifest`]: manifests and indexes, as exact bytes and parsed.
+//! - [`platform`]: choosing an image of an index by architecture (`--arch`).
+//! - [`transport`]: image sources and destinations (registries, `oci:`, `oci-archive:`, the
+//!   store), mechanism only.
+//! - [`storage`]: the storage directory, every path in it and its parts; `delete` and garbage
+//!   collection, `undelete` and `fsck` ([`storage::gc`], [`storage::undelete`], [`storage::fsck`]).
+//!
+//! Operations (the commands' policy):
+//! - [`copy`]: the one generic copy between any two transports, and `lade copy`'s.
+//! - [`pull`]: a copy into the store, registry tags resolved through [`lockfile`].
 //! - [`lockfile`]: the project's tag lock file, `lade-tags.lock`.
-//! - [`dockerfile`]: the Dockerfile language (parsing, substitution, `.dockerignore`).
-//! - [`storage`]: the storage directory and its content-addressed parts.
+//! - [`push`]: a stored image or a packed directory, copied to a registry.
+//! - [`pack`]: a directory tree packed into a layer, deterministically.
+//! - [`import`]: an image made from a directory or tarball.
+//! - [`export`]: an image's flattened root filesystem written to a directory.
+//! - [`layer_install`]: an image's layers unpacked into the store's layer trees.
 //! - [`unpack`]: applying layers safely, without privileges.
+//! - [`run`]: running a command in an image, in user and mount namespaces.
+//! - [`dockerfile`]: the Dockerfile language (lexer, parser, instructions, substitution,
+//!   `.dockerignore`).
+//! - [`build`]: Dockerfiles built, with a build cache.
+//!
+//! Plumbing:
+//! - [`error`]: the error type, one clear line per failure.
+//! - [`progress`]: progress bars, lines and verbosity.
+//! - [`parallel`]: independent jobs on a few threads, stopping at the first error.
+//! - [`fsutil`]: small filesystem helpers.
 
 pub mod build;
 pub mod copy;
@@ -29,6 +50,7 @@ pub mod parallel;
 pub mod platform;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod run;
 pub mod storage;

@@ -1,6 +1,8 @@
 //! Where images live, behind one interface: an [`ImageSource`] gives manifests and blob
 //! streams, an [`ImageDestination`] takes blobs and manifests and finally names the image.
-//! `pull`, `copy` and (later) `push` are all [`crate::copy::copy_image`] between two of them.
+//! `pull`, `copy` and `push` are all [`crate::copy::copy_image`] between two of them; which
+//! two, and with what policy (tag pins, mount sources), is decided by [`crate::pull`],
+//! [`crate::copy::copy_between`] and [`crate::push`], not here.
 
 mod layout;
 pub mod oci_archive;
@@ -94,6 +96,11 @@ impl ImageLocation {
         } else {
             Ok(ImageLocation::Registry(Reference::parse(spec)?))
         }
+    }
+
+    /// Whether this is `lade:NAME`, an image in the store (which must then be open).
+    pub fn is_store(&self) -> bool {
+        matches!(self, ImageLocation::Store(_))
     }
 
     /// The image reference this location implies for naming it in the store, if any.
@@ -199,7 +206,7 @@ pub trait ImageDestination: Send + Sync {
 /// Everything a transport may need to open.
 pub struct Context {
     pub storage: Option<Arc<Storage>>,
-    /// How to reach registries (TLS, authentication, the tag lock file).
+    /// How to reach registries (TLS, authentication).
     pub registry: registry::Options,
 }
 
@@ -226,7 +233,9 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
     })
 }
 
-/// `unpack` controls whether a store destination also unpacks the layers (pull does).
+/// Opens `loc` to write an image to, plainly: a store destination that reports nothing, a
+/// registry destination that mounts nothing (`lade copy` chooses otherwise, see
+/// [`crate::copy::copy_between`]).
 pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageDestination>> {
     Ok(match loc {
         ImageLocation::Registry(r) => Box::new(registry::RegistryDestination::open(

@@ -183,11 +183,13 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
     crate::run::run(storage, &opts)
 }
 
-/// `lade build`. `open_storage` is called only when the build needs the store.
+/// `lade build`. `open_storage` is called only when the build needs the store; `pins` resolve
+/// FROM's registry tags as `lade pull` does.
 pub fn build(
     args: &BuildArgs,
     open_storage: impl FnOnce() -> Result<Arc<Storage>>,
     registry: transport::registry::Options,
+    pins: crate::pull::TagPins,
     arch: ArchChoice,
     progress: &Progress,
 ) -> Result<()> {
@@ -293,6 +295,7 @@ pub fn build(
         write_cache: !args.no_cache,
         progress,
         registry,
+        pins,
         arch,
         context,
         df,
@@ -441,6 +444,8 @@ struct Builder<'a> {
     write_cache: bool,
     progress: &'a Progress,
     registry: transport::registry::Options,
+    /// How FROM's registry tags are resolved (the project's tag lock file).
+    pins: crate::pull::TagPins,
     arch: ArchChoice,
     context: PathBuf,
     df: Dockerfile,
@@ -703,7 +708,7 @@ impl Builder<'_> {
         let loc = ImageLocation::parse_pull_source(image)?;
         let stored = self.storage.images().get(&name)?;
         if let Some(r) = &stored
-            && !crate::pull::resolves_through_lock(&loc, &self.registry)
+            && !self.pins.govern(&loc)
         {
             return Ok((r.clone(), true));
         }
@@ -717,6 +722,7 @@ impl Builder<'_> {
             &loc,
             Some(name.clone()),
             &self.registry,
+            &self.pins,
             &opts,
             self.progress,
         )?;

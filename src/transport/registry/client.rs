@@ -1,6 +1,7 @@
 //! One registry host over HTTP: the scheme (HTTPS, or plain HTTP only with `--tls-no-verify`),
 //! bounded retries with backoff (network resets, 5xx, 429 with `Retry-After`), and
-//! authentication answered as the challenges come (bearer tokens per scope, or basic).
+//! authentication answered as the challenges come (bearer tokens per scope, or basic; the
+//! login state is `auth`'s), all in one request loop, [`Client::send`].
 //!
 //! There is no `GET /v2/` ping before the first real request: the challenge on a 401 tells
 //! everything the ping would, and skipping it keeps a warm pull to a single manifest request.
@@ -8,18 +9,17 @@
 //! request settles the scheme while concurrent ones wait for it, so parallel blob requests of a
 //! pull whose manifest was already stored cannot race each other to different schemes.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::Options;
-use super::challenge::{self, Challenge};
-use super::credentials::{self, Credentials, Secret};
+use super::auth::{AuthOutcome, Login, Sent};
+use super::credentials::Secret;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -38,7 +38,7 @@ const MAX_REDIRECTS: usize = 10;
 const MAX_SMALL_BODY: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scheme {
+pub(super) enum Scheme {
     Https,
     Http,
 }
@@ -52,59 +52,17 @@ impl Scheme {
     }
 }
 
-struct Token {
-    value: Secret,
-    expires: Instant,
-}
-
-#[derive(Default)]
-struct AuthState {
-    /// Learned from a bearer challenge: where tokens come from.
-    realm: Option<String>,
-    service: Option<String>,
-    /// The registry asked for basic authentication.
-    basic: bool,
-    tokens: HashMap<String, Token>,
-    credentials: Option<Credentials>,
-}
-
-/// What a request carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sent {
-    Nothing,
-    /// A token or credentials from earlier requests.
-    Cached,
-    /// A token got for this very request.
-    Fresh,
-}
-
-/// What one authentication round concluded.
-enum AuthOutcome {
-    /// Credentials or a token are in place: send the request again.
-    Retry,
-    /// Nothing more to try: the 401 stands.
-    GiveUp,
-}
-
 pub struct Client {
     /// `host[:port]` of the registry API (Docker Hub's is not `docker.io`).
     host: String,
-    /// The registry as references name it, for login files and messages.
-    registry: String,
     http: reqwest::blocking::Client,
     insecure: bool,
-    authenticated: bool,
-    password_many: bool,
-    env: credentials::Env,
     scheme: Mutex<Option<Scheme>>,
     /// Held by the request that settles the scheme (`--tls-no-verify`: HTTPS, else plain
     /// HTTP), so that concurrent first requests wait for its answer instead of each probing
     /// on its own: one that fails on HTTPS after another settled on HTTP would not try HTTP.
     settling: Mutex<()>,
-    auth: Mutex<AuthState>,
-    /// The user name of the credentials last used, for messages (its own lock, so that
-    /// errors can be made while `auth` is held).
-    last_user: Mutex<Option<String>>,
+    login: Login,
     progress: Progress,
 }
 
@@ -148,23 +106,15 @@ impl Client {
             .map_err(|e| Error::invalid(&what, format!("cannot set up HTTP: {}", chain(&e))))?;
         Ok(Client {
             host: api_host.to_string(),
-            registry: registry.to_string(),
             http,
             insecure: opts.tls_no_verify,
-            authenticated: opts.auth,
-            password_many: opts.password_many,
-            env: opts
-                .env
-                .clone()
-                .unwrap_or_else(credentials::Env::from_process),
             scheme: Mutex::new(if opts.tls_no_verify {
                 None
             } else {
                 Some(Scheme::Https)
             }),
             settling: Mutex::new(()),
-            auth: Mutex::new(AuthState::default()),
-            last_user: Mutex::new(None),
+            login: Login::new(registry, api_host, opts, progress.clone()),
             progress,
         })
     }
@@ -203,26 +153,31 @@ impl Client {
         Ok(resp.status())
     }
 
-    /// Sends a GET to the registry API, authenticating as challenged (at most two rounds), and
-    /// returns the response whatever its status; transient failures are retried first.
-    pub fn get(&self, req: &Request) -> Result<Response> {
+    /// Sends a request of any method, retrying transient failures, and answering the login
+    /// challenges of 401s (at most two rounds; see `auth::Login`): the one request loop of the
+    /// client, so every request authenticates alike. `target` is a path (`/v2/…`) or a URL on this registry;
+    /// `add` puts headers and a body on each attempt, so its body must be re-creatable.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        target: &str,
+        scope: &str,
+        what: &str,
+        add: &dyn Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
         let mut rounds = 0;
         loop {
-            let (auth, sent) = self.authorization(req.scope)?;
+            let (auth, sent) = self.login.authorization(self, scope)?;
             let build = |scheme: Scheme| {
-                let mut b = self.http.get(self.url(scheme, req.path));
-                if let Some(a) = req.accept {
-                    b = b.header(header::ACCEPT, a);
-                }
-                if let Some(from) = req.range_from {
-                    b = b.header(header::RANGE, format!("bytes={from}-"));
-                }
+                let mut b = self
+                    .http
+                    .request(method.clone(), self.resolve_with(scheme, target));
                 if let Some(a) = &auth {
                     b = b.header(header::AUTHORIZATION, sensitive(a));
                 }
-                b
+                add(b)
             };
-            let resp = self.send_retrying(&build, req.what)?;
+            let resp = self.send_retrying(&build, what)?;
             if resp.status() != StatusCode::UNAUTHORIZED || rounds >= 2 {
                 return Ok(resp);
             }
@@ -232,248 +187,39 @@ impl Client {
             } else {
                 sent
             };
-            match self.answer_challenge(resp.headers(), req.scope, sent, req.what)? {
+            match self
+                .login
+                .answer_challenge(self, resp.headers(), scope, sent, what)?
+            {
                 AuthOutcome::Retry => continue,
                 AuthOutcome::GiveUp => return Ok(resp),
             }
         }
     }
 
-    /// The `Authorization` value for a request needing `scope`, if one is known or can be got
-    /// without asking the registry first.
-    fn authorization(&self, scope: &str) -> Result<(Option<Secret>, Sent)> {
-        let mut st = self.lock_auth()?;
-        if st.basic {
-            let basic = st.credentials.as_ref().map(Credentials::basic_header);
-            let sent = if basic.is_some() {
-                Sent::Cached
-            } else {
-                Sent::Nothing
-            };
-            return Ok((basic, sent));
-        }
-        if let Some(t) = st.tokens.get(scope)
-            && t.expires > Instant::now()
-        {
-            let bearer = Secret::new(format!("Bearer {}", t.value.expose()));
-            return Ok((Some(bearer), Sent::Cached));
-        }
-        if st.realm.is_some() {
-            // A new scope or an expired token: get one before asking, saving a 401.
-            let token = self.fetch_token(&mut st, &[scope], scope)?;
-            let bearer = Secret::new(format!("Bearer {}", token.expose()));
-            return Ok((Some(bearer), Sent::Fresh));
-        }
-        Ok((None, Sent::Nothing))
-    }
-
-    fn lock_auth(&self) -> Result<std::sync::MutexGuard<'_, AuthState>> {
-        self.auth.lock().map_err(|_| {
-            Error::invalid(format!("registry {}", self.host), "internal lock poisoned")
-        })
-    }
-
-    fn answer_challenge(
-        &self,
-        headers: &HeaderMap,
-        scope: &str,
-        sent: Sent,
-        what: &str,
-    ) -> Result<AuthOutcome> {
-        let values: Vec<&str> = headers
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let challenges = challenge::parse(&values);
-        let mut st = self.lock_auth()?;
-        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let Some(realm) = bearer.param("realm") else {
-                return Err(Error::invalid(
-                    what,
-                    "the registry asked for a bearer token but named no realm to get it from",
-                ));
-            };
-            self.check_realm(realm, what)?;
-            let changed = st.realm.as_deref() != Some(realm);
-            st.realm = Some(realm.to_string());
-            st.service = bearer.param("service").map(str::to_string);
-            st.basic = false;
-            let asked = bearer.param("scope").unwrap_or(scope);
-            // A token got for this request was refused: try again only if the registry now
-            // asks for another scope (or realm); otherwise the refusal stands. A token from
-            // earlier requests may have expired early or been revoked: get a new one.
-            st.tokens.remove(scope);
-            if sent == Sent::Fresh && !changed && asked == scope {
-                return Ok(AuthOutcome::GiveUp);
-            }
-            let mut scopes: Vec<&str> = vec![scope];
-            for s in asked.split(' ').filter(|s| !s.is_empty()) {
-                if !scopes.contains(&s) {
-                    scopes.push(s);
+    /// Sends a GET to the registry API (see [`send`](Self::send)) and returns the response
+    /// whatever its status.
+    pub fn get(&self, req: &Request) -> Result<Response> {
+        self.send(
+            reqwest::Method::GET,
+            req.path,
+            req.scope,
+            req.what,
+            &|mut b| {
+                if let Some(a) = req.accept {
+                    b = b.header(header::ACCEPT, a);
                 }
-            }
-            self.fetch_token(&mut st, &scopes, scope)?;
-            return Ok(AuthOutcome::Retry);
-        }
-        if challenges.iter().any(is_basic) {
-            if !self.authenticated {
-                return Ok(AuthOutcome::GiveUp);
-            }
-            if sent != Sent::Nothing && st.basic {
-                // The credentials were refused.
-                if self.password_many {
-                    st.credentials = None;
+                if let Some(from) = req.range_from {
+                    b = b.header(header::RANGE, format!("bytes={from}-"));
                 }
-                return Ok(AuthOutcome::GiveUp);
-            }
-            st.basic = true;
-            if st.credentials.is_none() {
-                let c = self.credentials(scope_repository(scope))?;
-                st.credentials = Some(c);
-            }
-            return Ok(AuthOutcome::Retry);
-        }
-        Ok(AuthOutcome::GiveUp)
-    }
-
-    /// Realms get credentials: only HTTPS, unless `--tls-no-verify` allowed plain HTTP.
-    fn check_realm(&self, realm: &str, what: &str) -> Result<()> {
-        let url = reqwest::Url::parse(realm).map_err(|e| {
-            Error::invalid(
-                what,
-                format!("token realm '{}' is not a URL: {e}", show(realm)),
-            )
-        })?;
-        match url.scheme() {
-            "https" => Ok(()),
-            "http" if self.insecure => Ok(()),
-            "http" => Err(Error::invalid(
-                what,
-                format!(
-                    "the registry sends clients for tokens to plain-HTTP {}; refused \
-                     (--tls-no-verify allows it)",
-                    strip_query(realm)
-                ),
-            )),
-            s => Err(Error::invalid(
-                what,
-                format!("token realm has scheme '{s}'"),
-            )),
-        }
-    }
-
-    fn credentials(&self, repository: &str) -> Result<Credentials> {
-        let progress = &self.progress;
-        let c = credentials::find(&self.env, &self.registry, repository, &mut |n| {
-            progress.note(&n)
-        })?;
-        if let Ok(mut u) = self.last_user.lock() {
-            *u = Some(c.username.clone());
-        }
-        Ok(c)
-    }
-
-    /// Gets a token for `scopes` and files it under `key`. In authenticated mode the token
-    /// request carries the user's credentials (asked for again each time with
-    /// `--password-many`).
-    fn fetch_token(&self, st: &mut AuthState, scopes: &[&str], key: &str) -> Result<Secret> {
-        let realm = st.realm.clone().unwrap_or_default();
-        let what = format!(
-            "token for {} from {}",
-            scopes.join(" "),
-            strip_query(&realm)
-        );
-        let mut url = reqwest::Url::parse(&realm)
-            .map_err(|e| Error::invalid(&what, format!("bad realm: {e}")))?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = &st.service {
-                q.append_pair("service", s);
-            }
-            for s in scopes {
-                q.append_pair("scope", s);
-            }
-        }
-        let basic = if self.authenticated {
-            if self.password_many || st.credentials.is_none() {
-                st.credentials = Some(self.credentials(scope_repository(key))?);
-            }
-            st.credentials.as_ref().map(Credentials::basic_header)
-        } else {
-            None
-        };
-        self.progress.note(&format!(
-            "getting {} token from {}",
-            if basic.is_some() {
-                "an authenticated"
-            } else {
-                "an anonymous"
+                b
             },
-            strip_query(&realm)
-        ));
-        let build = |_: Scheme| {
-            let mut b = self.http.get(url.clone());
-            if let Some(a) = &basic {
-                b = b.header(header::AUTHORIZATION, sensitive(a));
-            }
-            b
-        };
-        let resp = self.send_retrying(&build, &what)?;
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            if self.password_many {
-                st.credentials = None;
-            }
-            return Err(match &st.credentials {
-                Some(c) if self.authenticated => Error::invalid(
-                    &what,
-                    format!(
-                        "authentication failed (HTTP {}) for user '{}' (credentials from {})",
-                        status.as_u16(),
-                        c.username,
-                        c.origin
-                    ),
-                ),
-                _ => self.not_authorized(&what, status),
-            });
-        }
-        if !status.is_success() {
-            return Err(self.status_error(&what, resp));
-        }
-        let body = read_small(resp, &what)?;
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| Error::json(&what, e))?;
-        let mut parsed = parsed;
-        let value = parsed
-            .token
-            .take()
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token.take().filter(|t| !t.is_empty()))
-            .map(Secret::new)
-            .ok_or_else(|| Error::invalid(&what, "the response has no token"))?;
-        if !value.expose().bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(Error::invalid(
-                &what,
-                "the token has characters not allowed in a header",
-            ));
-        }
-        // The spec's default and minimum lifetime is 60 s; renew a little early.
-        let life = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(1, 86_400 * 7));
-        let margin = (life / 10).min(Duration::from_secs(10));
-        st.tokens.insert(
-            key.to_string(),
-            Token {
-                value: value.clone(),
-                expires: Instant::now() + life - margin,
-            },
-        );
-        Ok(value)
+        )
     }
 
     /// Sends a request built by `build` for the current scheme, retrying transient failures
     /// with backoff; decides between HTTPS and HTTP on first contact when allowed.
-    fn send_retrying(
+    pub(super) fn send_retrying(
         &self,
         build: &dyn Fn(Scheme) -> RequestBuilder,
         what: &str,
@@ -566,7 +312,7 @@ impl Client {
             Some(w) => format!(" and asks to wait {} s", w.as_secs()),
             None => String::new(),
         };
-        let hint = if self.authenticated {
+        let hint = if self.login.authenticated() {
             ""
         } else {
             "; authenticated pulls (--auth) often have higher limits"
@@ -584,12 +330,11 @@ impl Client {
     /// The error for a 401, 403 or 400 on a read: registries answer these for images that
     /// do not exist, to hide which private ones do.
     pub fn not_authorized(&self, what: &str, status: StatusCode) -> Error {
-        let hint = if self.authenticated {
+        let hint = if self.login.authenticated() {
             let who = self
-                .last_user
-                .lock()
-                .ok()
-                .and_then(|u| u.as_ref().map(|u| format!(" as user '{u}'")))
+                .login
+                .user()
+                .map(|u| format!(" as user '{u}'"))
                 .unwrap_or_default();
             format!("; check the name and that you may read it{who}")
         } else {
@@ -630,38 +375,7 @@ impl Client {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
-}
-
-impl Drop for TokenResponse {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        for t in [&mut self.token, &mut self.access_token]
-            .into_iter()
-            .flatten()
-        {
-            t.zeroize();
-        }
-    }
-}
-
-fn is_basic(c: &Challenge) -> bool {
-    c.scheme == "basic"
-}
-
-/// `repository:a/b:pull` → `a/b`.
-fn scope_repository(scope: &str) -> &str {
-    scope
-        .strip_prefix("repository:")
-        .and_then(|s| s.rsplit_once(':').map(|(r, _)| r))
-        .unwrap_or(scope)
-}
-
-fn sensitive(s: &Secret) -> HeaderValue {
+pub(super) fn sensitive(s: &Secret) -> HeaderValue {
     // Checked when the secret was made (tokens) or base64 (basic): always a valid value.
     let mut v = HeaderValue::from_str(s.expose()).unwrap_or_else(|_| HeaderValue::from_static(""));
     v.set_sensitive(true);
@@ -739,6 +453,20 @@ fn backoff(attempt: u32) -> Duration {
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     v.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Percent-encodes a repository name or tag for a query (`/` is allowed there, and the rest of
+/// their characters are unreserved).
+pub(super) fn percent_encode(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._~/".contains(c) {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32 & 0xff)
+            }
+        })
+        .collect()
 }
 
 /// Reads at most [`MAX_SMALL_BODY`] bytes.
@@ -821,50 +549,10 @@ pub(super) fn chain(e: &reqwest::Error) -> String {
     show(&parts.join(": "))
 }
 
-/// What pushes need besides GETs (used by [`super::destination`]): requests of any method,
-/// upload `Location`s (absolute or relative) resolved against the registry, and the parts a
-/// one-shot streamed upload uses to make its single request itself.
+/// What uploads need besides requests (used by `upload`): upload `Location`s
+/// (absolute or relative) resolved against the registry, and the parts a one-shot streamed
+/// upload uses to make its single request itself.
 impl Client {
-    /// Sends a request of any method, authenticating as challenged (at most two rounds) and
-    /// retrying transient failures. `target` is a path (`/v2/…`) or a URL on this registry;
-    /// `add` puts headers and a body on each attempt, so its body must be re-creatable.
-    pub fn send(
-        &self,
-        method: reqwest::Method,
-        target: &str,
-        scope: &str,
-        what: &str,
-        add: &dyn Fn(RequestBuilder) -> RequestBuilder,
-    ) -> Result<Response> {
-        let mut rounds = 0;
-        loop {
-            let (auth, sent) = self.authorization(scope)?;
-            let build = |scheme: Scheme| {
-                let mut b = self
-                    .http
-                    .request(method.clone(), self.resolve_with(scheme, target));
-                if let Some(a) = &auth {
-                    b = b.header(header::AUTHORIZATION, sensitive(a));
-                }
-                add(b)
-            };
-            let resp = self.send_retrying(&build, what)?;
-            if resp.status() != StatusCode::UNAUTHORIZED || rounds >= 2 {
-                return Ok(resp);
-            }
-            rounds += 1;
-            let sent = if rounds > 1 && sent == Sent::Cached {
-                Sent::Fresh
-            } else {
-                sent
-            };
-            match self.answer_challenge(resp.headers(), scope, sent, what)? {
-                AuthOutcome::Retry => continue,
-                AuthOutcome::GiveUp => return Ok(resp),
-            }
-        }
-    }
-
     /// `target` as a URL: a path (or other relative reference, as `Location` headers may
     /// be) is resolved against the registry's API root with the scheme in use.
     pub fn resolve(&self, target: &str) -> String {
@@ -886,7 +574,12 @@ impl Client {
 
     /// The `Authorization` header for `scope` as the last requests settled it, if any.
     pub fn auth_header(&self, scope: &str) -> Result<Option<HeaderValue>> {
-        Ok(self.authorization(scope)?.0.as_ref().map(sensitive))
+        Ok(self
+            .login
+            .authorization(self, scope)?
+            .0
+            .as_ref()
+            .map(sensitive))
     }
 
     /// Whether a failed request is worth another try (resets, cut connections, timeouts).
@@ -905,13 +598,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scopes() {
-        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
-        assert_eq!(scope_repository("repository:a/b:pull,push"), "a/b");
-        assert_eq!(scope_repository("registry:catalog:*"), "registry:catalog:*");
-    }
-
-    #[test]
     fn registry_errors_are_tamed() {
         let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest\nunknown"}]}"#;
         assert_eq!(
@@ -919,6 +605,7 @@ mod tests {
             Some("MANIFEST_UNKNOWN: manifest unknown")
         );
         assert_eq!(registry_error(b"<html>"), None);
+        assert_eq!(percent_encode("a/b c"), "a/b%20c");
         assert_eq!(
             strip_query("https://s3/x?X-Amz-Signature=abc"),
             "https://s3/x"

@@ -2,33 +2,53 @@
 //! GHCR, GitLab, Harbor, Distribution, zot, ...).
 //!
 //! - [`client`]: one registry host: HTTPS (plain HTTP only with `--tls-no-verify`), retries
-//!   with backoff, 429 `Retry-After`, redirects, and authentication as challenged;
+//!   with backoff, 429 `Retry-After`, redirects, one request loop answering login challenges;
+//! - `auth`: the login state behind those answers: bearer tokens per scope, basic credentials;
 //! - [`challenge`]: `WWW-Authenticate` parsing;
 //! - [`credentials`]: where user name and password come from, kept out of every message;
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
 //!   the system's);
-//! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests, tag pins from
-//!   the project's lock file, resumable blob streams.
+//! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
+//!   digest, resumable blob streams;
+//! - [`destination`]: the [`ImageDestination`](crate::transport::ImageDestination): blobs
+//!   (mounted or uploaded, see `upload`), manifests, the tag last;
+//! - [`repository`]: what a reference names now, tag listing, remote deletion.
+//!
+//! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
+//! decided in [`crate::pull`], which then has the source read that digest.
 //!
 //! Registry quirks (wrong or missing media types, no `Content-Length`, 401 for "not found")
 //! are handled here and nowhere else.
 
+mod auth;
 pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod destination;
 mod known_blobs;
+pub mod repository;
 pub mod source;
 mod tls;
+mod upload;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-pub use destination::{RegistryDestination, delete_remote, list_tags};
-pub use source::{RegistrySource, RemoteImage, inspect};
+pub use destination::RegistryDestination;
+pub use repository::{RemoteImage, delete_remote, inspect, list_tags};
+pub use source::RegistrySource;
 
-use crate::lockfile::TagLock;
+use crate::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::progress::Progress;
+
+/// Every manifest type lade reads; registries may still answer with another.
+const MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+
+/// The `Accept` header of every manifest request: [`MANIFEST_TYPES`], written out because a
+/// constant cannot be joined at compile time (a test keeps the two equal).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+                               application/vnd.oci.image.manifest.v1+json, \
+                               application/vnd.docker.distribution.manifest.list.v2+json, \
+                               application/vnd.docker.distribution.manifest.v2+json";
 
 /// How to talk to registries, from the command line (ch-image's option names).
 #[derive(Clone)]
@@ -43,10 +63,6 @@ pub struct Options {
     pub password_many: bool,
     /// Where credentials are looked up; `None`: this process's environment.
     pub env: Option<credentials::Env>,
-    /// The project's tag lock file, if tags are to be resolved through it.
-    pub tag_lock: Option<Arc<TagLock>>,
-    /// `--locked`: a tag not pinned in the lock file is an error.
-    pub locked: bool,
     pub progress: Progress,
 }
 
@@ -58,9 +74,17 @@ impl Default for Options {
             auth: false,
             password_many: false,
             env: None,
-            tag_lock: None,
-            locked: false,
             progress: Progress::silent(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_names_every_manifest_type() {
+        assert_eq!(MANIFEST_ACCEPT, MANIFEST_TYPES.join(", "));
     }
 }

@@ -1,6 +1,7 @@
 //! `docker://REF` as an image source: manifests (verified against the reference's digest or
-//! `Docker-Content-Digest`), tags resolved through the project's tag lock file, and blobs as
-//! streams that resume with `Range` where a connection dropped.
+//! `Docker-Content-Digest`), and blobs as streams that resume with `Range` where a connection
+//! dropped. Which digest a tag stands for is the caller's policy (see [`crate::pull`]): the
+//! source reads the tag as the registry has it now unless told to read a digest instead.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -10,24 +11,16 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header;
 
-use super::Options;
 use super::client::{self, Client, MAX_ATTEMPTS, Request};
 use super::known_blobs;
+use super::{MANIFEST_ACCEPT, MANIFEST_TYPES, Options};
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
-use crate::manifest::{
-    self, DOCKER_LIST, DOCKER_MANIFEST, Kind, OCI_INDEX, OCI_MANIFEST, RawManifest,
-};
+use crate::manifest::{self, Kind, RawManifest};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::Storage;
 use crate::transport::{ImageSource, MAX_MANIFEST_BYTES};
-
-/// Every manifest type lade reads; registries may still answer with another.
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-                      application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.docker.distribution.manifest.list.v2+json, \
-                      application/vnd.docker.distribution.manifest.v2+json";
 
 /// Resumes of one blob, in all; consecutive resumes without progress are bounded by
 /// [`MAX_ATTEMPTS`].
@@ -44,8 +37,18 @@ pub struct RegistrySource {
     /// Blobs this repository served, for the store's record of where blobs are
     /// ([`known_blobs`]: later pushes to the same registry mount them).
     served: Mutex<Vec<Digest>>,
-    opts: Options,
+    top: Top,
     progress: Progress,
+}
+
+/// Where the top manifest comes from.
+enum Top {
+    /// The reference's tag, as the registry has it when the copy asks.
+    Tag,
+    /// A manifest digest: the reference's own, or one its tag was resolved to elsewhere.
+    Digest(Digest),
+    /// The manifest the tag named when [`RegistrySource::resolve_tag`] asked.
+    Resolved(RawManifest),
 }
 
 impl RegistrySource {
@@ -70,7 +73,10 @@ impl RegistrySource {
             storage,
             sizes: Mutex::new(HashMap::new()),
             served: Mutex::new(Vec::new()),
-            opts: opts.clone(),
+            top: match &reference.digest {
+                Some(d) => Top::Digest(d.clone()),
+                None => Top::Tag,
+            },
             progress,
         })
     }
@@ -79,36 +85,24 @@ impl RegistrySource {
         &self.client
     }
 
-    /// `host:port/repository[:tag][@digest]` as ch-image's `list` shows it.
-    pub fn full_remote_ref(&self) -> String {
-        let mut s = format!(
-            "{}/{}",
-            self.client.host_with_port(),
-            self.reference.repository
-        );
-        if let Some(t) = &self.reference.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = &self.reference.digest {
-            s.push('@');
-            s.push_str(&d.to_string());
-        }
-        s
+    /// The reference as given: what the source is described by, whatever digest it reads.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
     }
 
-    /// The top manifest as the registry has it now, ignoring the tag lock file (for `list`).
-    pub fn live_top_manifest(&self) -> Result<RawManifest> {
-        match &self.reference.digest {
-            Some(d) => self.fetch_manifest(
-                &d.to_string(),
-                Some(&Expected {
-                    digest: d.clone(),
-                    size: None,
-                }),
-            ),
-            None => self.fetch_manifest(self.tag(), None),
-        }
+    /// Asks the registry which manifest the tag names now, and makes that very manifest the
+    /// top one the copy reads (no second request, and no surprise if the tag moves meanwhile).
+    pub fn resolve_tag(&mut self) -> Result<Digest> {
+        let m = self.fetch_manifest(self.tag(), None)?;
+        let digest = m.digest.clone();
+        self.top = Top::Resolved(m);
+        Ok(digest)
+    }
+
+    /// Makes the manifest `digest` the top one (a tag pinned to it), read from the store when
+    /// stored there; the source is still described by its reference.
+    pub fn read_digest(&mut self, digest: Digest) {
+        self.top = Top::Digest(digest);
     }
 
     fn tag(&self) -> &str {
@@ -152,7 +146,7 @@ impl RegistrySource {
             .client
             .get(&Request {
                 path: &path,
-                accept: Some(ACCEPT),
+                accept: Some(MANIFEST_ACCEPT),
                 range_from: None,
                 scope: &self.scope,
                 what: &what,
@@ -193,9 +187,7 @@ impl RegistrySource {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-            .filter(|t| {
-                [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].contains(&t.as_str())
-            });
+            .filter(|t| MANIFEST_TYPES.contains(&t.as_str()));
         let header_digest = match resp.headers().get("docker-content-digest") {
             None => None,
             Some(v) => match v.to_str().ok().map(|s| s.trim().parse::<Digest>()) {
@@ -286,54 +278,14 @@ impl ImageSource for RegistrySource {
     }
 
     fn top_manifest(&self) -> Result<RawManifest> {
-        if let Some(d) = &self.reference.digest {
-            return self.by_digest(&Expected {
+        match &self.top {
+            Top::Tag => self.fetch_manifest(self.tag(), None),
+            Top::Digest(d) => self.by_digest(&Expected {
                 digest: d.clone(),
                 size: None,
-            });
+            }),
+            Top::Resolved(m) => Ok(m.clone()),
         }
-        let lock = self.opts.tag_lock.as_deref();
-        if let Some(lock) = lock
-            && let Some(pinned) = lock.get(&self.reference)
-        {
-            self.progress.note(&format!(
-                "{}: pinned to {pinned} in {}",
-                self.reference.familiar(),
-                lock.path().display()
-            ));
-            return self.by_digest(&Expected {
-                digest: pinned,
-                size: None,
-            });
-        }
-        if self.opts.locked {
-            let why = match lock {
-                Some(l) => format!("tag not pinned in {} (--locked)", l.path().display()),
-                None => format!(
-                    "--locked, but there is no {} here to pin tags in",
-                    crate::lockfile::FILE_NAME
-                ),
-            };
-            return Err(Error::invalid(self.describe(), why));
-        }
-        let m = self.fetch_manifest(self.tag(), None)?;
-        if let Some(lock) = lock {
-            let pinned = lock.pin(&self.reference, &m.digest)?;
-            if pinned != m.digest {
-                // Another pull in this project pinned the tag meanwhile: follow its pin.
-                return self.by_digest(&Expected {
-                    digest: pinned,
-                    size: None,
-                });
-            }
-            self.progress.info(&format!(
-                "pinned {} to {} in {}",
-                self.reference.familiar(),
-                m.digest,
-                lock.path().display()
-            ));
-        }
-        Ok(m)
     }
 
     fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
@@ -510,48 +462,6 @@ impl Read for BlobStream<'_> {
 fn content_range_start(v: &str) -> Option<u64> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     rest.split('-').next()?.trim().parse().ok()
-}
-
-/// What the registry offers under a reference, for `lade list REF`.
-pub struct RemoteImage {
-    /// `host:port/repository:tag` as ch-image shows it.
-    pub full_ref: String,
-    pub digest: Digest,
-    /// `(arch[/variant], manifest digest)` per platform of an index; empty for an
-    /// architecture-unaware image.
-    pub archs: Vec<(String, Digest)>,
-    pub arch_aware: bool,
-}
-
-/// Asks the registry what `reference` names now (the tag lock file is not consulted).
-pub fn inspect(reference: &Reference, opts: &Options) -> Result<RemoteImage> {
-    let src = RegistrySource::open(reference, opts, None)?;
-    let top = src.live_top_manifest()?;
-    let full_ref = src.full_remote_ref();
-    let mut archs = Vec::new();
-    let arch_aware = top.kind == Kind::Index;
-    if arch_aware {
-        for d in top.index()?.manifests() {
-            let Some(p) = d.platform().as_ref() else {
-                continue;
-            };
-            if p.architecture().to_string() == "unknown" {
-                continue; // attestations
-            }
-            let name = crate::platform::describe(d).unwrap_or_default();
-            let name = match p.os().to_string().as_str() {
-                "linux" => name,
-                os => format!("{os}/{name}"),
-            };
-            archs.push((name, Digest::try_from(d.digest())?));
-        }
-    }
-    Ok(RemoteImage {
-        full_ref,
-        digest: top.digest,
-        archs,
-        arch_aware,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,54 @@
+//! `lade delete`: local images by glob, and `docker://REF`s from their registries.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{Common, one_line};
+use lade::error::Result;
+use lade::reference::Reference;
+use lade::storage::LockMode;
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[arg(required = true)]
+    globs: Vec<String>,
+}
+
+pub fn run(args: DeleteArgs, c: &Common) -> Result<ExitCode> {
+    let (remote, globs): (Vec<String>, Vec<String>) = args
+        .globs
+        .into_iter()
+        .partition(|g| g.starts_with("docker://"));
+    let mut failed = None;
+    for r in &remote {
+        let result = Reference::parse(&r["docker://".len()..])
+            .and_then(|name| lade::transport::registry::delete_remote(&name, &c.registry()));
+        match result {
+            Ok(done) => println!("{r}: {done}"),
+            Err(e) => {
+                eprintln!("lade: error: {}", one_line(&e));
+                failed = Some(ExitCode::FAILURE);
+            }
+        }
+    }
+    if globs.is_empty() {
+        return Ok(failed.unwrap_or(ExitCode::SUCCESS));
+    }
+    let storage = c.open_storage(LockMode::Exclusive)?;
+    for glob in &globs {
+        match lade::storage::gc::delete_matching(&storage, glob) {
+            Ok(names) => names.iter().for_each(|n| println!("deleted {n}")),
+            Err(e) => {
+                eprintln!("lade: error: {}", one_line(&e));
+                failed = Some(ExitCode::FAILURE);
+            }
+        }
+    }
+    let report = lade::storage::gc::collect_garbage(&storage)?;
+    c.progress.note(&format!(
+        "removed {} unused blobs and {} unused layer trees",
+        report.blobs_removed, report.trees_removed
+    ));
+    Ok(failed.unwrap_or(ExitCode::SUCCESS))
+}

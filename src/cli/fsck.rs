@@ -1,0 +1,47 @@
+//! `lade fsck`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::Common;
+use lade::error::Result;
+use lade::storage::LockMode;
+
+#[derive(Args)]
+pub struct FsckArgs {
+    /// Remove corrupt objects and unusable images (pull them again afterwards)
+    #[arg(long)]
+    repair: bool,
+}
+
+pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
+    let mode = if args.repair {
+        LockMode::Exclusive
+    } else {
+        LockMode::Shared
+    };
+    let storage = c.open_storage(mode)?;
+    let report = lade::storage::fsck::fsck(&storage, args.repair)?;
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    for r in &report.repaired {
+        println!("repaired: {r}");
+    }
+    println!(
+        "checked {} blobs, {} layer trees, {} images: {}",
+        report.blobs_checked,
+        report.trees_checked,
+        report.images_checked,
+        if report.is_clean() {
+            "no problems".to_string()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    );
+    if !report.is_clean() && !args.repair {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

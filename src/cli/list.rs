@@ -1,0 +1,198 @@
+//! `lade list`: the store's images, one image in detail (with what its registry offers), or
+//! a repository's tags. The printing is the command line's; the facts come from the library.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::{Common, one_line};
+use lade::error::{Error, Result};
+use lade::reference::Reference;
+use lade::storage::{LockMode, Storage};
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Long format: platform, digest, layers, source
+    #[arg(short, long)]
+    long: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// List the tags of IMAGE_REF's repository in its registry
+    #[arg(long, requires = "image_ref")]
+    tags: bool,
+    image_ref: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(args: ListArgs, c: &Common) -> Result<ExitCode> {
+    if args.tags {
+        let r = args.image_ref.as_deref().unwrap_or_default();
+        let r = Reference::parse(r.strip_prefix("docker://").unwrap_or(r))?;
+        let opts = c.registry();
+        for t in lade::transport::registry::list_tags(&r, &opts)? {
+            println!("{t}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // `docker://REF` asks the registry even about an image that came from elsewhere.
+    let (one, ask_remote) = match args.image_ref.as_deref() {
+        Some(r) => match r.strip_prefix("docker://") {
+            Some(rest) => (Some(rest), true),
+            None => (Some(r), false),
+        },
+        None => (None, false),
+    };
+    let storage = c.open_storage(LockMode::Shared)?;
+    list(&storage, args.long, args.format, one)?;
+    if let Some(r) = one
+        && args.format == Format::Text
+    {
+        let name = Reference::parse(r)?;
+        let record = storage.images().get(&name)?;
+        // A local image the registry has nothing to say about (from oci:, a build, an
+        // import, or pulled under another name) is not worth a request, nor a network
+        // error when the registry is unreachable.
+        let from_elsewhere = record
+            .as_ref()
+            .filter(|rec| rec.source != format!("docker://{name}"));
+        match from_elsewhere {
+            Some(rec) if !ask_remote => {
+                println!(
+                    "available remotely:  not asked (the image came from {}; \
+                         `lade list docker://{r}` asks the registry)",
+                    rec.source
+                );
+                println!("host architecture:   {}", lade::platform::host_arch());
+            }
+            _ => list_remote(&name, &c.registry()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The remote half of `lade list REF`, as ch-image shows it: the full remote reference and
+/// every architecture the registry offers, with its manifest digest.
+fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
+    let remote = lade::transport::registry::inspect(name, opts);
+    match &remote {
+        Ok(r) => {
+            println!("full remote ref:     {}", r.full_ref);
+            println!("available remotely:  yes");
+            println!("remote digest:       {}", r.digest);
+            println!(
+                "remote arch-aware:   {}",
+                if r.arch_aware { "yes" } else { "no" }
+            );
+        }
+        // Only a registry that answered "no such image" says no; anything else (no network,
+        // refused, unauthorized) leaves it unknown.
+        Err(e @ Error::ImageNotFound(_)) => {
+            println!("available remotely:  no ({})", one_line(e));
+        }
+        Err(e) => {
+            println!("available remotely:  unknown ({})", one_line(e));
+        }
+    }
+    println!("host architecture:   {}", lade::platform::host_arch());
+    if let Ok(r) = &remote {
+        if r.arch_aware {
+            let width = r
+                .archs
+                .iter()
+                .map(|(a, _)| a.len())
+                .max()
+                .unwrap_or(0)
+                .max(8);
+            for (i, (arch, digest)) in r.archs.iter().enumerate() {
+                let label = if i == 0 { "archs available:" } else { "" };
+                println!("{label:20} {arch:width$}  {digest}");
+            }
+            if r.archs.is_empty() {
+                println!("archs available:     none named");
+            }
+        } else {
+            println!("archs available:     unknown (architecture-unaware image)");
+        }
+    }
+    if let Ok(Some(lock)) = lade::lockfile::TagLock::open_in(std::path::Path::new("."))
+        && let Some(d) = lock.get(name)
+    {
+        println!("pinned in {}: {d}", lock.path().display());
+    }
+}
+
+fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Result<()> {
+    let images = storage.images();
+    if let Some(r) = one {
+        let name = Reference::parse(r)?;
+        let record = images.get(&name)?;
+        if format == Format::Json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).map_err(|e| Error::json("list", e))?
+            );
+            return Ok(());
+        }
+        println!("details of image:    {}", name.familiar());
+        println!("full reference:      {name}");
+        match record {
+            None => println!("in local storage:    no"),
+            Some(rec) => {
+                println!("in local storage:    yes");
+                println!(
+                    "platform:            {}",
+                    rec.platform.as_deref().unwrap_or("unknown")
+                );
+                println!("manifest digest:     {}", rec.manifest);
+                if let Some(i) = &rec.index {
+                    println!("from index:          {i}");
+                }
+                println!("config digest:       {}", rec.config);
+                println!("layers:              {}", rec.layers.len());
+                println!("source:              {}", rec.source);
+            }
+        }
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    for r in images.list()? {
+        match r {
+            Ok(r) => records.push(r),
+            Err(e) => eprintln!("lade: warning: {e}"),
+        }
+    }
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).map_err(|e| Error::json("list", e))?
+        );
+        return Ok(());
+    }
+    for rec in records {
+        let name = rec
+            .reference()
+            .map(|r| r.familiar())
+            .unwrap_or_else(|_| rec.name.clone());
+        let arch = rec
+            .platform
+            .as_deref()
+            .map(|p| p.strip_prefix("linux/").unwrap_or(p).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        if long {
+            println!(
+                "{name:40} {arch:10} {} {:>3} layers  {}",
+                &rec.manifest.to_string()[..19],
+                rec.layers.len(),
+                rec.source
+            );
+        } else {
+            println!("{name} ({arch})");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The command line: the options every command shares, the list of commands, and one small
+//! module per command that turns its arguments into a library call and its result into
+//! output. No command's work is done here.
+
+mod build;
+mod copy;
+mod delete;
+mod fsck;
+mod gestalt;
+mod import;
+mod list;
+mod pull;
+mod push;
+mod reset;
+pub mod run;
+mod undelete;
+mod unpack;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use lade::error::{Error, Result};
+use lade::platform::ArchChoice;
+use lade::progress::Progress;
+use lade::storage::{self, LockMode, Storage};
+use lade::transport::registry;
+
+#[derive(Parser)]
+#[command(
+    name = "lade",
+    version,
+    about = "Pull, unpack, copy and manage OCI container images without privileges",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Storage directory [default: $LADE_STORAGE, else /var/tmp/$USER.lade]
+    #[arg(short, long, global = true, value_name = "DIR")]
+    pub storage: Option<PathBuf>,
+    /// Do not lock the storage directory (concurrent lades risk corruption)
+    #[arg(long, global = true)]
+    pub no_lock: bool,
+    /// Architecture: host, yolo, or a registry name such as arm64/v8
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "host",
+        value_name = "ARCH"
+    )]
+    pub arch: String,
+    /// More chatter; repeat for more
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Authenticated registry access (credentials from $LADE_USERNAME/$LADE_PASSWORD, login
+    /// files, or a prompt); anonymous otherwise
+    #[arg(long, global = true, env = "LADE_AUTH",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub auth: bool,
+    /// Ask for the registry password every time one is needed (one-time passwords)
+    #[arg(long, global = true)]
+    pub password_many: bool,
+    /// Do not verify registries' TLS certificates, and allow plain HTTP (risky)
+    #[arg(long, global = true)]
+    pub tls_no_verify: bool,
+    /// Also trust the PEM certificates in FILE for registries
+    #[arg(long, global = true, value_name = "FILE", env = "LADE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Bring an image into the store from a registry, oci:DIR[:REF] or oci-archive:FILE[:REF]
+    Pull(pull::PullArgs),
+    /// Copy an image between transports (docker://, oci:, oci-archive:, lade:), digests preserved
+    Copy(copy::CopyArgs),
+    /// Push a stored image (or a directory, with --image) to a registry, digests preserved
+    Push(push::PushArgs),
+    /// Write an image's flattened root filesystem to DIR (absent or empty)
+    Unpack(unpack::UnpackArgs),
+    /// List images in the store, or show one
+    List(list::ListArgs),
+    /// Delete images whose names match GLOB (quote it), then unused blobs and layers; a
+    /// docker://REF deletes that tag or manifest from its registry, where allowed
+    Delete(delete::DeleteArgs),
+    /// Make an image from a directory or tarball (with or without one top-level directory)
+    Import(import::ImportArgs),
+    /// Run a command in an image: user and mount namespaces, no daemon, no privileges
+    Run(run::RunArgs),
+    /// Verify every object in the store
+    Fsck(fsck::FsckArgs),
+    /// Delete everything in the storage directory
+    Reset,
+    /// Print configuration and features: storage-path, storage-version, arch, version
+    Gestalt(gestalt::GestaltArgs),
+    /// Build an image from a Dockerfile, unprivileged, with a build cache
+    Build(lade::build::executor::BuildArgs),
+    /// Summarise the build cache; --reset, --gc and --tree first, in that order
+    BuildCache(build::BuildCacheArgs),
+    /// Bring back an image `lade delete` removed, if its layers are still stored
+    Undelete(undelete::UndeleteArgs),
+    #[command(hide = true)]
+    BuildRunStep(lade::build::executor::RunStepArgs),
+}
+
+/// What every command gets besides its own arguments.
+pub struct Common<'a> {
+    pub global: &'a Global,
+    pub arch: ArchChoice,
+    pub progress: &'a Progress,
+}
+
+impl Common<'_> {
+    /// The storage directory, locked as `mode` asks unless `--no-lock`.
+    pub fn open_storage(&self, mode: LockMode) -> Result<Arc<Storage>> {
+        let (path, _) = storage::resolve_path(self.global.storage.as_deref())?;
+        let mode = if self.global.no_lock {
+            LockMode::None
+        } else {
+            mode
+        };
+        Ok(Arc::new(Storage::open(&path, mode)?))
+    }
+
+    /// How to reach registries, from the global options.
+    pub fn registry(&self) -> registry::Options {
+        let g = self.global;
+        registry::Options {
+            tls_no_verify: g.tls_no_verify,
+            ca_file: g.tls_ca_file.clone(),
+            auth: g.auth,
+            password_many: g.password_many,
+            progress: self.progress.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs the command; an error is printed by the caller.
+pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
+    let c = Common {
+        global: &cli.global,
+        arch: cli.global.arch.parse()?,
+        progress,
+    };
+    match cli.command {
+        Command::Pull(args) => pull::run(args, &c),
+        Command::Copy(args) => copy::run(args, &c),
+        Command::Push(args) => push::run(args, &c),
+        Command::Unpack(args) => unpack::run(args, &c),
+        Command::List(args) => list::run(args, &c),
+        Command::Delete(args) => delete::run(args, &c),
+        Command::Import(args) => import::run(args, &c),
+        Command::Run(args) => run::run(args, &c),
+        Command::Fsck(args) => fsck::run(args, &c),
+        Command::Reset => reset::run(&c),
+        Command::Gestalt(args) => gestalt::run(args, &c),
+        Command::Build(args) => build::build(args, &c),
+        Command::BuildCache(args) => build::build_cache(args, &c),
+        Command::Undelete(args) => undelete::run(args, &c),
+        Command::BuildRunStep(args) => build::run_step(args, &c),
+    }
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg.replace('\n', " ")
+}

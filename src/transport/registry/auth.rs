@@ -1,0 +1,386 @@
+//! Logging in to one registry as it challenges (the client's one request loop asks here what
+//! to send, and what to do about a 401): bearer tokens per scope from the realm a challenge
+//! names, anonymous or with the user's credentials, renewed before they expire; or basic
+//! authentication. Credentials are looked up only when a registry wants them.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+
+use super::Options;
+use super::challenge::{self, Challenge};
+use super::client::{self, Client};
+use super::credentials::{self, Credentials, Secret};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+struct Token {
+    value: Secret,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct AuthState {
+    /// Learned from a bearer challenge: where tokens come from.
+    realm: Option<String>,
+    service: Option<String>,
+    /// The registry asked for basic authentication.
+    basic: bool,
+    tokens: HashMap<String, Token>,
+    credentials: Option<Credentials>,
+}
+
+/// What a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    Nothing,
+    /// A token or credentials from earlier requests.
+    Cached,
+    /// A token got for this very request.
+    Fresh,
+}
+
+/// What one authentication round concluded.
+pub(super) enum AuthOutcome {
+    /// Credentials or a token are in place: send the request again.
+    Retry,
+    /// Nothing more to try: the 401 stands.
+    GiveUp,
+}
+
+/// The login state of one registry host, shared by every request to it.
+pub(super) struct Login {
+    /// `host[:port]` of the registry API, for messages.
+    host: String,
+    /// The registry as references name it, for login files.
+    registry: String,
+    insecure: bool,
+    authenticated: bool,
+    password_many: bool,
+    env: credentials::Env,
+    state: Mutex<AuthState>,
+    /// The user name of the credentials last used, for messages (its own lock, so that
+    /// errors can be made while `state` is held).
+    last_user: Mutex<Option<String>>,
+    progress: Progress,
+}
+
+impl Login {
+    pub(super) fn new(registry: &str, api_host: &str, opts: &Options, progress: Progress) -> Login {
+        Login {
+            host: api_host.to_string(),
+            registry: registry.to_string(),
+            insecure: opts.tls_no_verify,
+            authenticated: opts.auth,
+            password_many: opts.password_many,
+            env: opts
+                .env
+                .clone()
+                .unwrap_or_else(credentials::Env::from_process),
+            state: Mutex::new(AuthState::default()),
+            last_user: Mutex::new(None),
+            progress,
+        }
+    }
+
+    /// Authenticated mode (`--auth`): credentials are sent when asked for.
+    pub(super) fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The user name of the credentials last used, if any.
+    pub(super) fn user(&self) -> Option<String> {
+        self.last_user.lock().ok().and_then(|u| u.clone())
+    }
+
+    /// The `Authorization` value for a request needing `scope`, if one is known or can be got
+    /// without asking the registry first.
+    pub(super) fn authorization(
+        &self,
+        client: &Client,
+        scope: &str,
+    ) -> Result<(Option<Secret>, Sent)> {
+        let mut st = self.lock()?;
+        if st.basic {
+            let basic = st.credentials.as_ref().map(Credentials::basic_header);
+            let sent = if basic.is_some() {
+                Sent::Cached
+            } else {
+                Sent::Nothing
+            };
+            return Ok((basic, sent));
+        }
+        if let Some(t) = st.tokens.get(scope)
+            && t.expires > Instant::now()
+        {
+            let bearer = Secret::new(format!("Bearer {}", t.value.expose()));
+            return Ok((Some(bearer), Sent::Cached));
+        }
+        if st.realm.is_some() {
+            // A new scope or an expired token: get one before asking, saving a 401.
+            let token = self.fetch_token(client, &mut st, &[scope], scope)?;
+            let bearer = Secret::new(format!("Bearer {}", token.expose()));
+            return Ok((Some(bearer), Sent::Fresh));
+        }
+        Ok((None, Sent::Nothing))
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, AuthState>> {
+        self.state.lock().map_err(|_| {
+            Error::invalid(format!("registry {}", self.host), "internal lock poisoned")
+        })
+    }
+
+    /// Answers a 401's challenges for a request needing `scope`: a token for the scopes asked,
+    /// or basic credentials; or concludes that nothing more is worth trying.
+    pub(super) fn answer_challenge(
+        &self,
+        client: &Client,
+        headers: &HeaderMap,
+        scope: &str,
+        sent: Sent,
+        what: &str,
+    ) -> Result<AuthOutcome> {
+        let values: Vec<&str> = headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let challenges = challenge::parse(&values);
+        let mut st = self.lock()?;
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let Some(realm) = bearer.param("realm") else {
+                return Err(Error::invalid(
+                    what,
+                    "the registry asked for a bearer token but named no realm to get it from",
+                ));
+            };
+            self.check_realm(realm, what)?;
+            let changed = st.realm.as_deref() != Some(realm);
+            st.realm = Some(realm.to_string());
+            st.service = bearer.param("service").map(str::to_string);
+            st.basic = false;
+            let asked = bearer.param("scope").unwrap_or(scope);
+            // A token got for this request was refused: try again only if the registry now
+            // asks for another scope (or realm); otherwise the refusal stands. A token from
+            // earlier requests may have expired early or been revoked: get a new one.
+            st.tokens.remove(scope);
+            if sent == Sent::Fresh && !changed && asked == scope {
+                return Ok(AuthOutcome::GiveUp);
+            }
+            let mut scopes: Vec<&str> = vec![scope];
+            for s in asked.split(' ').filter(|s| !s.is_empty()) {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+            self.fetch_token(client, &mut st, &scopes, scope)?;
+            return Ok(AuthOutcome::Retry);
+        }
+        if challenges.iter().any(is_basic) {
+            if !self.authenticated {
+                return Ok(AuthOutcome::GiveUp);
+            }
+            if sent != Sent::Nothing && st.basic {
+                // The credentials were refused.
+                if self.password_many {
+                    st.credentials = None;
+                }
+                return Ok(AuthOutcome::GiveUp);
+            }
+            st.basic = true;
+            if st.credentials.is_none() {
+                let c = self.credentials(scope_repository(scope))?;
+                st.credentials = Some(c);
+            }
+            return Ok(AuthOutcome::Retry);
+        }
+        Ok(AuthOutcome::GiveUp)
+    }
+
+    /// Realms get credentials: only HTTPS, unless `--tls-no-verify` allowed plain HTTP.
+    fn check_realm(&self, realm: &str, what: &str) -> Result<()> {
+        let url = reqwest::Url::parse(realm).map_err(|e| {
+            Error::invalid(
+                what,
+                format!("token realm '{}' is not a URL: {e}", client::show(realm)),
+            )
+        })?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.insecure => Ok(()),
+            "http" => Err(Error::invalid(
+                what,
+                format!(
+                    "the registry sends clients for tokens to plain-HTTP {}; refused \
+                     (--tls-no-verify allows it)",
+                    client::strip_query(realm)
+                ),
+            )),
+            s => Err(Error::invalid(
+                what,
+                format!("token realm has scheme '{s}'"),
+            )),
+        }
+    }
+
+    fn credentials(&self, repository: &str) -> Result<Credentials> {
+        let progress = &self.progress;
+        let c = credentials::find(&self.env, &self.registry, repository, &mut |n| {
+            progress.note(&n)
+        })?;
+        if let Ok(mut u) = self.last_user.lock() {
+            *u = Some(c.username.clone());
+        }
+        Ok(c)
+    }
+
+    /// Gets a token for `scopes` and files it under `key`. In authenticated mode the token
+    /// request carries the user's credentials (asked for again each time with
+    /// `--password-many`).
+    fn fetch_token(
+        &self,
+        client: &Client,
+        st: &mut AuthState,
+        scopes: &[&str],
+        key: &str,
+    ) -> Result<Secret> {
+        let realm = st.realm.clone().unwrap_or_default();
+        let what = format!(
+            "token for {} from {}",
+            scopes.join(" "),
+            client::strip_query(&realm)
+        );
+        let mut url = reqwest::Url::parse(&realm)
+            .map_err(|e| Error::invalid(&what, format!("bad realm: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = &st.service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let basic = if self.authenticated {
+            if self.password_many || st.credentials.is_none() {
+                st.credentials = Some(self.credentials(scope_repository(key))?);
+            }
+            st.credentials.as_ref().map(Credentials::basic_header)
+        } else {
+            None
+        };
+        self.progress.note(&format!(
+            "getting {} token from {}",
+            if basic.is_some() {
+                "an authenticated"
+            } else {
+                "an anonymous"
+            },
+            client::strip_query(&realm)
+        ));
+        let build = |_: client::Scheme| {
+            let mut b = client.http().get(url.clone());
+            if let Some(a) = &basic {
+                b = b.header(header::AUTHORIZATION, client::sensitive(a));
+            }
+            b
+        };
+        let resp = client.send_retrying(&build, &what)?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if self.password_many {
+                st.credentials = None;
+            }
+            return Err(match &st.credentials {
+                Some(c) if self.authenticated => Error::invalid(
+                    &what,
+                    format!(
+                        "authentication failed (HTTP {}) for user '{}' (credentials from {})",
+                        status.as_u16(),
+                        c.username,
+                        c.origin
+                    ),
+                ),
+                _ => client.not_authorized(&what, status),
+            });
+        }
+        if !status.is_success() {
+            return Err(client.status_error(&what, resp));
+        }
+        let body = client::read_small(resp, &what)?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| Error::json(&what, e))?;
+        let mut parsed = parsed;
+        let value = parsed
+            .token
+            .take()
+            .filter(|t| !t.is_empty())
+            .or(parsed.access_token.take().filter(|t| !t.is_empty()))
+            .map(Secret::new)
+            .ok_or_else(|| Error::invalid(&what, "the response has no token"))?;
+        if !value.expose().bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(Error::invalid(
+                &what,
+                "the token has characters not allowed in a header",
+            ));
+        }
+        // The spec's default and minimum lifetime is 60 s; renew a little early.
+        let life = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(1, 86_400 * 7));
+        let margin = (life / 10).min(Duration::from_secs(10));
+        st.tokens.insert(
+            key.to_string(),
+            Token {
+                value: value.clone(),
+                expires: Instant::now() + life - margin,
+            },
+        );
+        Ok(value)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Drop for TokenResponse {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for t in [&mut self.token, &mut self.access_token]
+            .into_iter()
+            .flatten()
+        {
+            t.zeroize();
+        }
+    }
+}
+
+fn is_basic(c: &Challenge) -> bool {
+    c.scheme == "basic"
+}
+
+/// `repository:a/b:pull` → `a/b`.
+fn scope_repository(scope: &str) -> &str {
+    scope
+        .strip_prefix("repository:")
+        .and_then(|s| s.rsplit_once(':').map(|(r, _)| r))
+        .unwrap_or(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
+        assert_eq!(scope_repository("repository:a/b:pull,push"), "a/b");
+        assert_eq!(scope_repository("registry:catalog:*"), "registry:catalog:*");
+    }
+}

@@ -13,6 +13,7 @@
 //! - [`unpack`]: applying layers safely, without privileges.
 
 pub mod build;
+pub mod builder;
 pub mod copy;
 pub mod digest;
 pub mod error;

@@ -144,7 +144,7 @@ enum Command {
     /// Print configuration and features: storage-path, storage-version, arch, version
     Gestalt { selector: Option<String> },
     /// Build an image from a Dockerfile, unprivileged, with a build cache
-    Build(lade::build::executor::BuildArgs),
+    Build(lade::builder::BuildArgs),
     /// Summarise the build cache; --reset, --gc and --tree first, in that order
     BuildCache {
         /// Forget every cached build step, and free the layers only the cache used
@@ -160,7 +160,7 @@ enum Command {
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete { image_ref: String },
     #[command(hide = true)]
-    BuildRunStep(lade::build::executor::RunStepArgs),
+    BuildRunStep(lade::builder::RunStepArgs),
 }
 
 #[derive(Args)]
@@ -512,7 +512,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::Run(args) => return run_container(g, args),
         Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
-        Command::Build(args) => lade::build::executor::build(
+        Command::Build(args) => lade::builder::build(
             &args,
             || open_storage(g, LockMode::Shared),
             lade::pull::with_project_lock(registry_options(g, progress), args.locked)?,
@@ -540,7 +540,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::BuildRunStep(args) => {
             let storage = open_storage(g, LockMode::Shared)?;
-            match lade::build::executor::run_step(&storage, args)? {}
+            match lade::builder::run_step(&storage, args)? {}
         }
     }
     Ok(ExitCode::SUCCESS)

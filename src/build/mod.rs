@@ -40,7 +40,6 @@
 //! - `COPY --chown` is parsed and kept; the executor ignores it with a warning (ch-image).
 
 pub mod cache;
-pub mod executor;
 pub mod ignore;
 pub mod instruction;
 pub mod lex;
@@ -63,7 +62,7 @@ use std::collections::BTreeMap;
 /// lade's substitution before this list existed (so `ALL_PROXY`, which curl reads, too).
 /// `SSH_AUTH_SOCK` names a host path, so a RUN step gets the socket bound in, and both RUN's
 /// environment and substitution see where it is inside, not the host's value (see
-/// `executor::SSH_AGENT_INSIDE`).
+/// `crate::builder::SSH_AGENT_INSIDE`).
 pub fn passes_through(name: &str) -> bool {
     name == "SSH_AUTH_SOCK" || name == "USER" || name.to_ascii_lowercase().ends_with("_proxy")
 }

@@ -19,7 +19,7 @@
 //! `--force=fakeroot` ([`force`]) wraps package-manager steps in fakeroot after init steps
 //! recorded as cache steps of their own; `-b` binds host directories into every RUN (not part
 //! of the cache key, as ch-image). The host variables ch-image passes through
-//! ([`super::passes_through`]: proxies, `USER`, `SSH_AUTH_SOCK`) reach every RUN and stay out
+//! ([`crate::build::passes_through`]: proxies, `USER`, `SSH_AUTH_SOCK`) reach every RUN and stay out
 //! of the cache key too; the SSH agent's socket is bound in at [`SSH_AGENT_INSIDE`].
 //!
 //! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
@@ -46,8 +46,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::cache::{BuildCache, State, step_key};
-use super::{ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope};
+use crate::build::cache::{BuildCache, State, step_key};
+use crate::build::{
+    ArgDecl, Command, Dockerfile, Healthcheck, Instruction, Located, RunPlan, Scope,
+};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{OCI_MANIFEST, RawManifest};
@@ -135,10 +137,10 @@ pub fn run_step(storage: &Storage, a: RunStepArgs) -> Result<Infallible> {
     use crate::run::{RunImage, RunOptions, process::UserChoices, rootfs::Upper};
     // The host's pass-through variables first, so that ARG and ENV override them (Docker: ENV
     // beats a predefined ARG); in `set_env`, not `host_env`, whose list is `lade run`'s and
-    // would narrow [`super::passes_through`]. SSH_AUTH_SOCK is a host path: the step gets the
+    // would narrow [`crate::build::passes_through`]. SSH_AUTH_SOCK is a host path: the step gets the
     // inside one below, or none.
     let mut set_env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| super::passes_through(k) && k != "SSH_AUTH_SOCK")
+        .filter(|(k, _)| crate::build::passes_through(k) && k != "SSH_AUTH_SOCK")
         .collect();
     let mut binds = a
         .binds
@@ -216,7 +218,7 @@ pub fn build(
             )
         }
     };
-    let df = super::parse(&text, &file_name)?;
+    let df = crate::build::parse(&text, &file_name)?;
     for w in &df.warnings {
         progress.warn(w);
     }
@@ -247,7 +249,7 @@ pub fn build(
             "not a directory",
         ));
     }
-    let ignore = super::ignore::Ignore::load(&context)?;
+    let ignore = crate::build::ignore::Ignore::load(&context)?;
     let tag = match &args.tag {
         Some(t) => Reference::parse(t)?,
         None => Reference::parse(&infer_tag(args.file.as_deref(), &context))?,
@@ -265,7 +267,7 @@ pub fn build(
     }
     let mut scope = Scope::new(build_args);
     for (k, v) in std::env::vars() {
-        if super::passes_through(&k) && k != "SSH_AUTH_SOCK" {
+        if crate::build::passes_through(&k) && k != "SSH_AUTH_SOCK" {
             scope.predefine(&k, &v);
         }
     }
@@ -471,7 +473,7 @@ struct Builder<'a> {
     /// its own, under the URL's file name).
     fetched: std::cell::RefCell<HashMap<String, fetch::Fetched>>,
     /// The context's `.dockerignore`.
-    ignore: super::ignore::Ignore,
+    ignore: crate::build::ignore::Ignore,
     /// `--force=fakeroot`.
     force: bool,
     /// Whether a failed RUN looks for what `--force` would have changed.
@@ -631,7 +633,7 @@ impl Builder<'_> {
         let manifest = self.commit_image(state, tag)?;
         // The image's link into the cache (its final state first), for `build-cache --tree`,
         // `--gc` and `undelete`.
-        let refs = super::cache::refs::Refs::new(&self.storage);
+        let refs = crate::build::cache::refs::Refs::new(&self.storage);
         if self.write_cache {
             let keys = self.stages.iter().rev().map(|(_, k)| k.clone()).collect();
             refs.link(tag, &manifest, keys)?;
@@ -760,7 +762,7 @@ impl Builder<'_> {
             let triggers = string_list(state.config.get("config").and_then(|c| c.get("OnBuild")));
             for t in &triggers {
                 let text = format!("FROM scratch\n{t}\n");
-                let parsed = super::parse(&text, &df.file_name).map_err(|e| {
+                let parsed = crate::build::parse(&text, &df.file_name).map_err(|e| {
                     Error::invalid(
                         format!(
                             "{}:{}: ONBUILD trigger of {}",
@@ -897,7 +899,7 @@ impl Builder<'_> {
                 let mut urls = String::new();
                 let checksum = add_checksum(a)?;
                 for s in &a.files.sources {
-                    if let super::Source::Url(u) = s {
+                    if let crate::build::Source::Url(u) = s {
                         let d = &a.files.dest;
                         if d.ends_with('/') || d == "." || d.ends_with("/.") {
                             fetch::file_name(u)?; // before downloading: the file needs a name
@@ -1309,7 +1311,7 @@ impl Builder<'_> {
     fn run(
         &self,
         ins: &Located<Instruction>,
-        r: &super::Run,
+        r: &crate::build::Run,
         state: &State,
         scope: &Scope,
         forced: Option<&force::Config>,
@@ -1594,7 +1596,7 @@ impl Builder<'_> {
 }
 
 /// ADD's `--checksum`, which only URL sources can have (one at a time: it names one file).
-fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
+fn add_checksum(a: &crate::build::Add) -> Result<Option<Digest>> {
     let Some(c) = a.checksum.as_deref() else {
         return Ok(None);
     };
@@ -1602,7 +1604,7 @@ fn add_checksum(a: &super::Add) -> Result<Option<Digest>> {
         .files
         .sources
         .iter()
-        .filter(|s| matches!(s, super::Source::Url(_)))
+        .filter(|s| matches!(s, crate::build::Source::Url(_)))
         .count();
     if urls != 1 || a.files.sources.len() != 1 {
         return Err(Error::invalid(

@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod builder;
+pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod error;

@@ -646,9 +646,9 @@ fn push(
     let (src, mount_from): (Box<dyn transport::ImageSource>, Vec<String>) = match &image {
         Some(dir) => {
             let compression = match compression {
-                PushCompression::Gzip => lade::pack::Compression::Gzip,
-                PushCompression::Zstd => lade::pack::Compression::Zstd,
-                PushCompression::None => lade::pack::Compression::None,
+                PushCompression::Gzip => lade::compression::Compression::Gzip,
+                PushCompression::Zstd => lade::compression::Compression::Zstd,
+                PushCompression::None => lade::compression::Compression::None,
             };
             progress.info(&format!("packing {}", dir.display()));
             let top = lade::pack::pack_image(&storage, dir, compression, progress)?;

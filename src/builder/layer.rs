@@ -7,9 +7,10 @@
 use std::fs::{self, File};
 use std::path::Path;
 
+use crate::compression::Compression;
 use crate::digest::Expected;
 use crate::error::{Error, IoContext, Result};
-use crate::pack::{Compression, PackOptions, pack_layer_with};
+use crate::pack::{PackOptions, pack_layer_with};
 use crate::storage::{LayerInfo, LayerRef, LayerStore, Storage};
 
 pub use crate::pack::is_overlay_opaque as is_opaque;
@@ -50,7 +51,7 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
             let info = LayerInfo {
                 diff_id: diff_id.clone(),
                 blob: digest.clone(),
-                compression: "gzip".into(),
+                compression: Compression::Gzip.record_name().into(),
                 entries,
                 lower_chain: None,
             };

@@ -6,17 +6,15 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
-
-use crate::digest::{Algorithm, Digest, Expected, HashingWriter};
+use crate::compression::Compression;
+use crate::digest::{Algorithm, HashingWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{OCI_MANIFEST, RawManifest};
+use crate::image_config::{History, ImageConfig};
+use crate::image_writer;
+use crate::pack::{self, PackedLayer};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::Storage;
-use crate::transport::store::StoreDestination;
-use crate::transport::{CopiedImage, ImageDestination};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
 pub fn import(
@@ -51,55 +49,20 @@ pub fn import(
             single_top_dir(&tree)?.unwrap_or(tree)
         };
         let blob_tmp = staging.join("layer.tar.gz");
-        let (diff_id, digest, size) = pack_gzip(&root, &blob_tmp, progress)?;
-        let layer_expected = Expected {
-            digest: digest.clone(),
-            size: Some(size),
-        };
-        let blobs = storage.blobs();
-        let mut f = File::open(&blob_tmp).at(&blob_tmp)?;
-        blobs.put(
-            &layer_expected,
-            &mut f,
-            &format!("packed layer of {}", path.display()),
+        let packed = pack_gzip(&root, &blob_tmp)?;
+        for w in &packed.warnings {
+            progress.warn(w);
+        }
+        let what = format!("packed layer of {}", path.display());
+        let layer = image_writer::Layer::store_packed(storage, &packed, &blob_tmp, &what)?;
+        let history = History::step(None, &format!("lade import {}", path.display()), false);
+        let manifest = image_writer::write_image(
+            storage,
+            ImageConfig::for_host(vec![history], false),
+            &[layer],
         )?;
-
-        let config = serde_json::json!({
-            "architecture": crate::platform::host_arch().split('/').next().unwrap_or("amd64"),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-            "history": [{"created_by": format!("lade import {}", path.display())}],
-        });
-        let config_bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
-        let config_digest = blobs.put_bytes(&config_bytes)?;
-        let manifest_json = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest.to_string(),
-                "size": size,
-            }],
-        });
-        let manifest_bytes =
-            serde_json::to_vec(&manifest_json).map_err(|e| Error::json("image manifest", e))?;
-        let raw = RawManifest::new(manifest_bytes, Some(OCI_MANIFEST), None, "image manifest")?;
-        let mut dest =
-            StoreDestination::new(storage.clone(), name.clone()).with_progress(progress.clone());
-        dest.put_manifest(&raw)?;
-        dest.commit(&CopiedImage {
-            top: raw,
-            from_index: None,
-            platform: None,
-            source: format!("import {}", path.display()),
-        })?;
+        let source = format!("import {}", path.display());
+        image_writer::name_image(storage, manifest, name, source, progress)?;
         Ok(())
     })();
     let _ = crate::fsutil::remove_all(&staging);
@@ -116,20 +79,25 @@ fn single_top_dir(tree: &Path) -> Result<Option<PathBuf>> {
     Ok(first.file_type().at(tree)?.is_dir().then(|| first.path()))
 }
 
-/// Packs `root` into a gzip layer at `out`; returns (diff-ID, blob digest, blob size).
-fn pack_gzip(root: &Path, out: &Path, progress: &Progress) -> Result<(Digest, Digest, u64)> {
+/// Packs `root` into a gzip layer at `out`, on this thread alone. Not
+/// [`pack::pack_layer_with`], whose two threads hand the compressor 1 MiB chunks: gzip's
+/// output at level 1 depends on how its input is chunked, so an imported tree would get
+/// another blob digest than imports have always given it.
+fn pack_gzip(root: &Path, out: &Path) -> Result<PackedLayer> {
     let file = File::create(out).at(out)?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
-    // Level 1: three times faster than the default for a few percent more bytes.
-    let gz = GzEncoder::new(compressed, GzLevel::fast());
-    let uncompressed = HashingWriter::new(gz, Algorithm::Sha256);
-    let (uncompressed, warnings) = crate::pack::pack_tree(root, uncompressed)?;
-    for w in warnings {
-        progress.warn(&w);
-    }
-    let (gz, diff_id, _) = uncompressed.finish();
-    let compressed = gz.finish().at(out)?;
-    let (mut buf, digest, size) = compressed.finish();
+    let mut gz = Compression::Gzip.encoder(compressed).at(out)?;
+    let uncompressed = HashingWriter::new(&mut gz, Algorithm::Sha256);
+    let (uncompressed, stats) = pack::pack_tree_with(root, uncompressed, Default::default())?;
+    let (_, diff_id, _) = uncompressed.finish();
+    let (mut buf, digest, size) = gz.finish().at(out)?.finish();
     buf.flush().at(out)?;
-    Ok((diff_id, digest, size))
+    Ok(PackedLayer {
+        diff_id,
+        digest,
+        size,
+        warnings: stats.warnings,
+        entries: stats.entries,
+        compression: Compression::Gzip,
+    })
 }

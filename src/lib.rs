@@ -22,6 +22,8 @@ pub mod export;
 pub mod fsck;
 pub mod fsutil;
 pub mod gc;
+pub mod image_config;
+pub mod image_writer;
 pub mod import;
 pub mod layer_install;
 pub mod lockfile;

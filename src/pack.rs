@@ -239,6 +239,7 @@ pub struct PackedLayer {
     pub warnings: Vec<String>,
     /// Entries of the tree (see [`PackStats::entries`]).
     pub entries: u64,
+    pub compression: Compression,
 }
 
 /// Packs `root` normalised into `out` compressed as asked (`push --image`).
@@ -304,6 +305,7 @@ pub fn pack_layer_with(
         size,
         warnings: stats.warnings,
         entries: stats.entries,
+        compression,
     })
 }
 
@@ -345,7 +347,7 @@ pub fn pack_image(
     compression: Compression,
     progress: &crate::progress::Progress,
 ) -> Result<crate::manifest::RawManifest> {
-    use crate::digest::Expected;
+    use crate::image_config::{History, ImageConfig};
     let meta = fs::metadata(dir).at(dir)?;
     if !meta.is_dir() {
         return Err(Error::invalid(
@@ -361,52 +363,13 @@ pub fn pack_image(
         for w in &layer.warnings {
             progress.warn(w);
         }
-        let blobs = storage.blobs();
-        let mut f = File::open(&blob).at(&blob)?;
-        blobs.put(
-            &Expected {
-                digest: layer.digest.clone(),
-                size: Some(layer.size),
-            },
-            &mut f,
-            &format!("packed layer of {}", dir.display()),
-        )?;
-        let arch = crate::platform::host_arch();
-        let mut parts = arch.split('/');
-        let mut config = serde_json::json!({
-            "architecture": parts.next().unwrap_or("amd64"),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id.to_string()]},
-            "history": [{"created_by": "lade push --image"}],
-        });
-        if let Some(v) = parts.next() {
-            config["variant"] = serde_json::json!(v);
-        }
-        let config_bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
-        let config_digest = blobs.put_bytes(&config_bytes)?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": crate::manifest::OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": [{
-                "mediaType": compression.media_type(),
-                "digest": layer.digest.to_string(),
-                "size": layer.size,
-            }],
-        });
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::json("image manifest", e))?;
-        blobs.put_bytes(&bytes)?;
-        crate::manifest::RawManifest::new(
-            bytes,
-            Some(crate::manifest::OCI_MANIFEST),
-            None,
-            "image manifest",
+        let what = format!("packed layer of {}", dir.display());
+        let layer = crate::image_writer::Layer::store_packed(storage, &layer, &blob, &what)?;
+        let history = History::step(None, "lade push --image", false);
+        crate::image_writer::write_image(
+            storage,
+            ImageConfig::for_host(vec![history], true),
+            &[layer],
         )
     })();
     let _ = crate::fsutil::remove_all(&tmp);

@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod cli {
+    pub mod build;
+}
+
 use lade::copy::{CopyOptions, copy_image};
 use lade::error::{Error, Result};
 use lade::platform::ArchChoice;
@@ -144,7 +148,7 @@ enum Command {
     /// Print configuration and features: storage-path, storage-version, arch, version
     Gestalt { selector: Option<String> },
     /// Build an image from a Dockerfile, unprivileged, with a build cache
-    Build(lade::builder::BuildArgs),
+    Build(cli::build::BuildArgs),
     /// Summarise the build cache; --reset, --gc and --tree first, in that order
     BuildCache {
         /// Forget every cached build step, and free the layers only the cache used
@@ -160,7 +164,7 @@ enum Command {
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete { image_ref: String },
     #[command(hide = true)]
-    BuildRunStep(lade::builder::RunStepArgs),
+    BuildRunStep(cli::build::RunStepArgs),
 }
 
 #[derive(Args)]
@@ -513,7 +517,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Run(args) => return run_container(g, args),
         Command::Gestalt { selector } => return gestalt(g, selector.as_deref()),
         Command::Build(args) => lade::builder::build(
-            &args,
+            &args.options(),
             || open_storage(g, LockMode::Shared),
             lade::pull::with_project_lock(registry_options(g, progress), args.locked)?,
             arch,
@@ -540,7 +544,7 @@ fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::BuildRunStep(args) => {
             let storage = open_storage(g, LockMode::Shared)?;
-            match lade::builder::run_step(&storage, args)? {}
+            match lade::builder::run_step(&storage, args.into(), progress)? {}
         }
     }
     Ok(ExitCode::SUCCESS)

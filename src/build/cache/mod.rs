@@ -64,7 +64,7 @@ use crate::storage::{LayerRef, Storage};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub layers: Vec<LayerRef>,
-    pub config: serde_json::Value,
+    pub config: crate::image_config::ImageConfig,
 }
 
 /// One cache record as stored: the state, and where it sits in the cache tree.

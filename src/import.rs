@@ -2,16 +2,14 @@
 //! directory, or a "tarbomb" without), as `ch-image import`.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::compression::Compression;
-use crate::digest::{Algorithm, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::image_config::{History, ImageConfig};
 use crate::image_writer;
-use crate::pack::{self, PackedLayer};
+use crate::pack;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::Storage;
@@ -49,7 +47,8 @@ pub fn import(
             single_top_dir(&tree)?.unwrap_or(tree)
         };
         let blob_tmp = staging.join("layer.tar.gz");
-        let packed = pack_gzip(&root, &blob_tmp)?;
+        let opts = pack::PackOptions::default();
+        let packed = pack::pack_layer_in_one_thread(&root, &blob_tmp, Compression::Gzip, opts)?;
         for w in &packed.warnings {
             progress.warn(w);
         }
@@ -77,27 +76,4 @@ fn single_top_dir(tree: &Path) -> Result<Option<PathBuf>> {
     };
     let first = first.at(tree)?;
     Ok(first.file_type().at(tree)?.is_dir().then(|| first.path()))
-}
-
-/// Packs `root` into a gzip layer at `out`, on this thread alone. Not
-/// [`pack::pack_layer_with`], whose two threads hand the compressor 1 MiB chunks: gzip's
-/// output at level 1 depends on how its input is chunked, so an imported tree would get
-/// another blob digest than imports have always given it.
-fn pack_gzip(root: &Path, out: &Path) -> Result<PackedLayer> {
-    let file = File::create(out).at(out)?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
-    let mut gz = Compression::Gzip.encoder(compressed).at(out)?;
-    let uncompressed = HashingWriter::new(&mut gz, Algorithm::Sha256);
-    let (uncompressed, stats) = pack::pack_tree_with(root, uncompressed, Default::default())?;
-    let (_, diff_id, _) = uncompressed.finish();
-    let (mut buf, digest, size) = gz.finish().at(out)?.finish();
-    buf.flush().at(out)?;
-    Ok(PackedLayer {
-        diff_id,
-        digest,
-        size,
-        warnings: stats.warnings,
-        entries: stats.entries,
-        compression: Compression::Gzip,
-    })
 }

@@ -11,6 +11,10 @@
 //! - [`lockfile`]: the project's tag lock file, `lade-tags.lock`.
 //! - [`storage`]: the storage directory and its content-addressed parts.
 //! - [`unpack`]: applying layers safely, without privileges.
+//! - [`builder`]: `lade build`, over the Dockerfile language of [`build`].
+//! - [`image_config`], [`image_writer`]: the typed image config, and the one writer of the
+//!   images lade makes (a build, `import`, `push --image`).
+//! - [`compression`]: a layer's compression, for packing and unpacking alike.
 
 pub mod build;
 pub mod builder;

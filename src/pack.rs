@@ -242,6 +242,49 @@ pub struct PackedLayer {
     pub compression: Compression,
 }
 
+impl PackedLayer {
+    fn new(
+        diff_id: crate::digest::Digest,
+        digest: crate::digest::Digest,
+        size: u64,
+        stats: PackStats,
+        compression: Compression,
+    ) -> PackedLayer {
+        PackedLayer {
+            diff_id,
+            digest,
+            size,
+            warnings: stats.warnings,
+            entries: stats.entries,
+            compression,
+        }
+    }
+}
+
+/// As [`pack_layer_with`], on this thread alone: the compressor gets the tar stream in the
+/// packer's own writes, not in 1 MiB chunks. `lade import` has always packed so, and gzip's
+/// output at level 1 depends on how its input is chunked: the two give different blobs for
+/// one tree, and imports keep the digests they always had.
+pub fn pack_layer_in_one_thread(
+    root: &Path,
+    out: &Path,
+    compression: Compression,
+    opts: PackOptions,
+) -> Result<PackedLayer> {
+    use crate::digest::{Algorithm, HashingWriter};
+    let file = File::create(out).at(out)?;
+    let hashed = HashingWriter::new(
+        io::BufWriter::with_capacity(1 << 20, file),
+        Algorithm::Sha256,
+    );
+    let mut enc = compression.encoder(hashed).at(out)?;
+    let (tar, stats) = pack_tree_with(root, HashingWriter::new(&mut enc, Algorithm::Sha256), opts)?;
+    let (_, diff_id, _) = tar.finish();
+    let (mut file, digest, size) = enc.finish().at(out)?.finish();
+    file.flush().at(out)?;
+    Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
+}
+
 /// Packs `root` normalised into `out` compressed as asked (`push --image`).
 pub fn pack_layer(root: &Path, out: &Path, compression: Compression) -> Result<PackedLayer> {
     let opts = PackOptions {
@@ -299,14 +342,7 @@ pub fn pack_layer_with(
         .join()
         .map_err(|_| Error::invalid(format!("packing {}", root.display()), "compressor panicked"))?
         .at(out)?;
-    Ok(PackedLayer {
-        diff_id,
-        digest,
-        size,
-        warnings: stats.warnings,
-        entries: stats.entries,
-        compression,
-    })
+    Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
 }
 
 /// Sends 1 MiB buffers to the compressing thread.

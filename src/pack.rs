@@ -12,7 +12,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::compression::Compression;
+use crate::compression::{Compression, Encoder};
+use crate::digest::{Algorithm, Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 
 /// How [`pack_tree_with`] packs.
@@ -233,8 +234,8 @@ pub fn push_mtime() -> u64 {
 
 /// A layer packed into a file.
 pub struct PackedLayer {
-    pub diff_id: crate::digest::Digest,
-    pub digest: crate::digest::Digest,
+    pub diff_id: Digest,
+    pub digest: Digest,
     pub size: u64,
     pub warnings: Vec<String>,
     /// Entries of the tree (see [`PackStats::entries`]).
@@ -244,8 +245,8 @@ pub struct PackedLayer {
 
 impl PackedLayer {
     fn new(
-        diff_id: crate::digest::Digest,
-        digest: crate::digest::Digest,
+        diff_id: Digest,
+        digest: Digest,
         size: u64,
         stats: PackStats,
         compression: Compression,
@@ -271,17 +272,11 @@ pub fn pack_layer_in_one_thread(
     compression: Compression,
     opts: PackOptions,
 ) -> Result<PackedLayer> {
-    use crate::digest::{Algorithm, HashingWriter};
-    let file = File::create(out).at(out)?;
-    let hashed = HashingWriter::new(
-        io::BufWriter::with_capacity(1 << 20, file),
-        Algorithm::Sha256,
-    );
-    let mut enc = compression.encoder(hashed).at(out)?;
-    let (tar, stats) = pack_tree_with(root, HashingWriter::new(&mut enc, Algorithm::Sha256), opts)?;
+    let mut blob = BlobWriter::new(File::create(out).at(out)?, compression).at(out)?;
+    let hashing = HashingWriter::new(&mut blob, Algorithm::Sha256);
+    let (tar, stats) = pack_tree_with(root, hashing, opts)?;
     let (_, diff_id, _) = tar.finish();
-    let (mut file, digest, size) = enc.finish().at(out)?.finish();
-    file.flush().at(out)?;
+    let (digest, size) = blob.finish().at(out)?;
     Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
 }
 
@@ -303,22 +298,16 @@ pub fn pack_layer_with(
     compression: Compression,
     opts: PackOptions,
 ) -> Result<PackedLayer> {
-    use crate::digest::{Algorithm, HashingWriter};
-    use std::io::BufWriter;
     use std::sync::mpsc::sync_channel;
 
     let file = File::create(out).at(out)?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
-    let compressor = std::thread::spawn(move || -> io::Result<(crate::digest::Digest, u64)> {
-        let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
-        let mut enc = compression.encoder(hashed)?;
+    let compressor = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
+        let mut blob = BlobWriter::new(file, compression)?;
         for buf in rx {
-            enc.write_all(&buf)?;
+            blob.write_all(&buf)?;
         }
-        let hashed = enc.finish()?;
-        let (mut w, digest, size) = hashed.finish();
-        w.flush()?;
-        Ok((digest, size))
+        blob.finish()
     });
     let pipe = ChannelWriter {
         tx: Some(tx),
@@ -343,6 +332,40 @@ pub fn pack_layer_with(
         .map_err(|_| Error::invalid(format!("packing {}", root.display()), "compressor panicked"))?
         .at(out)?;
     Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
+}
+
+/// A layer blob being written: compressed as asked, the compressed bytes hashed for the
+/// blob's digest and size.
+struct BlobWriter {
+    enc: Box<dyn Encoder<HashingWriter<io::BufWriter<File>>>>,
+}
+
+impl BlobWriter {
+    fn new(file: File, compression: Compression) -> io::Result<BlobWriter> {
+        let hashed = HashingWriter::new(
+            io::BufWriter::with_capacity(1 << 20, file),
+            Algorithm::Sha256,
+        );
+        Ok(BlobWriter {
+            enc: compression.encoder(hashed)?,
+        })
+    }
+
+    /// Ends the compressed stream and flushes the file; returns the blob's digest and size.
+    fn finish(self) -> io::Result<(Digest, u64)> {
+        let (mut file, digest, size) = self.enc.finish()?.finish();
+        file.flush()?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.enc.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.enc.flush()
+    }
 }
 
 /// Sends 1 MiB buffers to the compressing thread.
@@ -426,7 +449,7 @@ impl crate::transport::ImageSource for PackedSource {
     fn top_manifest(&self) -> Result<crate::manifest::RawManifest> {
         Ok(self.top.clone())
     }
-    fn open_blob(&self, digest: &crate::digest::Digest) -> Result<Box<dyn io::Read + Send + '_>> {
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn io::Read + Send + '_>> {
         Ok(Box::new(self.storage.blobs().open(digest)?))
     }
 }

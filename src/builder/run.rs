@@ -1,7 +1,7 @@
 //! RUN, the parent side: the command line of the step (shell, exec form or heredoc script,
-//! `--force=fakeroot`'s wrapper and init steps), lade itself started as the hidden
-//! `lade build-run-step` over the state's layer trees ([`super::run_step`] is the child), and
-//! the upper directory it leaves made into a layer ([`super::layer`]).
+//! `--force=fakeroot`'s wrapper and init steps), lade itself started as the hidden `lade
+//! build-run-step` over the state's layer trees (the child: [`run_step`](mod@super::run_step)),
+//! and the upper directory it leaves made into a layer ([`super::layer`]).
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;

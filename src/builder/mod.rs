@@ -6,11 +6,11 @@
 //!
 //! - config-only instructions (ENV, LABEL, CMD, …) edit the config and add a history entry
 //!   with `empty_layer` ([`config`]);
-//! - RUN runs lade itself as a child (the hidden `lade build-run-step`, [`run_step`](mod@run_step)) over the
-//!   state's layer trees, as uid 0 in a user namespace, with the overlay's upper directory
-//!   kept in the work area: that directory is already a layer tree in store format, so it is
-//!   packed into a layer blob (whiteouts and opaque markers converted to OCI's `.wh.` entries)
-//!   and published ([`run`], [`layer`]);
+//! - RUN runs lade itself as a child (the hidden `lade build-run-step`,
+//!   [`run_step`](mod@run_step)) over the state's layer trees, as uid 0 in a user namespace,
+//!   with the overlay's upper directory kept in the work area: that directory is already a
+//!   layer tree in store format, so it is packed into a layer blob (whiteouts and opaque
+//!   markers converted to OCI's `.wh.` entries) and published ([`run`], [`layer`]);
 //! - COPY, ADD and WORKDIR (when it must create the directory) write a fresh staging tree that
 //!   becomes a layer the same way ([`files`], [`layer`]).
 //!

@@ -2,21 +2,17 @@
 //! directory, or a "tarbomb" without), as `ch-image import`.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
-
-use crate::digest::{Algorithm, Digest, Expected, HashingWriter};
+use crate::compression::Compression;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{OCI_MANIFEST, RawManifest};
+use crate::image_config::{History, ImageConfig};
+use crate::image_writer;
+use crate::pack;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::storage::Storage;
-use crate::transport::store::StoreDestination;
-use crate::transport::{CopiedImage, ImageDestination};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
 pub fn import(
@@ -51,55 +47,21 @@ pub fn import(
             single_top_dir(&tree)?.unwrap_or(tree)
         };
         let blob_tmp = staging.join("layer.tar.gz");
-        let (diff_id, digest, size) = pack_gzip(&root, &blob_tmp, progress)?;
-        let layer_expected = Expected {
-            digest: digest.clone(),
-            size: Some(size),
-        };
-        let blobs = storage.blobs();
-        let mut f = File::open(&blob_tmp).at(&blob_tmp)?;
-        blobs.put(
-            &layer_expected,
-            &mut f,
-            &format!("packed layer of {}", path.display()),
+        let opts = pack::PackOptions::default();
+        let packed = pack::pack_layer_in_one_thread(&root, &blob_tmp, Compression::Gzip, opts)?;
+        for w in &packed.warnings {
+            progress.warn(w);
+        }
+        let what = format!("packed layer of {}", path.display());
+        let layer = image_writer::Layer::store_packed(storage, &packed, &blob_tmp, &what)?;
+        let history = History::step(None, &format!("lade import {}", path.display()), false);
+        let manifest = image_writer::write_image(
+            storage,
+            ImageConfig::for_host(vec![history], false),
+            &[layer],
         )?;
-
-        let config = serde_json::json!({
-            "architecture": crate::platform::host_arch().split('/').next().unwrap_or("amd64"),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-            "history": [{"created_by": format!("lade import {}", path.display())}],
-        });
-        let config_bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
-        let config_digest = blobs.put_bytes(&config_bytes)?;
-        let manifest_json = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest.to_string(),
-                "size": size,
-            }],
-        });
-        let manifest_bytes =
-            serde_json::to_vec(&manifest_json).map_err(|e| Error::json("image manifest", e))?;
-        let raw = RawManifest::new(manifest_bytes, Some(OCI_MANIFEST), None, "image manifest")?;
-        let mut dest =
-            StoreDestination::new(storage.clone(), name.clone()).with_progress(progress.clone());
-        dest.put_manifest(&raw)?;
-        dest.commit(&CopiedImage {
-            top: raw,
-            from_index: None,
-            platform: None,
-            source: format!("import {}", path.display()),
-        })?;
+        let source = format!("import {}", path.display());
+        image_writer::name_image(storage, manifest, name, source, progress)?;
         Ok(())
     })();
     let _ = crate::fsutil::remove_all(&staging);
@@ -114,22 +76,4 @@ fn single_top_dir(tree: &Path) -> Result<Option<PathBuf>> {
     };
     let first = first.at(tree)?;
     Ok(first.file_type().at(tree)?.is_dir().then(|| first.path()))
-}
-
-/// Packs `root` into a gzip layer at `out`; returns (diff-ID, blob digest, blob size).
-fn pack_gzip(root: &Path, out: &Path, progress: &Progress) -> Result<(Digest, Digest, u64)> {
-    let file = File::create(out).at(out)?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
-    // Level 1: three times faster than the default for a few percent more bytes.
-    let gz = GzEncoder::new(compressed, GzLevel::fast());
-    let uncompressed = HashingWriter::new(gz, Algorithm::Sha256);
-    let (uncompressed, warnings) = crate::pack::pack_tree(root, uncompressed)?;
-    for w in warnings {
-        progress.warn(&w);
-    }
-    let (gz, diff_id, _) = uncompressed.finish();
-    let compressed = gz.finish().at(out)?;
-    let (mut buf, digest, size) = compressed.finish();
-    buf.flush().at(out)?;
-    Ok((diff_id, digest, size))
 }

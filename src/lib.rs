@@ -26,7 +26,10 @@
 //! - [`run`]: running a command in an image, in user and mount namespaces.
 //! - [`dockerfile`]: the Dockerfile language (lexer, parser, instructions, substitution,
 //!   `.dockerignore`).
-//! - [`build`]: Dockerfiles built, with a build cache.
+//! - [`builder`]: `lade build`: a Dockerfile built, with the build cache ([`builder::cache`]).
+//! - [`image_config`], [`image_writer`]: the typed image config, and the one writer of the
+//!   images lade makes (a build, `import`, `push --image`).
+//! - [`compression`]: a layer's compression, for packing and unpacking alike.
 //!
 //! Plumbing:
 //! - [`error`]: the error type, one clear line per failure.
@@ -34,13 +37,16 @@
 //! - [`parallel`]: independent jobs on a few threads, stopping at the first error.
 //! - [`fsutil`]: small filesystem helpers.
 
-pub mod build;
+pub mod builder;
+pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod dockerfile;
 pub mod error;
 pub mod export;
 pub mod fsutil;
+pub mod image_config;
+pub mod image_writer;
 pub mod import;
 pub mod layer_install;
 pub mod lockfile;

@@ -12,6 +12,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::compression::{Compression, Encoder};
+use crate::digest::{Algorithm, Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 
 /// How [`pack_tree_with`] packs.
@@ -230,32 +232,52 @@ pub fn push_mtime() -> u64 {
         .unwrap_or(0)
 }
 
-/// How a packed layer is compressed (`--compression`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl Compression {
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-}
-
 /// A layer packed into a file.
 pub struct PackedLayer {
-    pub diff_id: crate::digest::Digest,
-    pub digest: crate::digest::Digest,
+    pub diff_id: Digest,
+    pub digest: Digest,
     pub size: u64,
     pub warnings: Vec<String>,
     /// Entries of the tree (see [`PackStats::entries`]).
     pub entries: u64,
+    pub compression: Compression,
+}
+
+impl PackedLayer {
+    fn new(
+        diff_id: Digest,
+        digest: Digest,
+        size: u64,
+        stats: PackStats,
+        compression: Compression,
+    ) -> PackedLayer {
+        PackedLayer {
+            diff_id,
+            digest,
+            size,
+            warnings: stats.warnings,
+            entries: stats.entries,
+            compression,
+        }
+    }
+}
+
+/// As [`pack_layer_with`], on this thread alone: the compressor gets the tar stream in the
+/// packer's own writes, not in 1 MiB chunks. `lade import` has always packed so, and gzip's
+/// output at level 1 depends on how its input is chunked: the two give different blobs for
+/// one tree, and imports keep the digests they always had.
+pub fn pack_layer_in_one_thread(
+    root: &Path,
+    out: &Path,
+    compression: Compression,
+    opts: PackOptions,
+) -> Result<PackedLayer> {
+    let mut blob = BlobWriter::new(File::create(out).at(out)?, compression).at(out)?;
+    let hashing = HashingWriter::new(&mut blob, Algorithm::Sha256);
+    let (tar, stats) = pack_tree_with(root, hashing, opts)?;
+    let (_, diff_id, _) = tar.finish();
+    let (digest, size) = blob.finish().at(out)?;
+    Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
 }
 
 /// Packs `root` normalised into `out` compressed as asked (`push --image`).
@@ -276,30 +298,16 @@ pub fn pack_layer_with(
     compression: Compression,
     opts: PackOptions,
 ) -> Result<PackedLayer> {
-    use crate::digest::{Algorithm, HashingWriter};
-    use std::io::BufWriter;
     use std::sync::mpsc::sync_channel;
 
     let file = File::create(out).at(out)?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
-    let compressor = std::thread::spawn(move || -> io::Result<(crate::digest::Digest, u64)> {
-        let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), Algorithm::Sha256);
-        let mut enc: Box<dyn WriteFinish> = match compression {
-            // Level 1: three times faster than the default for a few percent more bytes.
-            Compression::Gzip => Box::new(flate2::write::GzEncoder::new(
-                hashed,
-                flate2::Compression::fast(),
-            )),
-            Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(hashed, 3)?),
-            Compression::None => Box::new(hashed),
-        };
+    let compressor = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
+        let mut blob = BlobWriter::new(file, compression)?;
         for buf in rx {
-            enc.write_all(&buf)?;
+            blob.write_all(&buf)?;
         }
-        let hashed = enc.finish_box()?;
-        let (mut w, digest, size) = hashed.finish();
-        w.flush()?;
-        Ok((digest, size))
+        blob.finish()
     });
     let pipe = ChannelWriter {
         tx: Some(tx),
@@ -323,38 +331,40 @@ pub fn pack_layer_with(
         .join()
         .map_err(|_| Error::invalid(format!("packing {}", root.display()), "compressor panicked"))?
         .at(out)?;
-    Ok(PackedLayer {
-        diff_id,
-        digest,
-        size,
-        warnings: stats.warnings,
-        entries: stats.entries,
-    })
+    Ok(PackedLayer::new(diff_id, digest, size, stats, compression))
 }
 
-/// An encoder that can be finished behind a `Box`, giving back the hashing file writer.
-trait WriteFinish: Write + Send {
-    fn finish_box(self: Box<Self>)
-    -> io::Result<crate::digest::HashingWriter<io::BufWriter<File>>>;
+/// A layer blob being written: compressed as asked, the compressed bytes hashed for the
+/// blob's digest and size.
+struct BlobWriter {
+    enc: Box<dyn Encoder<HashingWriter<io::BufWriter<File>>>>,
 }
 
-type HashedFile = crate::digest::HashingWriter<io::BufWriter<File>>;
+impl BlobWriter {
+    fn new(file: File, compression: Compression) -> io::Result<BlobWriter> {
+        let hashed = HashingWriter::new(
+            io::BufWriter::with_capacity(1 << 20, file),
+            Algorithm::Sha256,
+        );
+        Ok(BlobWriter {
+            enc: compression.encoder(hashed)?,
+        })
+    }
 
-impl WriteFinish for flate2::write::GzEncoder<HashedFile> {
-    fn finish_box(self: Box<Self>) -> io::Result<HashedFile> {
-        self.finish()
+    /// Ends the compressed stream and flushes the file; returns the blob's digest and size.
+    fn finish(self) -> io::Result<(Digest, u64)> {
+        let (mut file, digest, size) = self.enc.finish()?.finish();
+        file.flush()?;
+        Ok((digest, size))
     }
 }
 
-impl WriteFinish for zstd::stream::write::Encoder<'static, HashedFile> {
-    fn finish_box(self: Box<Self>) -> io::Result<HashedFile> {
-        self.finish()
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.enc.write(buf)
     }
-}
-
-impl WriteFinish for HashedFile {
-    fn finish_box(self: Box<Self>) -> io::Result<HashedFile> {
-        Ok(*self)
+    fn flush(&mut self) -> io::Result<()> {
+        self.enc.flush()
     }
 }
 
@@ -396,7 +406,7 @@ pub fn pack_image(
     compression: Compression,
     progress: &crate::progress::Progress,
 ) -> Result<crate::manifest::RawManifest> {
-    use crate::digest::Expected;
+    use crate::image_config::{History, ImageConfig};
     let meta = fs::metadata(dir).at(dir)?;
     if !meta.is_dir() {
         return Err(Error::invalid(
@@ -412,52 +422,13 @@ pub fn pack_image(
         for w in &layer.warnings {
             progress.warn(w);
         }
-        let blobs = storage.blobs();
-        let mut f = File::open(&blob).at(&blob)?;
-        blobs.put(
-            &Expected {
-                digest: layer.digest.clone(),
-                size: Some(layer.size),
-            },
-            &mut f,
-            &format!("packed layer of {}", dir.display()),
-        )?;
-        let arch = crate::platform::host_arch();
-        let mut parts = arch.split('/');
-        let mut config = serde_json::json!({
-            "architecture": parts.next().unwrap_or("amd64"),
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id.to_string()]},
-            "history": [{"created_by": "lade push --image"}],
-        });
-        if let Some(v) = parts.next() {
-            config["variant"] = serde_json::json!(v);
-        }
-        let config_bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
-        let config_digest = blobs.put_bytes(&config_bytes)?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": crate::manifest::OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": [{
-                "mediaType": compression.media_type(),
-                "digest": layer.digest.to_string(),
-                "size": layer.size,
-            }],
-        });
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::json("image manifest", e))?;
-        blobs.put_bytes(&bytes)?;
-        crate::manifest::RawManifest::new(
-            bytes,
-            Some(crate::manifest::OCI_MANIFEST),
-            None,
-            "image manifest",
+        let what = format!("packed layer of {}", dir.display());
+        let layer = crate::image_writer::Layer::store_packed(storage, &layer, &blob, &what)?;
+        let history = History::step(None, "lade push --image", false);
+        crate::image_writer::write_image(
+            storage,
+            ImageConfig::for_host(vec![history], true),
+            &[layer],
         )
     })();
     let _ = crate::fsutil::remove_all(&tmp);
@@ -478,7 +449,7 @@ impl crate::transport::ImageSource for PackedSource {
     fn top_manifest(&self) -> Result<crate::manifest::RawManifest> {
         Ok(self.top.clone())
     }
-    fn open_blob(&self, digest: &crate::digest::Digest) -> Result<Box<dyn io::Read + Send + '_>> {
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn io::Read + Send + '_>> {
         Ok(Box::new(self.storage.blobs().open(digest)?))
     }
 }

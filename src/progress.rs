@@ -2,7 +2,7 @@
 //!
 //! Everything goes to standard error, so that standard output carries only results.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -50,6 +50,22 @@ impl Progress {
     pub fn warn(&self, msg: &str) {
         if self.verbosity >= 0 {
             self.println(&format!("warning: {msg}"));
+        }
+    }
+
+    /// A line of the command's result, on standard output and at every verbosity (`-q` quiets
+    /// progress, not results): `lade build`'s step lines, for one, which scripts read. Bars
+    /// on the terminal are set aside while it is written.
+    pub fn result(&self, line: &str) {
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            // A closed standard output (`| head`) is the reader's choice, not lade's failure.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        };
+        match &self.multi {
+            Some(m) => m.suspend(write),
+            None => write(),
         }
     }
 

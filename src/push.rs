@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::compression::Compression;
 use crate::copy::{CopyOptions, copy_image};
 use crate::error::Result;
-use crate::pack::{self, Compression, PackedSource};
+use crate::pack::{self, PackedSource};
 use crate::platform::ArchChoice;
 use crate::progress::Progress;
 use crate::reference::Reference;

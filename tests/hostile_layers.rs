@@ -14,10 +14,10 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use lade::compression::Compression;
 use lade::digest::{Digest, Expected, VerifyingReader};
 use lade::unpack::{
-    ApplyMode, ApplyOptions, Compression, LayerReport, apply_layer, flatten_trees,
-    resolve_external_hardlinks,
+    ApplyMode, ApplyOptions, LayerReport, apply_layer, flatten_trees, resolve_external_hardlinks,
 };
 use tar::{EntryType, Header};
 

@@ -107,13 +107,13 @@ pub enum Command {
     /// Print configuration and features: storage-path, storage-version, arch, version
     Gestalt(gestalt::GestaltArgs),
     /// Build an image from a Dockerfile, unprivileged, with a build cache
-    Build(lade::build::executor::BuildArgs),
+    Build(build::BuildArgs),
     /// Summarise the build cache; --reset, --gc and --tree first, in that order
     BuildCache(build::BuildCacheArgs),
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete(undelete::UndeleteArgs),
     #[command(hide = true)]
-    BuildRunStep(lade::build::executor::RunStepArgs),
+    BuildRunStep(build::RunStepArgs),
 }
 
 /// What every command gets besides its own arguments.

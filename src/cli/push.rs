@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::Common;
+use lade::compression::Compression;
 use lade::error::Result;
-use lade::pack::Compression;
 use lade::push::PushSource;
 use lade::reference::Reference;
 use lade::storage::LockMode;

@@ -87,7 +87,7 @@ pub struct ArgDecl {
     pub default: Option<String>,
 }
 
-/// Shell form (a string the executor runs with the current SHELL) or exec form (JSON array).
+/// Shell form (a string the builder runs with the current SHELL) or exec form (JSON array).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Shell(String),
@@ -234,7 +234,7 @@ pub struct Files {
     pub dest: String,
     /// Written in JSON (exec) form.
     pub json: bool,
-    /// `--chown`: kept so the executor can warn that it is ignored (ch-image's rule).
+    /// `--chown`: kept so the builder can warn that it is ignored (ch-image's rule).
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,

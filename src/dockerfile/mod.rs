@@ -1,5 +1,5 @@
 //! The Dockerfile language: text to typed instructions, and variable substitution. Nothing
-//! here runs anything or touches the store; the builder ([`crate::build`]) does that.
+//! here runs anything or touches the store; the builder ([`crate::builder`]) does that.
 //!
 //! - [`lexer`]: shell words as BuildKit's `shell.Lex` processes them: [`substitute`] and
 //!   [`split_words`].

@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub layers: Vec<LayerRef>,
-    pub config: serde_json::Value,
+    pub config: crate::image_config::ImageConfig,
 }
 
 /// One cache record as stored: the state, and where it sits in the cache tree.
@@ -135,7 +135,7 @@ mod tests {
     fn state() -> State {
         State {
             layers: Vec::new(),
-            config: serde_json::json!({"config": {}}),
+            config: crate::image_config::ImageConfig::default(),
         }
     }
 

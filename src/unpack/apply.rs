@@ -13,13 +13,13 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::compression::Magic;
 use super::meta::{self, Meta};
 use super::names::{self, Special, show};
 use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
 use super::tree::LayerTree;
-use super::{ApplyMode, ApplyOptions, Compression, LayerReport};
+use super::{ApplyMode, ApplyOptions, LayerReport};
+use crate::compression::{Compression, Magic};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -813,7 +813,7 @@ mod bench {
         let base =
             std::env::var_os("LADE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
         let start = Instant::now();
-        let (_, mut dec) = super::super::decompress(File::open(&layer).unwrap()).unwrap();
+        let (_, mut dec) = crate::compression::decompress(File::open(&layer).unwrap()).unwrap();
         let plain = io::copy(&mut dec, &mut io::sink()).unwrap();
         let secs = start.elapsed().as_secs_f64();
         println!("decompress only: {:.0} MB/s", plain as f64 / 1e6 / secs);

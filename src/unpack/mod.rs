@@ -50,7 +50,6 @@
 //! Nothing is fsynced: the caller syncs the filesystem once and publishes the tree by rename.
 
 mod apply;
-mod compression;
 mod copy;
 mod flatten;
 mod hardlinks;
@@ -64,7 +63,6 @@ mod tree;
 use std::path::PathBuf;
 
 pub use apply::apply_layer;
-pub use compression::{Compression, decompress};
 pub use flatten::flatten_trees;
 pub use hardlinks::resolve_external_hardlinks;
 
@@ -94,7 +92,7 @@ pub struct ApplyOptions<'a> {
 pub struct LayerReport {
     /// sha256 of the decompressed tar stream, all of it including padding after the end blocks.
     pub diff_id: crate::digest::Digest,
-    pub compression: Compression,
+    pub compression: crate::compression::Compression,
     /// Tar entries read, skipped ones and whiteouts included.
     pub entries: u64,
     /// E.g. "skipped character device dev/null", "member name ../x neutralised to x".

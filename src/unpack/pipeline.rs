@@ -10,7 +10,7 @@ use std::thread;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 
-use super::compression::{self, Magic};
+use crate::compression::{self, Magic};
 
 /// 256 KiB rather than 1 MiB: a chunk is hashed (diff-ID) and then copied into the tar reader
 /// while it is still in the consumer's L2 cache, and every layer's fresh buffers (chunks in

@@ -28,6 +28,26 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
+/// ADD's `--checksum`, which only URL sources can have (one at a time: it names one file).
+pub fn add_checksum(a: &crate::dockerfile::Add) -> Result<Option<Digest>> {
+    let Some(c) = a.checksum.as_deref() else {
+        return Ok(None);
+    };
+    let urls = a
+        .files
+        .sources
+        .iter()
+        .filter(|s| matches!(s, crate::dockerfile::Source::Url(_)))
+        .count();
+    if urls != 1 || a.files.sources.len() != 1 {
+        return Err(Error::invalid(
+            format!("ADD --checksum={c}"),
+            "needs exactly one source, an http:// or https:// URL",
+        ));
+    }
+    parse_checksum(c).map(Some)
+}
+
 /// `--checksum=ALG:HEX`, parsed (sha256 or sha512, as Docker).
 pub fn parse_checksum(c: &str) -> Result<Digest> {
     c.parse::<Digest>()

@@ -1,14 +1,17 @@
-//! Recognising and undoing a layer's compression.
+//! A layer's compression: the one type that packing (`push --image`, `import`, build steps),
+//! the store's layer records and unpacking share, with its media types, its recognition from a
+//! blob's first bytes, and its encoders and decoders.
 
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 
 use crate::error::{Error, Result};
 
 /// Size of the buffer between a compressed source and its decoder.
 const INPUT_BUFFER: usize = 1 << 20;
 
-/// How a layer blob is compressed, as told by its first bytes (media types lie often enough).
+/// How a layer blob is compressed. Unpacking tells it from the blob's first bytes (media types
+/// lie often enough); packing is told (`push --compression`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -27,6 +30,7 @@ impl Compression {
         }
     }
 
+    /// For messages ("corrupt gzip data").
     pub fn name(self) -> &'static str {
         match self {
             Compression::None => "uncompressed",
@@ -34,11 +38,86 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
+
+    /// The OCI media type of a layer compressed so.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+
+    /// The word a layer tree's `info.json` records (`none`, `gzip`, `zstd`).
+    pub fn record_name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The compression an `info.json` word names, if it names one.
+    pub fn from_record_name(name: &str) -> Option<Compression> {
+        [Compression::None, Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .find(|c| c.record_name() == name)
+    }
+
+    /// An encoder writing into `out`; [`Encoder::finish`] gives `out` back. gzip at level 1
+    /// (three times faster than the default for a few percent more bytes), zstd at its default
+    /// level 3.
+    pub fn encoder<W: Write + Send + 'static>(self, out: W) -> io::Result<Box<dyn Encoder<W>>> {
+        Ok(match self {
+            Compression::None => Box::new(Plain(out)),
+            Compression::Gzip => Box::new(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(out, 3)?),
+        })
+    }
 }
 
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A compressing writer that can be finished behind a `Box` (each codec's own `finish` is a
+/// method of its concrete type), giving back the writer it wrote into.
+pub trait Encoder<W>: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<W>;
+}
+
+impl<W: Write + Send> Encoder<W> for flate2::write::GzEncoder<W> {
+    fn finish(self: Box<Self>) -> io::Result<W> {
+        flate2::write::GzEncoder::finish(*self)
+    }
+}
+
+impl<W: Write + Send> Encoder<W> for zstd::stream::write::Encoder<'static, W> {
+    fn finish(self: Box<Self>) -> io::Result<W> {
+        zstd::stream::write::Encoder::finish(*self)
+    }
+}
+
+/// No compression: the writer itself.
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder<W> for Plain<W> {
+    fn finish(self: Box<Self>) -> io::Result<W> {
+        Ok(self.0)
     }
 }
 
@@ -169,6 +248,20 @@ mod tests {
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!((c, out), (Compression::Gzip, data));
+    }
+
+    #[test]
+    fn encoders_round_trip_and_names_match() {
+        let data = b"packed layer bytes".repeat(500);
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut enc = c.encoder(Vec::new()).unwrap();
+            enc.write_all(&data).unwrap();
+            let blob = enc.finish().unwrap();
+            let (found, out) = roundtrip(&blob);
+            assert_eq!((found, out.unwrap()), (c, data.clone()), "{c}");
+            assert_eq!(Compression::from_record_name(c.record_name()), Some(c));
+        }
+        assert_eq!(Compression::from_record_name("lz4"), None);
     }
 
     #[test]

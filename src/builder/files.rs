@@ -16,12 +16,15 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{Builder, resolve_path};
-use crate::build::cache::State;
+use super::config;
+use super::driver::{Builder, located, resolve_path};
+use super::layer;
+use crate::builder::cache::State;
 use crate::digest::{Algorithm, Hasher};
 use crate::dockerfile::ignore::Ignore;
-use crate::dockerfile::{Files, Source};
+use crate::dockerfile::{Add, Copy, Files, Instruction, Located, Source};
 use crate::error::{Error, IoContext, Result};
+use crate::storage::LayerRef;
 use crate::unpack::{ApplyMode, ApplyOptions};
 
 /// The context's `.dockerignore`, applied to paths under `root` (the context).
@@ -360,9 +363,71 @@ fn unpack_archive(src: &Path, dst: &Path, kind: Archive) -> Result<bool> {
     out
 }
 
+impl Builder<'_> {
+    /// COPY: the sources (from the context, or a `--from` stage or image) as a new layer.
+    pub(super) fn copy(
+        &mut self,
+        ins: &Located<Instruction>,
+        c: &Copy,
+        state: &State,
+    ) -> Result<LayerRef> {
+        if c.files.chown.is_some() {
+            self.progress
+                .warn(&format!("{}: COPY --chown ignored", self.where_(ins)));
+        }
+        let root = match c.from.as_deref() {
+            Some(f) => Some(self.source_root(f)?.0),
+            None => None,
+        };
+        let tree = self.storage.scratch_path("build-tree");
+        fs::create_dir_all(&tree).at(&tree)?;
+        let res = copy_files(self, state, &c.files, root.as_deref(), false, None, &tree)
+            .and_then(|()| self.restore_dir_modes());
+        if let Err(e) = res {
+            let _ = crate::fsutil::remove_all(&tree);
+            return Err(located(&self.where_(ins), e));
+        }
+        layer::commit_tree(&self.storage, &tree)
+    }
+
+    /// ADD: as COPY, with local archives unpacked (unless `--unpack=false`) and URLs
+    /// downloaded.
+    pub(super) fn add(
+        &self,
+        ins: &Located<Instruction>,
+        a: &Add,
+        state: &State,
+    ) -> Result<LayerRef> {
+        if a.files.chown.is_some() {
+            self.progress
+                .warn(&format!("{}: ADD --chown ignored", self.where_(ins)));
+        }
+        let tree = self.storage.scratch_path("build-tree");
+        fs::create_dir_all(&tree).at(&tree)?;
+        let unpack = a.unpack.unwrap_or(true);
+        let res = super::fetch::add_checksum(a)
+            .and_then(|c| copy_files(self, state, &a.files, None, unpack, c.as_ref(), &tree))
+            .and_then(|()| self.restore_dir_modes());
+        if let Err(e) = res {
+            let _ = crate::fsutil::remove_all(&tree);
+            return Err(located(&self.where_(ins), e));
+        }
+        layer::commit_tree(&self.storage, &tree)
+    }
+
+    /// Gives the directories [`prepare_dirs`] made their image modes (they stayed
+    /// owner-writable while files went in).
+    pub(super) fn restore_dir_modes(&self) -> Result<()> {
+        for (p, mode) in self.dirs_to_restore.borrow_mut().drain(..).rev() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the sources of a COPY/ADD into `tree` (a fresh staging directory) at their
 /// destination. `root` is the `--from` root, else the context is used.
-pub(super) fn copy_files(
+fn copy_files(
     b: &Builder,
     state: &State,
     f: &Files,
@@ -384,7 +449,7 @@ pub(super) fn copy_files(
             Error::unsupported(format!("--chmod={m}"), "only octal modes are supported yet")
         })?),
     };
-    let workdir = Builder::workdir(state);
+    let workdir = config::workdir(&state.config);
     let dest = b.resolve_links_in(state, &resolve_path(&workdir, &f.dest));
     // (path, heredoc content, the URL it was downloaded from)
     let mut srcs: Vec<(PathBuf, Option<String>, Option<&str>)> = Vec::new();

@@ -4,12 +4,13 @@
 //! [`crate::pack`], stored, and the tree itself is published in the layer store under the
 //! layer's diff-ID.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::Path;
 
-use crate::digest::Expected;
+use crate::compression::Compression;
 use crate::error::{IoContext, Result};
-use crate::pack::{Compression, PackOptions, pack_layer_with};
+use crate::image_writer::Layer;
+use crate::pack::{PackOptions, pack_layer_with};
 use crate::storage::{LayerInfo, LayerRef, LayerStore, Storage};
 
 pub use crate::pack::is_overlay_opaque as is_opaque;
@@ -28,20 +29,13 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
             overlay: true,
         };
         let packed = pack_layer_with(tree, &blob_tmp, Compression::Gzip, opts)?;
-        let (diff_id, digest, size, entries) =
-            (packed.diff_id, packed.digest, packed.size, packed.entries);
-        let blobs = storage.blobs();
-        if !blobs.has(&digest) {
-            let mut f = File::open(&blob_tmp).at(&blob_tmp)?;
-            blobs.put(
-                &Expected {
-                    digest: digest.clone(),
-                    size: Some(size),
-                },
-                &mut f,
-                "build layer",
-            )?;
-        }
+        let entries = packed.entries;
+        let Layer {
+            blob: digest,
+            diff_id,
+            compression,
+            ..
+        } = Layer::store_packed(storage, &packed, &blob_tmp, "build layer")?;
         fs::remove_file(&blob_tmp).at(&blob_tmp)?;
         let key = LayerStore::key(&diff_id);
         let layers = storage.layers();
@@ -51,7 +45,7 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
             let info = LayerInfo {
                 diff_id: diff_id.clone(),
                 blob: digest.clone(),
-                compression: "gzip".into(),
+                compression: compression.record_name().into(),
                 entries,
                 lower_chain: None,
             };

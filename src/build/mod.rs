@@ -1,4 +1,0 @@
-//! The builder: running a parsed Dockerfile ([`crate::dockerfile`]) and its build cache.
-
-pub mod cache;
-pub mod executor;

@@ -170,6 +170,11 @@ fn copy_blob(
         progress.note(&format!("{}: already present", short_what(expected)));
         return Ok(());
     }
+    // Before the source is opened: a registry source would otherwise start sending the blob.
+    if dst.reuse_blob(expected, what)? {
+        progress.note(&format!("{}: reused without copying", short_what(expected)));
+        return Ok(());
+    }
     let bar = progress.bytes(&short_what(expected), expected.size);
     let mut stream = src.open_blob(&expected.digest)?;
     let mut counted = bar.wrap_read(&mut stream);

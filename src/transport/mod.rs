@@ -195,6 +195,12 @@ pub trait ImageDestination: Send + Sync {
     fn expect_image(&self, _manifest: &RawManifest) -> Result<()> {
         Ok(())
     }
+    /// Obtains a blob without its bytes if the destination can (a registry mounts it from
+    /// another repository of its own); true when it now has it. Asked before the source is
+    /// opened, so a blob obtained this way is never read. Nothing by default.
+    fn reuse_blob(&self, _expected: &Expected, _what: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Stores a blob, verifying it against `expected`; `what` names it for errors. The stream
     /// is `Send` so that it can be consumed on another thread (decompression).
     fn put_blob(&self, expected: &Expected, data: &mut (dyn Read + Send), what: &str)

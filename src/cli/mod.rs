@@ -3,6 +3,7 @@
 //! output. No command's work is done here.
 
 mod build;
+mod completion;
 mod copy;
 mod delete;
 mod fsck;
@@ -112,6 +113,10 @@ pub enum Command {
     BuildCache(build::BuildCacheArgs),
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete(undelete::UndeleteArgs),
+    /// Print a shell completion script (bash, zsh or fish) for lade
+    Completion(completion::CompletionArgs),
+    /// Print lade's manual page, or write every page into a directory with --output
+    Man(completion::ManArgs),
     #[command(hide = true)]
     BuildRunStep(build::RunStepArgs),
 }
@@ -171,6 +176,8 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => build::build(args, &c),
         Command::BuildCache(args) => build::build_cache(args, &c),
         Command::Undelete(args) => undelete::run(args, &c),
+        Command::Completion(args) => completion::completion(args, &c),
+        Command::Man(args) => completion::man(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Kind, RawManifest};
 use crate::platform::{self, ArchChoice};
 use crate::progress::Progress;
+use crate::transport::docker_archive::DockerArchiveDestination;
 use crate::transport::registry::RegistryDestination;
 use crate::transport::store::StoreDestination;
 use crate::transport::{self, Context, CopiedImage, ImageDestination, ImageLocation, ImageSource};
@@ -119,6 +120,18 @@ pub fn copy_between(
                 _ => None,
             };
             Box::new(d.with_mount_sources(from.into_iter().collect()))
+        }
+        // Tagged as the destination says, else with the names the source gives the image,
+        // so that `docker load` shows names rather than `<none>`.
+        (ImageLocation::DockerArchive { file, name }, _) => {
+            let names = match (name, src) {
+                (Some(_), _) => Vec::new(),
+                (None, ImageLocation::Registry(r) | ImageLocation::Store(r)) => vec![r.clone()],
+                (None, _) => source.names(),
+            };
+            Box::new(
+                DockerArchiveDestination::create(file, name.clone())?.with_default_names(names),
+            )
         }
         _ => transport::open_destination(dst, ctx)?,
     };

@@ -84,11 +84,14 @@ pub struct Global {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Bring an image into the store from a registry, oci:DIR[:REF] or oci-archive:FILE[:REF]
+    /// Bring an image into the store from a registry, oci:DIR[:REF], oci-archive:FILE[:REF]
+    /// or docker-archive:FILE[:NAME:TAG|:@N]
     Pull(pull::PullArgs),
-    /// Copy an image between transports (docker://, oci:, oci-archive:, lade:), digests preserved
+    /// Copy an image between transports (docker://, oci:, oci-archive:, docker-archive:,
+    /// lade:), digests preserved
     Copy(copy::CopyArgs),
-    /// Push a stored image (or a directory, with --image) to a registry, digests preserved
+    /// Push a stored image (or a directory, with --image) to a registry or another transport,
+    /// digests preserved
     Push(push::PushArgs),
     /// Write an image's flattened root filesystem to DIR (absent or empty)
     Unpack(unpack::UnpackArgs),

@@ -10,6 +10,7 @@ mod fsck;
 mod gestalt;
 mod import;
 mod list;
+mod login;
 mod pull;
 mod push;
 mod reset;
@@ -116,6 +117,11 @@ pub enum Command {
     BuildCache(build::BuildCacheArgs),
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete(undelete::UndeleteArgs),
+    /// Check credentials against a registry, then save them in a login file (or its
+    /// credential helper) for later commands
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from the login file
+    Logout(login::LogoutArgs),
     /// Print a shell completion script (bash, zsh or fish) for lade
     Completion(completion::CompletionArgs),
     /// Print lade's manual page, or write every page into a directory with --output
@@ -179,6 +185,8 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => build::build(args, &c),
         Command::BuildCache(args) => build::build_cache(args, &c),
         Command::Undelete(args) => undelete::run(args, &c),
+        Command::Login(args) => login::login(args, &c),
+        Command::Logout(args) => login::logout(args, &c),
         Command::Completion(args) => completion::completion(args, &c),
         Command::Man(args) => completion::man(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),

@@ -270,3 +270,88 @@ esac
         "{calls}"
     );
 }
+
+/// `lade list --format json docker://REF` says what the registry has (it printed `null`),
+/// `list --tags --format json` is an array, and `inspect docker://` agrees with skopeo's,
+/// RepoTags included.
+#[test]
+fn remote_list_and_inspect_in_json() {
+    let reg = Registry::anonymous();
+    reg.push(&fixtures().oci("multi"), "json/app:1", &[]);
+    reg.push(&fixtures().oci("multi"), "json/app:2", &[]);
+    let lade = Lade::new();
+    let image = reg.image("json/app:1");
+    let out = insecure(
+        &lade,
+        &["list", "--format", "json", &format!("docker://{image}")],
+    )
+    .ok()
+    .stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut c = std::process::Command::new("skopeo");
+    c.args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let theirs: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
+    assert_eq!(v["local"], serde_json::Value::Null);
+    assert_eq!(v["remote"]["available"], "yes");
+    assert_eq!(v["remote"]["digest"], theirs["Digest"]);
+    // A single manifest, not an index: architecture-unaware, as ch-image says.
+    assert_eq!(v["remote"]["arch_aware"], false);
+    assert_eq!(v["remote"]["archs"], serde_json::json!([]));
+    let missing = insecure(
+        &lade,
+        &[
+            "list",
+            "--format",
+            "json",
+            &format!("docker://{}", reg.image("json/none:1")),
+        ],
+    )
+    .ok()
+    .stdout;
+    let m: serde_json::Value = serde_json::from_str(&missing).unwrap();
+    assert_eq!(m["remote"]["available"], "no", "{m}");
+    let tags = insecure(
+        &lade,
+        &["list", "--tags", "--format", "json", &reg.image("json/app")],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&tags).unwrap(),
+        serde_json::json!(["1", "2"])
+    );
+    let ours: serde_json::Value = serde_json::from_str(
+        &insecure(&lade, &["inspect", &format!("docker://{image}")])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    // The same tags (skopeo's order is not the registry's).
+    let sorted = |v: &serde_json::Value| {
+        let mut t: Vec<String> = v["RepoTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(sorted(&ours), ["1", "2"]);
+    assert_eq!(sorted(&ours), sorted(&theirs));
+    for field in [
+        "Name",
+        "Digest",
+        "Architecture",
+        "Os",
+        "Layers",
+        "Env",
+        "Created",
+    ] {
+        assert_eq!(ours[field], theirs[field], "{field}");
+    }
+}

@@ -9,7 +9,9 @@ mod delete;
 mod fsck;
 mod gestalt;
 mod import;
+mod inspect;
 mod list;
+mod list_remote;
 mod login;
 mod pull;
 mod push;
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use lade::error::{Error, Result};
 use lade::platform::ArchChoice;
@@ -98,6 +100,9 @@ pub enum Command {
     Unpack(unpack::UnpackArgs),
     /// List images in the store, or show one
     List(list::ListArgs),
+    /// Describe an image from any transport as `skopeo inspect` does (JSON); a bare name is
+    /// an image in the store
+    Inspect(inspect::InspectArgs),
     /// Delete images whose names match GLOB (quote it), then unused blobs and layers; a
     /// docker://REF deletes that tag or manifest from its registry, where allowed
     Delete(delete::DeleteArgs),
@@ -176,6 +181,7 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Push(args) => push::run(args, &c),
         Command::Unpack(args) => unpack::run(args, &c),
         Command::List(args) => list::run(args, &c),
+        Command::Inspect(args) => inspect::run(args, &c),
         Command::Delete(args) => delete::run(args, &c),
         Command::Import(args) => import::run(args, &c),
         Command::Run(args) => run::run(args, &c),
@@ -190,6 +196,28 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Completion(args) => completion::completion(args, &c),
         Command::Man(args) => completion::man(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),
+    }
+}
+
+/// `--format`: lines for people, or JSON for scripts (the schemas are in the README).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Prints `value` as pretty JSON on standard output. A reader that closed the pipe early
+/// (`| head`) has what it wanted: that is not an error.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::json("output", e))?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output", e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -94,31 +94,41 @@ fn bare(lade: &Lade, runtime: &Scratch, home: &Scratch, ca: &str) -> std::proces
     c
 }
 
+/// An htpasswd registry over TLS, its CA, a store holding `img`, and an empty runtime
+/// directory and home.
+fn login_setup() -> (Registry, String, Lade, Scratch, Scratch) {
+    let reg = Registry::start(Auth::Htpasswd(vec![(USER.into(), PASS.into())]), true);
+    let ca = reg.tls.as_ref().unwrap().ca.to_str().unwrap().to_string();
+    let lade = Lade::new();
+    lade.ok(["pull", &fixtures().oci("single"), "img"]);
+    (reg, ca, lade, Scratch::new("xdg"), Scratch::new("home"))
+}
+
+/// Runs `c` with `line` on its standard input: (success, stderr).
+fn with_stdin(mut c: std::process::Command, line: &str) -> (bool, String) {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `lade login` checks the password with the registry (htpasswd over TLS) before it writes
 /// Podman's auth.json (0600); `push` then needs nothing in the environment; `logout` removes
 /// the entry and the push is refused again.
 #[test]
 fn login_then_push_without_credentials_in_the_environment() {
-    let reg = Registry::start(Auth::Htpasswd(vec![(USER.into(), PASS.into())]), true);
-    let ca = reg.tls.as_ref().unwrap().ca.to_str().unwrap().to_string();
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("single"), "img"]);
-    let runtime = Scratch::new("xdg");
-    let home = Scratch::new("home");
+    let (reg, ca, lade, runtime, home) = login_setup();
     let auth_file = runtime.join("containers/auth.json");
     let login = |password: &str| {
         let mut c = bare(&lade, &runtime, &home, &ca);
         c.args(["login", "--username", USER, "--password-stdin", &reg.host()]);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        with_stdin(c, password)
     };
     let (ok, err) = login("not-the-password");
     assert!(!ok && err.contains("refused user 'carol'"), "{err}");
@@ -173,12 +183,7 @@ fn base64_of(s: &str) -> String {
 /// `logout` erases. The helper is a small shell script logging each call (never the secret).
 #[test]
 fn docker_credential_helpers_are_run() {
-    let reg = Registry::start(Auth::Htpasswd(vec![(USER.into(), PASS.into())]), true);
-    let ca = reg.tls.as_ref().unwrap().ca.to_str().unwrap().to_string();
-    let lade = Lade::new();
-    lade.ok(["pull", &fixtures().oci("single"), "img"]);
-    let runtime = Scratch::new("xdg");
-    let home = Scratch::new("home");
+    let (reg, ca, lade, runtime, home) = login_setup();
     let bin = home.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let log = home.join("helper.log");
@@ -236,17 +241,8 @@ esac
         "--password-stdin",
     ]);
     c.arg(reg.host());
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASS}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = with_stdin(c, PASS);
+    assert!(ok, "{err}");
     let stored: serde_json::Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
     assert_eq!(stored["Username"], USER);
     assert_eq!(stored["ServerURL"], reg.host());

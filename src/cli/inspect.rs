@@ -31,7 +31,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs, c: &Common) -> Result<ExitCode> {
-    let loc = if has_transport(&args.image) {
+    let loc = if ImageLocation::names_transport(&args.image) {
         ImageLocation::parse(&args.image)?
     } else {
         ImageLocation::Store(Reference::parse(&args.image)?)
@@ -67,18 +67,6 @@ pub fn run(args: InspectArgs, c: &Common) -> Result<ExitCode> {
         Format::Text => print_text(&report, &ins),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn has_transport(s: &str) -> bool {
-    [
-        "docker://",
-        "oci:",
-        "oci-archive:",
-        "docker-archive:",
-        "lade:",
-    ]
-    .iter()
-    .any(|p| s.starts_with(p))
 }
 
 /// `Name` and `RepoTags` as skopeo gives them: a registry's repository and its tags; here

@@ -115,7 +115,16 @@ impl ImageLocation {
     /// Parses the source of `lade pull`: like [`parse`](Self::parse), except that a plain
     /// image reference means a registry, as with `docker pull` and `ch-image pull`.
     pub fn parse_pull_source(spec: &str) -> Result<ImageLocation> {
-        let looks_like_transport = [
+        if ImageLocation::names_transport(spec) {
+            ImageLocation::parse(spec)
+        } else {
+            Ok(ImageLocation::Registry(Reference::parse(spec)?))
+        }
+    }
+
+    /// Whether `spec` starts with a transport's prefix (else it is a plain image reference).
+    pub fn names_transport(spec: &str) -> bool {
+        [
             "docker://",
             "oci:",
             "oci-archive:",
@@ -123,12 +132,7 @@ impl ImageLocation {
             "lade:",
         ]
         .iter()
-        .any(|p| spec.starts_with(p));
-        if looks_like_transport {
-            ImageLocation::parse(spec)
-        } else {
-            Ok(ImageLocation::Registry(Reference::parse(spec)?))
-        }
+        .any(|p| spec.starts_with(p))
     }
 
     /// Whether this is `lade:NAME`, an image in the store (which must then be open).

@@ -21,6 +21,7 @@
 //! - [`pack`]: a directory tree packed into a layer, deterministically.
 //! - [`import`]: an image made from a directory or tarball.
 //! - [`export`]: an image's flattened root filesystem written to a directory.
+//! - [`inspect`]: what `skopeo inspect` shows of an image, from any transport.
 //! - [`layer_install`]: an image's layers unpacked into the store's layer trees.
 //! - [`unpack`]: applying layers safely, without privileges.
 //! - [`run`]: running a command in an image, in user and mount namespaces.
@@ -48,6 +49,7 @@ pub mod fsutil;
 pub mod image_config;
 pub mod image_writer;
 pub mod import;
+pub mod inspect;
 pub mod layer_install;
 pub mod lockfile;
 pub mod manifest;

@@ -160,6 +160,11 @@ pub fn pull(
             Source::Other(transport::open_source(loc, &ctx)?)
         }
     };
+    // A docker archive's image is named by its own tag when the location names none.
+    let name = name.or_else(|| match loc.implied_name() {
+        None => src.get().names().into_iter().next(),
+        Some(_) => None,
+    });
     let name = match name {
         Some(n) => n,
         None => loc.implied_name().unwrap_or_else(|| {

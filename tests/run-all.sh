@@ -45,6 +45,7 @@ step "test dependencies (apt)"
 # tests.
 PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils gcc libc6-dev
       ca-certificates docker-registry openssl bsdutils debootstrap wget curl)
+PKGS+=(man-db groff-base bash)  # issue 17: `man -l` renders lade's pages; bash runs the completion script
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \

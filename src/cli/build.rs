@@ -120,8 +120,11 @@ pub struct BuildCacheArgs {
     #[arg(long)]
     gc: bool,
     /// Print a text tree of the cached states, from their FROM images
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     tree: bool,
+    /// Output: text, or JSON (what --reset and --gc did, and the summary)
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    format: super::Format,
 }
 
 pub fn build(args: BuildArgs, c: &Common) -> Result<ExitCode> {
@@ -150,10 +153,11 @@ pub fn build_cache(args: BuildCacheArgs, c: &Common) -> Result<ExitCode> {
         gc: args.gc,
         tree: args.tree,
     };
-    print!(
-        "{}",
-        lade::builder::cache::manage::build_cache(&storage, opts)?
-    );
+    let outcome = lade::builder::cache::manage::build_cache(&storage, opts)?;
+    match args.format {
+        super::Format::Json => super::print_json(&outcome)?,
+        super::Format::Text => print!("{}", outcome.text()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

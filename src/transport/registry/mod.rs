@@ -6,6 +6,8 @@
 //! - `auth`: the login state behind those answers: bearer tokens per scope, basic credentials;
 //! - [`challenge`]: `WWW-Authenticate` parsing;
 //! - [`credentials`]: where user name and password come from, kept out of every message;
+//! - [`cred_helper`]: Docker's credential helpers (`docker-credential-NAME`);
+//! - [`login`]: `lade login`/`logout`: credentials checked, then saved to a login file;
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
 //!   the system's);
 //! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
@@ -23,9 +25,11 @@
 mod auth;
 pub mod challenge;
 pub mod client;
+pub mod cred_helper;
 pub mod credentials;
 pub mod destination;
 mod known_blobs;
+pub mod login;
 pub mod repository;
 pub mod source;
 mod tls;

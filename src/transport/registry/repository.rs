@@ -153,7 +153,7 @@ pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
 }
 
 /// The target of `Link: <URL>; rel="next"`.
-fn next_link(value: &str) -> Option<String> {
+pub(super) fn next_link(value: &str) -> Option<String> {
     value.split(',').find_map(|part| {
         let (url, params) = part.trim().split_once(';')?;
         let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;

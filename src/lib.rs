@@ -40,6 +40,7 @@
 //! - [`parallel`]: independent jobs on a few threads, stopping at the first error.
 //! - [`fsutil`]: small filesystem helpers.
 
+pub mod artifact;
 pub mod attach;
 pub mod builder;
 pub mod compression;

@@ -31,9 +31,11 @@ impl LayoutAttachments {
     }
 
     fn read(&self, expected: &Expected, limit: u64) -> Result<Vec<u8>> {
-        let path = self
-            .dir
-            .join(format!("blobs/{}/{}", expected.digest.algorithm().name(), expected.digest.hex()));
+        let path = self.dir.join(format!(
+            "blobs/{}/{}",
+            expected.digest.algorithm().name(),
+            expected.digest.hex()
+        ));
         let bytes = std::fs::read(&path).at(&path)?;
         if bytes.len() as u64 > limit {
             return Err(Error::invalid(path.display().to_string(), "too large"));
@@ -84,11 +86,19 @@ impl Attachments for LayoutAttachments {
 
     fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
         let bytes = self.read(expected, MAX_MANIFEST_BYTES)?;
-        RawManifest::new(bytes, None, Some(expected), &format!("manifest {}", expected.digest))
+        RawManifest::new(
+            bytes,
+            None,
+            Some(expected),
+            &format!("manifest {}", expected.digest),
+        )
     }
 
     fn blob(&self, expected: &Expected) -> Result<Vec<u8>> {
-        self.read(expected, crate::transport::registry::referrers::MAX_SMALL_BLOB)
+        self.read(
+            expected,
+            crate::transport::registry::referrers::MAX_SMALL_BLOB,
+        )
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
@@ -122,7 +132,12 @@ impl Attachments for LayoutAttachments {
         Ok(out)
     }
 
-    fn add_referrer(&self, m: &RawManifest, _desc: &Descriptor, _subject: &Digest) -> Result<String> {
+    fn add_referrer(
+        &self,
+        m: &RawManifest,
+        _desc: &Descriptor,
+        _subject: &Digest,
+    ) -> Result<String> {
         self.put(m, None)?;
         Ok("the layout's index".into())
     }

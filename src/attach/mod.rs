@@ -79,8 +79,8 @@ pub fn tag_for(subject: &Digest, suffix: &str) -> String {
 /// manifest's own, else its config's media type) and its annotations.
 pub fn referrer_descriptor(m: &RawManifest) -> Result<Descriptor> {
     let mut desc = m.descriptor();
-    let v: serde_json::Value =
-        serde_json::from_slice(&m.bytes).map_err(|e| Error::json(format!("manifest {}", m.digest), e))?;
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes)
+        .map_err(|e| Error::json(format!("manifest {}", m.digest), e))?;
     let artifact_type = v["artifactType"]
         .as_str()
         .or_else(|| v["config"]["mediaType"].as_str())

@@ -2,17 +2,20 @@
 //! module per command that turns its arguments into a library call and its result into
 //! output. No command's work is done here.
 
+mod artifact;
 mod build;
 mod copy;
 mod delete;
 mod fsck;
 mod gestalt;
 mod import;
+mod key;
 mod list;
 mod pull;
 mod push;
 mod reset;
 pub mod run;
+mod sign;
 mod undelete;
 mod unpack;
 
@@ -112,6 +115,14 @@ pub enum Command {
     BuildCache(build::BuildCacheArgs),
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete(undelete::UndeleteArgs),
+    /// Push, pull, attach and list ORAS artifacts (files in a registry)
+    Artifact(artifact::ArtifactArgs),
+    /// Make a key pair in cosign's formats
+    Key(key::KeyArgs),
+    /// Sign an image as cosign does (a registry image, oci:DIR[:REF] or lade:NAME)
+    Sign(sign::SignArgs),
+    /// Check every signature of an image against a public key
+    Verify(sign::VerifyArgs),
     #[command(hide = true)]
     BuildRunStep(build::RunStepArgs),
 }
@@ -171,6 +182,10 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => build::build(args, &c),
         Command::BuildCache(args) => build::build_cache(args, &c),
         Command::Undelete(args) => undelete::run(args, &c),
+        Command::Artifact(args) => artifact::run(args, &c),
+        Command::Key(args) => key::run(args, &c),
+        Command::Sign(args) => sign::sign(args, &c),
+        Command::Verify(args) => sign::verify(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),
     }
 }

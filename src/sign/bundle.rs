@@ -79,7 +79,8 @@ pub fn verify(
     key: &VerifyingKey,
     digest: &Digest,
 ) -> std::result::Result<Verified, String> {
-    let v: Value = serde_json::from_slice(bundle).map_err(|e| format!("bundle is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(bundle).map_err(|e| format!("bundle is not JSON: {e}"))?;
     let env = &v["dsseEnvelope"];
     if env.is_null() {
         if !v["messageSignature"].is_null() {
@@ -114,7 +115,10 @@ pub fn verify(
     }
     let statement: Value =
         serde_json::from_slice(&payload).map_err(|e| format!("statement is not JSON: {e}"))?;
-    let predicate = statement["predicateType"].as_str().unwrap_or_default().to_string();
+    let predicate = statement["predicateType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let names_digest = statement["subject"].as_array().is_some_and(|subjects| {
         subjects.iter().any(|s| {
             s["digest"][digest.algorithm().name()]
@@ -138,7 +142,10 @@ mod tests {
         let other = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
         let d = Digest::sha256_of(b"m");
         let b = make(&key, &d);
-        assert_eq!(verify(&b, key.verifying_key(), &d).unwrap().predicate, SIGN_PREDICATE);
+        assert_eq!(
+            verify(&b, key.verifying_key(), &d).unwrap().predicate,
+            SIGN_PREDICATE
+        );
         assert!(verify(&b, other.verifying_key(), &d).is_err());
         let e = verify(&b, key.verifying_key(), &Digest::sha256_of(b"n")).unwrap_err();
         assert!(e.contains("subject"), "{e}");

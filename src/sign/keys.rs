@@ -16,8 +16,8 @@
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
-use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::XSalsa20Poly1305;
+use crypto_secretbox::aead::{Aead, KeyInit};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::der::pem::{self, LineEnding};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
@@ -82,7 +82,9 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        BASE64.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+        BASE64
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -218,8 +220,7 @@ pub fn open_private(text: &str, password: &[u8], what: &str) -> Result<SigningKe
                 bad("wrong password, or the key file was altered (decryption failed)".into())
             })?,
     );
-    SigningKey::from_pkcs8_der(&der)
-        .map_err(|e| bad(format!("not an ECDSA P-256 PKCS#8 key: {e}")))
+    SigningKey::from_pkcs8_der(&der).map_err(|e| bad(format!("not an ECDSA P-256 PKCS#8 key: {e}")))
 }
 
 /// Reads a PEM public key (SubjectPublicKeyInfo, ECDSA P-256).
@@ -257,7 +258,10 @@ mod tests {
     #[test]
     fn sealed_keys_open_with_their_password_only() {
         let pair = generate(b"pw").unwrap();
-        assert!(pair.private_pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"));
+        assert!(
+            pair.private_pem
+                .starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+        );
         let key = open_private(&pair.private_pem, b"pw", "k").unwrap();
         let public = parse_public(&pair.public_pem, "p").unwrap();
         assert_eq!(key.verifying_key(), &public);

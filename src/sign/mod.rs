@@ -95,7 +95,10 @@ pub fn sign(
 fn bundle_annotations() -> Vec<(String, String)> {
     vec![
         (bundle::CONTENT_ANNOTATION.into(), "dsse-envelope".into()),
-        (bundle::PREDICATE_ANNOTATION.into(), bundle::SIGN_PREDICATE.into()),
+        (
+            bundle::PREDICATE_ANNOTATION.into(),
+            bundle::SIGN_PREDICATE.into(),
+        ),
     ]
 }
 
@@ -128,7 +131,12 @@ pub fn artifact_manifest(
         }
         descs.push(d);
     }
-    let raw = artifact_manifest_json(artifact_type, descs, subject.map(RawManifest::descriptor), v1_1)?;
+    let raw = artifact_manifest_json(
+        artifact_type,
+        descs,
+        subject.map(RawManifest::descriptor),
+        v1_1,
+    )?;
     RawManifest::new(raw, Some(OCI_MANIFEST), None, "artifact manifest")
 }
 
@@ -168,7 +176,7 @@ pub struct Found {
     pub digest: Digest,
     /// What it is and where it was: `cosign signature (tag …)`, `sigstore bundle (referrer …)`.
     pub kind: String,
-    /// The identity it claims (a repository), or the bundle's predicate.
+    /// The identity it claims (a repository); a bundle's statement claims none.
     pub identity: String,
 }
 
@@ -246,8 +254,8 @@ pub fn verify(att: &dyn Attachments, key: &VerifyingKey) -> Result<Verification>
             match check_bundle(att, &desc, key, &digest) {
                 Ok(predicate) => out.verified.push(Found {
                     digest: digest.clone(),
-                    kind: format!("sigstore bundle ({name})"),
-                    identity: predicate,
+                    kind: format!("sigstore bundle ({name}, predicate {predicate})"),
+                    identity: String::new(),
                 }),
                 Err(why) => out.rejected.push(format!("{name}: {why}")),
             }

@@ -126,8 +126,13 @@ pub fn with_signature(
     };
     let same = |d: &Descriptor| {
         d.digest() == new.digest()
-            && d.annotations().as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION))
-                == new.annotations().as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION))
+            && d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                == new
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(SIGNATURE_ANNOTATION))
     };
     if all.iter().any(same) {
         return Ok(None);
@@ -205,8 +210,14 @@ mod tests {
         let s = sign(&key, &p);
         check(key.verifying_key(), &p, &s).unwrap();
         assert!(check(key.verifying_key(), b"other", &s).is_err());
-        let (one, _) = with_signature(None, payload_descriptor(&p, &s)).unwrap().unwrap();
-        assert!(with_signature(Some(&one), payload_descriptor(&p, &s)).unwrap().is_none());
+        let (one, _) = with_signature(None, payload_descriptor(&p, &s))
+            .unwrap()
+            .unwrap();
+        assert!(
+            with_signature(Some(&one), payload_descriptor(&p, &s))
+                .unwrap()
+                .is_none()
+        );
         // RFC 6979 signatures are deterministic: another signature needs another payload.
         let p2 = payload("127.0.0.1:5000/lab/y", &d);
         let s2 = sign(&key, &p2);

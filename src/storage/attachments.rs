@@ -50,14 +50,19 @@ impl AttachmentStore {
     }
 
     fn path(&self, subject: &Digest) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.json", subject.algorithm().name(), subject.hex()))
+        self.dir.join(format!(
+            "{}-{}.json",
+            subject.algorithm().name(),
+            subject.hex()
+        ))
     }
 
     pub fn get(&self, subject: &Digest) -> Result<Attached> {
         let path = self.path(subject);
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::json(path.display().to_string(), e)),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::json(path.display().to_string(), e))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attached::default()),
             Err(e) => Err(Error::io_path(&path, e)),
         }
@@ -112,18 +117,22 @@ impl AttachmentStore {
 pub fn mark_live(storage: &super::Storage, live: &mut HashSet<Digest>) -> Result<()> {
     let store = storage.attachments();
     let subjects = store.subjects()?;
-    let mut todo: Vec<Digest> = subjects.iter().filter(|s| live.contains(s)).cloned().collect();
+    let mut todo: Vec<Digest> = subjects
+        .iter()
+        .filter(|s| live.contains(s))
+        .cloned()
+        .collect();
     let mut seen: HashSet<Digest> = HashSet::new();
     while let Some(subject) = todo.pop() {
         if !seen.insert(subject.clone()) {
             continue;
         }
         let Ok(a) = store.get(&subject) else { continue };
-        let attached = a
-            .tags
-            .values()
-            .cloned()
-            .chain(a.referrers.iter().filter_map(|d| Digest::try_from(d.digest()).ok()));
+        let attached = a.tags.values().cloned().chain(
+            a.referrers
+                .iter()
+                .filter_map(|d| Digest::try_from(d.digest()).ok()),
+        );
         for m in attached {
             live.insert(m.clone());
             if let Ok(bytes) = storage.blobs().read_to_vec(&m)

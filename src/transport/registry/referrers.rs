@@ -404,7 +404,10 @@ impl Repository {
         }
         // Some registries process subjects without saying so: if the API lists it, done.
         if let Some(list) = self.referrers_api(subject)? {
-            if list.iter().any(|d| d.digest().to_string() == m.digest.to_string()) {
+            if list
+                .iter()
+                .any(|d| d.digest().to_string() == m.digest.to_string())
+            {
                 return Ok(ReferrersMode::Api);
             }
         }
@@ -500,7 +503,10 @@ pub fn check_bytes(bytes: &[u8], expected: &Expected, what: &str) -> Result<()> 
     if actual != expected.digest {
         return Err(Error::invalid(
             what,
-            format!("digest mismatch: expected {}, got {actual}", expected.digest),
+            format!(
+                "digest mismatch: expected {}, got {actual}",
+                expected.digest
+            ),
         ));
     }
     if let Some(size) = expected.size

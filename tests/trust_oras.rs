@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use common::*;
 use support::proxy::{Action, Proxy};
 use support::registry::Registry;
-use support::trust::{OCI_MANIFEST, push_single, registry_get, run_python};
+use support::trust::{OCI_MANIFEST, push_single, registry_get};
 
 /// oras-py: `push HOST/REPO:TAG FILE[:TYPE]… [ANNOTATION_FILE]` (run in the files' directory,
 /// as oras-py wants relative paths) or `pull HOST/REPO:TAG OUTDIR`.

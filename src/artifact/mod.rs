@@ -268,7 +268,7 @@ pub fn describe_artifact(m: &RawManifest) -> Option<String> {
     if parsed
         .layers()
         .iter()
-        .any(|l| sif::is_sif_layer(&l.media_type().to_string()))
+        .any(|l| sif::is_sif_layer(l.media_type().as_ref()))
     {
         return Some(format!("a SIF image (Apptainer's, artifact type {kind})"));
     }

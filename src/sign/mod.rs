@@ -78,7 +78,11 @@ pub fn sign(
         let m = artifact_manifest(
             att,
             bundle::BUNDLE_TYPE,
-            &[(b, bundle::BUNDLE_TYPE.to_string(), bundle_annotations())],
+            &[NewLayer {
+                bytes: b,
+                media_type: bundle::BUNDLE_TYPE.to_string(),
+                annotations: bundle_annotations(),
+            }],
             Some(&subject),
             true,
         )?;
@@ -102,28 +106,36 @@ fn bundle_annotations() -> Vec<(String, String)> {
     ]
 }
 
+/// One layer of an artifact made here: its bytes, media type and annotations.
+pub struct NewLayer {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub annotations: Vec<(String, String)>,
+}
+
 /// Builds (and stores the blobs of) an OCI 1.1 artifact manifest: the empty config, one layer
-/// per `(bytes, media type, annotations)`, `artifactType`, and `subject` when attaching. With
+/// per [`NewLayer`], `artifactType`, and `subject` when attaching. With
 /// `v1_1` false, the OCI 1.0 packing ORAS falls back to: the artifact type as the config's
 /// media type, no `artifactType` field.
 pub fn artifact_manifest(
     att: &dyn Attachments,
     artifact_type: &str,
-    layers: &[(Vec<u8>, String, Vec<(String, String)>)],
+    layers: &[NewLayer],
     subject: Option<&RawManifest>,
     v1_1: bool,
 ) -> Result<RawManifest> {
     att.put_blob(EMPTY_JSON)?;
     let mut descs = Vec::new();
-    for (bytes, media_type, annotations) in layers {
-        let digest = att.put_blob(bytes)?;
+    for l in layers {
+        let digest = att.put_blob(&l.bytes)?;
         let mut d = json!({
-            "mediaType": media_type,
+            "mediaType": l.media_type,
             "digest": digest.to_string(),
-            "size": bytes.len(),
+            "size": l.bytes.len(),
         });
-        if !annotations.is_empty() {
-            d["annotations"] = annotations
+        if !l.annotations.is_empty() {
+            d["annotations"] = l
+                .annotations
                 .iter()
                 .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
                 .collect::<serde_json::Map<_, _>>()

@@ -180,15 +180,7 @@ pub fn attach(
     progress: &Progress,
 ) -> Result<Digest> {
     let repo = Repository::open(subject, opts, None)?;
-    let named = subject
-        .digest
-        .as_ref()
-        .map(|d| d.to_string())
-        .or_else(|| subject.tag.clone())
-        .unwrap_or_else(|| "latest".into());
-    let s = repo
-        .manifest(&named)?
-        .ok_or_else(|| Error::ImageNotFound(format!("subject docker://{subject}")))?;
+    let s = repo.named_manifest()?;
     let layers = push_files(&repo, files, progress)?;
     let (m, _) = put_artifact(
         &repo,
@@ -211,14 +203,8 @@ pub struct Listed {
 /// `lade artifact list REF`: the subject's digest and its referrers.
 pub fn list(reference: &Reference, opts: &Options) -> Result<(Digest, Vec<Listed>)> {
     let repo = Repository::open(reference, opts, None)?;
-    let named = reference
-        .digest
-        .as_ref()
-        .map(|d| d.to_string())
-        .or_else(|| reference.tag.clone())
-        .unwrap_or_else(|| "latest".into());
     let head = repo
-        .head(&named)?
+        .head(&repo.named())?
         .ok_or_else(|| Error::ImageNotFound(format!("docker://{reference}")))?;
     let (_, descs) = repo.referrers(&head.digest)?;
     let mut out = Vec::new();
@@ -320,16 +306,7 @@ pub fn pull(
     progress: &Progress,
 ) -> Result<Vec<PathBuf>> {
     let repo = Repository::open(reference, opts, None)?;
-    let named = reference
-        .digest
-        .as_ref()
-        .map(|d| d.to_string())
-        .or_else(|| reference.tag.clone())
-        .unwrap_or_else(|| "latest".into());
-    let m = repo
-        .manifest(&named)?
-        .ok_or_else(|| Error::ImageNotFound(format!("docker://{reference}")))?;
-    let parsed = m.image()?;
+    let parsed = repo.named_manifest()?.image()?;
     let mut plan = Vec::new();
     for l in parsed.layers() {
         let Some(title) = l.annotations().as_ref().and_then(|a| a.get(TITLE)) else {

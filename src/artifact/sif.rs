@@ -85,15 +85,7 @@ pub fn push(
 /// The SIF layer of `oras://REF` (exactly one layer, of a SIF type).
 fn sif_layer(repo: &Repository, reference: &Reference) -> Result<(RawManifest, Expected, String)> {
     let what = format!("oras://{reference}");
-    let named = reference
-        .digest
-        .as_ref()
-        .map(|d| d.to_string())
-        .or_else(|| reference.tag.clone())
-        .unwrap_or_else(|| "latest".into());
-    let m = repo
-        .manifest(&named)?
-        .ok_or_else(|| Error::ImageNotFound(what.clone()))?;
+    let m = repo.named_manifest()?;
     let parsed = m.image()?;
     let [layer] = parsed.layers().as_slice() else {
         return Err(Error::invalid(

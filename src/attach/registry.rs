@@ -12,20 +12,12 @@ use crate::transport::registry::referrers::{ReferrersMode, Repository};
 
 pub struct RegistryAttachments {
     repo: Repository,
-    /// The tag or digest the image was named by.
-    named: String,
 }
 
 impl RegistryAttachments {
     pub fn open(reference: &Reference, ctx: &Context) -> Result<RegistryAttachments> {
-        let named = match (&reference.digest, &reference.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".into(),
-        };
         Ok(RegistryAttachments {
             repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
-            named,
         })
     }
 }
@@ -36,14 +28,7 @@ impl Attachments for RegistryAttachments {
     }
 
     fn subjects(&self) -> Result<Vec<RawManifest>> {
-        match self.repo.manifest(&self.named)? {
-            Some(m) => Ok(vec![m]),
-            None => Err(Error::ImageNotFound(format!(
-                "docker://{} (no manifest {})",
-                self.repo.reference(),
-                self.named
-            ))),
-        }
+        Ok(vec![self.repo.named_manifest()?])
     }
 
     fn tagged(&self, tag: &str) -> Result<Option<RawManifest>> {

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
-use std::io;
 use std::path::PathBuf;
 
 use oci_spec::image::Descriptor;
@@ -58,14 +57,7 @@ impl AttachmentStore {
     }
 
     pub fn get(&self, subject: &Digest) -> Result<Attached> {
-        let path = self.path(subject);
-        match fs::read(&path) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| Error::json(path.display().to_string(), e))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attached::default()),
-            Err(e) => Err(Error::io_path(&path, e)),
-        }
+        Ok(crate::fsutil::read_json_if_exists(&self.path(subject))?.unwrap_or_default())
     }
 
     /// Changes the attachments of `subject` under an exclusive lock (other writers wait).
@@ -87,23 +79,13 @@ impl AttachmentStore {
 
     /// Every subject with attachments.
     pub fn subjects(&self) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
-            return Ok(out);
-        };
-        for e in entries {
-            let e = e.at(&self.dir)?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if let Some((alg, hex)) = stem.split_once('-')
-                && let Ok(d) = format!("{alg}:{hex}").parse::<Digest>()
-            {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        Ok(crate::fsutil::json_files(&self.dir)?
+            .into_iter()
+            .filter_map(|(stem, _)| {
+                let (alg, hex) = stem.split_once('-')?;
+                format!("{alg}:{hex}").parse::<Digest>().ok()
+            })
+            .collect())
     }
 
     pub fn remove(&self, subject: &Digest) -> Result<()> {

@@ -9,7 +9,6 @@
 //! Garbage collection keeps the blob and manifest of every record ([`SingleFiles::live`]).
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -45,14 +44,7 @@ impl SingleFiles {
     }
 
     pub fn get(&self, name: &Reference) -> Result<Option<SingleFile>> {
-        let path = self.path(name);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::json(path.display().to_string(), e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_path(&path, e)),
-        }
+        crate::fsutil::read_json_if_exists(&self.path(name))
     }
 
     pub fn put(&self, record: &SingleFile) -> Result<()> {
@@ -69,22 +61,10 @@ impl SingleFiles {
 
     /// Every record that parses (sorted by name).
     pub fn list(&self) -> Result<Vec<SingleFile>> {
-        let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
-            return Ok(out);
-        };
-        for e in entries {
-            let e = e.at(&self.dir)?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !name.ends_with(".json") {
-                continue;
-            }
-            if let Ok(b) = fs::read(e.path())
-                && let Ok(r) = serde_json::from_slice::<SingleFile>(&b)
-            {
-                out.push(r);
-            }
-        }
+        let mut out: Vec<SingleFile> = crate::fsutil::json_files(&self.dir)?
+            .into_iter()
+            .filter_map(|(_, path)| crate::fsutil::read_json_if_exists(&path).ok().flatten())
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }

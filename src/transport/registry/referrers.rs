@@ -63,7 +63,6 @@ pub struct Repository {
     opts: Options,
     storage: Option<Arc<Storage>>,
     scope: String,
-    push_scope: String,
     pusher: std::sync::OnceLock<RegistryDestination>,
     progress: Progress,
 }
@@ -83,15 +82,9 @@ impl Repository {
         opts: &Options,
         storage: Option<Arc<Storage>>,
     ) -> Result<Repository> {
-        let client = Client::new(
-            &reference.registry,
-            reference.api_host(),
-            opts,
-            opts.progress.clone(),
-        )?;
+        let client = Client::for_reference(reference, opts)?;
         Ok(Repository {
             scope: format!("repository:{}:pull", reference.repository),
-            push_scope: format!("repository:{}:pull,push", reference.repository),
             reference: reference.clone(),
             client,
             opts: opts.clone(),
@@ -103,6 +96,23 @@ impl Repository {
 
     pub fn reference(&self) -> &Reference {
         &self.reference
+    }
+
+    /// What the reference names a manifest by: its digest, else its tag, else `latest`.
+    pub fn named(&self) -> String {
+        match (&self.reference.digest, &self.reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        }
+    }
+
+    /// The manifest the reference names; an error if there is none.
+    pub fn named_manifest(&self) -> Result<RawManifest> {
+        let named = self.named();
+        self.manifest(&named)?.ok_or_else(|| {
+            Error::ImageNotFound(format!("{}{}", self.describe(), self.reference.suffix()))
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -205,17 +215,7 @@ impl Repository {
                 format!("{limit} bytes; more than lade reads into memory here"),
             ));
         }
-        let path = self.path(&format!("blobs/{}", expected.digest));
-        let resp = self.client.get(&client::Request {
-            path: &path,
-            accept: None,
-            range_from: None,
-            scope: &self.scope,
-            what: &what,
-        })?;
-        if !resp.status().is_success() {
-            return Err(self.client.status_error(&what, resp));
-        }
+        let resp = self.open_blob(&expected.digest)?;
         let bytes = read_limited(resp, limit, &what)?;
         check_bytes(&bytes, expected, &what)?;
         Ok(bytes)
@@ -264,20 +264,12 @@ impl Repository {
 
     /// `PUT` of a manifest under `reference` (a tag, or its own digest). Returns whether the
     /// registry says it processed the manifest's `subject` (the `OCI-Subject` header of a
-    /// registry with the referrers API); a registry that refuses the manifest's content
-    /// (HTTP 400) is [`PutRefused`]'s error.
+    /// registry with the referrers API). A registry that refuses the manifest's content
+    /// (HTTP 400) gives an [`Error::Unsupported`], which artifact pushes answer with the OCI
+    /// 1.0 packing.
     pub fn put_manifest(&self, m: &RawManifest, reference: &str) -> Result<bool> {
-        self.pusher()?; // the push scope's credentials
-        let what = format!("manifest {} to {}:{reference}", m.digest, self.describe());
-        let path = self.path(&format!("manifests/{reference}"));
-        let body = m.bytes.clone();
-        let media_type = m.media_type.clone();
-        let resp = self
-            .client
-            .send(Method::PUT, &path, &self.push_scope, &what, &|b| {
-                b.header(header::CONTENT_TYPE, media_type.as_str())
-                    .body(body.clone())
-            })?;
+        let pusher = self.pusher()?;
+        let (resp, what) = pusher.send_manifest(m, reference)?;
         if resp.status() == StatusCode::BAD_REQUEST {
             let e = self.client.status_error(&what, resp);
             return Err(Error::unsupported(
@@ -285,21 +277,8 @@ impl Repository {
                 format!("the registry refused the manifest ({e})"),
             ));
         }
-        if !resp.status().is_success() {
-            return Err(self.client.status_error(&what, resp));
-        }
-        if let Some(d) = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            && d.trim() != m.digest.to_string()
-        {
-            return Err(Error::invalid(
-                &what,
-                format!("the registry computed digest {}", client::show(d)),
-            ));
-        }
-        Ok(resp.headers().contains_key("oci-subject"))
+        let headers = pusher.check_manifest_put(resp, m, &what)?;
+        Ok(headers.contains_key("oci-subject"))
     }
 
     /// Whether the registry has the referrers API, and if so the referrers of `subject`

@@ -77,12 +77,7 @@ pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
     struct Page {
         tags: Option<Vec<String>>,
     }
-    let client = Client::new(
-        &reference.registry,
-        reference.api_host(),
-        opts,
-        opts.progress.clone(),
-    )?;
+    let client = Client::for_reference(reference, opts)?;
     let scope = format!("repository:{}:pull", reference.repository);
     let what = format!("tags of {}/{}", reference.registry, reference.repository);
     let n: usize = std::env::var("LADE_TAGS_PAGE")
@@ -175,12 +170,7 @@ pub fn delete_remote(reference: &Reference, opts: &Options) -> Result<String> {
         auth: true,
         ..opts.clone()
     };
-    let client = Client::new(
-        &reference.registry,
-        reference.api_host(),
-        &opts,
-        opts.progress.clone(),
-    )?;
+    let client = Client::for_reference(reference, &opts)?;
     let what = format!("deleting docker://{reference}");
     let wide = format!("repository:{}:pull,push,delete", reference.repository);
     let delete = |r: &str| -> Result<Response> {

@@ -241,14 +241,17 @@ fn titles(m: &ImageManifest) -> Vec<String> {
 pub fn describe_artifact(m: &RawManifest) -> Option<String> {
     let parsed = m.image().ok()?;
     let config = parsed.config().media_type().to_string();
+    // Image configs, and the untyped config some old image builders wrote.
     let image_configs = [
         "application/vnd.oci.image.config.v1+json",
         "application/vnd.docker.container.image.v1+json",
+        "application/octet-stream",
+        "",
     ];
-    if image_configs.contains(&config.as_str()) {
+    let v: Value = serde_json::from_slice(&m.bytes).ok()?;
+    if image_configs.contains(&config.as_str()) && v["artifactType"].is_null() {
         return None;
     }
-    let v: Value = serde_json::from_slice(&m.bytes).ok()?;
     let kind = v["artifactType"].as_str().unwrap_or(&config).to_string();
     let files = titles(&parsed);
     if parsed

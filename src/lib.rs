@@ -31,6 +31,9 @@
 //! - [`image_config`], [`image_writer`]: the typed image config, and the one writer of the
 //!   images lade makes (a build, `import`, `push --image`).
 //! - [`compression`]: a layer's compression, for packing and unpacking alike.
+//! - [`sign`]: cosign-compatible keys, signing and verification; [`attach`]: what is attached
+//!   to an image (signatures, OCI referrers) wherever it lives; [`artifact`]: ORAS artifacts
+//!   and SIF files over `oras://`.
 //!
 //! Plumbing:
 //! - [`error`]: the error type, one clear line per failure.
@@ -38,6 +41,8 @@
 //! - [`parallel`]: independent jobs on a few threads, stopping at the first error.
 //! - [`fsutil`]: small filesystem helpers.
 
+pub mod artifact;
+pub mod attach;
 pub mod builder;
 pub mod compression;
 pub mod copy;
@@ -61,6 +66,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod run;
+pub mod sign;
 pub mod storage;
 pub mod transport;
 pub mod unpack;

@@ -34,6 +34,9 @@ pub struct BuildArgs {
     /// Fail if a FROM tag is not pinned in ./lade-tags.lock (as `lade pull --locked`)
     #[arg(long)]
     pub locked: bool,
+    /// Refuse a FROM image that carries no signature this public key verifies
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<std::path::PathBuf>,
     /// Parse the Dockerfile, print it, and stop
     #[arg(long)]
     pub parse_only: bool,
@@ -129,7 +132,12 @@ pub struct BuildCacheArgs {
 
 pub fn build(args: BuildArgs, c: &Common) -> Result<ExitCode> {
     // FROM resolves registry tags through the project's lock file, as `lade pull` does.
-    let pins = TagPins::of_project(args.locked)?;
+    let verify = args
+        .verify_key
+        .as_deref()
+        .map(lade::sign::keys::load_public)
+        .transpose()?;
+    let pins = TagPins::of_project(args.locked)?.verifying(verify);
     lade::builder::build(
         &args.options(),
         || c.open_storage(LockMode::Shared),

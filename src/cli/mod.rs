@@ -2,6 +2,7 @@
 //! module per command that turns its arguments into a library call and its result into
 //! output. No command's work is done here.
 
+mod artifact;
 mod build;
 mod completion;
 mod copy;
@@ -10,6 +11,7 @@ mod fsck;
 mod gestalt;
 mod import;
 mod inspect;
+mod key;
 mod list;
 mod list_remote;
 mod login;
@@ -17,6 +19,7 @@ mod pull;
 mod push;
 mod reset;
 pub mod run;
+mod sign;
 mod undelete;
 mod unpack;
 
@@ -131,6 +134,14 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Print lade's manual page, or write every page into a directory with --output
     Man(completion::ManArgs),
+    /// Push, pull, attach and list ORAS artifacts (files in a registry)
+    Artifact(artifact::ArtifactArgs),
+    /// Make a key pair in cosign's formats
+    Key(key::KeyArgs),
+    /// Sign an image as cosign does (a registry image, oci:DIR[:REF] or lade:NAME)
+    Sign(sign::SignArgs),
+    /// Check every signature of an image against a public key
+    Verify(sign::VerifyArgs),
     #[command(hide = true)]
     BuildRunStep(build::RunStepArgs),
 }
@@ -195,6 +206,10 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Logout(args) => login::logout(args, &c),
         Command::Completion(args) => completion::completion(args, &c),
         Command::Man(args) => completion::man(args, &c),
+        Command::Artifact(args) => artifact::run(args, &c),
+        Command::Key(args) => key::run(args, &c),
+        Command::Sign(args) => sign::sign(args, &c),
+        Command::Verify(args) => sign::verify(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use reqwest::blocking::Response;
 use reqwest::header;
 use reqwest::{Method, StatusCode};
 
@@ -228,6 +229,17 @@ impl RegistryDestination {
     }
 
     fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
+        let (resp, what) = self.send_manifest(manifest, reference)?;
+        self.check_manifest_put(resp, manifest, &what).map(drop)
+    }
+
+    /// `PUT` of a manifest under `reference`; the response whatever its status, and what
+    /// to call the manifest in messages.
+    pub(super) fn send_manifest(
+        &self,
+        manifest: &RawManifest,
+        reference: &str,
+    ) -> Result<(Response, String)> {
         let what = format!("manifest {} to {}", manifest.digest, self.describe());
         let path = self.repo_path(&format!("manifests/{reference}"));
         let body = manifest.bytes.clone();
@@ -238,21 +250,32 @@ impl RegistryDestination {
                 b.header(header::CONTENT_TYPE, media_type.as_str())
                     .body(body.clone())
             })?;
+        Ok((resp, what))
+    }
+
+    /// Checks the answer to [`send_manifest`](Self::send_manifest): a success, with the
+    /// digest the registry computed (if it says) the manifest's own; returns its headers.
+    pub(super) fn check_manifest_put(
+        &self,
+        resp: Response,
+        manifest: &RawManifest,
+        what: &str,
+    ) -> Result<reqwest::header::HeaderMap> {
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(self.client.status_error(&what, resp));
+            return Err(self.client.status_error(what, resp));
         }
         if let Some(d) = resp
             .headers()
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
-            && d != manifest.digest.to_string()
+            && d.trim() != manifest.digest.to_string()
         {
             return Err(Error::invalid(
-                &what,
+                what,
                 format!("the registry computed digest {}", client::show(d)),
             ));
         }
-        Ok(())
+        Ok(resp.headers().clone())
     }
 
     /// Notes in the store which blobs this repository now holds (best effort: the record

@@ -14,7 +14,9 @@
 //!   digest, resumable blob streams;
 //! - [`destination`]: the [`ImageDestination`](crate::transport::ImageDestination): blobs
 //!   (mounted or uploaded, see `upload`), manifests, the tag last;
-//! - [`repository`]: what a reference names now, tag listing, remote deletion.
+//! - [`repository`]: what a reference names now, tag listing, remote deletion;
+//! - [`referrers`]: manifests by any reference, small blobs, OCI 1.1 referrers (the API and
+//!   its tag-schema fallback), for signatures and artifacts.
 //!
 //! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
 //! decided in [`crate::pull`], which then has the source read that digest.
@@ -30,6 +32,7 @@ pub mod credentials;
 pub mod destination;
 mod known_blobs;
 pub mod login;
+pub mod referrers;
 pub mod repository;
 pub mod source;
 mod tls;

@@ -43,6 +43,8 @@ pub fn build_cache(storage: &Storage, opts: Options) -> Result<String> {
     let mut out = String::new();
     if opts.reset {
         storage.remove_build_cache()?;
+        // BuildKit's prune takes its cache mounts too: they are the build cache's.
+        storage.cache_mounts().remove_all()?;
         let r = collect_garbage(storage)?;
         out.push_str(&format!(
             "build cache reset: removed {} blobs and {} layer trees\n",
@@ -266,15 +268,23 @@ pub fn summary(storage: &Storage) -> Result<String> {
         bytes += disk_use(&layers.entry_dir(tree), &mut seen);
         bytes += disk_use(&blobs.path(blob), &mut seen);
     }
+    let mounts = storage.cache_mounts().list();
+    let mut mount_bytes = 0;
+    for (_, dir) in &mounts {
+        mount_bytes += disk_use(dir, &mut seen);
+    }
     Ok(format!(
         "states:              {}\n\
          named images:        {named}\n\
          deleted images:      {deleted}  (lade undelete)\n\
          cache-only layers:   {}\n\
-         cache-only disk use: {}\n",
+         cache-only disk use: {}\n\
+         cache mounts:        {}  ({}; RUN --mount=type=cache)\n",
         records.len(),
         cache_only.len(),
         human(bytes),
+        mounts.len(),
+        human(mount_bytes),
     ))
 }
 

@@ -414,3 +414,44 @@ fn unknown_mount_types_and_colon_trims_are_one_line_errors() {
         assert!(e.contains("unsupported modifier"), "{bad}: {e}");
     }
 }
+
+/// The real thing, where the Debian tarball is at hand (tests/run-all.sh makes it): apt's
+/// package cache and lists in cache mounts, as Docker's documentation suggests. The second
+/// build (every step rerun) finds the package the first downloaded, and neither image holds
+/// the cache.
+#[test]
+fn apt_cache_mount_on_debian() {
+    let Some(tarball) = std::env::var_os("LADE_DEBIAN_TARBALL").map(PathBuf::from) else {
+        eprintln!("skipped: LADE_DEBIAN_TARBALL is not set");
+        return;
+    };
+    let lade = Lade::new();
+    lade.ok(["import".as_ref(), tarball.as_os_str(), "debian".as_ref()]);
+    let b = BuildCtx::in_store(lade);
+    let df = "FROM debian\n\
+              RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
+              --mount=type=cache,target=/var/lib/apt,sharing=locked \
+              ls /var/cache/apt/archives > /before 2>&1; \
+              apt-get update && apt-get install -y --no-install-recommends hello\n";
+    let r = b.build_extra(&["--force"], "h1", df).ok();
+    assert!(r.stdout.contains("Setting up hello"), "{}", r.stdout);
+    assert!(!b.cat("h1", "/before").contains(".deb"));
+    let r = b.build_extra(&["--force", "--no-cache"], "h2", df).ok();
+    let before = b.cat("h2", "/before");
+    assert!(before.lines().any(|l| l.starts_with("hello_")), "{before}");
+    assert!(r.stdout.contains("Need to get 0 B"), "{}", r.stdout);
+    assert_eq!(b.lade.ok(["run", "h2", "--", "hello"]), "Hello, world!\n");
+    // The step's layer (the base and the --force init steps have apt files of their own).
+    for tag in ["h1", "h2"] {
+        let names = b.last_layer_names(tag);
+        assert!(
+            names.iter().any(|n| n == "usr/bin/hello"),
+            "{tag}: {names:?}"
+        );
+        let cached: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("var/cache/apt") || n.starts_with("var/lib/apt"))
+            .collect();
+        assert!(cached.is_empty(), "{tag}: {cached:?}");
+    }
+}

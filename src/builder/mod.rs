@@ -29,7 +29,15 @@
 //! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
 //! ([`crate::dockerfile::ignore`]) hides files from COPY and ADD and so from the cache keys.
 //!
-//! Not supported yet (clear errors): `RUN --mount`, ADD of Git repositories, COPY
+//! BuildKit's `RUN --mount` ([`mounts`]): cache directories kept in the store, binds of the
+//! context or of a stage, secrets given with `--secret` ([`secrets`]), tmpfs, the SSH agent.
+//!
+//! Reproducible builds: with `SOURCE_DATE_EPOCH` (the environment, `--build-arg`, a global
+//! `ARG` default, or `--timestamp`), every time the build writes is clamped to it, as BuildKit's
+//! `rewrite-timestamp` does: file times in new layers ([`layer`]), the history entries' and
+//! the image's `created`. It is part of every step's cache key.
+//!
+//! Not supported yet (clear errors): ADD of Git repositories, COPY
 //! `--parents`/`--exclude`. Ignored with a warning: `--chown` (as ch-image), `FROM
 //! --platform`, `USER` for RUN (RUN is always uid 0, as ch-image). A base image's ONBUILD
 //! triggers run right after its FROM (an image from the store or a registry, not a stage)

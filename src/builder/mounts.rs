@@ -2,10 +2,10 @@
 //! step's container mounts ([`StepMount`], made by [`crate::run::rootfs::mount_step_mounts`]
 //! in the child), and what a mount adds to the step's cache key.
 //!
-//! - `type=cache`: a directory of the store's that outlives builds ([`crate::storage::
-//!   cache_mounts`]), per `id` (default: the target), held with `sharing=shared|private|
-//!   locked` for the step; made with `mode` (default 0755), seeded from `from`/`source` when
-//!   given. Never in a layer or a cache key.
+//! - `type=cache`: a directory of the store's that outlives builds
+//!   ([`crate::storage::cache_mounts`]), per `id` (default: the target), held with
+//!   `sharing=shared|private|locked` for the step; made with `mode` (default 0755), seeded
+//!   from `from`/`source` when given. Never in a layer or a cache key.
 //! - `type=bind`: `source` (default the root) of the context, or of a stage or image with
 //!   `from=`, read-only unless `rw`; a writable bind, or one of a context directory
 //!   `.dockerignore` hides something in, mounts a private copy, discarded after the step. Its

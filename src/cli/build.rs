@@ -89,10 +89,13 @@ pub struct RunStepArgs {
     /// Layer tree key, bottom first; repeatable
     #[arg(long = "layer")]
     pub layers: Vec<String>,
+    /// Directory that keeps the step's changes (in UPPER/upper)
     #[arg(long)]
     pub upper: PathBuf,
+    /// Working directory inside
     #[arg(long)]
     pub cd: String,
+    /// K=V for the step's environment; repeatable
     #[arg(long = "env")]
     pub env: Vec<String>,
     /// `SRC:DST`, both absolute (checked by `lade build`); repeatable

@@ -15,7 +15,9 @@ pub struct CopyArgs {
     /// Copy every platform of a multi-architecture index
     #[arg(long)]
     all: bool,
+    /// Image to copy: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF] or lade:NAME
     source: String,
+    /// Where to copy it, in the same forms
     destination: String,
 }
 

@@ -10,6 +10,7 @@ use lade::storage;
 
 #[derive(Args)]
 pub struct GestaltArgs {
+    /// Print only this value (storage-path, storage-version, arch or version)
     selector: Option<String>,
 }
 

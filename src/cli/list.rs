@@ -15,11 +15,13 @@ pub struct ListArgs {
     /// Long format: platform, digest, layers, source
     #[arg(short, long)]
     long: bool,
+    /// Output format: text, or json for scripts
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// List the tags of IMAGE_REF's repository in its registry
     #[arg(long, requires = "image_ref")]
     tags: bool,
+    /// Image to show (in the store, or docker://REF in its registry) [default: list the store]
     image_ref: Option<String>,
 }
 

@@ -262,18 +262,32 @@ fn bind_mount_from_a_stage() {
     assert!(!names.iter().any(|n| n.starts_with("in")), "{names:?}");
 }
 
-/// A tmpfs: a fresh, writable filesystem of the size asked, gone after the step.
+/// A tmpfs: a fresh, writable filesystem of the size asked, gone after the step. Steps that
+/// write only into their mounts make no layer (as with BuildKit), so two of them, and a RUN
+/// over them, stack (the same empty tree twice is more than overlayfs takes).
 #[test]
-fn tmpfs_mount() {
+fn tmpfs_mount_and_steps_that_change_nothing() {
     let b = BuildCtx::new();
     let df = "FROM base\n\
               RUN --mount=type=tmpfs,target=/scratch,size=1m \
-              sh -c 'echo x > /scratch/f && grep \" /scratch \" /proc/mounts > /mounts'\n";
+              sh -c 'echo x > /scratch/f && grep \" /scratch \" /proc/mounts > /mounts'\n\
+              RUN --mount=type=tmpfs,target=/scratch touch /scratch/y\n\
+              RUN --mount=type=cache,target=/c touch /c/z\n\
+              RUN echo after > /after\n";
     b.build_extra(&[], "t", df).ok();
     let mounts = b.cat("t", "/mounts");
     assert!(mounts.starts_with("tmpfs /scratch tmpfs"), "{mounts}");
     assert!(mounts.contains("size=1024k"), "{mounts}");
-    assert_eq!(b.last_layer_names("t"), ["mounts"]);
+    assert_eq!(b.cat("t", "/after"), "after\n");
+    let base = b.record("base")["layers"].as_array().unwrap().len();
+    assert_eq!(b.record("t")["layers"].as_array().unwrap().len(), base + 2);
+    let cfg = b.config("t");
+    let history = cfg["history"].as_array().unwrap();
+    let empty: Vec<bool> = history[history.len() - 4..]
+        .iter()
+        .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(empty, [false, true, true, false]);
 }
 
 /// All the bytes of files under `dir`, for looking for a value.

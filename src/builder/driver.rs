@@ -345,8 +345,18 @@ impl Builder<'_> {
         config::rfc3339(self.epoch.unwrap_or_else(config::now_secs))
     }
 
-    /// Appends the history entry of a step that happened now (see [`Builder::created`]).
+    /// Appends the history entry of a step that happened now (see [`Builder::created`]). A
+    /// layer with no entries (a RUN that wrote only into its mounts, or nothing) is left out,
+    /// the entry saying `empty_layer`, as BuildKit does: it would change nothing, and the same
+    /// empty tree twice in one image is refused by overlayfs (a lower directory given twice
+    /// is ELOOP), so `lade run` and later RUN steps could not stack it.
     pub(super) fn push_history(&self, state: &mut State, text: &str, layer: Option<LayerRef>) {
+        let layer = layer.filter(|l| {
+            self.storage
+                .layers()
+                .info(&l.tree)
+                .map_or(true, |i| i.entries > 0)
+        });
         config::push_history(state, text, layer, self.created());
     }
 

@@ -99,8 +99,10 @@ impl CacheMounts {
         };
         let path = dir.join(n.to_string());
         if !path.is_dir() {
-            // Only the holder of the exclusive lock, or the shared holders racing to make the
-            // same empty instance, get here; the loser of a rename race discards its copy.
+            // Only the holder of the exclusive lock, or shared holders racing to make the same
+            // instance, get here. The rename never replaces: a plain rename would put a second
+            // empty directory over the first, which another step may have mounted already.
+            // The loser of the race discards its copy.
             let staging = dir.join(format!(
                 ".staging.{n}.{}.{:08x}",
                 std::process::id(),
@@ -109,10 +111,13 @@ impl CacheMounts {
             let made = fs::create_dir(&staging)
                 .at(&staging)
                 .and_then(|()| init(&staging))
-                .and_then(|()| match fs::rename(&staging, &path) {
-                    Ok(()) => Ok(()),
-                    Err(_) if path.is_dir() => crate::fsutil::remove_all(&staging),
-                    Err(e) => Err(Error::io_path(&path, e)),
+                .and_then(|()| {
+                    use rustix::fs::{CWD, RenameFlags, renameat_with};
+                    match renameat_with(CWD, &staging, CWD, &path, RenameFlags::NOREPLACE) {
+                        Ok(()) => Ok(()),
+                        Err(_) if path.is_dir() => crate::fsutil::remove_all(&staging),
+                        Err(e) => Err(Error::io_path(&path, e.into())),
+                    }
                 });
             if let Err(e) = made {
                 let _ = crate::fsutil::remove_all(&staging);

@@ -11,7 +11,6 @@ mod common;
 mod support;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,27 +21,17 @@ use support::http;
 const EPOCH: u64 = 1_700_000_000;
 const EPOCH_RFC3339: &str = "2023-11-14T22:13:20Z";
 
-/// Serves `body` at /files/data.txt with the `Last-Modified` in `date`, which the test
+/// Serves a file at /files/data.txt with the `Last-Modified` in `date`, which the test
 /// changes between builds.
 fn serve(date: Arc<Mutex<String>>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            http::set_timeouts(&s);
-            let Ok(Some((head, _))) = http::read_head(&mut s) else {
-                continue;
-            };
-            if head.path() == "/files/data.txt" {
-                let d = ("Last-Modified", date.lock().unwrap().clone());
-                http::respond(&mut s, 200, &[d], b"downloaded\n");
-            } else {
-                http::respond(&mut s, 404, &[], b"no\n");
-            }
+    http::serve(move |head| {
+        if head.path() == "/files/data.txt" {
+            let d = ("Last-Modified", date.lock().unwrap().clone());
+            (200, vec![d], b"downloaded\n".to_vec())
+        } else {
+            (404, Vec::new(), b"no\n".to_vec())
         }
-    });
-    port
+    })
 }
 
 /// An HTTP date for `secs` since 1970 (by `date`, which every test machine has).

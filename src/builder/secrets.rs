@@ -77,27 +77,25 @@ pub fn parse(spec: &str) -> Result<(String, SecretSource)> {
         *slot = Some(v.to_string());
     }
     let id = id.filter(|i| !i.is_empty());
-    let source = match (kind.as_deref(), src, env) {
-        (_, Some(_), Some(_)) => return Err(bad("give src or env, not both")),
-        (Some("file") | None, Some(f), None) => SecretSource::File(PathBuf::from(f)),
-        (Some("env") | None, None, Some(v)) => SecretSource::Env(v),
-        (Some("env"), Some(v), None) => SecretSource::Env(v),
-        (Some("file"), None, Some(f)) => SecretSource::File(PathBuf::from(f)),
-        (Some("env"), None, None) => {
-            SecretSource::Env(id.clone().ok_or_else(|| bad("needs an id"))?)
-        }
-        (Some("file"), None, None) => {
-            SecretSource::File(PathBuf::from(id.clone().ok_or_else(|| bad("needs an id"))?))
-        }
-        (None, None, None) => {
-            let i = id.clone().ok_or_else(|| bad("needs an id"))?;
-            if std::env::var_os(&i).is_some() {
-                SecretSource::Env(i)
-            } else {
-                SecretSource::File(PathBuf::from(i))
-            }
-        }
-        (Some(t), _, _) => return Err(bad(&format!("unknown type '{t}' (file or env)"))),
+    if src.is_some() && env.is_some() {
+        return Err(bad("give src or env, not both"));
+    }
+    // What names the source: `src` or `env` as given, else the id.
+    let name = src
+        .clone()
+        .or_else(|| env.clone())
+        .or_else(|| id.clone())
+        .ok_or_else(|| bad("needs an id"))?;
+    let is_env = match kind.as_deref() {
+        Some("env") => true,
+        Some("file") => false,
+        None => env.is_some() || (src.is_none() && std::env::var_os(&name).is_some()),
+        Some(t) => return Err(bad(&format!("unknown type '{t}' (file or env)"))),
+    };
+    let source = if is_env {
+        SecretSource::Env(name)
+    } else {
+        SecretSource::File(PathBuf::from(name))
     };
     let id = match (id, &source) {
         (Some(i), _) => i,
@@ -120,26 +118,17 @@ mod tests {
 
     #[test]
     fn forms_of_secret() {
-        assert_eq!(
-            parse("id=tok,src=/run/tok").unwrap(),
-            ("tok".into(), SecretSource::File("/run/tok".into()))
-        );
-        assert_eq!(
-            parse("id=tok,source=f,type=file").unwrap(),
-            ("tok".into(), SecretSource::File("f".into()))
-        );
-        assert_eq!(
-            parse("id=aws,env=AWS_KEY").unwrap(),
-            ("aws".into(), SecretSource::Env("AWS_KEY".into()))
-        );
-        assert_eq!(
-            parse("type=env,id=HOME").unwrap(),
-            ("HOME".into(), SecretSource::Env("HOME".into()))
-        );
-        assert_eq!(
-            parse("src=/x/y.txt").unwrap(),
-            ("y.txt".into(), SecretSource::File("/x/y.txt".into()))
-        );
+        let file = |p: &str| SecretSource::File(p.into());
+        let env = |v: &str| SecretSource::Env(v.into());
+        for (spec, id, source) in [
+            ("id=tok,src=/run/tok", "tok", file("/run/tok")),
+            ("id=tok,source=f,type=file", "tok", file("f")),
+            ("id=aws,env=AWS_KEY", "aws", env("AWS_KEY")),
+            ("type=env,id=HOME", "HOME", env("HOME")),
+            ("src=/x/y.txt", "y.txt", file("/x/y.txt")),
+        ] {
+            assert_eq!(parse(spec).unwrap(), (id.to_string(), source), "{spec}");
+        }
         for bad in [
             "tok",
             "id=a,src=f,env=V",

@@ -14,7 +14,7 @@
 //! directory and renamed into place. The directories are never in a layer or a cache key;
 //! `lade build-cache --reset` and `lade reset` remove them.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
@@ -70,12 +70,7 @@ impl CacheMounts {
         let mut n = 0u32;
         let lock = loop {
             let lock_path = dir.join(format!("{n}.lock"));
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .at(&lock_path)?;
+            let file = super::lock::open_lock_file(&lock_path)?;
             let (try_op, wait_op) = match sharing {
                 Sharing::Shared => (
                     FlockOperation::NonBlockingLockShared,

@@ -243,7 +243,7 @@ impl Builder<'_> {
         let progress = self.progress;
         let waiting = || {
             progress.info(&format!(
-                "waiting for cache mount {id}: another build holds it (sharing=locked)"
+                "waiting for cache mount {id}: another build is using it (sharing=locked)"
             ))
         };
         let held = self

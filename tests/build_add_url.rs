@@ -7,7 +7,6 @@ mod common;
 mod support;
 
 use std::fs;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,27 +17,17 @@ const BODY: &[u8] = b"hello over http\n";
 /// Sent with BODY; the downloaded file's mtime must be this (1445412480 s), as in Docker.
 const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
 
-/// Serves BODY at /files/hello.txt, 404 elsewhere; counts requests. The thread ends with
-/// the test process.
+/// Serves BODY at /files/hello.txt, 404 elsewhere; counts requests.
 fn serve() -> (u16, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            http::set_timeouts(&s);
-            let Ok(Some((head, _))) = http::read_head(&mut s) else {
-                continue;
-            };
-            c.fetch_add(1, Ordering::SeqCst);
-            if head.path() == "/files/hello.txt" {
-                let date = ("Last-Modified", LAST_MODIFIED.to_string());
-                http::respond(&mut s, 200, &[date], BODY);
-            } else {
-                http::respond(&mut s, 404, &[], b"no\n");
-            }
+    let port = http::serve(move |head| {
+        c.fetch_add(1, Ordering::SeqCst);
+        if head.path() == "/files/hello.txt" {
+            let date = ("Last-Modified", LAST_MODIFIED.to_string());
+            (200, vec![date], BODY.to_vec())
+        } else {
+            (404, Vec::new(), b"no\n".to_vec())
         }
     });
     (port, count)

@@ -7,7 +7,7 @@ use super::config;
 use super::driver::Builder;
 use crate::builder::cache::State;
 use crate::dockerfile::{Instruction, Located};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::image_config::ImageConfig;
 use crate::reference::Reference;
 use crate::storage::ImageRecord;
@@ -104,7 +104,8 @@ impl Builder<'_> {
         Ok(steps)
     }
 
-    /// The flattened root of a `--from` stage or image, and its state key.
+    /// The flattened root of a `--from` stage or image (`COPY --from`, `RUN --mount=from=`),
+    /// made once per build, and its state key.
     pub(super) fn source_root(&mut self, from: &str) -> Result<(PathBuf, String)> {
         let (state, key) = match self.df.stage_index(from, self.stages.len()) {
             Some(i) => self.stages[i].clone(),
@@ -120,8 +121,9 @@ impl Builder<'_> {
         if let Some(p) = self.flat.get(&key) {
             return Ok((p.clone(), key));
         }
-        let dir = self.storage.scratch_path("build-from");
-        std::fs::create_dir_all(&dir).at(&dir)?;
+        // In build-tmp/, not the work area: `RUN --mount=from=…` binds it into a step, whose
+        // container hides the store's tmp/ under its tmpfs.
+        let dir = self.storage.build_tmp().create()?;
         let layers = self.storage.layers();
         let trees: Vec<PathBuf> = state.layers.iter().map(|l| layers.tree(&l.tree)).collect();
         let refs: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();

@@ -1,7 +1,6 @@
 //! The end of a build: the last stage's state written as an image ([`crate::image_writer`])
 //! and named. Only here does the build touch the image store, so a failed build leaves none.
 
-use super::config;
 use super::driver::Builder;
 use crate::builder::cache::State;
 use crate::compression::Compression;
@@ -31,7 +30,7 @@ pub(super) fn commit_image(b: &Builder, mut state: State, tag: &Reference) -> Re
             compression,
         });
     }
-    state.config.created.set(config::now_rfc3339());
+    state.config.created.set(b.created());
     let manifest = image_writer::write_image(&b.storage, state.config, &layers)?;
     let digest = manifest.digest.clone();
     let source = format!("build {}", b.context.display());

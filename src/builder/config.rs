@@ -152,21 +152,32 @@ pub(super) fn env(config: &ImageConfig) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Appends a history entry for a step (and its layer, if it made one).
-pub(super) fn push_history(state: &mut State, created_by: &str, layer: Option<LayerRef>) {
-    let entry = History::step(Some(now_rfc3339()), created_by, layer.is_none());
+/// Appends a history entry for a step (and its layer, if it made one), created at `created`
+/// (RFC 3339: [`rfc3339`]).
+pub(super) fn push_history(
+    state: &mut State,
+    created_by: &str,
+    layer: Option<LayerRef>,
+    created: String,
+) {
+    let entry = History::step(Some(created), created_by, layer.is_none());
     state.config.history.get_or_default().push(entry);
     if let Some(l) = layer {
         state.layers.push(l);
     }
 }
 
-/// Now as RFC 3339 in UTC, to the second (history entries and the image's `created`).
-pub(super) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+/// Seconds since 1970 now.
+pub(super) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `secs` since 1970 as RFC 3339 in UTC, to the second (history entries and the image's
+/// `created`).
+pub(super) fn rfc3339(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719468;
@@ -184,4 +195,16 @@ pub(super) fn now_rfc3339() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -51,6 +51,15 @@ pub(super) struct Builder<'a> {
     pub(super) binds: Vec<String>,
     /// The host's SSH agent socket, bound into every RUN at [`super::SSH_AGENT_INSIDE`].
     pub(super) ssh_auth_sock: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH` as given by the caller (`--timestamp`, `--build-arg`, the
+    /// environment); the build's own value ([`Builder::epoch`]) is known once the global ARGs
+    /// are (a Dockerfile may give a default there, as with BuildKit).
+    pub(super) caller_epoch: Option<u64>,
+    /// The build's `SOURCE_DATE_EPOCH`: every time written into layers and the config is
+    /// clamped to it ([`super::layer`], [`Builder::created`]).
+    pub(super) epoch: Option<u64>,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    pub(super) secrets: super::mounts::Secrets,
 }
 
 /// ARG instructions before the first FROM, expanded in the global scope.
@@ -82,6 +91,13 @@ impl Builder<'_> {
             scope.declare_args(&decls);
             self.announce(true, &a.text);
         }
+        self.epoch = match scope.get_global(super::SOURCE_DATE_EPOCH) {
+            Some(v) => Some(super::parse_epoch(
+                &format!("{}: ARG {}={v}", df.file_name, super::SOURCE_DATE_EPOCH),
+                &v,
+            )?),
+            None => self.caller_epoch,
+        };
         for si in 0..df.stages.len() {
             let done = self.stage(si, scope)?;
             self.stages.push(done);
@@ -204,8 +220,9 @@ impl Builder<'_> {
                 &key,
                 &x.to_string(),
                 &format!(
-                    "{}\n{inputs}",
-                    serde_json::to_string(&args).unwrap_or_default()
+                    "{}\n{inputs}{}",
+                    serde_json::to_string(&args).unwrap_or_default(),
+                    self.epoch_input()
                 ),
             );
             let cached = if self.read_cache {
@@ -270,6 +287,7 @@ impl Builder<'_> {
                     files::hash_sources(&self.context, &self.ignore, &a.files)?
                 ));
             }
+            Instruction::Run(r) => return self.mount_inputs(&r.mounts),
             _ => return Ok(String::new()),
         };
         match from {
@@ -299,7 +317,7 @@ impl Builder<'_> {
                 None
             }
         };
-        config::push_history(&mut state, &ins.text, layer);
+        self.push_history(&mut state, &ins.text, layer);
         Ok(state)
     }
 
@@ -315,10 +333,45 @@ impl Builder<'_> {
             files::prepare_dirs(self, state, &tree, &dir)?;
             std::fs::create_dir_all(&target).at(&target)?;
             self.restore_dir_modes()?;
-            layer = Some(layer::commit_tree(&self.storage, &tree)?);
+            layer = Some(self.commit_layer(&tree)?);
         }
         state.config.container_mut().working_dir.set(dir);
         Ok(layer)
+    }
+
+    /// When a step happens, for its history entry and the image's `created`: now, or the
+    /// build's `SOURCE_DATE_EPOCH`.
+    pub(super) fn created(&self) -> String {
+        config::rfc3339(self.epoch.unwrap_or_else(config::now_secs))
+    }
+
+    /// Appends the history entry of a step that happened now (see [`Builder::created`]). A
+    /// layer with no entries (a RUN that wrote only into its mounts, or nothing) is left out,
+    /// the entry saying `empty_layer`, as BuildKit does: it would change nothing, and the same
+    /// empty tree twice in one image is refused by overlayfs (a lower directory given twice
+    /// is ELOOP), so `lade run` and later RUN steps could not stack it.
+    pub(super) fn push_history(&self, state: &mut State, text: &str, layer: Option<LayerRef>) {
+        let layer = layer.filter(|l| {
+            self.storage
+                .layers()
+                .info(&l.tree)
+                .map_or(true, |i| i.entries > 0)
+        });
+        config::push_history(state, text, layer, self.created());
+    }
+
+    /// A step's staging tree or upper directory made a layer, its times clamped to the
+    /// build's `SOURCE_DATE_EPOCH` if it has one.
+    pub(super) fn commit_layer(&self, tree: &std::path::Path) -> Result<LayerRef> {
+        layer::commit_tree(&self.storage, tree, self.epoch)
+    }
+
+    /// What a step's cache key holds of `SOURCE_DATE_EPOCH`: nothing without one (so that
+    /// the keys of ordinary builds do not change), else the epoch, since a step's layer and
+    /// history hold it.
+    pub(super) fn epoch_input(&self) -> String {
+        self.epoch
+            .map_or_else(String::new, |e| format!("\nsource-date-epoch:{e}"))
     }
 
     /// The file ADD downloads from `url`, fetched once per build.

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use super::config;
 use super::driver::{Builder, located, resolve_path};
-use super::layer;
 use crate::builder::cache::State;
 use crate::digest::{Algorithm, Hasher};
 use crate::dockerfile::ignore::Ignore;
@@ -143,6 +142,45 @@ pub fn hash_sources(context: &Path, ignore: &Ignore, f: &Files) -> Result<String
     Ok(format!("context:{}", h.finish()))
 }
 
+/// The cache input of what `RUN --mount=type=bind` mounts from the context: `pattern` (one
+/// path) hashed as COPY hashes its sources, `.dockerignore` applied.
+pub(super) fn hash_context_path(context: &Path, ignore: &Ignore, pattern: &str) -> Result<String> {
+    let filter = Some(Filter {
+        root: context,
+        ignore,
+    });
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for path in resolve(context, pattern, filter)? {
+        let rel = path.strip_prefix(context).unwrap_or(&path).to_path_buf();
+        hash_tree(&mut h, &path, &rel, true, filter)?;
+    }
+    Ok(format!("context:{}", h.finish()))
+}
+
+/// Whether `.dockerignore` hides anything at or under `path` (in the context), which a bind
+/// mount of the directory itself would show.
+pub(super) fn hides_any(context: &Path, ignore: &Ignore, path: &Path) -> bool {
+    if ignore.is_empty() {
+        return false;
+    }
+    let filter = Filter {
+        root: context,
+        ignore,
+    };
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if filter.excluded(&p) {
+            return true;
+        }
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir())
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    false
+}
+
 fn hash_tree(
     h: &mut Hasher,
     path: &Path,
@@ -243,7 +281,7 @@ fn remove_existing(p: &Path) -> Result<()> {
 
 /// Copies `src` to `dst` (a directory's contents merge into `dst`), leaving out what the
 /// filter excludes.
-fn copy_tree(
+pub(super) fn copy_tree(
     src: &Path,
     dst: &Path,
     follow: bool,
@@ -387,7 +425,7 @@ impl Builder<'_> {
             let _ = crate::fsutil::remove_all(&tree);
             return Err(located(&self.where_(ins), e));
         }
-        layer::commit_tree(&self.storage, &tree)
+        self.commit_layer(&tree)
     }
 
     /// ADD: as COPY, with local archives unpacked (unless `--unpack=false`) and URLs
@@ -412,7 +450,7 @@ impl Builder<'_> {
             let _ = crate::fsutil::remove_all(&tree);
             return Err(located(&self.where_(ins), e));
         }
-        layer::commit_tree(&self.storage, &tree)
+        self.commit_layer(&tree)
     }
 
     /// Gives the directories [`prepare_dirs`] made their image modes (they stayed

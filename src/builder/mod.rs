@@ -29,7 +29,15 @@
 //! ADD of an `http(s)://` URL downloads the file ([`fetch`]). The context's `.dockerignore`
 //! ([`crate::dockerfile::ignore`]) hides files from COPY and ADD and so from the cache keys.
 //!
-//! Not supported yet (clear errors): `RUN --mount`, ADD of Git repositories, COPY
+//! BuildKit's `RUN --mount` ([`mounts`]): cache directories kept in the store, binds of the
+//! context or of a stage, secrets given with `--secret` ([`secrets`]), tmpfs, the SSH agent.
+//!
+//! Reproducible builds: with `SOURCE_DATE_EPOCH` (the environment, `--build-arg`, a global
+//! `ARG` default, or `--timestamp`), every time the build writes is clamped to it, as BuildKit's
+//! `rewrite-timestamp` does: file times in new layers ([`layer`]), the history entries' and
+//! the image's `created`. It is part of every step's cache key.
+//!
+//! Not supported yet (clear errors): ADD of Git repositories, COPY
 //! `--parents`/`--exclude`. Ignored with a warning: `--chown` (as ch-image), `FROM
 //! --platform`, `USER` for RUN (RUN is always uid 0, as ch-image). A base image's ONBUILD
 //! triggers run right after its FROM (an image from the store or a registry, not a stage)
@@ -48,8 +56,10 @@ pub mod fetch;
 pub mod files;
 pub mod force;
 pub mod layer;
+pub mod mounts;
 pub mod run;
 pub mod run_step;
+pub mod secrets;
 pub mod state_files;
 
 use std::collections::HashMap;
@@ -92,6 +102,11 @@ pub struct BuildOptions {
     pub force_detect: bool,
     /// `-b SRC[:DST]`: host directories bound into every RUN.
     pub binds: Vec<String>,
+    /// `--timestamp`: the build's `SOURCE_DATE_EPOCH`, over the build argument and the
+    /// environment variable of that name.
+    pub timestamp: Option<u64>,
+    /// `--secret id=ID,src=FILE|env=VAR`: secrets for `RUN --mount=type=secret`.
+    pub secrets: Vec<String>,
     /// The context directory.
     pub context: PathBuf,
 }
@@ -141,6 +156,7 @@ pub fn build(
         }
     };
     let binds = run_step::bind_args(&opts.binds)?;
+    let secrets = secrets::parse_all(&opts.secrets)?;
     if !context.is_dir() {
         return Err(Error::invalid(
             format!("context {}", context.display()),
@@ -162,6 +178,28 @@ pub fn build(
                 }
             }
         }
+    }
+    // SOURCE_DATE_EPOCH is a build argument, as with BuildKit (`ARG SOURCE_DATE_EPOCH` shows
+    // it to RUN; a global ARG may give a default); `--timestamp` and the environment variable
+    // set it.
+    let caller_epoch = match opts.timestamp {
+        Some(t) => Some(t),
+        None => match build_args.iter().find(|(k, _)| k == SOURCE_DATE_EPOCH) {
+            Some((_, v)) => Some(parse_epoch(
+                &format!("--build-arg {SOURCE_DATE_EPOCH}={v}"),
+                v,
+            )?),
+            None => match std::env::var(SOURCE_DATE_EPOCH) {
+                Ok(v) if !v.is_empty() => {
+                    Some(parse_epoch(&format!("{SOURCE_DATE_EPOCH}={v}"), &v)?)
+                }
+                _ => None,
+            },
+        },
+    };
+    if let Some(e) = caller_epoch {
+        build_args.retain(|(k, _)| k != SOURCE_DATE_EPOCH);
+        build_args.push((SOURCE_DATE_EPOCH.to_string(), e.to_string()));
     }
     let mut scope = Scope::new(build_args);
     for (k, v) in std::env::vars() {
@@ -204,6 +242,9 @@ pub fn build(
         force_detect: opts.force_detect,
         binds,
         ssh_auth_sock,
+        caller_epoch,
+        epoch: None,
+        secrets,
     };
     let result = b.build_all(&mut scope, &tag);
     for dir in b.flat.values() {
@@ -217,6 +258,20 @@ pub fn build(
     let n = result?;
     progress.result(&format!("grown in {n} instructions: {}", tag.familiar()));
     Ok(())
+}
+
+/// The reproducible-builds convention's variable: every time a build writes is clamped to it.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// A `SOURCE_DATE_EPOCH` value: whole seconds since 1970 (as BuildKit, nothing else); `what`
+/// names where it came from.
+pub fn parse_epoch(what: &str, value: &str) -> Result<u64> {
+    value.trim().parse::<u64>().map_err(|_| {
+        Error::invalid(
+            what,
+            "not a SOURCE_DATE_EPOCH: give whole seconds since 1970 (e.g. `date +%s`)",
+        )
+    })
 }
 
 /// The Dockerfile's text and the name messages give it: `-f FILE`, `-f -` (standard input),

@@ -8,6 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use super::driver::{Builder, resolve_path};
+use super::mounts::Prepared;
 use super::{SSH_AGENT_INSIDE, config, force, layer};
 use crate::builder::cache::{State, step_key};
 use crate::dockerfile::{Instruction, Located, RunPlan, Scope};
@@ -16,7 +17,7 @@ use crate::storage::LayerRef;
 
 impl Builder<'_> {
     pub(super) fn run(
-        &self,
+        &mut self,
         ins: &Located<Instruction>,
         r: &crate::dockerfile::Run,
         state: &State,
@@ -24,12 +25,6 @@ impl Builder<'_> {
         forced: Option<&force::Config>,
     ) -> Result<LayerRef> {
         let at = self.where_(ins);
-        if !r.mounts.is_empty() {
-            return Err(Error::unsupported(
-                format!("{at}: RUN --mount"),
-                "not supported yet",
-            ));
-        }
         if r.network
             .as_deref()
             .is_some_and(|n| n != "default" && n != "host")
@@ -74,8 +69,10 @@ impl Builder<'_> {
                 "{at}: RUN runs as uid 0; USER {u} applies to the image's containers only"
             ));
         }
-        let env = run_env(state, scope);
-        let (status, layer) = self.run_argv(&at, state, &argv, stdin, &env, true)?;
+        let mounts = self.prepare_mounts(&at, &r.mounts, state)?;
+        let mut env = run_env(state, scope);
+        env.extend(mounts.env.iter().cloned());
+        let (status, layer) = self.run_argv(&at, state, &argv, stdin, &env, &mounts, true)?;
         match layer {
             Some(l) if status.success() => Ok(l),
             _ => Err(Error::invalid(
@@ -85,8 +82,10 @@ impl Builder<'_> {
         }
     }
 
-    /// Runs `argv` over the state (lade's runtime, as uid 0, the `-b` binds mounted) and
-    /// returns how it ended, with the layer of its changes when it succeeded and `keep`.
+    /// Runs `argv` over the state (lade's runtime, as uid 0, the `-b` binds and the step's
+    /// `--mount`s mounted) and returns how it ended, with the layer of its changes when it
+    /// succeeded and `keep`.
+    #[allow(clippy::too_many_arguments)]
     fn run_argv(
         &self,
         at: &str,
@@ -94,6 +93,7 @@ impl Builder<'_> {
         argv: &[String],
         stdin: Option<String>,
         env: &[String],
+        mounts: &Prepared,
         keep: bool,
     ) -> Result<(std::process::ExitStatus, Option<LayerRef>)> {
         if state.layers.is_empty() {
@@ -128,6 +128,16 @@ impl Builder<'_> {
             // As an argument of its own: the path may hold ':' or be non-UTF-8, unlike `-b`.
             cmd.arg("--ssh-auth-sock").arg(sock);
         }
+        for m in &mounts.mounts {
+            let json = serde_json::to_string(m)
+                .map_err(|_| Error::invalid(format!("{at}: --mount"), "paths must be UTF-8"))?;
+            cmd.arg(format!("--mount={json}"));
+        }
+        for (name, file) in &mounts.secret_env {
+            let mut arg = std::ffi::OsString::from(format!("--secret-env={name}="));
+            arg.push(file);
+            cmd.arg(arg);
+        }
         cmd.arg("--").args(argv);
         if stdin.is_some() {
             cmd.stdin(std::process::Stdio::piped());
@@ -144,8 +154,8 @@ impl Builder<'_> {
                 return Ok((status, None));
             }
             let upper = dir.join("upper");
-            self.remove_mount_points(state, &upper);
-            Ok((status, Some(layer::commit_tree(&self.storage, &upper)?)))
+            self.remove_mount_points(state, &upper, &mounts.targets());
+            Ok((status, Some(self.commit_layer(&upper)?)))
         })();
         let _ = crate::fsutil::remove_all(&dir);
         result
@@ -153,7 +163,7 @@ impl Builder<'_> {
 
     /// `lade run` creates its mount points (/dev, /proc, /sys, /etc/hosts, /etc/resolv.conf)
     /// when the image lacks them: they are not the step's work, so they leave the layer.
-    fn remove_mount_points(&self, state: &State, upper: &Path) {
+    fn remove_mount_points(&self, state: &State, upper: &Path, step_mounts: &[String]) {
         for rel in ["dev", "proc", "sys", "etc/hosts", "etc/resolv.conf"] {
             let p = upper.join(rel);
             let Ok(m) = std::fs::symlink_metadata(&p) else {
@@ -176,7 +186,8 @@ impl Builder<'_> {
             .binds
             .iter()
             .map(|b| b.split_once(':').map_or(b.as_str(), |(_, d)| d))
-            .chain(self.ssh_auth_sock.as_ref().map(|_| SSH_AGENT_INSIDE));
+            .chain(self.ssh_auth_sock.as_ref().map(|_| SSH_AGENT_INSIDE))
+            .chain(step_mounts.iter().map(String::as_str));
         for dst in dsts {
             let mut rel = resolve_path("/", dst).trim_start_matches('/').to_string();
             while !rel.is_empty() && !self.exists_in(state, &rel) {
@@ -199,6 +210,7 @@ impl Builder<'_> {
         if self.is_dir_in(state, "/etc") && !layer::is_opaque(&etc) {
             let _ = std::fs::remove_dir(&etc); // a copy-up left empty
         }
+        self.remove_copy_ups(state, upper, step_mounts);
     }
 
     /// `--force=fakeroot`'s init steps before the first RUN that needs the wrapper: each
@@ -213,7 +225,8 @@ impl Builder<'_> {
         at: &str,
     ) -> Result<(State, String)> {
         const INIT: &str = "RUN --force=fakeroot init steps";
-        let k = step_key(key, "--force=fakeroot init", &c.fingerprint());
+        let inputs = format!("{}{}", c.fingerprint(), self.epoch_input());
+        let k = step_key(key, "--force=fakeroot init", &inputs);
         if self.read_cache
             && let Some(s) = self.cache.get(&self.storage, &k, key, INIT)?
         {
@@ -228,7 +241,8 @@ impl Builder<'_> {
             self.progress.info(&format!(
                 "--force=fakeroot: init step {i}: checking: $ {check}"
             ));
-            let (status, _) = self.run_argv(at, &state, &sh(check), None, &env, false)?;
+            let none = Prepared::default();
+            let (status, _) = self.run_argv(at, &state, &sh(check), None, &env, &none, false)?;
             if status.success() {
                 self.progress.info(&format!(
                     "--force=fakeroot: init step {i}: exit 0, step not needed"
@@ -237,14 +251,15 @@ impl Builder<'_> {
             }
             self.progress
                 .info(&format!("--force=fakeroot: init step {i}: $ {command}"));
-            let (status, layer) = self.run_argv(at, &state, &sh(command), None, &env, true)?;
+            let (status, layer) =
+                self.run_argv(at, &state, &sh(command), None, &env, &none, true)?;
             let Some(layer) = layer.filter(|_| status.success()) else {
                 return Err(Error::invalid(
                     format!("{at}: --force=fakeroot init step {i}"),
                     format!("failed with {}: {command}", exit_how(status)),
                 ));
             };
-            config::push_history(
+            self.push_history(
                 &mut state,
                 &format!("RUN --force=fakeroot init step {i}: {command}"),
                 Some(layer),

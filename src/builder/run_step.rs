@@ -34,6 +34,12 @@ pub struct RunStepOptions {
     /// The host's SSH agent socket, bound at [`SSH_AGENT_INSIDE`] with `SSH_AUTH_SOCK` set to
     /// that path.
     pub ssh_auth_sock: Option<PathBuf>,
+    /// `RUN --mount`s, prepared by the parent ([`super::mounts`]).
+    pub mounts: Vec<crate::run::rootfs::StepMount>,
+    /// `RUN --mount=type=secret,env=NAME`: NAME set to the content of the file (a copy of the
+    /// secret the parent made private to the step). Read here, so that the value is never on
+    /// a command line, where other users could see it.
+    pub secret_env: Vec<(String, PathBuf)>,
     pub command: Vec<String>,
 }
 
@@ -70,6 +76,10 @@ pub fn run_step(storage: &Storage, a: RunStepOptions, progress: &Progress) -> Re
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (e.clone(), String::new()),
     }));
+    for (name, file) in &a.secret_env {
+        let value = std::fs::read_to_string(file).ctx(|| format!("secret for ${name}"))?;
+        set_env.push((name.clone(), value));
+    }
     let opts = RunOptions {
         image: RunImage::Layers(a.layers),
         user: UserChoices {
@@ -84,6 +94,7 @@ pub fn run_step(storage: &Storage, a: RunStepOptions, progress: &Progress) -> Re
         uid: Some(0),
         gid: Some(0),
         no_home: true,
+        step_mounts: a.mounts,
     };
     crate::run::run(storage, &opts)
 }

@@ -53,6 +53,13 @@ pub struct BuildArgs {
     /// For RUN only: bind-mount host directory SRC at DST (default SRC); repeatable
     #[arg(short = 'b', long = "bind", value_name = "SRC[:DST]")]
     pub binds: Vec<String>,
+    /// Reproducible build: clamp every time written into layers and the config to SECONDS
+    /// since 1970 [default: $SOURCE_DATE_EPOCH]
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR; repeatable
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
     /// Context directory
     pub context: PathBuf,
 }
@@ -71,6 +78,8 @@ impl BuildArgs {
             force: self.force.clone(),
             force_detect: !self.no_force_detect,
             binds: self.binds.clone(),
+            timestamp: self.timestamp,
+            secrets: self.secrets.clone(),
             context: self.context.clone(),
         }
     }
@@ -83,10 +92,13 @@ pub struct RunStepArgs {
     /// Layer tree key, bottom first; repeatable
     #[arg(long = "layer")]
     pub layers: Vec<String>,
+    /// Directory that keeps the step's changes (in UPPER/upper)
     #[arg(long)]
     pub upper: PathBuf,
+    /// Working directory inside
     #[arg(long)]
     pub cd: String,
+    /// K=V for the step's environment; repeatable
     #[arg(long = "env")]
     pub env: Vec<String>,
     /// `SRC:DST`, both absolute (checked by `lade build`); repeatable
@@ -96,21 +108,51 @@ pub struct RunStepArgs {
     /// to that path
     #[arg(long)]
     pub ssh_auth_sock: Option<PathBuf>,
+    /// A `RUN --mount`, as JSON (lade::run::rootfs::StepMount); repeatable
+    #[arg(long = "mount", value_name = "JSON")]
+    pub mounts: Vec<String>,
+    /// NAME=FILE: set NAME to the content of FILE (a secret); repeatable
+    #[arg(long = "secret-env", value_name = "NAME=FILE")]
+    pub secret_env: Vec<String>,
+    /// The command and its arguments
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
-impl From<RunStepArgs> for RunStepOptions {
-    fn from(a: RunStepArgs) -> RunStepOptions {
-        RunStepOptions {
+impl TryFrom<RunStepArgs> for RunStepOptions {
+    type Error = lade::error::Error;
+
+    fn try_from(a: RunStepArgs) -> Result<RunStepOptions> {
+        let mounts = a
+            .mounts
+            .iter()
+            .map(|m| {
+                serde_json::from_str(m)
+                    .map_err(|e| lade::error::Error::invalid(format!("--mount {m}"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let secret_env = a
+            .secret_env
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((k, f)) => Ok((k.to_string(), PathBuf::from(f))),
+                None => Err(lade::error::Error::invalid(
+                    format!("--secret-env {s}"),
+                    "expected NAME=FILE",
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunStepOptions {
             layers: a.layers,
             upper: a.upper,
             cd: a.cd,
             env: a.env,
             binds: a.binds,
             ssh_auth_sock: a.ssh_auth_sock,
+            mounts,
+            secret_env,
             command: a.command,
-        }
+        })
     }
 }
 
@@ -171,5 +213,5 @@ pub fn build_cache(args: BuildCacheArgs, c: &Common) -> Result<ExitCode> {
 
 pub fn run_step(args: RunStepArgs, c: &Common) -> Result<ExitCode> {
     let storage = c.open_storage(LockMode::Shared)?;
-    match lade::builder::run_step(&storage, args.into(), c.progress)? {}
+    match lade::builder::run_step(&storage, args.try_into()?, c.progress)? {}
 }

@@ -16,7 +16,9 @@ pub struct CopyArgs {
     /// referrers (attachments)
     #[arg(long)]
     all: bool,
+    /// Image to copy: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF] or lade:NAME
     source: String,
+    /// Where to copy it, in the same forms
     destination: String,
 }
 

@@ -11,6 +11,7 @@ use lade::storage::LockMode;
 
 #[derive(Args)]
 pub struct DeleteArgs {
+    /// Image names or shell globs of them (quoted), or docker://REF; repeatable
     #[arg(required = true)]
     globs: Vec<String>,
 }

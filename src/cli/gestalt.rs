@@ -10,7 +10,7 @@ use lade::storage;
 
 #[derive(Args)]
 pub struct GestaltArgs {
-    /// Print only this fact's value
+    /// Print only this fact's value (storage-path, storage-version, arch or version)
     selector: Option<String>,
     /// Output: text, or JSON (an object of every fact, or the selected value)
     #[arg(long, value_enum, default_value_t = Format::Text)]

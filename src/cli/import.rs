@@ -12,7 +12,9 @@ use lade::storage::LockMode;
 
 #[derive(Args)]
 pub struct ImportArgs {
+    /// Directory, or tarball with or without one top-level directory, holding the root filesystem
     path: PathBuf,
+    /// Name of the new image in the store
     image_ref: String,
 }
 

@@ -21,6 +21,7 @@ pub struct ListArgs {
     /// List the tags of IMAGE_REF's repository in its registry
     #[arg(long, requires = "image_ref")]
     tags: bool,
+    /// Image to show (in the store, or docker://REF in its registry) [default: list the store]
     image_ref: Option<String>,
 }
 

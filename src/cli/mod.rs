@@ -39,7 +39,7 @@ use lade::transport::registry;
 #[command(
     name = "lade",
     version,
-    about = "Pull, unpack, copy and manage OCI container images without privileges",
+    about = "Build, run, pull, push and copy OCI container images, unprivileged and without a daemon",
     propagate_version = true
 )]
 pub struct Cli {

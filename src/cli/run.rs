@@ -82,6 +82,7 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
         uid: args.uid,
         gid: args.gid,
         no_home: args.no_home,
+        step_mounts: Vec::new(),
     };
     let g = c.global;
     let (path, _) = storage::resolve_path(g.storage.as_deref())?;

@@ -11,6 +11,7 @@ use lade::storage::LockMode;
 
 #[derive(Args)]
 pub struct UndeleteArgs {
+    /// Name of the deleted image
     image_ref: String,
 }
 

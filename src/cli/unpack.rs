@@ -12,7 +12,9 @@ use lade::storage::LockMode;
 
 #[derive(Args)]
 pub struct UnpackArgs {
+    /// Image in the store
     image_ref: String,
+    /// Directory to write the root filesystem to (absent or empty)
     dir: PathBuf,
 }
 

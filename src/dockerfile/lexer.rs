@@ -383,6 +383,12 @@ impl Lexer<'_> {
                 let Some(op) = op else {
                     return Err("syntax error: missing '}'".into());
                 };
+                // BuildKit (since moby/buildkit#5146) refuses `${VAR:#…}` and `${VAR:%…}`:
+                // the colon has no meaning there, and silently dropping it hid typos. Checked
+                // before the operand, so that it holds for unset variables too.
+                if null_is_unset && (op == '#' || op == '%') {
+                    return Err(format!("unsupported modifier (:{op}) in substitution"));
+                }
                 let mods = if null_is_unset {
                     format!(":{op}")
                 } else {
@@ -688,6 +694,12 @@ mod tests {
         assert!(substitute("${A", &env).is_err());
         assert!(substitute("${}", &env).is_err());
         assert!(substitute("${A:=x}", &env).is_err());
+        // The colon forms of # and % are errors, as in BuildKit, set or not, shortest or
+        // longest, not the forms without the colon.
+        for bad in ["${P:#*/}", "${P:##*/}", "${P:%/*}", "${P:%%/*}", "${U:#x}"] {
+            let e = substitute(bad, &env).unwrap_err().to_string();
+            assert!(e.contains("unsupported modifier (:"), "{bad}: {e}");
+        }
     }
 
     #[test]

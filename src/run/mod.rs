@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub no_home: bool,
+    /// `lade build`'s `RUN --mount`s (empty for `lade run`).
+    pub step_mounts: Vec<rootfs::StepMount>,
 }
 
 /// Parses `-b SRC[:DST]`; DST defaults to SRC, and both must be absolute inside.
@@ -223,6 +225,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         RootKind::Overlay => rootfs::bind_all(&root, &binds, true)?,
         RootKind::Flat => rootfs::bind_all(&root, &binds, false)?,
     }
+    rootfs::mount_step_mounts(&root, &opts.step_mounts)?;
     // An overlay without an upper layer is read-only already.
     if read_only && kind != RootKind::LowersOnly {
         rootfs::make_read_only(&root)?;

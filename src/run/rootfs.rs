@@ -26,6 +26,74 @@ pub struct Bind {
     pub replace_symlink: bool,
 }
 
+/// A mount of `lade build`'s `RUN --mount` (the builder prepares the sources: cache
+/// directories, secrets, copies), made after the binds, parents first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StepMount {
+    /// A host file or directory at `target`, read-only unless `writable`.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        writable: bool,
+    },
+    /// A fresh tmpfs at `target`, of at most `size` bytes if given.
+    Tmpfs { target: PathBuf, size: Option<u64> },
+}
+
+impl StepMount {
+    pub fn target(&self) -> &Path {
+        match self {
+            StepMount::Bind { target, .. } | StepMount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// Makes `mounts` in the new root (writable: an overlay with an upper directory), the
+/// mount points it lacks created as for binds.
+pub fn mount_step_mounts(root: &Path, mounts: &[StepMount]) -> Result<()> {
+    let mut sorted: Vec<&StepMount> = mounts.iter().collect();
+    sorted.sort_by_key(|m| m.target().components().count());
+    for m in sorted {
+        match m {
+            StepMount::Bind {
+                source,
+                target,
+                writable,
+            } => {
+                let meta = fs::metadata(source)
+                    .map_err(|e| Error::io(format!("mount source {}", source.display()), e))?;
+                let at = ensure_mount_point(root, target, meta.is_dir(), false)?;
+                let bind = Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    recursive: true,
+                    read_only: !writable,
+                    replace_symlink: false,
+                };
+                bind_one(&bind, &at)?;
+            }
+            StepMount::Tmpfs { target, size } => {
+                let at = ensure_mount_point(root, target, true, false)?;
+                let mut options = "mode=1777".to_string();
+                if let Some(s) = size {
+                    options.push_str(&format!(",size={s}"));
+                }
+                let options = CString::new(options)
+                    .map_err(|_| Error::invalid("tmpfs options", "NUL byte"))?;
+                mount(
+                    "tmpfs",
+                    &at,
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    Some(options.as_c_str()),
+                )
+                .map_err(|e| mnt_err(format!("mounting a tmpfs on {}", target.display()), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where the writable part of the root lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upper {

@@ -32,12 +32,7 @@ impl StorageLock {
             LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         };
         let path = root.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = open_lock_file(&path)?;
         if let Err(e) = flock(&file, op) {
             if e != rustix::io::Errno::WOULDBLOCK {
                 return Err(Error::io_path(&path, e.into()));
@@ -54,6 +49,16 @@ impl StorageLock {
         }
         Ok(Some(StorageLock { _file: file }))
     }
+}
+
+/// `path`, a file to `flock`, opened (created if missing, never truncated).
+pub(super) fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path)
 }
 
 /// A per-process scratch directory `tmp/<pid>.<random>/`, locked for the life of the process

@@ -18,6 +18,7 @@
 //! $STORAGE/build-cache/deleted/<name>.json   a deleted image's record, for `lade undelete`:
 //!                                            deleted_images()
 //! $STORAGE/build-tmp/<pid>.<rand>/ a RUN step's overlay upper and work directories: build_tmp()
+//! $STORAGE/cache-mounts/<hash>/    `RUN --mount=type=cache` directories, by id: cache_mounts()
 //! $STORAGE/flat/<hex>/             flattened copies `lade run` makes without overlayfs: flat()
 //! $STORAGE/mountpoints/<hash>/     `lade run`'s mount-point layers: empty directories and
 //!                                  files an image lacks for the binds: mountpoints()
@@ -47,6 +48,7 @@
 
 pub mod attachments;
 mod blobs;
+pub mod cache_mounts;
 pub mod cache_records;
 pub mod fsck;
 pub mod gc;
@@ -60,6 +62,7 @@ pub mod undelete;
 
 pub use blobs::BlobStore;
 pub use blobs::copy_stream;
+pub use cache_mounts::{CacheMounts, HeldCacheMount, Sharing};
 pub use cache_records::{CacheRecords, Record, State};
 pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
@@ -240,6 +243,12 @@ impl Storage {
 
     pub fn build_tmp(&self) -> BuildTmp {
         BuildTmp::new(self.root.join("build-tmp"))
+    }
+
+    /// `RUN --mount=type=cache` directories. Not under `tmp/`: a RUN step's container hides
+    /// that under its tmpfs.
+    pub fn cache_mounts(&self) -> CacheMounts {
+        CacheMounts::new(self.root.join("cache-mounts"))
     }
 
     pub fn flat(&self) -> FlatImages {

@@ -158,6 +158,28 @@ pub fn respond(s: &mut TcpStream, code: u16, headers: &[(&str, String)], body: &
     let _ = s.flush();
 }
 
+/// What a test server answers to a request: status, headers, body.
+pub type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+/// A server on a free port of 127.0.0.1 that gives every request `answer`'s response, from a
+/// thread that ends with the test process; returns the port.
+pub fn serve(answer: impl Fn(&Head) -> Answer + Send + 'static) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            set_timeouts(&s);
+            let Ok(Some((head, _))) = read_head(&mut s) else {
+                continue;
+            };
+            let (code, headers, body) = answer(&head);
+            respond(&mut s, code, &headers, &body);
+        }
+    });
+    port
+}
+
 /// Test servers never wait long on a silent peer.
 pub fn set_timeouts(s: &TcpStream) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));

@@ -85,6 +85,8 @@ impl Outcome {
 pub fn build_cache(storage: &Storage, opts: Options) -> Result<Outcome> {
     let reset = if opts.reset {
         storage.remove_build_cache()?;
+        // BuildKit's prune takes its cache mounts too: they are the build cache's.
+        storage.cache_mounts().remove_all()?;
         let r = collect_garbage(storage)?;
         Some(Collected {
             blobs_removed: r.blobs_removed,
@@ -308,12 +310,19 @@ pub fn summary(storage: &Storage) -> Result<Summary> {
         bytes += disk_use(&layers.entry_dir(tree), &mut seen);
         bytes += disk_use(&blobs.path(blob), &mut seen);
     }
+    let mounts = storage.cache_mounts().list();
+    let mut mount_bytes = 0;
+    for (_, dir) in &mounts {
+        mount_bytes += disk_use(dir, &mut seen);
+    }
     Ok(Summary {
         states: records.len(),
         named_images: named,
         deleted_images: deleted,
         cache_only_layers: cache_only.len(),
         cache_only_bytes: bytes,
+        cache_mounts: mounts.len(),
+        cache_mount_bytes: mount_bytes,
     })
 }
 
@@ -327,6 +336,9 @@ pub struct Summary {
     /// Layers only cached build steps use, and the disk space they take.
     pub cache_only_layers: usize,
     pub cache_only_bytes: u64,
+    /// The persistent directories of `RUN --mount=type=cache`, and the disk space they take.
+    pub cache_mounts: usize,
+    pub cache_mount_bytes: u64,
 }
 
 impl Summary {
@@ -336,12 +348,15 @@ impl Summary {
              named images:        {}\n\
              deleted images:      {}  (lade undelete)\n\
              cache-only layers:   {}\n\
-             cache-only disk use: {}\n",
+             cache-only disk use: {}\n\
+             cache mounts:        {}  ({}; RUN --mount=type=cache)\n",
             self.states,
             self.named_images,
             self.deleted_images,
             self.cache_only_layers,
             human(self.cache_only_bytes),
+            self.cache_mounts,
+            human(self.cache_mount_bytes),
         )
     }
 }

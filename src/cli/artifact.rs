@@ -23,27 +23,36 @@ enum ArtifactCommand {
         /// The artifact's type [default: application/vnd.unknown.artifact.v1]
         #[arg(long, value_name = "TYPE")]
         artifact_type: Option<String>,
+        /// Registry reference to push the artifact to (docker://HOST/REPO:TAG)
         reference: String,
+        /// Files to push, one layer each (FILE:TYPE gives a file's media type)
         #[arg(required = true, value_name = "FILE[:TYPE]")]
         files: Vec<String>,
     },
     /// Write an artifact's files into DIR [default: .], refusing names that leave it
     Pull {
+        /// Registry reference of the artifact
         reference: String,
+        /// Directory to write the files into [default: .]
         dir: Option<PathBuf>,
     },
     /// Push files as an artifact referring to the image SUBJECT (an OCI 1.1 referrer)
     Attach {
+        /// The image the artifact refers to (a registry reference)
         #[arg(long, value_name = "REF")]
         subject: String,
         /// The artifact's type [default: application/vnd.unknown.artifact.v1]
         #[arg(long, value_name = "TYPE")]
         artifact_type: Option<String>,
+        /// Files to attach, one layer each (FILE:TYPE gives a file's media type)
         #[arg(required = true, value_name = "FILE[:TYPE]")]
         files: Vec<String>,
     },
     /// List the artifacts referring to an image
-    List { reference: String },
+    List {
+        /// Registry reference of the image whose artifacts to list
+        reference: String,
+    },
 }
 
 fn parse(r: &str) -> Result<Reference> {

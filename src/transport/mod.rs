@@ -8,6 +8,7 @@ mod layout;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod registry;
+pub mod squashfs;
 pub mod store;
 
 use std::fmt;
@@ -32,9 +33,12 @@ pub enum ImageLocation {
     OciArchive { file: PathBuf, name: Option<String> },
     /// `lade:NAME`: lade's own storage directory.
     Store(Reference),
+    /// `squashfs:FILE`: the image flattened into one SquashFS file (a destination only).
+    SquashFs(PathBuf),
 }
 
-pub const TRANSPORTS: &str = "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], lade:NAME";
+pub const TRANSPORTS: &str =
+    "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], lade:NAME, squashfs:FILE";
 
 impl ImageLocation {
     /// Parses a transport-qualified location. A bare name is refused, because it would be
@@ -78,6 +82,8 @@ impl ImageLocation {
                 })
             }
             "lade" => Ok(ImageLocation::Store(Reference::parse(rest)?)),
+            "squashfs" if rest.is_empty() => Err(bad("empty path".into())),
+            "squashfs" => Ok(ImageLocation::SquashFs(PathBuf::from(rest))),
             "docker" => Err(bad("registry references are written docker://REF".into())),
             other => Err(bad(format!(
                 "unknown transport '{other}'; use one of {TRANSPORTS}"
@@ -98,9 +104,10 @@ impl ImageLocation {
         }
     }
 
-    /// Whether this is `lade:NAME`, an image in the store (which must then be open).
-    pub fn is_store(&self) -> bool {
-        matches!(self, ImageLocation::Store(_))
+    /// Whether reading or writing this location needs the store open: `lade:NAME`, and
+    /// `squashfs:FILE`, which is written from the store's layer trees.
+    pub fn needs_store(&self) -> bool {
+        matches!(self, ImageLocation::Store(_) | ImageLocation::SquashFs(_))
     }
 
     /// The image reference this location implies for naming it in the store, if any.
@@ -110,6 +117,7 @@ impl ImageLocation {
             ImageLocation::OciLayout { name, .. } | ImageLocation::OciArchive { name, .. } => {
                 name.as_deref().map(Reference::parse)
             }
+            ImageLocation::SquashFs(_) => None,
         }
     }
 }
@@ -143,6 +151,7 @@ impl fmt::Display for ImageLocation {
                 write!(f, "oci-archive:{}{}", file.display(), opt(name))
             }
             ImageLocation::Store(r) => write!(f, "lade:{}", r.familiar()),
+            ImageLocation::SquashFs(file) => write!(f, "squashfs:{}", file.display()),
         }
     }
 }
@@ -230,6 +239,13 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
             Box::new(oci_archive::OciArchiveSource::open(file, name.as_deref())?)
         }
         ImageLocation::Store(r) => Box::new(store::StoreSource::open(need_storage(ctx)?, r)?),
+        ImageLocation::SquashFs(file) => {
+            return Err(Error::unsupported(
+                format!("squashfs:{}", file.display()),
+                "a SquashFS file is a destination only (it keeps no layers); run it with \
+                 'lade run FILE'",
+            ));
+        }
     })
 }
 
@@ -257,6 +273,9 @@ pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Im
         ImageLocation::Store(r) => {
             Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone()))
         }
+        ImageLocation::SquashFs(file) => {
+            Box::new(squashfs::SquashFsDestination::new(need_storage(ctx)?, file))
+        }
     })
 }
 
@@ -280,8 +299,13 @@ mod tests {
                 name: None
             }
         );
+        assert_eq!(
+            ImageLocation::parse("squashfs:/tmp/x.sqfs").unwrap(),
+            ImageLocation::SquashFs("/tmp/x.sqfs".into())
+        );
         for bad in [
             "alpine",
+            "squashfs:",
             "oci:",
             "oci:/x:",
             "foo:bar",

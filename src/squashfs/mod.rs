@@ -5,6 +5,9 @@
 //! - [`probe`]: what a file is (SquashFS, or SIF with a SquashFS partition, see [`sif`]),
 //!   checked before anything is mounted.
 //! - [`export`]: an image's layer trees written as one deterministic SquashFS file.
+//! - [`serve`]: the file mounted with FUSE inside lade's own user namespace.
+//! - [`supervise`]: the container as a child of lade, so that the FUSE server lives exactly
+//!   as long as it does.
 //!
 //! What a lade SquashFS file holds besides the flattened image: the mount points `lade run`
 //! and `ch-run` bind onto (as `ch-convert` adds them) where the image lacks them, and in
@@ -14,7 +17,9 @@
 
 pub mod export;
 pub mod probe;
+pub mod serve;
 pub mod sif;
+pub mod supervise;
 
 pub use probe::ImageFile;
 

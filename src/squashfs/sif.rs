@@ -187,9 +187,10 @@ pub(super) fn read_exact_at(
     })
 }
 
-/// Writing SIF files, for tests only: lade reads SIF but does not write it.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Writing SIF files, for tests only (lade's and the integration tests): lade reads SIF but
+/// does not write it.
+#[doc(hidden)]
+pub mod testing {
     use super::*;
 
     /// A minimal SIF holding `squashfs` as its partition of type `part_type`, laid out as

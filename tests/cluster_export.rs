@@ -161,6 +161,22 @@ fn assert_all_root(file: &Path) {
     }
 }
 
+/// `lade copy lade:IMAGE squashfs:...` gives the very bytes of `file`.
+#[track_caller]
+fn assert_stored_copy_is(lade: &Lade, image: &str, file: &Path) {
+    let again = lade.path(format!("{image}-again.sqfs"));
+    lade.ok([
+        "copy",
+        &format!("lade:{image}"),
+        &format!("squashfs:{}", again.display()),
+    ]);
+    assert_eq!(
+        fs::read(file).unwrap(),
+        fs::read(&again).unwrap(),
+        "the same image gave different SquashFS files"
+    );
+}
+
 #[test]
 fn squashfs_is_the_unpacked_image_and_the_same_from_any_source() {
     let f = fixtures();
@@ -174,17 +190,7 @@ fn squashfs_is_the_unpacked_image_and_the_same_from_any_source() {
     ]);
     assert!(out.is_empty() || !out.contains("error"), "{out}");
     lade.ok(["pull", &f.oci("multi"), "multi"]);
-    let from_store = lade.path("from-store.sqfs");
-    lade.ok([
-        "copy",
-        "lade:multi",
-        &format!("squashfs:{}", from_store.display()),
-    ]);
-    assert_eq!(
-        fs::read(&from_layout).unwrap(),
-        fs::read(&from_store).unwrap(),
-        "the same image gave different SquashFS files"
-    );
+    assert_stored_copy_is(&lade, "multi", &from_layout);
     // The layout's image has whiteouts, an opaque directory, a setuid file and hard links
     // within and across layers: the file must agree with lade unpack on every one.
     assert_squashfs_is_unpack(&lade, "multi", &from_layout);
@@ -319,17 +325,7 @@ fn debian_file(lade: &Lade) -> PathBuf {
 fn debian_squashfs_is_its_unpack_and_runs_with_ch_run_and_lade() {
     let lade = Lade::new();
     let file = debian_file(&lade);
-    let again = lade.path("debian-again.sqfs");
-    lade.ok([
-        "copy",
-        "lade:debian",
-        &format!("squashfs:{}", again.display()),
-    ]);
-    assert_eq!(
-        fs::read(&file).unwrap(),
-        fs::read(&again).unwrap(),
-        "two copies of the Debian image differ"
-    );
+    assert_stored_copy_is(&lade, "debian", &file);
     assert_squashfs_is_unpack(&lade, "debian", &file);
 
     // Charliecloud runs it, with the image's environment from /ch/environment.
@@ -352,26 +348,11 @@ fn debian_squashfs_is_its_unpack_and_runs_with_ch_run_and_lade() {
     // lade applies the config inside the file as a stored image's: WorkingDir /root, PATH,
     // the command's exit status, Cmd when no command is given.
     let path = file.to_str().unwrap();
-    let stored = lade.ok([
-        "run",
-        "--uid",
-        "0",
-        "debian",
-        "--",
-        "/bin/sh",
-        "-c",
-        "pwd; id -u; echo $PATH",
-    ]);
-    let from_file = lade.ok([
-        "run",
-        "--uid",
-        "0",
-        path,
-        "--",
-        "/bin/sh",
-        "-c",
-        "pwd; id -u; echo $PATH",
-    ]);
+    let as_root = |image: &str| {
+        let script = "pwd; id -u; echo $PATH";
+        lade.ok(["run", "--uid", "0", image, "--", "/bin/sh", "-c", script])
+    };
+    let (stored, from_file) = (as_root("debian"), as_root(path));
     assert_eq!(from_file, stored);
     assert!(from_file.starts_with("/root\n0\n"), "{from_file}");
     let r = lade.run(["run", path, "--", "/bin/sh", "-c", "exit 7"]);

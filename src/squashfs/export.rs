@@ -26,6 +26,12 @@
 //! for a file 2% larger (93.4 MB against 91.7 MB); zstd's default level 15 took 122 s. zstd
 //! SquashFS needs Linux 4.14 or a squashfuse built with zstd (Debian's, Ubuntu's, EPEL's).
 //! 64 KiB blocks, as `ch-convert`: less to decompress for each small read through FUSE.
+//!
+//! Limits: squashfs-tools 4.5 cannot choose which xattrs to store (4.6's `-xattrs-include`
+//! can), so xattrs the host's filesystem itself puts on the layer trees (SELinux labels on
+//! an SELinux host) go into the file too; the layer trees hold only `user.*` ones otherwise.
+//! A hard link from one layer to a file of a lower one is a copy in the store's trees (see
+//! `crate::unpack::resolve_external_hardlinks`), and so in the file, as in `lade unpack`.
 
 use std::ffi::CString;
 use std::fs;

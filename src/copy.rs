@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Kind, RawManifest};
 use crate::platform::{self, ArchChoice};
 use crate::progress::Progress;
+use crate::transport::docker_archive::DockerArchiveDestination;
 use crate::transport::registry::RegistryDestination;
 use crate::transport::squashfs::SquashFsDestination;
 use crate::transport::store::StoreDestination;
@@ -124,6 +125,18 @@ pub fn copy_between(
             };
             Box::new(d.with_mount_sources(from.into_iter().collect()))
         }
+        // Tagged as the destination says, else with the names the source gives the image,
+        // so that `docker load` shows names rather than `<none>`.
+        (ImageLocation::DockerArchive { file, name }, _) => {
+            let names = match (name, src) {
+                (Some(_), _) => Vec::new(),
+                (None, ImageLocation::Registry(r) | ImageLocation::Store(r)) => vec![r.clone()],
+                (None, _) => source.names(),
+            };
+            Box::new(
+                DockerArchiveDestination::create(file, name.clone())?.with_default_names(names),
+            )
+        }
         _ => transport::open_destination(dst, ctx)?,
     };
     let image = copy_image(&*source, &mut *destination, opts, progress)?;
@@ -172,6 +185,11 @@ fn copy_blob(
 ) -> Result<()> {
     if dst.has_blob(&expected.digest)? {
         progress.note(&format!("{}: already present", short_what(expected)));
+        return Ok(());
+    }
+    // Before the source is opened: a registry source would otherwise start sending the blob.
+    if dst.reuse_blob(expected, what)? {
+        progress.note(&format!("{}: reused without copying", short_what(expected)));
         return Ok(());
     }
     let bar = progress.bytes(&short_what(expected), expected.size);

@@ -88,3 +88,33 @@ pub fn is_absent_or_empty_dir(dir: &Path) -> Result<bool> {
         Err(e) => Err(Error::io_path(dir, e)),
     }
 }
+
+/// Reads and parses a JSON file; `None` if it does not exist.
+pub fn read_json_if_exists<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::json(path.display().to_string(), e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io_path(path, e)),
+    }
+}
+
+/// The `NAME.json` files of `dir` (not those being written: `.`-files), as (NAME, path); none
+/// if `dir` does not exist.
+pub fn json_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(out);
+    };
+    for e in entries {
+        let e = e.at(dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".json")
+            && !name.starts_with('.')
+        {
+            out.push((stem.to_string(), e.path()));
+        }
+    }
+    Ok(out)
+}

@@ -21,6 +21,7 @@
 //! - [`pack`]: a directory tree packed into a layer, deterministically.
 //! - [`import`]: an image made from a directory or tarball.
 //! - [`export`]: an image's flattened root filesystem written to a directory.
+//! - [`inspect`]: what `skopeo inspect` shows of an image, from any transport.
 //! - [`layer_install`]: an image's layers unpacked into the store's layer trees.
 //! - [`unpack`]: applying layers safely, without privileges.
 //! - [`run`]: running a command in an image, in user and mount namespaces.
@@ -32,6 +33,9 @@
 //! - [`image_config`], [`image_writer`]: the typed image config, and the one writer of the
 //!   images lade makes (a build, `import`, `push --image`).
 //! - [`compression`]: a layer's compression, for packing and unpacking alike.
+//! - [`sign`]: cosign-compatible keys, signing and verification; [`attach`]: what is attached
+//!   to an image (signatures, OCI referrers) wherever it lives; [`artifact`]: ORAS artifacts
+//!   and SIF files over `oras://`.
 //!
 //! Plumbing:
 //! - [`error`]: the error type, one clear line per failure.
@@ -39,6 +43,8 @@
 //! - [`parallel`]: independent jobs on a few threads, stopping at the first error.
 //! - [`fsutil`]: small filesystem helpers.
 
+pub mod artifact;
+pub mod attach;
 pub mod builder;
 pub mod compression;
 pub mod copy;
@@ -50,6 +56,7 @@ pub mod fsutil;
 pub mod image_config;
 pub mod image_writer;
 pub mod import;
+pub mod inspect;
 pub mod layer_install;
 pub mod lockfile;
 pub mod manifest;
@@ -61,6 +68,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod run;
+pub mod sign;
 pub mod squashfs;
 pub mod storage;
 pub mod transport;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::copy::{CopyOptions, copy_image};
 use crate::error::{Error, Result};
 use crate::lockfile::{self, TagLock};
+use crate::manifest::RawManifest;
 use crate::platform::ArchChoice;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -35,6 +36,8 @@ pub struct PullOptions {
 pub struct TagPins {
     lock: Option<Arc<TagLock>>,
     locked: bool,
+    /// `--verify-key`: the image must carry a signature this key verifies (issue 15).
+    verify: Option<p256::ecdsa::VerifyingKey>,
 }
 
 impl TagPins {
@@ -44,13 +47,26 @@ impl TagPins {
         Ok(TagPins {
             lock: TagLock::open_in(Path::new("."))?.map(Arc::new),
             locked,
+            verify: None,
         })
+    }
+
+    /// `--verify-key`: every pull through these pins (`lade pull`, `build`'s FROM) first
+    /// checks that the image carries a signature `key` verifies, and refuses it otherwise,
+    /// before anything is copied or unpacked.
+    pub fn verifying(mut self, key: Option<p256::ecdsa::VerifyingKey>) -> TagPins {
+        self.verify = key;
+        self
     }
 
     /// Whether pulling `loc` consults the pins: a registry tag (not a digest), with a lock file
     /// or `--locked`. Such a reference is resolved through the pull path even when the store
     /// has an image of that name, which costs no request once the tag is pinned and stored.
+    /// With a verify key, every source is governed: a stored image is checked again.
     pub fn govern(&self, loc: &ImageLocation) -> bool {
+        if self.verify.is_some() {
+            return true;
+        }
         match loc {
             ImageLocation::Registry(r) => {
                 (self.lock.is_some() || self.locked) && TagLock::key(r).is_some()
@@ -115,6 +131,7 @@ impl std::fmt::Debug for TagPins {
         f.debug_struct("TagPins")
             .field("lock", &self.lock.as_ref().map(|l| l.path().to_path_buf()))
             .field("locked", &self.locked)
+            .field("verify", &self.verify.is_some())
             .finish()
     }
 }
@@ -160,6 +177,11 @@ pub fn pull(
             Source::Other(transport::open_source(loc, &ctx)?)
         }
     };
+    // A docker archive's image is named by its own tag when the location names none.
+    let name = name.or_else(|| match loc.implied_name() {
+        None => src.get().names().into_iter().next(),
+        Some(_) => None,
+    });
     let name = match name {
         Some(n) => n,
         None => loc.implied_name().unwrap_or_else(|| {
@@ -185,6 +207,109 @@ pub fn pull(
     if let Source::Registry(s) = &mut src {
         pins.resolve(s, progress)?;
     }
-    let image = copy_image(src.get(), &mut dst, &copy, progress)?;
+    let trusted = match &pins.verify {
+        Some(key) => Some(verify_source(
+            &mut src, loc, storage, registry, key, progress,
+        )?),
+        None => None,
+    };
+    let image = copy_image(&ImagesOnly(src.get()), &mut dst, &copy, progress)?;
+    if let Some((att, digest)) = trusted {
+        // Keep the signatures checked, so that `lade verify lade:NAME` works offline.
+        let stored = crate::attach::open(
+            &ImageLocation::Store(name.clone()),
+            &Context {
+                storage: Some(storage.clone()),
+                registry: registry.clone(),
+            },
+        )?;
+        crate::attach::copy::copy_attachments(&*att, &*stored, &digest)?;
+    }
     Ok((name, image))
+}
+
+/// Checks, before anything is copied, that the image the pull will read carries a signature
+/// `key` verifies; returns where its attachments are and the digest checked. A registry tag is
+/// resolved first, so that the digest verified is the digest copied.
+fn verify_source(
+    src: &mut Source,
+    loc: &ImageLocation,
+    storage: &Arc<Storage>,
+    registry: &registry::Options,
+    key: &p256::ecdsa::VerifyingKey,
+    progress: &Progress,
+) -> Result<(Box<dyn crate::attach::Attachments>, crate::digest::Digest)> {
+    let at = match (src, loc) {
+        (Source::Registry(s), ImageLocation::Registry(r)) => {
+            let digest = match &r.digest {
+                Some(d) => d.clone(),
+                None => s.top_manifest()?.digest,
+            };
+            s.read_digest(digest.clone());
+            ImageLocation::Registry(r.with_digest(digest))
+        }
+        _ => loc.clone(),
+    };
+    let ctx = Context {
+        storage: Some(storage.clone()),
+        registry: registry.clone(),
+    };
+    let att = crate::attach::open(&at, &ctx)?;
+    let result = crate::sign::verify(&*att, key)?;
+    let Some(found) = result.verified.first() else {
+        return Err(result.failure(&format!("refusing {loc}"), key));
+    };
+    progress.info(&format!(
+        "verified {loc} {}: {} with key {}",
+        found.digest,
+        found.kind,
+        crate::sign::keys::fingerprint(key)
+    ));
+    let digest = found.digest.clone();
+    Ok((att, digest))
+}
+
+/// A source that refuses what is not a container image (an ORAS artifact, a SIF file) before
+/// anything is copied, saying what it is and how to fetch it, instead of failing on the first
+/// layer as a tar stream.
+struct ImagesOnly<'a>(&'a dyn ImageSource);
+
+impl ImagesOnly<'_> {
+    fn check(&self, m: RawManifest) -> Result<RawManifest> {
+        if m.kind != crate::manifest::Kind::Image {
+            return Ok(m);
+        }
+        let Some(what) = crate::artifact::describe_artifact(&m) else {
+            return Ok(m);
+        };
+        let source = self.0.describe();
+        let reference = source.strip_prefix("docker://").unwrap_or(&source);
+        let how = if what.starts_with("a SIF") {
+            format!("lade pull oras://{reference}")
+        } else {
+            format!("lade artifact pull {reference} DIR")
+        };
+        Err(Error::invalid(
+            &source,
+            format!("not a container image but {what}; fetch it with `{how}`"),
+        ))
+    }
+}
+
+impl ImageSource for ImagesOnly<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn top_manifest(&self) -> Result<RawManifest> {
+        self.check(self.0.top_manifest()?)
+    }
+    fn manifest(&self, expected: &crate::digest::Expected) -> Result<RawManifest> {
+        self.check(self.0.manifest(expected)?)
+    }
+    fn open_blob(
+        &self,
+        digest: &crate::digest::Digest,
+    ) -> Result<Box<dyn std::io::Read + Send + '_>> {
+        self.0.open_blob(digest)
+    }
 }

@@ -46,6 +46,8 @@ step "test dependencies (apt)"
 PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils gcc libc6-dev
       ca-certificates docker-registry openssl bsdutils debootstrap wget curl)
 PKGS+=(squashfs-tools squashfuse charliecloud-runtime)  # issue 14: SquashFS out, FUSE in, ch-run as a peer
+PKGS+=(man-db groff-base bash)  # issue 17: `man -l` renders lade's pages; bash runs the completion script
+PKGS+=(python3 python3-venv)  # issue 15: the venv of the independent cosign-key and ORAS checks
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
@@ -69,6 +71,20 @@ if [ -c /dev/fuse ]; then
 else
     echo "no /dev/fuse: the single-file image tests will fail"
 fi
+
+# ------------------------------------------------------------------------------------------------
+step "Python checkers for the trust tests (issue 15: venv under /var/tmp, from PyPI)"
+# cryptography + PyNaCl open lade's cosign-format keys independently; oras (oras-py) pushes and
+# pulls artifacts against lade. Readable by the test user; reused when already complete.
+PYENV=/var/tmp/lade-test-pyenv
+if ! "$PYENV/bin/python" -c 'import cryptography, nacl, oras' 2>/dev/null \
+        || [[ $(readlink -f "$PYENV/bin/python") != /usr/* ]]; then
+    rm -rf "$PYENV"
+    /usr/bin/python3 -m venv "$PYENV"  # Debian's: a python under /root is not the test user's
+    "$PYENV/bin/pip" install -q cryptography pynacl oras
+fi
+chmod -R a+rX "$PYENV"
+"$PYENV/bin/python" -c 'import cryptography, nacl, oras; print("cryptography", cryptography.__version__)'
 
 # ------------------------------------------------------------------------------------------------
 step "Rust toolchain"
@@ -150,6 +166,7 @@ user_env=(env -i
     HOME="$TEST_HOME" USER="$TEST_USER" LOGNAME="$TEST_USER"
     TMPDIR="$WORK/tmp" LANG=C.UTF-8
     LADE_DEBIAN_TARBALL="$DEBIAN_TARBALL"
+    LADE_TEST_PYTHON="$PYENV/bin/python"
     NEXTEST_HIDE_PROGRESS_BAR=1 CARGO_TERM_COLOR=never)
 runuser -u "$TEST_USER" -- "${user_env[@]}" sh -c \
     'echo "running as: $(id)"; if [ "$(id -u)" = 0 ]; then echo "still root!" >&2; exit 1; fi'

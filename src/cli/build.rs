@@ -34,6 +34,9 @@ pub struct BuildArgs {
     /// Fail if a FROM tag is not pinned in ./lade-tags.lock (as `lade pull --locked`)
     #[arg(long)]
     pub locked: bool,
+    /// Refuse a FROM image that carries no signature this public key verifies
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<std::path::PathBuf>,
     /// Parse the Dockerfile, print it, and stop
     #[arg(long)]
     pub parse_only: bool,
@@ -120,13 +123,21 @@ pub struct BuildCacheArgs {
     #[arg(long)]
     gc: bool,
     /// Print a text tree of the cached states, from their FROM images
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     tree: bool,
+    /// Output: text, or JSON (what --reset and --gc did, and the summary)
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    format: super::Format,
 }
 
 pub fn build(args: BuildArgs, c: &Common) -> Result<ExitCode> {
     // FROM resolves registry tags through the project's lock file, as `lade pull` does.
-    let pins = TagPins::of_project(args.locked)?;
+    let verify = args
+        .verify_key
+        .as_deref()
+        .map(lade::sign::keys::load_public)
+        .transpose()?;
+    let pins = TagPins::of_project(args.locked)?.verifying(verify);
     lade::builder::build(
         &args.options(),
         || c.open_storage(LockMode::Shared),
@@ -150,10 +161,11 @@ pub fn build_cache(args: BuildCacheArgs, c: &Common) -> Result<ExitCode> {
         gc: args.gc,
         tree: args.tree,
     };
-    print!(
-        "{}",
-        lade::builder::cache::manage::build_cache(&storage, opts)?
-    );
+    let outcome = lade::builder::cache::manage::build_cache(&storage, opts)?;
+    match args.format {
+        super::Format::Json => super::print_json(&outcome)?,
+        super::Format::Text => print!("{}", outcome.text()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

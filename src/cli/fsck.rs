@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::Common;
+use super::{Common, Format};
 use lade::error::Result;
 use lade::storage::LockMode;
 
@@ -13,6 +13,9 @@ pub struct FsckArgs {
     /// Remove corrupt objects and unusable images (pull them again afterwards)
     #[arg(long)]
     repair: bool,
+    /// Output: text, or JSON (counts, problems, repairs)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
@@ -23,6 +26,22 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
     };
     let storage = c.open_storage(mode)?;
     let report = lade::storage::fsck::fsck(&storage, args.repair)?;
+    let failed = !report.is_clean() && !args.repair;
+    if args.format == Format::Json {
+        super::print_json(&serde_json::json!({
+            "blobs_checked": report.blobs_checked,
+            "trees_checked": report.trees_checked,
+            "images_checked": report.images_checked,
+            "clean": report.is_clean(),
+            "problems": report.problems,
+            "repaired": report.repaired,
+        }))?;
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     for p in &report.problems {
         println!("problem: {p}");
     }

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::{Common, one_line};
+use super::{Common, Format, one_line};
 use lade::error::{Error, Result};
 use lade::reference::Reference;
 use lade::storage::{LockMode, Storage};
@@ -15,6 +15,7 @@ pub struct ListArgs {
     /// Long format: platform, digest, layers, source
     #[arg(short, long)]
     long: bool,
+    /// Output: text, or JSON records (with docker://REF, what the registry says too)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// List the tags of IMAGE_REF's repository in its registry
@@ -23,18 +24,17 @@ pub struct ListArgs {
     image_ref: Option<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Text,
-    Json,
-}
-
 pub fn run(args: ListArgs, c: &Common) -> Result<ExitCode> {
     if args.tags {
         let r = args.image_ref.as_deref().unwrap_or_default();
         let r = Reference::parse(r.strip_prefix("docker://").unwrap_or(r))?;
         let opts = c.registry();
-        for t in lade::transport::registry::list_tags(&r, &opts)? {
+        let tags = lade::transport::registry::list_tags(&r, &opts)?;
+        if args.format == Format::Json {
+            super::print_json(&tags)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        for t in tags {
             println!("{t}");
         }
         return Ok(ExitCode::SUCCESS);
@@ -48,6 +48,9 @@ pub fn run(args: ListArgs, c: &Common) -> Result<ExitCode> {
         None => (None, false),
     };
     let storage = c.open_storage(LockMode::Shared)?;
+    if let (Some(r), true, Format::Json) = (one, ask_remote, args.format) {
+        return super::list_remote::print_json(&storage, r, &c.registry());
+    }
     list(&storage, args.long, args.format, one)?;
     if let Some(r) = one
         && args.format == Format::Text

@@ -2,17 +2,24 @@
 //! module per command that turns its arguments into a library call and its result into
 //! output. No command's work is done here.
 
+mod artifact;
 mod build;
+mod completion;
 mod copy;
 mod delete;
 mod fsck;
 mod gestalt;
 mod import;
+mod inspect;
+mod key;
 mod list;
+mod list_remote;
+mod login;
 mod pull;
 mod push;
 mod reset;
 pub mod run;
+mod sign;
 mod undelete;
 mod unpack;
 
@@ -20,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use lade::error::{Error, Result};
 use lade::platform::ArchChoice;
@@ -83,16 +90,22 @@ pub struct Global {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Bring an image into the store from a registry, oci:DIR[:REF] or oci-archive:FILE[:REF]
+    /// Bring an image into the store from a registry, oci:DIR[:REF], oci-archive:FILE[:REF]
+    /// or docker-archive:FILE[:NAME:TAG|:@N]
     Pull(pull::PullArgs),
-    /// Copy an image between transports (docker://, oci:, oci-archive:, lade:), digests preserved
+    /// Copy an image between transports (docker://, oci:, oci-archive:, docker-archive:,
+    /// lade:), digests preserved
     Copy(copy::CopyArgs),
-    /// Push a stored image (or a directory, with --image) to a registry, digests preserved
+    /// Push a stored image (or a directory, with --image) to a registry or another transport,
+    /// digests preserved
     Push(push::PushArgs),
     /// Write an image's flattened root filesystem to DIR (absent or empty)
     Unpack(unpack::UnpackArgs),
     /// List images in the store, or show one
     List(list::ListArgs),
+    /// Describe an image from any transport as `skopeo inspect` does (JSON); a bare name is
+    /// an image in the store
+    Inspect(inspect::InspectArgs),
     /// Delete images whose names match GLOB (quote it), then unused blobs and layers; a
     /// docker://REF deletes that tag or manifest from its registry, where allowed
     Delete(delete::DeleteArgs),
@@ -112,6 +125,23 @@ pub enum Command {
     BuildCache(build::BuildCacheArgs),
     /// Bring back an image `lade delete` removed, if its layers are still stored
     Undelete(undelete::UndeleteArgs),
+    /// Check credentials against a registry, then save them in a login file (or its
+    /// credential helper) for later commands
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from the login file
+    Logout(login::LogoutArgs),
+    /// Print a shell completion script (bash, zsh or fish) for lade
+    Completion(completion::CompletionArgs),
+    /// Print lade's manual page, or write every page into a directory with --output
+    Man(completion::ManArgs),
+    /// Push, pull, attach and list ORAS artifacts (files in a registry)
+    Artifact(artifact::ArtifactArgs),
+    /// Make a key pair in cosign's formats
+    Key(key::KeyArgs),
+    /// Sign an image as cosign does (a registry image, oci:DIR[:REF] or lade:NAME)
+    Sign(sign::SignArgs),
+    /// Check every signature of an image against a public key
+    Verify(sign::VerifyArgs),
     #[command(hide = true)]
     BuildRunStep(build::RunStepArgs),
 }
@@ -162,6 +192,7 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Push(args) => push::run(args, &c),
         Command::Unpack(args) => unpack::run(args, &c),
         Command::List(args) => list::run(args, &c),
+        Command::Inspect(args) => inspect::run(args, &c),
         Command::Delete(args) => delete::run(args, &c),
         Command::Import(args) => import::run(args, &c),
         Command::Run(args) => run::run(args, &c),
@@ -171,7 +202,37 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Build(args) => build::build(args, &c),
         Command::BuildCache(args) => build::build_cache(args, &c),
         Command::Undelete(args) => undelete::run(args, &c),
+        Command::Login(args) => login::login(args, &c),
+        Command::Logout(args) => login::logout(args, &c),
+        Command::Completion(args) => completion::completion(args, &c),
+        Command::Man(args) => completion::man(args, &c),
+        Command::Artifact(args) => artifact::run(args, &c),
+        Command::Key(args) => key::run(args, &c),
+        Command::Sign(args) => sign::sign(args, &c),
+        Command::Verify(args) => sign::verify(args, &c),
         Command::BuildRunStep(args) => build::run_step(args, &c),
+    }
+}
+
+/// `--format`: lines for people, or JSON for scripts (the schemas are in the README).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Prints `value` as pretty JSON on standard output. A reader that closed the pipe early
+/// (`| head`) has what it wanted: that is not an error.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::json("output", e))?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output", e))
+        }
+        _ => Ok(()),
     }
 }
 

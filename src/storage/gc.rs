@@ -117,6 +117,9 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
             report.deleted_forgotten += 1;
         }
     }
+    // Signatures and artifacts attached to what is kept, and single-file images (issue 15).
+    live_blobs.extend(storage.single_files().live()?);
+    super::attachments::mark_live(storage, &mut live_blobs)?;
     for d in blobs.list()?.into_iter().flatten() {
         if !live_blobs.contains(&d) {
             blobs.remove(&d)?;

@@ -26,6 +26,10 @@
 //!                                  and pushes, for cross-repository mounts (best effort; its
 //!                                  lines are crate::transport::registry::known_blobs's):
 //!                                  registry_blobs_file()
+//! $STORAGE/attachments/<alg>-<hex>.json  what is attached to a stored manifest: cosign's
+//!                                  tag-schema manifests, OCI referrers: attachments()
+//! $STORAGE/single-files/<name>.json  a single-file image (SIF) pulled over oras://, kept as a
+//!                                  blob: single_files()
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically:
 //!                                  scratch_path(); `lade run` hides tmp/ under the
@@ -41,6 +45,7 @@
 //! ([`cache_records`], [`image_links`]); what a cache key is, and which records `lade
 //! build-cache --gc` keeps, the builder's cache module decides.
 
+pub mod attachments;
 mod blobs;
 pub mod cache_records;
 pub mod fsck;
@@ -50,6 +55,7 @@ mod images;
 mod layers;
 mod lock;
 mod run_dirs;
+pub mod single_files;
 pub mod undelete;
 
 pub use blobs::BlobStore;
@@ -196,6 +202,14 @@ impl Storage {
     /// Whether the store holds layer `layer`: its tree and its blob.
     pub fn holds_layer(&self, layer: &LayerRef) -> bool {
         self.layers().has(&layer.tree) && self.blobs().has(&layer.blob)
+    }
+
+    pub fn attachments(&self) -> attachments::AttachmentStore {
+        attachments::AttachmentStore::new(self.root.join("attachments"))
+    }
+
+    pub fn single_files(&self) -> single_files::SingleFiles {
+        single_files::SingleFiles::new(self.root.join("single-files"))
     }
 
     pub fn images(&self) -> ImageStore {

@@ -4,6 +4,7 @@
 //! two, and with what policy (tag pins, mount sources), is decided by [`crate::pull`],
 //! [`crate::copy::copy_between`] and [`crate::push`], not here.
 
+pub mod docker_archive;
 mod layout;
 pub mod oci_archive;
 pub mod oci_layout;
@@ -31,14 +32,20 @@ pub enum ImageLocation {
     OciLayout { dir: PathBuf, name: Option<String> },
     /// `oci-archive:FILE[:REF]`: a tar archive of an OCI image layout.
     OciArchive { file: PathBuf, name: Option<String> },
+    /// `docker-archive:FILE[:NAME:TAG|:@N]`: a `docker save` tar (`-`: standard input or
+    /// output).
+    DockerArchive {
+        file: PathBuf,
+        name: Option<docker_archive::ArchiveRef>,
+    },
     /// `lade:NAME`: lade's own storage directory.
     Store(Reference),
     /// `squashfs:FILE`: the image flattened into one SquashFS file (a destination only).
     SquashFs(PathBuf),
 }
 
-pub const TRANSPORTS: &str =
-    "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], lade:NAME, squashfs:FILE";
+pub const TRANSPORTS: &str = "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], \
+                              docker-archive:FILE[:NAME:TAG|:@N], lade:NAME, squashfs:FILE";
 
 impl ImageLocation {
     /// Parses a transport-qualified location. A bare name is refused, because it would be
@@ -81,6 +88,25 @@ impl ImageLocation {
                     }
                 })
             }
+            "docker-archive" => {
+                // As containers-transports(5): the path ends at its first ':', and the rest
+                // is a reference (which may itself hold ':') or @N.
+                let (path, name) = match rest.split_once(':') {
+                    Some((p, n)) => (p, Some(n)),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(bad("empty path".into()));
+                }
+                let name = name
+                    .map(docker_archive::ArchiveRef::parse)
+                    .transpose()
+                    .map_err(bad)?;
+                Ok(ImageLocation::DockerArchive {
+                    file: PathBuf::from(path),
+                    name,
+                })
+            }
             "lade" => Ok(ImageLocation::Store(Reference::parse(rest)?)),
             "squashfs" if rest.is_empty() => Err(bad("empty path".into())),
             "squashfs" => Ok(ImageLocation::SquashFs(PathBuf::from(rest))),
@@ -94,14 +120,30 @@ impl ImageLocation {
     /// Parses the source of `lade pull`: like [`parse`](Self::parse), except that a plain
     /// image reference means a registry, as with `docker pull` and `ch-image pull`.
     pub fn parse_pull_source(spec: &str) -> Result<ImageLocation> {
-        let looks_like_transport = ["docker://", "oci:", "oci-archive:", "lade:"]
-            .iter()
-            .any(|p| spec.starts_with(p));
-        if looks_like_transport {
+        if ImageLocation::names_transport(spec) {
             ImageLocation::parse(spec)
         } else {
             Ok(ImageLocation::Registry(Reference::parse(spec)?))
         }
+    }
+
+    /// Whether `spec` starts with a transport's prefix (else it is a plain image reference).
+    pub fn names_transport(spec: &str) -> bool {
+        [
+            "docker://",
+            "oci:",
+            "oci-archive:",
+            "docker-archive:",
+            "lade:",
+            "squashfs:",
+        ]
+        .iter()
+        .any(|p| spec.starts_with(p))
+    }
+
+    /// Whether this is `lade:NAME`, an image in the store (which must then be open).
+    pub fn is_store(&self) -> bool {
+        matches!(self, ImageLocation::Store(_))
     }
 
     /// Whether reading or writing this location needs the store open: `lade:NAME`, and
@@ -118,6 +160,10 @@ impl ImageLocation {
                 name.as_deref().map(Reference::parse)
             }
             ImageLocation::SquashFs(_) => None,
+            ImageLocation::DockerArchive { name, .. } => match name {
+                Some(docker_archive::ArchiveRef::Tag(r)) => Some(Ok(r.clone())),
+                _ => None,
+            },
         }
     }
 }
@@ -150,6 +196,13 @@ impl fmt::Display for ImageLocation {
             ImageLocation::OciArchive { file, name } => {
                 write!(f, "oci-archive:{}{}", file.display(), opt(name))
             }
+            ImageLocation::DockerArchive { file, name } => {
+                write!(f, "docker-archive:{}", file.display())?;
+                match name {
+                    Some(n) => write!(f, ":{n}"),
+                    None => Ok(()),
+                }
+            }
             ImageLocation::Store(r) => write!(f, "lade:{}", r.familiar()),
             ImageLocation::SquashFs(file) => write!(f, "squashfs:{}", file.display()),
         }
@@ -176,6 +229,11 @@ pub trait ImageSource: Send + Sync {
         RawManifest::new(bytes, None, Some(expected), &what)
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>>;
+    /// Names the source itself gives the image (a docker archive's tags), for a destination
+    /// told none. None by default.
+    fn names(&self) -> Vec<Reference> {
+        Vec::new()
+    }
 }
 
 /// Manifests are small; a bigger one is an attack or an accident, not an image.
@@ -203,6 +261,12 @@ pub trait ImageDestination: Send + Sync {
     /// treated as layers (the store unpacks them as they arrive). Nothing by default.
     fn expect_image(&self, _manifest: &RawManifest) -> Result<()> {
         Ok(())
+    }
+    /// Obtains a blob without its bytes if the destination can (a registry mounts it from
+    /// another repository of its own); true when it now has it. Asked before the source is
+    /// opened, so a blob obtained this way is never read. Nothing by default.
+    fn reuse_blob(&self, _expected: &Expected, _what: &str) -> Result<bool> {
+        Ok(false)
     }
     /// Stores a blob, verifying it against `expected`; `what` names it for errors. The stream
     /// is `Send` so that it can be consumed on another thread (decompression).
@@ -238,6 +302,9 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
         ImageLocation::OciArchive { file, name } => {
             Box::new(oci_archive::OciArchiveSource::open(file, name.as_deref())?)
         }
+        ImageLocation::DockerArchive { file, name } => Box::new(
+            docker_archive::DockerArchiveSource::open(file, name.as_ref())?,
+        ),
         ImageLocation::Store(r) => Box::new(store::StoreSource::open(need_storage(ctx)?, r)?),
         ImageLocation::SquashFs(file) => {
             return Err(Error::unsupported(
@@ -270,6 +337,9 @@ pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Im
                 storage,
             )?)
         }
+        ImageLocation::DockerArchive { file, name } => Box::new(
+            docker_archive::DockerArchiveDestination::create(file, name.clone())?,
+        ),
         ImageLocation::Store(r) => {
             Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone()))
         }

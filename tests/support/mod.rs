@@ -6,6 +6,7 @@ pub mod http;
 pub mod proxy;
 pub mod registry;
 pub mod token;
+pub mod trust;
 
 use std::fs;
 use std::path::{Path, PathBuf};

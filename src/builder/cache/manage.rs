@@ -38,34 +38,76 @@ pub struct Options {
     pub tree: bool,
 }
 
-/// Runs `lade build-cache` and returns what it prints.
-pub fn build_cache(storage: &Storage, opts: Options) -> Result<String> {
-    let mut out = String::new();
-    if opts.reset {
-        storage.remove_build_cache()?;
-        let r = collect_garbage(storage)?;
-        out.push_str(&format!(
-            "build cache reset: removed {} blobs and {} layer trees\n",
-            r.blobs_removed, r.trees_removed
-        ));
-    }
-    if opts.gc {
-        let r = gc(storage)?;
-        out.push_str(&format!(
-            "build cache gc: removed {} states, {} blobs and {} layer trees; \
-             forgot {} deleted images\n",
-            r.states_removed, r.blobs_removed, r.trees_removed, r.deleted_forgotten
-        ));
-    }
-    if opts.tree {
-        out.push_str(&draw_tree(storage)?);
-        out.push('\n');
-    }
-    out.push_str(&summary(storage)?);
-    Ok(out)
+/// What `lade build-cache` did and found: [`text`](Self::text) is what it prints, and the
+/// struct itself is `--format json`'s output.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    /// `--reset`: blobs and layer trees freed.
+    pub reset: Option<Collected>,
+    pub gc: Option<GcReport>,
+    #[serde(skip)]
+    pub tree: Option<String>,
+    pub summary: Summary,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, serde::Serialize)]
+pub struct Collected {
+    pub blobs_removed: usize,
+    pub trees_removed: usize,
+}
+
+impl Outcome {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if let Some(r) = &self.reset {
+            out.push_str(&format!(
+                "build cache reset: removed {} blobs and {} layer trees\n",
+                r.blobs_removed, r.trees_removed
+            ));
+        }
+        if let Some(r) = &self.gc {
+            out.push_str(&format!(
+                "build cache gc: removed {} states, {} blobs and {} layer trees; \
+                 forgot {} deleted images\n",
+                r.states_removed, r.blobs_removed, r.trees_removed, r.deleted_forgotten
+            ));
+        }
+        if let Some(t) = &self.tree {
+            out.push_str(t);
+            out.push('\n');
+        }
+        out.push_str(&self.summary.text());
+        out
+    }
+}
+
+/// Runs `lade build-cache`.
+pub fn build_cache(storage: &Storage, opts: Options) -> Result<Outcome> {
+    let reset = if opts.reset {
+        storage.remove_build_cache()?;
+        let r = collect_garbage(storage)?;
+        Some(Collected {
+            blobs_removed: r.blobs_removed,
+            trees_removed: r.trees_removed,
+        })
+    } else {
+        None
+    };
+    let gc = if opts.gc { Some(gc(storage)?) } else { None };
+    let tree = if opts.tree {
+        Some(draw_tree(storage)?)
+    } else {
+        None
+    };
+    Ok(Outcome {
+        reset,
+        gc,
+        tree,
+        summary: summary(storage)?,
+    })
+}
+
+#[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
     pub states_removed: usize,
     pub blobs_removed: usize,
@@ -229,7 +271,7 @@ pub fn draw_tree(storage: &Storage) -> Result<String> {
 }
 
 /// The summary `lade build-cache` always prints.
-pub fn summary(storage: &Storage) -> Result<String> {
+pub fn summary(storage: &Storage) -> Result<Summary> {
     let records = storage.cache_records().list()?;
     let images = storage.images();
     let named = storage.image_links().live(&images)?.len();
@@ -266,16 +308,42 @@ pub fn summary(storage: &Storage) -> Result<String> {
         bytes += disk_use(&layers.entry_dir(tree), &mut seen);
         bytes += disk_use(&blobs.path(blob), &mut seen);
     }
-    Ok(format!(
-        "states:              {}\n\
-         named images:        {named}\n\
-         deleted images:      {deleted}  (lade undelete)\n\
-         cache-only layers:   {}\n\
-         cache-only disk use: {}\n",
-        records.len(),
-        cache_only.len(),
-        human(bytes),
-    ))
+    Ok(Summary {
+        states: records.len(),
+        named_images: named,
+        deleted_images: deleted,
+        cache_only_layers: cache_only.len(),
+        cache_only_bytes: bytes,
+    })
+}
+
+/// The build cache's numbers.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub states: usize,
+    pub named_images: usize,
+    /// Deleted images `lade undelete` can bring back.
+    pub deleted_images: usize,
+    /// Layers only cached build steps use, and the disk space they take.
+    pub cache_only_layers: usize,
+    pub cache_only_bytes: u64,
+}
+
+impl Summary {
+    pub fn text(&self) -> String {
+        format!(
+            "states:              {}\n\
+             named images:        {}\n\
+             deleted images:      {}  (lade undelete)\n\
+             cache-only layers:   {}\n\
+             cache-only disk use: {}\n",
+            self.states,
+            self.named_images,
+            self.deleted_images,
+            self.cache_only_layers,
+            human(self.cache_only_bytes),
+        )
+    }
 }
 
 /// Bytes allocated under `path`, each inode counted once across calls (hard links).

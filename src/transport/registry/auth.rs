@@ -261,7 +261,8 @@ impl Login {
             if let Some(s) = &st.service {
                 q.append_pair("service", s);
             }
-            for s in scopes {
+            // No scope at all for `lade login`'s check, as `docker login` asks.
+            for s in scopes.iter().filter(|s| !s.is_empty()) {
                 q.append_pair("scope", s);
             }
         }

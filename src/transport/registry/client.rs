@@ -119,6 +119,19 @@ impl Client {
         })
     }
 
+    /// The client of `reference`'s registry.
+    pub fn for_reference(
+        reference: &crate::reference::Reference,
+        opts: &Options,
+    ) -> Result<Client> {
+        Client::new(
+            &reference.registry,
+            reference.api_host(),
+            opts,
+            opts.progress.clone(),
+        )
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }

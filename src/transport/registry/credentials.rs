@@ -5,11 +5,12 @@
 //! 2. the login files users already have, as containers-auth.json(5) reads them:
 //!    `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 //!    `~/.config/containers/auth.json`, `~/.docker/config.json` (base64 `auth` fields; the most
-//!    specific `registry/namespace` key wins; credential helpers are not run);
+//!    specific `registry/namespace` key wins; a file's credential helper, `credHelpers` or
+//!    `credsStore`, is asked when it has no entry: see [`super::cred_helper`]);
 //! 3. a prompt on the terminal, the password never echoed.
 //!
 //! Secrets live only in memory, in [`Secret`], which never prints itself and is zeroed on drop;
-//! nothing here writes them anywhere.
+//! nothing here writes them anywhere (`lade login` does, see [`super::login`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -56,6 +57,8 @@ impl fmt::Debug for Secret {
 pub enum Origin {
     Environment,
     LoginFile(PathBuf),
+    /// A credential helper, named in a login file.
+    Helper(String, PathBuf),
     Prompt,
 }
 
@@ -64,6 +67,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Environment => f.write_str("$LADE_USERNAME/$LADE_PASSWORD"),
             Origin::LoginFile(p) => write!(f, "{}", p.display()),
+            Origin::Helper(h, p) => write!(f, "docker-credential-{h} (named in {})", p.display()),
             Origin::Prompt => f.write_str("the prompt"),
         }
     }
@@ -224,7 +228,7 @@ impl Drop for LoginEntry {
 /// The registry part of a login file key, normalised as containers/image does: a key with a
 /// scheme (`https://index.docker.io/v1/`) names only its host; Docker Hub's many names are
 /// one.
-fn normalise_key(key: &str) -> String {
+pub(super) fn normalise_key(key: &str) -> String {
     let key = match key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -247,7 +251,7 @@ fn normalise_key(key: &str) -> String {
 }
 
 /// Keys to try for `registry/repository`, most specific first: `r/a/b/c`, `r/a/b`, `r/a`, `r`.
-fn candidate_keys(registry: &str, repository: &str) -> Vec<String> {
+pub(super) fn candidate_keys(registry: &str, repository: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut path = repository;
     loop {
@@ -296,23 +300,40 @@ fn from_login_file(
             ));
         }
     }
-    let helper = candidate_keys(registry, repository)
-        .iter()
-        .find_map(|k| {
-            parsed
-                .cred_helpers
-                .iter()
-                .find(|(hk, _)| normalise_key(hk) == *k)
-                .map(|(_, v)| v.clone())
-        })
-        .or_else(|| parsed.creds_store.clone());
-    if let Some(h) = helper {
-        notes(format!(
-            "{what}: credentials for {registry} may be in credential helper '{h}', which lade \
-             does not run; set LADE_USERNAME and LADE_PASSWORD instead"
-        ));
+    let Some(helper) = parsed.helper_for(registry, repository) else {
+        return Ok(None);
+    };
+    let Some(found) = super::cred_helper::get(&helper, registry, notes)? else {
+        return Ok(None);
+    };
+    Ok(Some(Credentials {
+        username: found.username,
+        password: found.secret,
+        origin: Origin::Helper(helper, file.to_path_buf()),
+    }))
+}
+
+impl LoginFile {
+    /// The credential helper this file names for `registry/repository`: the most specific
+    /// `credHelpers` key, else `credsStore`.
+    fn helper_for(&self, registry: &str, repository: &str) -> Option<String> {
+        candidate_keys(registry, repository)
+            .iter()
+            .find_map(|k| {
+                self.cred_helpers
+                    .iter()
+                    .find(|(hk, _)| normalise_key(hk) == *k)
+                    .map(|(_, v)| v.clone())
+            })
+            .or_else(|| self.creds_store.clone())
+            .filter(|h| !h.is_empty())
     }
-    Ok(None)
+}
+
+/// The credential helper a login file's text names for `registry/repository`, if any.
+pub(super) fn helper_named(text: &[u8], registry: &str, repository: &str) -> Option<String> {
+    let parsed: LoginFile = serde_json::from_slice(text).ok()?;
+    parsed.helper_for(registry, repository)
 }
 
 fn entry_credentials(
@@ -362,7 +383,7 @@ pub fn prompt(registry: &str, username: Option<&str>) -> Result<Credentials> {
             format!("credentials for {registry}"),
             format!(
                 "needed, but there is no terminal to ask on ({e}); set LADE_USERNAME and \
-                 LADE_PASSWORD, or log in with `skopeo login {registry}`"
+                 LADE_PASSWORD, or log in with `lade login {registry}`"
             ),
         )
     };

@@ -1,8 +1,10 @@
 //! `docker://REF` as an image destination: pushing, as the distribution spec has it.
 //!
 //! - `has_blob`: `HEAD /v2/NAME/blobs/DIGEST` (with a pull token);
-//! - `put_blob`: a mount from another repository of the same registry, or an upload (see
-//!   `upload`: monolithic or chunked, restarted or resumed after failures);
+//! - `reuse_blob`: a mount from another repository of the same registry, tried before the
+//!   copier opens the source, so a mounted blob is never read;
+//! - `put_blob`: an upload (see `upload`: monolithic or chunked, restarted or resumed after
+//!   failures), after a mount if none was tried;
 //! - `put_manifest`: `PUT /v2/NAME/manifests/DIGEST`, exact bytes and media type;
 //! - `commit`: the top manifest `PUT` by tag, last, so that nothing is tagged unless every
 //!   blob and manifest is there.
@@ -10,10 +12,11 @@
 //! Every request uses a `pull,push` token: a registry that first offered a read-only token
 //! (for the `HEAD`s, or to an anonymous client) is asked again with the wider scope.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use reqwest::blocking::Response;
 use reqwest::header;
 use reqwest::{Method, StatusCode};
 
@@ -41,6 +44,8 @@ pub struct RegistryDestination {
     known: HashMap<Digest, Vec<String>>,
     /// Blobs this push made sure of, for the record.
     done: Mutex<Vec<Digest>>,
+    /// Blobs whose mounts `reuse_blob` already tried (and the registry refused).
+    mount_tried: Mutex<HashSet<Digest>>,
     upload: upload::Settings,
     progress: Progress,
 }
@@ -80,6 +85,7 @@ impl RegistryDestination {
             mount_from: Vec::new(),
             known,
             done: Mutex::new(Vec::new()),
+            mount_tried: Mutex::new(HashSet::new()),
             upload: upload::Settings::from_env(),
             progress,
         })
@@ -142,26 +148,39 @@ impl ImageDestination for RegistryDestination {
         Ok(have)
     }
 
+    fn reuse_blob(&self, expected: &Expected, _what: &str) -> Result<bool> {
+        let upload = self.upload(self.mount_candidates(&expected.digest));
+        if upload.mount_from.is_empty() {
+            return Ok(false);
+        }
+        let mounted = upload.mount_only(&expected.digest)?;
+        if mounted {
+            self.note_done(&expected.digest);
+        } else if let Ok(mut tried) = self.mount_tried.lock() {
+            tried.insert(expected.digest.clone());
+        }
+        Ok(mounted)
+    }
+
     fn put_blob(
         &self,
         expected: &Expected,
         data: &mut (dyn Read + Send),
         what: &str,
     ) -> Result<()> {
-        let upload = Upload {
-            client: &self.client,
-            repository: &self.reference.repository,
-            scope: &self.push_scope,
-            target: self.describe(),
-            mount_from: self.mount_candidates(&expected.digest),
-            storage: self.storage.as_deref(),
-            settings: self.upload,
-            progress: &self.progress,
+        let tried = self
+            .mount_tried
+            .lock()
+            .map(|t| t.contains(&expected.digest))
+            .unwrap_or(false);
+        let mount_from = if tried {
+            Vec::new()
+        } else {
+            self.mount_candidates(&expected.digest)
         };
-        upload.run(expected, data, &format!("{what} to {}", self.describe()))?;
-        if let Ok(mut d) = self.done.lock() {
-            d.push(expected.digest.clone());
-        }
+        self.upload(mount_from)
+            .run(expected, data, &format!("{what} to {}", self.describe()))?;
+        self.note_done(&expected.digest);
         Ok(())
     }
 
@@ -190,7 +209,37 @@ impl ImageDestination for RegistryDestination {
 }
 
 impl RegistryDestination {
+    fn upload(&self, mount_from: Vec<String>) -> Upload<'_> {
+        Upload {
+            client: &self.client,
+            repository: &self.reference.repository,
+            scope: &self.push_scope,
+            target: self.describe(),
+            mount_from,
+            storage: self.storage.as_deref(),
+            settings: self.upload,
+            progress: &self.progress,
+        }
+    }
+
+    fn note_done(&self, digest: &Digest) {
+        if let Ok(mut d) = self.done.lock() {
+            d.push(digest.clone());
+        }
+    }
+
     fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
+        let (resp, what) = self.send_manifest(manifest, reference)?;
+        self.check_manifest_put(resp, manifest, &what).map(drop)
+    }
+
+    /// `PUT` of a manifest under `reference`; the response whatever its status, and what
+    /// to call the manifest in messages.
+    pub(super) fn send_manifest(
+        &self,
+        manifest: &RawManifest,
+        reference: &str,
+    ) -> Result<(Response, String)> {
         let what = format!("manifest {} to {}", manifest.digest, self.describe());
         let path = self.repo_path(&format!("manifests/{reference}"));
         let body = manifest.bytes.clone();
@@ -201,21 +250,32 @@ impl RegistryDestination {
                 b.header(header::CONTENT_TYPE, media_type.as_str())
                     .body(body.clone())
             })?;
+        Ok((resp, what))
+    }
+
+    /// Checks the answer to [`send_manifest`](Self::send_manifest): a success, with the
+    /// digest the registry computed (if it says) the manifest's own; returns its headers.
+    pub(super) fn check_manifest_put(
+        &self,
+        resp: Response,
+        manifest: &RawManifest,
+        what: &str,
+    ) -> Result<reqwest::header::HeaderMap> {
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(self.client.status_error(&what, resp));
+            return Err(self.client.status_error(what, resp));
         }
         if let Some(d) = resp
             .headers()
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
-            && d != manifest.digest.to_string()
+            && d.trim() != manifest.digest.to_string()
         {
             return Err(Error::invalid(
-                &what,
+                what,
                 format!("the registry computed digest {}", client::show(d)),
             ));
         }
-        Ok(())
+        Ok(resp.headers().clone())
     }
 
     /// Notes in the store which blobs this repository now holds (best effort: the record

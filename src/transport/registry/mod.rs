@@ -6,13 +6,17 @@
 //! - `auth`: the login state behind those answers: bearer tokens per scope, basic credentials;
 //! - [`challenge`]: `WWW-Authenticate` parsing;
 //! - [`credentials`]: where user name and password come from, kept out of every message;
+//! - [`cred_helper`]: Docker's credential helpers (`docker-credential-NAME`);
+//! - [`login`]: `lade login`/`logout`: credentials checked, then saved to a login file;
 //! - `tls`: the certificate authorities trusted, loaded lazily (the CA file, Mozilla's, then
 //!   the system's);
 //! - [`source`]: the [`ImageSource`](crate::transport::ImageSource): manifests by tag or
 //!   digest, resumable blob streams;
 //! - [`destination`]: the [`ImageDestination`](crate::transport::ImageDestination): blobs
 //!   (mounted or uploaded, see `upload`), manifests, the tag last;
-//! - [`repository`]: what a reference names now, tag listing, remote deletion.
+//! - [`repository`]: what a reference names now, tag listing, remote deletion;
+//! - [`referrers`]: manifests by any reference, small blobs, OCI 1.1 referrers (the API and
+//!   its tag-schema fallback), for signatures and artifacts.
 //!
 //! Policy is the commands': which digest a tag is pinned to (the project's lock file) is
 //! decided in [`crate::pull`], which then has the source read that digest.
@@ -23,9 +27,12 @@
 mod auth;
 pub mod challenge;
 pub mod client;
+pub mod cred_helper;
 pub mod credentials;
 pub mod destination;
 mod known_blobs;
+pub mod login;
+pub mod referrers;
 pub mod repository;
 pub mod source;
 mod tls;

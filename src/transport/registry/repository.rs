@@ -77,12 +77,7 @@ pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
     struct Page {
         tags: Option<Vec<String>>,
     }
-    let client = Client::new(
-        &reference.registry,
-        reference.api_host(),
-        opts,
-        opts.progress.clone(),
-    )?;
+    let client = Client::for_reference(reference, opts)?;
     let scope = format!("repository:{}:pull", reference.repository);
     let what = format!("tags of {}/{}", reference.registry, reference.repository);
     let n: usize = std::env::var("LADE_TAGS_PAGE")
@@ -153,7 +148,7 @@ pub fn list_tags(reference: &Reference, opts: &Options) -> Result<Vec<String>> {
 }
 
 /// The target of `Link: <URL>; rel="next"`.
-fn next_link(value: &str) -> Option<String> {
+pub(super) fn next_link(value: &str) -> Option<String> {
     value.split(',').find_map(|part| {
         let (url, params) = part.trim().split_once(';')?;
         let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
@@ -175,12 +170,7 @@ pub fn delete_remote(reference: &Reference, opts: &Options) -> Result<String> {
         auth: true,
         ..opts.clone()
     };
-    let client = Client::new(
-        &reference.registry,
-        reference.api_host(),
-        &opts,
-        opts.progress.clone(),
-    )?;
+    let client = Client::for_reference(reference, &opts)?;
     let what = format!("deleting docker://{reference}");
     let wide = format!("repository:{}:pull,push,delete", reference.repository);
     let delete = |r: &str| -> Result<Response> {

@@ -214,42 +214,61 @@ impl Upload<'_> {
         Ok(())
     }
 
+    /// Tries each mount source in turn, without sending any of the blob's bytes: true once
+    /// one mounts. A refusal's upload session is cancelled (the caller has not opened its
+    /// source yet, and uploads, if it must, through [`run`](Self::run)).
+    pub(super) fn mount_only(&self, digest: &Digest) -> Result<bool> {
+        let what = format!("blob {digest} to {}", self.target);
+        for from in &self.mount_from {
+            match self.try_mount_from(digest, from, &what)? {
+                Started::Mounted => return Ok(true),
+                Started::Session(s) => self.cancel(&s.url),
+            }
+        }
+        Ok(false)
+    }
+
+    /// One `POST …/uploads/?mount=D&from=R`: mounted, or the session the registry opened
+    /// instead.
+    fn try_mount_from(&self, digest: &Digest, from: &str, what: &str) -> Result<Started> {
+        let target = format!(
+            "{}?mount={}&from={}",
+            self.path("blobs/uploads/"),
+            digest,
+            client::percent_encode(from)
+        );
+        let resp = self
+            .client
+            .send(Method::POST, &target, self.scope, what, &|b| {
+                b.header(header::CONTENT_LENGTH, 0)
+            })?;
+        match resp.status() {
+            StatusCode::CREATED => {
+                self.progress
+                    .note(&format!("{}: mounted from {from}", digest.short()));
+                Ok(Started::Mounted)
+            }
+            StatusCode::ACCEPTED => {
+                self.progress.note(&format!(
+                    "{}: not mounted from {from} (the registry opened an upload instead)",
+                    digest.short()
+                ));
+                Ok(Started::Session(self.session_from(&resp, what)?))
+            }
+            _ => Err(self.client.status_error(what, resp)),
+        }
+    }
+
     /// Mounts the blob from a repository that has it, or opens an upload session.
     fn start(&self, digest: &Digest, try_mount: bool) -> Result<Started> {
         let what = format!("blob {digest} to {}", self.target);
         let candidates: &[String] = if try_mount { &self.mount_from } else { &[] };
         let mut session = None;
         for (i, from) in candidates.iter().enumerate() {
-            let target = format!(
-                "{}?mount={}&from={}",
-                self.path("blobs/uploads/"),
-                digest,
-                client::percent_encode(from)
-            );
-            let resp = self
-                .client
-                .send(Method::POST, &target, self.scope, &what, &|b| {
-                    b.header(header::CONTENT_LENGTH, 0)
-                })?;
-            match resp.status() {
-                StatusCode::CREATED => {
-                    self.progress
-                        .note(&format!("{}: mounted from {from}", digest.short()));
-                    return Ok(Started::Mounted);
-                }
-                StatusCode::ACCEPTED => {
-                    self.progress.note(&format!(
-                        "{}: not mounted from {from} (the registry opened an upload instead)",
-                        digest.short()
-                    ));
-                    let s = self.session_from(&resp, &what)?;
-                    if i + 1 < candidates.len() {
-                        self.cancel(&s.url);
-                    } else {
-                        session = Some(s);
-                    }
-                }
-                _ => return Err(self.client.status_error(&what, resp)),
+            match self.try_mount_from(digest, from, &what)? {
+                Started::Mounted => return Ok(Started::Mounted),
+                Started::Session(s) if i + 1 < candidates.len() => self.cancel(&s.url),
+                Started::Session(s) => session = Some(s),
             }
         }
         if let Some(s) = session {

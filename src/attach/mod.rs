@@ -1,0 +1,112 @@
+//! Where an image's attachments live, behind one interface: cosign's tag-schema manifests
+//! (`sha256-<hex>.sig`) and OCI 1.1 referrers, for an image in a registry (`docker://`), an OCI
+//! layout (`oci:`) or the store (`lade:`). Signing, verifying, artifacts and `lade copy --all`
+//! are written once against [`Attachments`].
+//!
+//! - [`registry`]: through [`crate::transport::registry::referrers`] (the referrers API or
+//!   its tag-schema fallback);
+//! - [`layout`]: tags in the layout's `index.json`, referrers as untagged entries of it (as
+//!   oras-go's layout store keeps them), found by their `subject`;
+//! - [`store`]: the store's attachment records ([`crate::storage::attachments`]).
+
+pub mod copy;
+mod layout;
+mod registry;
+mod store;
+
+use oci_spec::image::Descriptor;
+
+use crate::digest::{Digest, Expected};
+use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
+use crate::transport::{Context, ImageLocation};
+
+/// An image's place, for reading and writing what is attached to it.
+pub trait Attachments {
+    /// The place, for messages (`docker://host/repo`, `oci:DIR`, `lade:NAME`).
+    fn describe(&self) -> String;
+    /// The manifests the location names (the image's own, then an index it came from, for a
+    /// stored image): what signatures may be attached to.
+    fn subjects(&self) -> Result<Vec<RawManifest>>;
+    /// A manifest by tag (tag-schema tags); `None` if absent.
+    fn tagged(&self, tag: &str) -> Result<Option<RawManifest>>;
+    /// A manifest by digest.
+    fn manifest(&self, expected: &Expected) -> Result<RawManifest>;
+    /// A small blob (payloads, bundles, configs), verified.
+    fn blob(&self, expected: &Expected) -> Result<Vec<u8>>;
+    /// Stores a small blob; returns its digest.
+    fn put_blob(&self, bytes: &[u8]) -> Result<Digest>;
+    /// Stores a manifest (its blobs stored first) under a tag-schema tag for `subject`.
+    fn put_tagged(&self, m: &RawManifest, tag: &str, subject: &Digest) -> Result<()>;
+    /// The referrers of `subject`.
+    fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>>;
+    /// Stores a manifest whose `subject` is `subject` (its blobs stored first) and makes it
+    /// one of the subject's referrers; returns how (for messages).
+    fn add_referrer(&self, m: &RawManifest, desc: &Descriptor, subject: &Digest) -> Result<String>;
+}
+
+/// Opens the attachments of the image at `loc` (which must hold an image: its manifest is
+/// read when asked).
+pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> {
+    Ok(match loc {
+        ImageLocation::Registry(r) => Box::new(registry::RegistryAttachments::open(r, ctx)?),
+        ImageLocation::OciLayout { dir, name } => {
+            Box::new(layout::LayoutAttachments::open(dir, name.clone())?)
+        }
+        ImageLocation::Store(name) => {
+            let storage = ctx
+                .storage
+                .clone()
+                .ok_or_else(|| Error::invalid(loc.to_string(), "storage directory not open"))?;
+            Box::new(store::StoreAttachments::open(storage, name)?)
+        }
+        ImageLocation::OciArchive { .. } | ImageLocation::DockerArchive { .. } => {
+            return Err(Error::unsupported(
+                loc.to_string(),
+                "an archive keeps no signatures or referrers here; copy it to an oci: layout \
+                 first",
+            ));
+        }
+        ImageLocation::SquashFs(_) => {
+            return Err(Error::unsupported(
+                loc.to_string(),
+                "a SquashFS file keeps no signatures or referrers; sign the image it was made \
+                 from",
+            ));
+        }
+    })
+}
+
+/// cosign's tag-schema tag for `subject` with `suffix` (`sig`, `att`, `sbom`).
+pub fn tag_for(subject: &Digest, suffix: &str) -> String {
+    format!("{}-{}.{suffix}", subject.algorithm().name(), subject.hex())
+}
+
+/// The descriptor of a referrer manifest as indexes list it: with its `artifactType` (the
+/// manifest's own, else its config's media type) and its annotations.
+pub fn referrer_descriptor(m: &RawManifest) -> Result<Descriptor> {
+    let mut desc = m.descriptor();
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes)
+        .map_err(|e| Error::json(format!("manifest {}", m.digest), e))?;
+    let artifact_type = v["artifactType"]
+        .as_str()
+        .or_else(|| v["config"]["mediaType"].as_str())
+        .map(str::to_string);
+    if let Some(t) = artifact_type {
+        desc.set_artifact_type(Some(t.as_str().into()));
+    }
+    if let Some(a) = v["annotations"].as_object() {
+        let map = a
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect();
+        desc.set_annotations(Some(map));
+    }
+    Ok(desc)
+}
+
+/// The `subject` a manifest names, if any.
+pub fn subject_of(m: &RawManifest) -> Option<Digest> {
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes).ok()?;
+    v["subject"]["digest"].as_str()?.parse().ok()
+}

@@ -1,0 +1,75 @@
+//! Attachments in a registry repository.
+
+use oci_spec::image::Descriptor;
+
+use super::Attachments;
+use crate::digest::{Digest, Expected};
+use crate::error::{Error, Result};
+use crate::manifest::RawManifest;
+use crate::reference::Reference;
+use crate::transport::Context;
+use crate::transport::registry::referrers::{ReferrersMode, Repository};
+
+pub struct RegistryAttachments {
+    repo: Repository,
+}
+
+impl RegistryAttachments {
+    pub fn open(reference: &Reference, ctx: &Context) -> Result<RegistryAttachments> {
+        Ok(RegistryAttachments {
+            repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
+        })
+    }
+}
+
+impl Attachments for RegistryAttachments {
+    fn describe(&self) -> String {
+        self.repo.describe()
+    }
+
+    fn subjects(&self) -> Result<Vec<RawManifest>> {
+        Ok(vec![self.repo.named_manifest()?])
+    }
+
+    fn tagged(&self, tag: &str) -> Result<Option<RawManifest>> {
+        self.repo.manifest(tag)
+    }
+
+    fn manifest(&self, expected: &Expected) -> Result<RawManifest> {
+        self.repo
+            .manifest(&expected.digest.to_string())?
+            .ok_or_else(|| {
+                Error::ImageNotFound(format!(
+                    "manifest {} in {}",
+                    expected.digest,
+                    self.describe()
+                ))
+            })
+    }
+
+    fn blob(&self, expected: &Expected) -> Result<Vec<u8>> {
+        self.repo.blob(expected)
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        self.repo.put_blob_bytes(bytes, "blob")
+    }
+
+    fn put_tagged(&self, m: &RawManifest, tag: &str, _subject: &Digest) -> Result<()> {
+        self.repo.put_manifest(m, tag).map(drop)
+    }
+
+    fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        Ok(self.repo.referrers(subject)?.1)
+    }
+
+    fn add_referrer(&self, m: &RawManifest, desc: &Descriptor, subject: &Digest) -> Result<String> {
+        Ok(match self.repo.add_referrer(m, desc, subject)? {
+            ReferrersMode::Api => "the registry's referrers API".into(),
+            ReferrersMode::Fallback => format!(
+                "the referrers tag {}",
+                crate::transport::registry::referrers::fallback_tag(subject)
+            ),
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Single-file images (Apptainer's SIF) pulled into the store over `oras://`: the file is an
+//! ordinary blob, and a small record names it, so that a later `lade run NAME` can find the
+//! file by the name it was pulled as:
+//!
+//! ```text
+//! $STORAGE/single-files/<name>.json   {"name", "blob", "size", "manifest", "source"}
+//! ```
+//!
+//! Garbage collection keeps the blob and manifest of every record ([`SingleFiles::live`]).
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Reference;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SingleFile {
+    /// Full normalised reference, as for images.
+    pub name: String,
+    /// The file's blob.
+    pub blob: Digest,
+    pub size: u64,
+    /// The artifact manifest it came in.
+    pub manifest: Digest,
+    /// Where it came from, e.g. `oras://127.0.0.1:5000/lab/tool:1.0`.
+    pub source: String,
+}
+
+pub struct SingleFiles {
+    dir: PathBuf,
+}
+
+impl SingleFiles {
+    pub(super) fn new(dir: PathBuf) -> SingleFiles {
+        SingleFiles { dir }
+    }
+
+    fn path(&self, name: &Reference) -> PathBuf {
+        self.dir.join(format!("{}.json", name.for_filename()))
+    }
+
+    pub fn get(&self, name: &Reference) -> Result<Option<SingleFile>> {
+        crate::fsutil::read_json_if_exists(&self.path(name))
+    }
+
+    pub fn put(&self, record: &SingleFile) -> Result<()> {
+        let name = Reference::parse(&record.name)?;
+        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| Error::json(format!("single-file record {}", record.name), e))?;
+        crate::fsutil::write_atomic(&self.path(&name), &json)
+    }
+
+    pub fn remove(&self, name: &Reference) -> Result<bool> {
+        crate::fsutil::remove_file_if_exists(&self.path(name))
+    }
+
+    /// Every record that parses (sorted by name).
+    pub fn list(&self) -> Result<Vec<SingleFile>> {
+        let mut out: Vec<SingleFile> = crate::fsutil::json_files(&self.dir)?
+            .into_iter()
+            .filter_map(|(_, path)| crate::fsutil::read_json_if_exists(&path).ok().flatten())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The blobs the records keep: each file and its manifest.
+    pub fn live(&self) -> Result<Vec<Digest>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .flat_map(|r| [r.blob, r.manifest])
+            .collect())
+    }
+}

@@ -1,0 +1,357 @@
+//! ORAS artifacts and SIF over `oras://` (issue 15), against the Python ORAS client (oras-py,
+//! in the venv tests/run-all.sh makes) and Debian's Distribution 2.8 registry, which has no
+//! referrers API: attachments go through the tag-schema fallback index, and several concurrent
+//! `lade artifact attach` processes must not lose each other's entries.
+
+mod common;
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use support::proxy::{Action, Proxy};
+use support::registry::Registry;
+use support::trust::{OCI_MANIFEST, push_single, registry_get};
+
+/// oras-py: `push HOST/REPO:TAG FILE[:TYPE]… [ANNOTATION_FILE]` (run in the files' directory,
+/// as oras-py wants relative paths) or `pull HOST/REPO:TAG OUTDIR`.
+const PY_ORAS: &str = r#"
+import sys, oras.client
+op, target = sys.argv[1], sys.argv[2]
+c = oras.client.OrasClient(insecure=True)
+if op == "push":
+    files = [a for a in sys.argv[3:] if not a.endswith(".json")]
+    ann = [a for a in sys.argv[3:] if a.endswith(".json")]
+    r = c.push(target=target, files=files, annotation_file=ann[0] if ann else None)
+    print(r.status_code)
+else:
+    for f in c.pull(target=target, outdir=sys.argv[3]):
+        print(f)
+"#;
+
+fn oras_py(cwd: &Path, args: &[&str]) -> Run {
+    let mut c = Command::new(support::trust::python());
+    c.arg("-c").arg(PY_ORAS).args(args).current_dir(cwd);
+    run_cmd(c)
+}
+
+fn insecure(lade: &Lade, args: &[&str]) -> Run {
+    support::insecure(lade, args)
+}
+
+#[test]
+fn oras_py_and_lade_exchange_files() {
+    let reg = Registry::anonymous();
+    let lade = Lade::new();
+    let work = lade.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("data.txt"), "from python\n").unwrap();
+    fs::write(
+        work.join("blob.bin"),
+        (0..=255u8).cycle().take(300_000).collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    // oras-py pushes, lade pulls.
+    let py = reg.image("lab/from-py:1");
+    oras_py(&work, &["push", &py, "data.txt", "blob.bin"]).ok();
+    let out = lade.path("out");
+    let listed = insecure(&lade, &["artifact", "pull", &py, out.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    for f in ["data.txt", "blob.bin"] {
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(work.join(f)).unwrap()
+        );
+    }
+    // lade pull says what it is and how to fetch it, before any tar error.
+    let err = insecure(&lade, &["pull", &py, "x"]).fails_one_line();
+    assert!(
+        err.contains("not a container image but an OCI artifact")
+            && err.contains(&format!("lade artifact pull {py}")),
+        "{err}"
+    );
+
+    // lade pushes (OCI 1.1 packing), oras-py pulls.
+    let ours = reg.image("lab/from-lade:1");
+    insecure(
+        &lade,
+        &[
+            "artifact",
+            "push",
+            "--artifact-type",
+            "application/vnd.example.data",
+            &ours,
+            work.join("data.txt").to_str().unwrap(),
+            &format!(
+                "{}:application/octet-stream",
+                work.join("blob.bin").display()
+            ),
+        ],
+    )
+    .ok();
+    let m: serde_json::Value = serde_json::from_slice(&registry_get(
+        &reg,
+        "/v2/lab/from-lade/manifests/1",
+        OCI_MANIFEST,
+    ))
+    .unwrap();
+    assert_eq!(m["artifactType"], "application/vnd.example.data");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(m["layers"][1]["mediaType"], "application/octet-stream");
+    assert_eq!(
+        m["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        "data.txt"
+    );
+    let py_out = lade.path("py-out");
+    fs::create_dir_all(&py_out).unwrap();
+    oras_py(&work, &["pull", &ours, py_out.to_str().unwrap()]).ok();
+    for f in ["data.txt", "blob.bin"] {
+        assert_eq!(
+            fs::read(py_out.join(f)).unwrap(),
+            fs::read(work.join(f)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn titles_that_climb_out_are_refused() {
+    let reg = Registry::anonymous();
+    let lade = Lade::new();
+    let work = lade.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("a.txt"), "a\n").unwrap();
+    for (n, title) in ["../escape.txt", "/tmp/absolute.txt"].iter().enumerate() {
+        fs::write(
+            work.join("ann.json"),
+            serde_json::json!({"a.txt": {"org.opencontainers.image.title": title}}).to_string(),
+        )
+        .unwrap();
+        let target = reg.image(&format!("lab/evil:{n}"));
+        oras_py(&work, &["push", &target, "a.txt", "ann.json"]).ok();
+        let out = lade.path(format!("out{n}"));
+        let err =
+            insecure(&lade, &["artifact", "pull", &target, out.to_str().unwrap()]).fails_one_line();
+        assert!(
+            err.contains(title) && err.contains("refus") || err.contains("climbs out"),
+            "{err}"
+        );
+        assert!(!lade.path("escape.txt").exists() && !out.exists());
+    }
+}
+
+#[test]
+fn refused_oci_1_1_manifests_fall_back_to_1_0_packing() {
+    let reg = Registry::anonymous();
+    let proxy = Proxy::start(reg.port);
+    // The first manifest PUT is refused, as by a registry that does not know OCI 1.1 fields.
+    proxy.set_rule(|h, nth| {
+        if h.method == "PUT" && h.path().contains("/manifests/") && nth == 0 {
+            Action::Status(
+                400,
+                vec![("Content-Type".into(), "application/json".into())],
+                r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#.into(),
+            )
+        } else {
+            Action::Forward
+        }
+    });
+    let lade = Lade::new();
+    let file = lade.path("f.txt");
+    fs::write(&file, "x\n").unwrap();
+    let target = format!("{}/lab/old:1", proxy.host());
+    let r = insecure(
+        &lade,
+        &[
+            "artifact",
+            "push",
+            "--artifact-type",
+            "application/vnd.example.old",
+            &target,
+            file.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(r.stderr.contains("OCI 1.0 packing"), "{}", r.stderr);
+    let m: serde_json::Value =
+        serde_json::from_slice(&registry_get(&reg, "/v2/lab/old/manifests/1", OCI_MANIFEST))
+            .unwrap();
+    assert_eq!(m["config"]["mediaType"], "application/vnd.example.old");
+    assert!(m.get("artifactType").is_none(), "{m}");
+    let out = lade.path("out");
+    insecure(&lade, &["artifact", "pull", &target, out.to_str().unwrap()]).ok();
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"x\n");
+}
+
+#[test]
+fn concurrent_attaches_lose_no_fallback_index_entry() {
+    let reg = Registry::anonymous();
+    let lade = Lade::new();
+    let subject = push_single(&reg, "lab/subject:1");
+    const N: usize = 6;
+    let mut children = Vec::new();
+    for i in 0..N {
+        let f = lade.path(format!("sbom-{i}.json"));
+        fs::write(&f, format!("{{\"n\":{i}}}\n")).unwrap();
+        let mut c = lade.cmd();
+        c.args([
+            "--tls-no-verify",
+            "artifact",
+            "attach",
+            "--subject",
+            &subject,
+        ])
+        .args(["--artifact-type", "application/spdx+json"])
+        .arg(&f)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        children.push(c.spawn().unwrap());
+    }
+    let mut attached = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        attached.push(line.split_whitespace().nth(1).unwrap().to_string());
+    }
+    let listed = insecure(&lade, &["artifact", "list", &subject]).ok().stdout;
+    for d in &attached {
+        assert!(listed.contains(d.as_str()), "{d} lost:\n{listed}");
+    }
+    assert_eq!(listed.lines().count(), N, "{listed}");
+    // The fallback index is what holds them (Distribution 2.8 has no referrers API).
+    let hex = support::layout_digest(&fixtures().layout(), "single");
+    let index: serde_json::Value = serde_json::from_slice(&registry_get(
+        &reg,
+        &format!("/v2/lab/subject/manifests/sha256-{}", &hex[7..]),
+        "application/vnd.oci.image.index.v1+json",
+    ))
+    .unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), N);
+}
+
+/// A minimal file SIF readers recognise: the launch line, then the magic at byte 32.
+fn fake_sif(path: &Path, body: &str) {
+    let mut b = b"#!/usr/bin/env run-singularity\n".to_vec();
+    b.resize(32, b'\n');
+    b.extend_from_slice(b"SIF_MAGIC");
+    b.extend_from_slice(body.as_bytes());
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn sif_files_go_over_oras_as_apptainer_packs_them() {
+    let reg = Registry::anonymous();
+    let lade = Lade::new();
+    let work = lade.path("work");
+    fs::create_dir_all(&work).unwrap();
+    let sif = work.join("tool.sif");
+    fake_sif(&sif, "payload-1");
+    let target = reg.image("lab/tool:1.0");
+    insecure(
+        &lade,
+        &["copy", sif.to_str().unwrap(), &format!("oras://{target}")],
+    )
+    .ok();
+    let m: serde_json::Value = serde_json::from_slice(&registry_get(
+        &reg,
+        "/v2/lab/tool/manifests/1.0",
+        OCI_MANIFEST,
+    ))
+    .unwrap();
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.sylabs.sif.config.v1+json"
+    );
+    assert_eq!(m["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.sylabs.sif.layer.v1.sif"
+    );
+    assert_eq!(
+        m["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        "tool.sif"
+    );
+    // oras-py fetches it as a file; lade fetches it back the same.
+    let py_out = lade.path("py");
+    fs::create_dir_all(&py_out).unwrap();
+    oras_py(&work, &["pull", &target, py_out.to_str().unwrap()]).ok();
+    assert_eq!(
+        fs::read(py_out.join("tool.sif")).unwrap(),
+        fs::read(&sif).unwrap()
+    );
+    let back = lade.path("back.sif");
+    insecure(
+        &lade,
+        &["copy", &format!("oras://{target}"), back.to_str().unwrap()],
+    )
+    .ok();
+    assert_eq!(fs::read(&back).unwrap(), fs::read(&sif).unwrap());
+    // Into the store, where a later run finds it.
+    let out = insecure(&lade, &["pull", &format!("oras://{target}"), "tool"]).ok();
+    let stored = out
+        .stderr
+        .split("SIF file ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(')');
+    assert_eq!(fs::read(stored).unwrap(), fs::read(&sif).unwrap());
+    // `lade pull` without oras:// says how.
+    let err = insecure(&lade, &["pull", &target, "x"]).fails_one_line();
+    assert!(err.contains(&format!("lade pull oras://{target}")), "{err}");
+    // A file that is not a SIF is not pushed.
+    let not = work.join("not.sif");
+    fs::write(&not, "plain text").unwrap();
+    let err = insecure(
+        &lade,
+        &["copy", not.to_str().unwrap(), &format!("oras://{target}")],
+    )
+    .fails_one_line();
+    assert!(err.contains("not a SIF"), "{err}");
+
+    // The legacy, misspelled layer type of Singularity < 3.7, pushed by oras-py.
+    let old = work.join("old.sif");
+    fake_sif(&old, "payload-legacy");
+    let legacy = reg.image("lab/legacy:1");
+    oras_py(
+        &work,
+        &[
+            "push",
+            &legacy,
+            "old.sif:appliciation/vnd.sylabs.sif.layer.tar",
+        ],
+    )
+    .ok();
+    let got = lade.path("legacy.sif");
+    insecure(
+        &lade,
+        &["copy", &format!("oras://{legacy}"), got.to_str().unwrap()],
+    )
+    .ok();
+    assert_eq!(fs::read(&got).unwrap(), fs::read(&old).unwrap());
+    // Two files are not a SIF image.
+    let two = reg.image("lab/two:1");
+    oras_py(&work, &["push", &two, "old.sif", "tool.sif"]).ok();
+    let err = insecure(
+        &lade,
+        &[
+            "copy",
+            &format!("oras://{two}"),
+            lade.path("t.sif").to_str().unwrap(),
+        ],
+    )
+    .fails_one_line();
+    assert!(err.contains("single layer"), "{err}");
+}

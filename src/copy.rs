@@ -12,6 +12,7 @@ use crate::platform::{self, ArchChoice};
 use crate::progress::Progress;
 use crate::transport::docker_archive::DockerArchiveDestination;
 use crate::transport::registry::RegistryDestination;
+use crate::transport::squashfs::SquashFsDestination;
 use crate::transport::store::StoreDestination;
 use crate::transport::{self, Context, CopiedImage, ImageDestination, ImageLocation, ImageSource};
 
@@ -100,7 +101,7 @@ pub fn copy_image(
 /// `lade copy`: copies the image at `src` to `dst` and returns how the destination describes
 /// itself, with what was copied. The store reports its unpacking; a registry destination may
 /// mount blobs from the source's repository when both are on one registry. `ctx` must hold
-/// the store if either end is `lade:` (see [`ImageLocation::is_store`]).
+/// the store if either end needs it (see [`ImageLocation::needs_store`]).
 pub fn copy_between(
     src: &ImageLocation,
     dst: &ImageLocation,
@@ -113,6 +114,9 @@ pub fn copy_between(
         (ImageLocation::Store(name), Some(st)) => Box::new(
             StoreDestination::new(st.clone(), name.clone()).with_progress(progress.clone()),
         ),
+        (ImageLocation::SquashFs(file), Some(st)) => {
+            Box::new(SquashFsDestination::new(st.clone(), file).with_progress(progress.clone()))
+        }
         (ImageLocation::Registry(r), _) => {
             let d = RegistryDestination::open(r, &ctx.registry, ctx.storage.clone())?;
             let from = match src {

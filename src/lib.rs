@@ -9,7 +9,7 @@
 //! - [`manifest`]: manifests and indexes, as exact bytes and parsed.
 //! - [`platform`]: choosing an image of an index by architecture (`--arch`).
 //! - [`transport`]: image sources and destinations (registries, `oci:`, `oci-archive:`, the
-//!   store), mechanism only.
+//!   store, `squashfs:`), mechanism only.
 //! - [`storage`]: the storage directory, every path in it and its parts; `delete` and garbage
 //!   collection, `undelete` and `fsck` ([`storage::gc`], [`storage::undelete`], [`storage::fsck`]).
 //!
@@ -25,6 +25,8 @@
 //! - [`layer_install`]: an image's layers unpacked into the store's layer trees.
 //! - [`unpack`]: applying layers safely, without privileges.
 //! - [`run`]: running a command in an image, in user and mount namespaces.
+//! - [`squashfs`]: single-file images: an image written as one SquashFS file, and SquashFS
+//!   or SIF files served with FUSE for `run`.
 //! - [`dockerfile`]: the Dockerfile language (lexer, parser, instructions, substitution,
 //!   `.dockerignore`).
 //! - [`builder`]: `lade build`: a Dockerfile built, with the build cache ([`builder::cache`]).
@@ -67,6 +69,7 @@ pub mod push;
 pub mod reference;
 pub mod run;
 pub mod sign;
+pub mod squashfs;
 pub mod storage;
 pub mod transport;
 pub mod unpack;

@@ -45,6 +45,7 @@ step "test dependencies (apt)"
 # tests.
 PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils gcc libc6-dev
       ca-certificates docker-registry openssl bsdutils debootstrap wget curl)
+PKGS+=(squashfs-tools squashfuse charliecloud-runtime)  # issue 14: SquashFS out, FUSE in, ch-run as a peer
 PKGS+=(man-db groff-base bash)  # issue 17: `man -l` renders lade's pages; bash runs the completion script
 PKGS+=(python3 python3-venv)  # issue 15: the venv of the independent cosign-key and ORAS checks
 missing=()
@@ -58,6 +59,17 @@ else
     echo "installing: ${missing[*]}"
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ------------------------------------------------------------------------------------------------
+step "FUSE for ordinary users (issue 14: lade run FILE.sqfs)"
+# FUSE in a user namespace needs /dev/fuse readable and writable by the user; most
+# distributions ship it 0666, these machines leave it 0600.
+if [ -c /dev/fuse ]; then
+    chmod 0666 /dev/fuse
+    ls -l /dev/fuse
+else
+    echo "no /dev/fuse: the single-file image tests will fail"
 fi
 
 # ------------------------------------------------------------------------------------------------

@@ -67,6 +67,13 @@ pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> 
                  first",
             ));
         }
+        ImageLocation::SquashFs(_) => {
+            return Err(Error::unsupported(
+                loc.to_string(),
+                "a SquashFS file keeps no signatures or referrers; sign the image it was made \
+                 from",
+            ));
+        }
     })
 }
 

@@ -28,7 +28,7 @@ pub fn run(args: CopyArgs, c: &Common) -> Result<ExitCode> {
     }
     let src = ImageLocation::parse(&args.source)?;
     let dst = ImageLocation::parse(&args.destination)?;
-    let storage = if src.is_store() || dst.is_store() {
+    let storage = if src.needs_store() || dst.needs_store() {
         Some(c.open_storage(LockMode::Shared)?)
     } else {
         None

@@ -38,20 +38,40 @@ pub struct RunArgs {
     /// Remove variables matching GLOB; repeatable
     #[arg(long, value_name = "GLOB")]
     unset_env: Vec<String>,
-    /// Image reference in the store, or an unpacked root directory
+    /// Image reference in the store, an unpacked root directory, or a single-file image
+    /// (SquashFS or SIF: squashfs:FILE, a path, or a name ending .sqfs, .squashfs or .sif)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
     command: Vec<String>,
 }
 
+/// What IMAGE names: `squashfs:FILE` is a file; a path (starting with `/` or `.`) is a file
+/// or a directory, whichever it is; a name with a single-file image's extension that exists
+/// as a file is that file; anything else is an image in the store.
+fn image_of(arg: &str) -> Result<RunImage> {
+    if let Some(file) = arg.strip_prefix("squashfs:") {
+        return Ok(RunImage::File(PathBuf::from(file)));
+    }
+    let path = PathBuf::from(arg);
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return Ok(if path.is_file() {
+            RunImage::File(path)
+        } else {
+            RunImage::Directory(path)
+        });
+    }
+    let file_like = [".sqfs", ".squashfs", ".sif"]
+        .iter()
+        .any(|ext| arg.ends_with(ext));
+    if file_like && path.is_file() {
+        return Ok(RunImage::File(path));
+    }
+    Ok(RunImage::Stored(Reference::parse(arg)?))
+}
+
 pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
-    let looks_like_dir = args.image.starts_with('/') || args.image.starts_with('.');
-    let image = if looks_like_dir {
-        RunImage::Directory(PathBuf::from(&args.image))
-    } else {
-        RunImage::Stored(Reference::parse(&args.image)?)
-    };
+    let image = image_of(&args.image)?;
     let mut set_env = Vec::new();
     for a in &args.set_env {
         set_env.extend(process::parse_set_env(a)?);

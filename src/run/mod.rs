@@ -26,6 +26,9 @@ pub enum RunImage {
     /// Layer trees of the store by key, bottom first, with no image config (`lade build`'s
     /// intermediate states).
     Layers(Vec<String>),
+    /// A single-file image, SquashFS or SIF: mounted with FUSE inside the namespace, it is
+    /// the one lower layer, under a tmpfs upper layer ([`crate::squashfs::serve`]).
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +69,8 @@ pub fn parse_bind(arg: &str) -> Result<(PathBuf, PathBuf)> {
 pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     // Everything that can fail for ordinary reasons is checked before entering namespaces,
     // so those errors read plainly.
-    let (defaults, lower_base, lowers, manifest_hex) = match &opts.image {
+    let mut image_file = None;
+    let (defaults, lower_base, mut lowers, manifest_hex) = match &opts.image {
         RunImage::Stored(name) => {
             let record = storage.images().require(name)?;
             let config_bytes = storage.blobs().read_to_vec_trusted(&record.config)?;
@@ -111,6 +115,17 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
                 None,
             )
         }
+        RunImage::File(path) => {
+            image_file = Some(crate::squashfs::ImageFile::open(path)?);
+            // Its root, config and mount points are known once it is mounted.
+            let root = storage.shared_tmp().join(SINGLE_FILE_ROOT);
+            (
+                ImageDefaults::default(),
+                PathBuf::from("/"),
+                vec![root.display().to_string()],
+                None,
+            )
+        }
         RunImage::Directory(dir) => {
             let dir = std::path::absolute(dir).ctx(|| dir.display().to_string())?;
             if !dir.is_dir() {
@@ -130,7 +145,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     if lowers.is_empty() {
         return Err(Error::invalid("lade run", "the image has no layers"));
     }
-    let spec = process::process_spec(&defaults, &opts.user)?;
+    // A file's config is inside it: its process is worked out once it is mounted.
+    let mut spec = match image_file {
+        None => Some(process::process_spec(&defaults, &opts.user)?),
+        Some(_) => None,
+    };
     let mut binds = rootfs::standard_binds(
         home_bind(opts.no_home)
             .as_ref()
@@ -169,7 +188,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     // The default read-only root needs no writable layer: the mount points the image lacks
     // come from a small extra lower layer, found or made here on the host (mountpoints.rs).
     let read_only = matches!(opts.upper, Upper::Scratch { writable: false });
-    let mount_point_layer = if read_only {
+    let mount_point_layer = if read_only && image_file.is_none() {
         let trees: Vec<PathBuf> = lowers.iter().map(|l| lower_base.join(l)).collect();
         let mut source_is_dir = Vec::with_capacity(binds.len());
         for b in &binds {
@@ -189,6 +208,18 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
 
     namespace::enter(uid, gid)?;
     rootfs::make_mounts_private()?;
+    // A single-file image is mounted inside the namespace, on the container's tmpfs; its
+    // FUSE server lives as long as the container (see the fork before `pivot` below).
+    let mut served = None;
+    if let Some(file) = &image_file {
+        rootfs::mount_scratch(&scratch)?;
+        let at = scratch.join(SINGLE_FILE_ROOT);
+        std::fs::create_dir(&at).ctx(|| at.display().to_string())?;
+        let s = crate::squashfs::serve::serve(file, &at, uid, gid)?;
+        spec = Some(process::process_spec(s.defaults(), &opts.user)?);
+        lowers = vec![s.root().display().to_string()];
+        served = Some(s);
+    }
     let fast_root = match &mount_point_layer {
         Some(extra) => {
             let mut all: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
@@ -202,7 +233,9 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     let (root, kind) = match fast_root {
         Some(root) => (root, RootKind::LowersOnly),
         None => {
-            rootfs::mount_scratch(&scratch)?;
+            if served.is_none() {
+                rootfs::mount_scratch(&scratch)?;
+            }
             match rootfs::mount_overlay(&scratch, &lower_base, &lowers, &opts.upper) {
                 Ok(root) => (root, RootKind::Overlay),
                 Err(overlay_err) => {
@@ -230,6 +263,11 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     if read_only && kind != RootKind::LowersOnly {
         rootfs::make_read_only(&root)?;
     }
+    let spec = spec.ok_or_else(|| Error::invalid("lade run", "no process worked out"))?;
+    if let Some(s) = &mut served {
+        // Only the child returns, to become the container.
+        crate::squashfs::supervise::fork_container(s)?;
+    }
     rootfs::pivot(&root)?;
     std::env::set_current_dir(&spec.cwd)
         .map_err(|e| Error::io(format!("working directory {} in the image", spec.cwd), e))?;
@@ -253,6 +291,9 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         Error::io(format!("executing '{}' in the image", spec.argv[0]), err)
     })
 }
+
+/// Where a single-file image is mounted, on the container's tmpfs.
+const SINGLE_FILE_ROOT: &str = "image";
 
 /// How the container's root was assembled.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,8 @@ pub fn identity_of(loc: &ImageLocation) -> String {
         ImageLocation::Registry(r) | ImageLocation::Store(r) => r.name(),
         ImageLocation::OciLayout { dir, .. }
         | ImageLocation::OciArchive { file: dir, .. }
-        | ImageLocation::DockerArchive { file: dir, .. } => dir.display().to_string(),
+        | ImageLocation::DockerArchive { file: dir, .. }
+        | ImageLocation::SquashFs(dir) => dir.display().to_string(),
     }
 }
 

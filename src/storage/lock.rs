@@ -1,10 +1,19 @@
 //! Locking: one lock file for the storage directory, and one per process work area.
+//!
+//! On shared filesystems: NFS clients emulate `flock` with POSIX `fcntl` locks, under which
+//! a shared lock needs the file open for reading and an exclusive one for writing, so the
+//! shared lock opens the lock file read-only (it then also works on a lock file the user
+//! cannot write). Lustre mounted without `-o flock`, and other filesystems without locks,
+//! fail `flock` with ENOSYS, ENOLCK or EOPNOTSUPP: the storage lock says so in one line,
+//! naming the mount option and `--no-lock`; a work area's lock (which only tells a sweeper
+//! that its owner lives) is then done without.
 
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, Mode, OFlags, flock};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -21,7 +30,7 @@ pub enum LockMode {
 }
 
 pub(super) struct StorageLock {
-    _file: File,
+    _file: OwnedFd,
 }
 
 impl StorageLock {
@@ -32,8 +41,28 @@ impl StorageLock {
             LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         };
         let path = root.join("lock");
-        let file = open_lock_file(&path)?;
+        let access = match mode {
+            LockMode::Shared => OFlags::RDONLY,
+            _ => OFlags::RDWR,
+        };
+        let file = rustix::fs::open(
+            &path,
+            access | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Error::io_path(&path, e.into()))?;
         if let Err(e) = flock(&file, op) {
+            if no_locks_here(e) {
+                return Err(Error::storage(
+                    root,
+                    format!(
+                        "its filesystem does not support file locks (flock: {e}): on Lustre, \
+                         mount it with -o flock; on NFS, without -o nolock and with the lock \
+                         service running; or use --no-lock if no other lade uses this \
+                         storage directory at the same time"
+                    ),
+                ));
+            }
             if e != rustix::io::Errno::WOULDBLOCK {
                 return Err(Error::io_path(&path, e.into()));
             }
@@ -76,8 +105,12 @@ impl WorkArea {
         let name = format!("{}.{:08x}", std::process::id(), rand::random::<u32>());
         let lock_path = tmp.join(format!("{name}.lock"));
         let lock = File::create(&lock_path).at(&lock_path)?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::io_path(&lock_path, e.into()))?;
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            // Without locks (only reached with --no-lock): no sweeper can take it either.
+            Err(e) if no_locks_here(e) => {}
+            Err(e) => return Err(Error::io_path(&lock_path, e.into())),
+        }
         let dir = tmp.join(name);
         fs::create_dir(&dir).at(&dir)?;
         Ok(WorkArea {
@@ -103,6 +136,13 @@ impl Drop for WorkArea {
         let _ = crate::fsutil::remove_all(&self.dir);
         let _ = fs::remove_file(&self.lock_path);
     }
+}
+
+/// Whether `flock` failed because the filesystem has no locks at all (Lustre without
+/// `-o flock`, some FUSE filesystems), not because of a conflict.
+fn no_locks_here(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    e == Errno::NOSYS || e == Errno::NOLCK || e == Errno::OPNOTSUPP
 }
 
 /// Deletes work areas whose owners have died (crash, `kill -9`). Best effort: a failure here

@@ -9,6 +9,7 @@ mod layout;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod registry;
+pub mod squashfs;
 pub mod store;
 
 use std::fmt;
@@ -39,10 +40,12 @@ pub enum ImageLocation {
     },
     /// `lade:NAME`: lade's own storage directory.
     Store(Reference),
+    /// `squashfs:FILE`: the image flattened into one SquashFS file (a destination only).
+    SquashFs(PathBuf),
 }
 
 pub const TRANSPORTS: &str = "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], \
-                              docker-archive:FILE[:NAME:TAG|:@N], lade:NAME";
+                              docker-archive:FILE[:NAME:TAG|:@N], lade:NAME, squashfs:FILE";
 
 impl ImageLocation {
     /// Parses a transport-qualified location. A bare name is refused, because it would be
@@ -105,6 +108,8 @@ impl ImageLocation {
                 })
             }
             "lade" => Ok(ImageLocation::Store(Reference::parse(rest)?)),
+            "squashfs" if rest.is_empty() => Err(bad("empty path".into())),
+            "squashfs" => Ok(ImageLocation::SquashFs(PathBuf::from(rest))),
             "docker" => Err(bad("registry references are written docker://REF".into())),
             other => Err(bad(format!(
                 "unknown transport '{other}'; use one of {TRANSPORTS}"
@@ -130,6 +135,7 @@ impl ImageLocation {
             "oci-archive:",
             "docker-archive:",
             "lade:",
+            "squashfs:",
         ]
         .iter()
         .any(|p| spec.starts_with(p))
@@ -140,6 +146,12 @@ impl ImageLocation {
         matches!(self, ImageLocation::Store(_))
     }
 
+    /// Whether reading or writing this location needs the store open: `lade:NAME`, and
+    /// `squashfs:FILE`, which is written from the store's layer trees.
+    pub fn needs_store(&self) -> bool {
+        matches!(self, ImageLocation::Store(_) | ImageLocation::SquashFs(_))
+    }
+
     /// The image reference this location implies for naming it in the store, if any.
     pub fn implied_name(&self) -> Option<Result<Reference>> {
         match self {
@@ -147,6 +159,7 @@ impl ImageLocation {
             ImageLocation::OciLayout { name, .. } | ImageLocation::OciArchive { name, .. } => {
                 name.as_deref().map(Reference::parse)
             }
+            ImageLocation::SquashFs(_) => None,
             ImageLocation::DockerArchive { name, .. } => match name {
                 Some(docker_archive::ArchiveRef::Tag(r)) => Some(Ok(r.clone())),
                 _ => None,
@@ -191,6 +204,7 @@ impl fmt::Display for ImageLocation {
                 }
             }
             ImageLocation::Store(r) => write!(f, "lade:{}", r.familiar()),
+            ImageLocation::SquashFs(file) => write!(f, "squashfs:{}", file.display()),
         }
     }
 }
@@ -292,6 +306,13 @@ pub fn open_source(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn ImageSo
             docker_archive::DockerArchiveSource::open(file, name.as_ref())?,
         ),
         ImageLocation::Store(r) => Box::new(store::StoreSource::open(need_storage(ctx)?, r)?),
+        ImageLocation::SquashFs(file) => {
+            return Err(Error::unsupported(
+                format!("squashfs:{}", file.display()),
+                "a SquashFS file is a destination only (it keeps no layers); run it with \
+                 'lade run FILE'",
+            ));
+        }
     })
 }
 
@@ -322,6 +343,9 @@ pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Im
         ImageLocation::Store(r) => {
             Box::new(store::StoreDestination::new(need_storage(ctx)?, r.clone()))
         }
+        ImageLocation::SquashFs(file) => {
+            Box::new(squashfs::SquashFsDestination::new(need_storage(ctx)?, file))
+        }
     })
 }
 
@@ -345,8 +369,13 @@ mod tests {
                 name: None
             }
         );
+        assert_eq!(
+            ImageLocation::parse("squashfs:/tmp/x.sqfs").unwrap(),
+            ImageLocation::SquashFs("/tmp/x.sqfs".into())
+        );
         for bad in [
             "alpine",
+            "squashfs:",
             "oci:",
             "oci:/x:",
             "foo:bar",

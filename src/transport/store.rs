@@ -54,7 +54,8 @@ impl ImageSource for StoreSource {
 
 pub struct StoreDestination {
     storage: Arc<Storage>,
-    name: Reference,
+    /// None for an image installed without a name (for `squashfs:`, see [`Self::install`]).
+    name: Option<Reference>,
     progress: Progress,
     last_layer: Option<usize>,
     always_download: bool,
@@ -67,6 +68,10 @@ pub struct StoreDestination {
 
 impl StoreDestination {
     pub fn new(storage: Arc<Storage>, name: Reference) -> StoreDestination {
+        StoreDestination::named(storage, Some(name))
+    }
+
+    fn named(storage: Arc<Storage>, name: Option<Reference>) -> StoreDestination {
         StoreDestination {
             storage,
             name,
@@ -76,6 +81,13 @@ impl StoreDestination {
             layers: Mutex::new(HashMap::new()),
             staged: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A destination that installs an image's blobs and layer trees but names nothing
+    /// ([`Self::install`] instead of `commit`): what the store keeps unnamed, garbage
+    /// collection may take.
+    pub fn unnamed(storage: Arc<Storage>) -> StoreDestination {
+        StoreDestination::named(storage, None)
     }
 
     pub fn with_progress(mut self, progress: Progress) -> Self {
@@ -98,7 +110,10 @@ impl StoreDestination {
 
 impl ImageDestination for StoreDestination {
     fn describe(&self) -> String {
-        format!("lade:{}", self.name.familiar())
+        match &self.name {
+            Some(name) => format!("lade:{}", name.familiar()),
+            None => "the store".to_string(),
+        }
     }
 
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
@@ -171,6 +186,21 @@ impl ImageDestination for StoreDestination {
     }
 
     fn commit(&mut self, image: &CopiedImage) -> Result<()> {
+        if self.name.is_none() {
+            return Err(Error::invalid(
+                self.describe(),
+                "an image without a name cannot be named (use install)",
+            ));
+        }
+        let record = self.install(image)?;
+        self.storage.images().put(&record)
+    }
+}
+
+impl StoreDestination {
+    /// Checks and publishes the image's layer trees (unpacking any the store lacks) and
+    /// returns the record that names it, without storing the record.
+    pub fn install(&mut self, image: &CopiedImage) -> Result<ImageRecord> {
         let what = self.describe();
         if image.top.kind != Kind::Image {
             return Err(Error::unsupported(
@@ -221,8 +251,12 @@ impl ImageDestination for StoreDestination {
                 "a single manifest whose config names no architecture or OS",
             ));
         }
-        self.storage.images().put(&ImageRecord {
-            name: self.name.to_string(),
+        Ok(ImageRecord {
+            name: self
+                .name
+                .as_ref()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             manifest: image.top.digest.clone(),
             index: image.from_index.clone(),
             config: config_digest,

@@ -86,3 +86,54 @@ fn pattern_modifiers_on_big_values_end_quickly() {
         "{err}"
     );
 }
+
+/// A copy of the fixtures' OCI layout, to spoil.
+fn layout_copy(lade: &Lade) -> std::path::PathBuf {
+    let dst = lade.path("layout");
+    let mut c = Command::new("cp");
+    c.arg("-a").arg(fixtures().layout()).arg(&dst);
+    run_cmd(c).ok();
+    dst
+}
+
+/// The blobs of the `single` image's layers in a layout (those not read as JSON).
+fn layer_blobs(layout: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 4096)
+        .collect()
+}
+
+#[test]
+fn oci_layout_files_that_never_end_are_refused() {
+    for name in ["index.json", "oci-layout"] {
+        let lade = Lade::new();
+        let layout = layout_copy(&lade);
+        std::fs::remove_file(layout.join(name)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", layout.join(name)).unwrap();
+        let src = format!("oci:{}:single", layout.display());
+        let err = limited(&lade, &["pull", &src, "x"], 20).fails_one_line();
+        assert!(
+            err.contains(name) && err.contains("regular file"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_fifo_in_place_of_a_blob_is_refused_not_waited_on() {
+    let lade = Lade::new();
+    let layout = layout_copy(&lade);
+    let blobs = layer_blobs(&layout);
+    assert!(!blobs.is_empty());
+    for b in &blobs {
+        std::fs::remove_file(b).unwrap();
+        let mut c = Command::new("mkfifo");
+        c.arg(b);
+        run_cmd(c).ok();
+    }
+    let src = format!("oci:{}:single", layout.display());
+    let err = limited(&lade, &["pull", &src, "x"], 30).fails_one_line();
+    assert!(err.contains("a FIFO"), "{err}");
+}

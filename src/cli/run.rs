@@ -45,13 +45,33 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// What `lade run` was given as its image: a directory, or a stored image's name, which
+/// `docker://` and `lade:` may prefix; any other transport must be pulled first.
+fn run_image(arg: &str) -> Result<RunImage> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return Ok(RunImage::Directory(PathBuf::from(arg)));
+    }
+    let name = arg
+        .strip_prefix("docker://")
+        .or_else(|| arg.strip_prefix("lade:"))
+        .unwrap_or(arg);
+    if let Some((transport, _)) = name.split_once(':')
+        && matches!(transport, "oci" | "oci-archive" | "docker-archive" | "dir")
+    {
+        return Err(Error::invalid(
+            format!("lade run {arg}"),
+            format!(
+                "run takes a stored image or a directory; bring it in first: lade pull {arg} NAME, then lade run NAME"
+            ),
+        ));
+    }
+    Ok(RunImage::Stored(Reference::parse(name)?))
+}
+
 pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
-    let looks_like_dir = args.image.starts_with('/') || args.image.starts_with('.');
-    let image = if looks_like_dir {
-        RunImage::Directory(PathBuf::from(&args.image))
-    } else {
-        RunImage::Stored(Reference::parse(&args.image)?)
-    };
+    let image = run_image(&args.image)?;
+    let stored = matches!(image, RunImage::Stored(_));
+    let given = args.image.clone();
     let mut set_env = Vec::new();
     for a in &args.set_env {
         set_env.extend(process::parse_set_env(a)?);
@@ -92,5 +112,12 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
     };
     // No work area: a run writes nothing to the store but its mount points.
     let storage = Storage::open_without_work_area(&path, mode)?;
-    match run::run(&storage, &opts)? {}
+    match run::run(&storage, &opts) {
+        Ok(never) => match never {},
+        // A name that is not stored may well be on a registry.
+        Err(Error::ImageNotFound(what)) if stored => Err(Error::ImageNotFound(format!(
+            "{what}; to get it from a registry: lade pull {given}"
+        ))),
+        Err(e) => Err(e),
+    }
 }

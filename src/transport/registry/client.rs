@@ -287,7 +287,9 @@ impl Client {
                     }
                     if !transient(&e) || attempt + 1 >= MAX_ATTEMPTS {
                         let cause = chain(&e);
-                        let hint = if probing_http {
+                        let hint = if refused(&e) {
+                            "; is a registry running there? (nothing listens on that port)"
+                        } else if probing_http {
                             " (HTTPS failed too)"
                         } else {
                             tls_hint(&cause, self.insecure)
@@ -330,6 +332,16 @@ impl Client {
     /// The error for a 401, 403 or 400 on a read: registries answer these for images that
     /// do not exist, to hide which private ones do.
     pub fn not_authorized(&self, what: &str, status: StatusCode) -> Error {
+        if status == StatusCode::UNAUTHORIZED && self.login.basic_sent() {
+            let who = self.login.user().unwrap_or_default();
+            return Error::invalid(
+                what,
+                format!(
+                    "the registry refused the password of user '{who}' (HTTP 401 to basic \
+                     authentication); check the user name and password"
+                ),
+            );
+        }
         let hint = if self.login.authenticated() {
             let who = self
                 .login
@@ -423,6 +435,20 @@ fn transient(e: &reqwest::Error) -> bool {
         if text.contains("connection closed before message completed")
             || text.contains("connection reset")
             || text.contains("end of file before message length reached")
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// Whether nothing listened where the request went.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
         {
             return true;
         }

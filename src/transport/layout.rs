@@ -69,8 +69,7 @@ pub(super) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
 }
 
 pub(super) fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
-    ImageIndex::from_reader(bytes)
-        .map_err(|e| Error::invalid(format!("{what}/index.json"), e.to_string()))
+    manifest::parse_json(bytes).map_err(|why| Error::invalid(format!("{what}/index.json"), why))
 }
 
 pub(super) fn check_layout_file(bytes: Option<&[u8]>, what: &str) -> Result<()> {

@@ -29,8 +29,17 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest `Retry-After` lade waits; a registry asking for more gets a clear error instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// A read that gets no byte for this long fails (and a blob read is then resumed).
+/// A read that gets no byte for this long fails (and a blob read is then resumed);
+/// `$LADE_READ_TIMEOUT` (seconds) changes it, for slow links (and tests).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn read_timeout() -> Duration {
+    std::env::var("LADE_READ_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(READ_TIMEOUT, Duration::from_secs)
+}
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed per request (blob storage is usually one hop away).
 const MAX_REDIRECTS: usize = 10;
@@ -88,7 +97,7 @@ impl Client {
             .user_agent(concat!("lade/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             // In the blocking client this bounds each read of a body, not the whole body.
-            .timeout(READ_TIMEOUT)
+            .timeout(read_timeout())
             .redirect(redirect_policy(opts.tls_no_verify))
             .https_only(!opts.tls_no_verify);
         if opts.tls_no_verify {
@@ -546,6 +555,30 @@ pub(super) fn show(s: &str) -> String {
 /// A URL without its query (which may hold a signature) for messages.
 pub(super) fn strip_query(url: &str) -> String {
     show(url.split(['?', '#']).next().unwrap_or(url))
+}
+
+/// Why reading a response body failed, for messages: "timed out" for a stalled transfer
+/// (reqwest calls that an "error decoding response body"), else the error and its causes.
+pub(super) fn read_failure(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
+    let mut timed_out =
+        e.kind() == std::io::ErrorKind::TimedOut || inner.is_some_and(|r| r.is_timeout());
+    let mut src: Option<&(dyn std::error::Error + 'static)> =
+        inner.and_then(|r| std::error::Error::source(r));
+    while let Some(s) = src {
+        timed_out |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || s.to_string().contains("timed out");
+        src = s.source();
+    }
+    if timed_out {
+        return format!("timed out (no data for {} s)", read_timeout().as_secs());
+    }
+    match inner {
+        Some(r) => chain(r),
+        None => show(&e.to_string()),
+    }
 }
 
 /// An error and its causes on one line, without the URL reqwest puts in (ours is shown

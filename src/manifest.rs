@@ -209,7 +209,6 @@ pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration> {
     parse_json(&patched).map_err(|why| Error::invalid(what, why))
 }
 
-
 /// The diff-IDs of an image's layers, as lade digests.
 pub fn diff_ids(config: &ImageConfiguration, what: &str) -> Result<Vec<Digest>> {
     config

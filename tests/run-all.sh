@@ -174,7 +174,10 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     if [ "$fuzz_status" = 0 ] \
             && (cd fuzz && cargo +nightly fuzz build --target-dir "$FUZZ_TARGET_DIR"); then
         for t in $(cd fuzz && cargo +nightly fuzz list); do
-            if (cd fuzz && cargo +nightly fuzz run --target-dir "$FUZZ_TARGET_DIR" "$t" -- \
+            # New inputs go to fuzz/corpus/TARGET (not kept); fuzz/seeds/TARGET starts it.
+            mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
+            if (cd fuzz && cargo +nightly fuzz run --target-dir "$FUZZ_TARGET_DIR" "$t" \
+                    "corpus/$t" "seeds/$t" -- \
                     -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=20) \
                     > "$WORK/fuzz-$t.log" 2>&1; then
                 echo "fuzz $t: $(grep -E '^Done [0-9]+ runs' "$WORK/fuzz-$t.log" || echo done)"

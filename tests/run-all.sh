@@ -118,7 +118,8 @@ step "staging for $TEST_USER"
 WORK=$(mktemp -d /var/tmp/lade-tests.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/src" "$WORK/bin" "$WORK/tmp"
-tar -C "$ROOT" --exclude=./target --exclude=./.git -cf - . | tar -C "$WORK/src" -xf -
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./fuzz/target \
+    --exclude=./fuzz/corpus --exclude=./fuzz/artifacts -cf - . | tar -C "$WORK/src" -xf -
 cp "$ARCHIVE" "$WORK/tests.tar.zst"
 cp "$NEXTEST" "$WORK/bin/cargo-nextest"
 cat > "$WORK/nextest.toml" <<'EOF'

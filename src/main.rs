@@ -11,7 +11,8 @@ use cli::{Cli, Command, Global, one_line, run::RunArgs};
 use lade::progress::Progress;
 
 fn main() -> ExitCode {
-    let cli = parse_run_quickly().unwrap_or_else(Cli::parse);
+    quiet_on_closed_stdout();
+    let cli = parse_run_quickly().unwrap_or_else(|| Cli::try_parse().unwrap_or_else(usage_error));
     let progress = Progress::new(if cli.global.quiet {
         -1
     } else {
@@ -24,6 +25,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Output into a closed pipe (`lade list | head -1`) ends lade quietly, as it ends other
+/// command-line tools: by `SIGPIPE`, exit status 141 in a shell.
+///
+/// Rust ignores `SIGPIPE`, so a write to a closed pipe fails with `EPIPE` and `println!` panics
+/// on it. Restoring the signal's default for the whole process would also kill lade when it
+/// feeds a `RUN` step's standard input that the step does not read, so instead the panic of a
+/// print to a closed pipe is recognised (one place for every print of every command) and turned
+/// into that same quiet death; any other panic is reported as before.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            // SAFETY: restoring a signal's default disposition and raising it; nothing else runs.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+        }
+        default(info);
+    }));
+}
+
+/// A command line clap refuses: its message, and for `lade run IMAGE CMD…` (the command not
+/// after `--`) how to write it.
+fn usage_error(e: clap::Error) -> Cli {
+    use clap::error::{ContextKind, ErrorKind};
+    let in_run = std::env::args().skip(1).any(|a| a == "run");
+    if e.kind() == ErrorKind::UnknownArgument && in_run {
+        let arg = e
+            .get(ContextKind::InvalidArg)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let _ = e.print();
+        eprintln!(
+            "hint: the command to run goes after '--': lade run [OPTIONS] IMAGE -- {arg} [ARGS...]"
+        );
+        std::process::exit(e.exit_code());
+    }
+    e.exit()
 }
 
 /// `lade run` is a start-up path (a container's whole cost can be a few milliseconds), and

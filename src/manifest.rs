@@ -28,6 +28,24 @@ pub struct RawManifest {
     pub media_type: String,
     pub digest: Digest,
     pub kind: Kind,
+    /// Where it came from, for errors (`manifest 1.0 of docker://…`).
+    pub what: String,
+}
+
+/// Parses JSON as `T`, the error naming the field at fault (`layers[0].size: invalid value:
+/// integer `-1`, expected u64 at line 1 column 200`), not oci-spec's bare "serde failed".
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 #[derive(serde::Deserialize)]
@@ -116,17 +134,23 @@ impl RawManifest {
             media_type,
             digest,
             kind,
+            what: what.to_string(),
         })
     }
 
     pub fn index(&self) -> Result<ImageIndex> {
-        ImageIndex::from_reader(&self.bytes[..])
-            .map_err(|e| Error::invalid(format!("index {}", self.digest), e.to_string()))
+        parse_json(&self.bytes).map_err(|why| {
+            Error::invalid(&self.what, format!("index {}: {why}", self.digest.short()))
+        })
     }
 
     pub fn image(&self) -> Result<ImageManifest> {
-        ImageManifest::from_reader(&self.bytes[..])
-            .map_err(|e| Error::invalid(format!("manifest {}", self.digest), e.to_string()))
+        parse_json(&self.bytes).map_err(|why| {
+            Error::invalid(
+                &self.what,
+                format!("image manifest {}: {why}", self.digest.short()),
+            )
+        })
     }
 
     /// A descriptor pointing at this document.
@@ -147,8 +171,18 @@ pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     }
 }
 
-/// What a descriptor promises: digest and size.
+/// What a descriptor promises: digest and size. A size over 2^63 − 1 is refused: OCI sizes are
+/// int64, and no transfer of such a size can be right.
 pub fn expected(desc: &Descriptor) -> Result<Expected> {
+    if desc.size() > i64::MAX as u64 {
+        return Err(Error::invalid(
+            format!("descriptor of {}", desc.digest()),
+            format!(
+                "size {} is not a size (the largest a blob can have is 2^63 - 1 bytes)",
+                desc.size()
+            ),
+        ));
+    }
     Ok(Expected {
         digest: Digest::try_from(desc.digest())?,
         size: Some(desc.size()),
@@ -156,9 +190,9 @@ pub fn expected(desc: &Descriptor) -> Result<Expected> {
 }
 
 pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration> {
-    let first = match ImageConfiguration::from_reader(bytes) {
+    let first = match parse_json(bytes) {
         Ok(c) => return Ok(c),
-        Err(e) => e.to_string(),
+        Err(why) => why,
     };
     // Architecture-unaware images (old builders, hand-made ones) omit `architecture` and `os`,
     // which oci-spec requires: read them as empty rather than refuse the image.
@@ -170,7 +204,9 @@ pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration> {
     for key in ["architecture", "os"] {
         obj.entry(key).or_insert_with(|| "".into());
     }
-    serde_json::from_value(v).map_err(|_| Error::invalid(what, first))
+    // Its own error, now that the two fields cannot be what is missing.
+    let patched = serde_json::to_vec(&v).map_err(|_| Error::invalid(what, first))?;
+    parse_json(&patched).map_err(|why| Error::invalid(what, why))
 }
 
 /// The diff-IDs of an image's layers, as lade digests.
@@ -197,4 +233,44 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
         out.push(next);
     }
     out
+}
+
+#[cfg(test)]
+mod json_error_tests {
+    use super::*;
+
+    fn index_error(json: &str) -> String {
+        let m = RawManifest::new(json.as_bytes().to_vec(), Some(OCI_INDEX), None, "src").unwrap();
+        m.index().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_source() {
+        let d = |size: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":{size}}}]}}"#,
+                "a".repeat(64)
+            )
+        };
+        for (size, want) in [
+            ("-1", "manifests[0].size: invalid value: integer `-1`"),
+            (
+                "1.5",
+                "manifests[0].size: invalid type: floating point `1.5`",
+            ),
+        ] {
+            let e = index_error(&d(size));
+            assert!(e.starts_with("src: index ") && e.contains(want), "{e}");
+        }
+        let e = index_error(&d("1,\"size\":2"));
+        assert!(e.contains("manifests[0]: duplicate field `size`"), "{e}");
+        let e = parse_config(b"{}", "config sha256:x of oci:dir")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config sha256:x of oci:dir") && e.contains("missing field `rootfs`"),
+            "{e}"
+        );
+        assert!(!e.contains("serde failed"), "{e}");
+    }
 }

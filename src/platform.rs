@@ -20,9 +20,80 @@ impl std::str::FromStr for ArchChoice {
             "host" => Ok(ArchChoice::Host),
             "yolo" => Ok(ArchChoice::Yolo),
             "" => Err(Error::invalid("--arch", "empty architecture")),
-            other => Ok(ArchChoice::Named(other.to_string())),
+            other => {
+                let (arch, variant) = other.split_once('/').unwrap_or((other, "v"));
+                let variant_ok = !variant.is_empty()
+                    && variant
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.');
+                if !KNOWN_ARCHES.contains(&arch) || !variant_ok {
+                    return Err(Error::invalid(
+                        format!("--arch {other}"),
+                        format!(
+                            "not an architecture registries use; give host, yolo, or ARCH[/VARIANT] \
+                             with ARCH one of: {}",
+                            KNOWN_ARCHES.join(", ")
+                        ),
+                    ));
+                }
+                Ok(ArchChoice::Named(other.to_string()))
+            }
         }
     }
+}
+
+/// The architectures image platforms name: Go's `GOARCH` values (OCI image-spec: "values SHOULD
+/// be ... listed in the Go Language document for GOARCH"), which is what registries use.
+const KNOWN_ARCHES: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
+];
+
+/// The warning for an image that holds one platform only when it is not the one `choice` asks
+/// for (`platform` is its config's `os/arch[/variant]`): it is pulled all the same, as podman
+/// does, since nothing else is there to choose. `None` when it fits, or for `yolo`.
+pub fn mismatch_warning(choice: &ArchChoice, platform: Option<&str>, what: &str) -> Option<String> {
+    let want = match choice {
+        ArchChoice::Yolo => return None,
+        ArchChoice::Host => host_arch(),
+        ArchChoice::Named(n) => n.clone(),
+    };
+    let platform = platform?;
+    let mut parts = platform.splitn(3, '/');
+    let (os, arch, variant) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+    if os == "linux" && arch_fits(arch, variant, &want) {
+        return None;
+    }
+    let asked = match choice {
+        ArchChoice::Host => format!("this host's {want}"),
+        _ => format!("{want}, as --arch asks"),
+    };
+    Some(format!(
+        "{what}: the image is for {platform}, not {asked}; it has no other platform, so it is \
+         pulled as it is and may not run here"
+    ))
 }
 
 /// Translates `uname -m` names to the names registries use (`arch[/variant]`).
@@ -86,7 +157,11 @@ fn matches(desc: &Descriptor, want: &str) -> bool {
         return false;
     }
     let arch = p.architecture().to_string();
-    let variant = p.variant().as_deref().unwrap_or("");
+    arch_fits(&arch, p.variant().as_deref().unwrap_or(""), want)
+}
+
+/// Whether `arch` with `variant` is what `want` (`arch[/variant]`) asks for.
+fn arch_fits(arch: &str, variant: &str, want: &str) -> bool {
     let (want_arch, want_variant) = want.split_once('/').unwrap_or((want, ""));
     // arm64 images often omit the (only) variant v8, and plain "arm64" asks for any arm64.
     arch == want_arch
@@ -147,6 +222,19 @@ pub fn select<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arch_names_are_checked() {
+        assert!("arm64/v8".parse::<ArchChoice>().is_ok());
+        assert!("ppc64le".parse::<ArchChoice>().is_ok());
+        assert!("bogus".parse::<ArchChoice>().is_err());
+        assert!("arm/".parse::<ArchChoice>().is_err());
+        let arm = ArchChoice::Named("arm64".into());
+        assert!(mismatch_warning(&arm, Some("linux/amd64"), "x").is_some());
+        assert!(mismatch_warning(&arm, Some("linux/arm64/v8"), "x").is_none());
+        assert!(mismatch_warning(&ArchChoice::Yolo, Some("linux/s390x"), "x").is_none());
+        assert!(mismatch_warning(&arm, None, "x").is_none());
+    }
 
     #[test]
     fn translates_uname() {

@@ -1252,7 +1252,7 @@ fn arg_and_env_scoping() {
         let Instruction::Arg(decls) = a_expand(&d, &a.value, &scope) else {
             panic!()
         };
-        scope.declare_args(&decls);
+        scope.declare_args(&decls).unwrap();
     }
     let from = d.stages[0].from.expand(&d, &|n| scope.get(n)).unwrap();
     assert_eq!(from.image, "alpine:1");
@@ -1262,8 +1262,8 @@ fn arg_and_env_scoping() {
     assert_eq!(scope.get("BASE"), None);
     for ins in &d.stages[0].instructions[1..] {
         match ins.expand(&d, &|n| scope.get(n)).unwrap() {
-            Instruction::Arg(decls) => scope.declare_args(&decls),
-            Instruction::Env(kvs) => scope.set_env(&kvs),
+            Instruction::Arg(decls) => scope.declare_args(&decls).unwrap(),
+            Instruction::Env(kvs) => scope.set_env(&kvs).unwrap(),
             _ => {}
         }
     }

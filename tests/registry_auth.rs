@@ -426,7 +426,10 @@ fn basic_auth_over_tls_with_a_ca_file() {
     );
     assert_no_secret(&r, "Wr0ng-b0b");
     let err = r.fails_one_line();
-    assert!(err.contains("not authorized") && err.contains(BOB), "{err}");
+    assert!(
+        err.contains("refused the password") && err.contains(BOB),
+        "{err}"
+    );
 }
 
 #[test]

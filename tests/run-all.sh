@@ -146,7 +146,8 @@ step "staging for $TEST_USER"
 WORK=$(mktemp -d /var/tmp/lade-tests.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/src" "$WORK/bin" "$WORK/tmp"
-tar -C "$ROOT" --exclude=./target --exclude=./.git -cf - . | tar -C "$WORK/src" -xf -
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./fuzz/target \
+    --exclude=./fuzz/corpus --exclude=./fuzz/artifacts -cf - . | tar -C "$WORK/src" -xf -
 cp "$ARCHIVE" "$WORK/tests.tar.zst"
 cp "$NEXTEST" "$WORK/bin/cargo-nextest"
 cat > "$WORK/nextest.toml" <<'EOF'
@@ -187,13 +188,49 @@ cargo test --locked --doc 2>&1 | tee "$WORK/doctest.log" || doc_status=1
 [ "$doc_status" = 0 ] || status=1
 
 # ------------------------------------------------------------------------------------------------
+# issue 13.7: the cargo-fuzz targets (fuzz/, a crate of its own), each for a bounded time, when
+# a nightly toolchain is there; else skipped, saying so. A crash fails the run and leaves its
+# input in fuzz/artifacts/TARGET/ (turn it into a regression test; README, "Fuzzing"). Their
+# build (nightly, AddressSanitizer, every dependency) is kept outside the clone, like the Debian
+# tarball above, so that only lade itself is rebuilt on later runs.
+FUZZ_SECONDS=${LADE_FUZZ_SECONDS:-20}
+FUZZ_TARGET_DIR=/var/tmp/lade-fuzz-target
+step "fuzz targets (cargo-fuzz, ${FUZZ_SECONDS} s each)"
+fuzz_status=0
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    if ! command -v cargo-fuzz >/dev/null; then
+        cargo install --locked cargo-fuzz || fuzz_status=1
+    fi
+    if [ "$fuzz_status" = 0 ] \
+            && (cd fuzz && cargo +nightly fuzz build --target-dir "$FUZZ_TARGET_DIR"); then
+        for t in $(cd fuzz && cargo +nightly fuzz list); do
+            # New inputs go to fuzz/corpus/TARGET (not kept); fuzz/seeds/TARGET starts it.
+            mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
+            if (cd fuzz && cargo +nightly fuzz run --target-dir "$FUZZ_TARGET_DIR" "$t" \
+                    "corpus/$t" "seeds/$t" -- \
+                    -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=20) \
+                    > "$WORK/fuzz-$t.log" 2>&1; then
+                echo "fuzz $t: $(grep -E '^Done [0-9]+ runs' "$WORK/fuzz-$t.log" || echo done)"
+            else
+                echo "FAILED: fuzz target $t"; tail -40 "$WORK/fuzz-$t.log"; fuzz_status=1
+            fi
+        done
+    else
+        echo "FAILED: building the fuzz targets"; fuzz_status=1
+    fi
+else
+    echo "no nightly toolchain: fuzz targets skipped (README, \"Fuzzing\", says how to run them)"
+fi
+[ "$fuzz_status" = 0 ] || status=1
+
+# ------------------------------------------------------------------------------------------------
 step "summary"
 grep -E '^ *Summary \[' "$WORK/nextest.log" || echo "nextest printed no summary (exit $nextest_status)"
 grep -E '^test result:' "$WORK/doctest.log" | sed 's/^/doc tests: /' || true
 if [ "$status" = 0 ]; then
     echo "ALL PASSED in $((SECONDS - START))s"
 else
-    echo "FAILED (fmt/clippy/tests above; nextest exit $nextest_status, doc tests $doc_status) \
-after $((SECONDS - START))s"
+    echo "FAILED (fmt/clippy/tests above; nextest exit $nextest_status, doc tests $doc_status, \
+fuzz $fuzz_status) after $((SECONDS - START))s"
 fi
 exit "$status"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{commit, config, fetch, files, force, layer};
 use crate::builder::cache::{BuildCache, State, step_key};
 use crate::digest::Digest;
-use crate::dockerfile::{ArgDecl, Dockerfile, Instruction, Located, RunPlan, Scope};
+use crate::dockerfile::{ArgDecl, Dockerfile, Instruction, Located, RunPlan, Scope, scope_error};
 use crate::error::{Error, IoContext, Result};
 use crate::platform::ArchChoice;
 use crate::progress::Progress;
@@ -88,7 +88,9 @@ impl Builder<'_> {
         for a in &df.pre_from_args {
             self.n += 1;
             let decls = expand_args(&df, a, scope)?;
-            scope.declare_args(&decls);
+            scope
+                .declare_args(&decls)
+                .map_err(scope_error(&df, a.line))?;
             self.announce(true, &a.text);
         }
         self.epoch = match scope.get_global(super::SOURCE_DATE_EPOCH) {
@@ -154,10 +156,12 @@ impl Builder<'_> {
         let env = config::env(&state.config);
         scope.begin_stage(env.iter().map(String::as_str));
         for (k, v) in &from.args {
-            scope.declare_args(&[ArgDecl {
-                name: k.clone(),
-                default: Some(v.clone()),
-            }]);
+            scope
+                .declare_args(&[ArgDecl {
+                    name: k.clone(),
+                    default: Some(v.clone()),
+                }])
+                .map_err(scope_error(&df, stage.from.line))?;
         }
         let mut cmd_set = false;
         // The distribution's workarounds, looked for only when --force or its hint may use
@@ -189,8 +193,9 @@ impl Builder<'_> {
             match &x {
                 Instruction::Arg(d) => scope.declare_args(d),
                 Instruction::Env(kv) => scope.set_env(kv),
-                _ => {}
+                _ => Ok(()),
             }
+            .map_err(scope_error(&df, ins.line))?;
             // The configuration whose wrapper this RUN gets (with --force), or whose hint it
             // gets on failure (without).
             let wants_fakeroot = match (&x, fakeroot) {

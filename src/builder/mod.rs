@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::builder::cache::BuildCache;
-use crate::dockerfile::{Dockerfile, Instruction, Scope};
+use crate::dockerfile::{Dockerfile, Instruction, Scope, scope_error};
 use crate::error::{Error, IoContext, Result};
 use crate::platform::ArchChoice;
 use crate::progress::Progress;
@@ -334,7 +334,9 @@ fn dry_run(df: &Dockerfile, scope: &mut Scope, progress: &Progress) -> Result<()
     for a in &df.pre_from_args {
         n += 1;
         let decls = driver::expand_args(df, a, scope)?;
-        scope.declare_args(&decls);
+        scope
+            .declare_args(&decls)
+            .map_err(scope_error(df, a.line))?;
         progress.result(&format!("{n:3}. {}", a.text));
     }
     for st in &df.stages {
@@ -348,8 +350,9 @@ fn dry_run(df: &Dockerfile, scope: &mut Scope, progress: &Progress) -> Result<()
             match &x {
                 Instruction::Arg(d) => scope.declare_args(d),
                 Instruction::Env(kv) => scope.set_env(kv),
-                _ => {}
+                _ => Ok(()),
             }
+            .map_err(scope_error(df, ins.line))?;
             progress.result(&format!("{n:3}. {x}"));
         }
     }

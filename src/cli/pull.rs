@@ -73,6 +73,13 @@ pub fn run(args: PullArgs, c: &Common) -> Result<ExitCode> {
         &opts,
         c.progress,
     )?;
+    if image.from_index.is_none()
+        && let Some(record) = storage.images().get(&name)?
+        && let Some(w) =
+            lade::platform::mismatch_warning(&c.arch, record.platform.as_deref(), source)
+    {
+        c.progress.warn(&w);
+    }
     c.progress
         .info(&format!("done: {} {}", name.familiar(), image.top.digest));
     Ok(ExitCode::SUCCESS)

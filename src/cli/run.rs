@@ -48,7 +48,8 @@ pub struct RunArgs {
 
 /// What IMAGE names: `squashfs:FILE` is a file; a path (starting with `/` or `.`) is a file
 /// or a directory, whichever it is; a name with a single-file image's extension that exists
-/// as a file is that file; anything else is an image in the store.
+/// as a file is that file; anything else is a stored image's name, which `docker://` and
+/// `lade:` may prefix (any other transport must be pulled first).
 fn image_of(arg: &str) -> Result<RunImage> {
     if let Some(file) = arg.strip_prefix("squashfs:") {
         return Ok(RunImage::File(PathBuf::from(file)));
@@ -67,11 +68,27 @@ fn image_of(arg: &str) -> Result<RunImage> {
     if file_like && path.is_file() {
         return Ok(RunImage::File(path));
     }
-    Ok(RunImage::Stored(Reference::parse(arg)?))
+    let name = arg
+        .strip_prefix("docker://")
+        .or_else(|| arg.strip_prefix("lade:"))
+        .unwrap_or(arg);
+    if let Some((transport, _)) = name.split_once(':')
+        && matches!(transport, "oci" | "oci-archive" | "docker-archive" | "dir")
+    {
+        return Err(Error::invalid(
+            format!("lade run {arg}"),
+            format!(
+                "run takes a stored image, a directory or a SquashFS/SIF file; bring it in first: lade pull {arg} NAME, then lade run NAME"
+            ),
+        ));
+    }
+    Ok(RunImage::Stored(Reference::parse(name)?))
 }
 
 pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
     let image = image_of(&args.image)?;
+    let stored = matches!(image, RunImage::Stored(_));
+    let given = args.image.clone();
     let mut set_env = Vec::new();
     for a in &args.set_env {
         set_env.extend(process::parse_set_env(a)?);
@@ -113,5 +130,12 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
     };
     // No work area: a run writes nothing to the store but its mount points.
     let storage = Storage::open_without_work_area(&path, mode)?;
-    match run::run(&storage, &opts)? {}
+    match run::run(&storage, &opts) {
+        Ok(never) => match never {},
+        // A name that is not stored may well be on a registry.
+        Err(Error::ImageNotFound(what)) if stored => Err(Error::ImageNotFound(format!(
+            "{what}; to get it from a registry: lade pull {given}"
+        ))),
+        Err(e) => Err(e),
+    }
 }

@@ -21,10 +21,27 @@
 //!   escaped characters never split. As in BuildKit an empty quoted word (`""`) yields no word,
 //!   and `<<` keeps the blanks that follow it in its word (so `<< EOF` is one heredoc word).
 
+use super::shell_pattern::Pattern;
 use crate::error::{Error, Result};
 
 /// How deeply `${…}` may nest before we refuse: arbitrary input must not exhaust the stack.
 const MAX_DEPTH: usize = 64;
+
+/// The longest word substitution may make. Without a bound, a few lines of nested ARGs that
+/// each repeat the one before a hundred times expand to gigabytes; BuildKit has none, and no
+/// real Dockerfile comes near this.
+pub const MAX_WORD_BYTES: usize = 1 << 20;
+
+/// Fails once a word being made is over [`MAX_WORD_BYTES`].
+fn check_len(len: usize) -> LexResult<()> {
+    if len > MAX_WORD_BYTES {
+        return Err(format!(
+            "expands to more than {} MiB (nested variables repeating each other?)",
+            MAX_WORD_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
 
 /// Options of one lexing pass; the defaults are those of ordinary instruction substitution.
 #[derive(Clone, Copy, Debug)]
@@ -205,6 +222,7 @@ impl Lexer<'_> {
             let quotes = !self.opts.skip_quotes;
             if c == '$' {
                 let s = self.dollar()?;
+                check_len(result.len() + s.len())?;
                 result.push_str(&s);
                 words.add_str(&s);
             } else if c == '<' {
@@ -305,7 +323,11 @@ impl Lexer<'_> {
                     self.pos += 1;
                     return Ok(self.close_quote(out, '"'));
                 }
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') => {
+                    let s = self.dollar()?;
+                    check_len(out.len() + s.len())?;
+                    out.push_str(&s);
+                }
                 Some(mut c) => {
                     self.pos += 1;
                     if c == self.opts.escape {
@@ -437,11 +459,11 @@ impl Lexer<'_> {
                             None => (false, word),
                         };
                         let pat = Pattern::parse(&pat)?;
-                        Ok(if op == '#' {
+                        if op == '#' {
                             pat.trim_prefix(&value, greedy)
                         } else {
                             pat.trim_suffix(&value, greedy)
-                        })
+                        }
                     }
                     _ => Err(format!("unsupported modifier ({mods}) in substitution")),
                 }
@@ -458,7 +480,12 @@ impl Lexer<'_> {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
                 }
                 let pat = Pattern::parse(&pattern)?;
-                Ok(pat.replace(&value.unwrap_or_default(), &replacement, all))
+                pat.replace(
+                    &value.unwrap_or_default(),
+                    &replacement,
+                    all,
+                    MAX_WORD_BYTES,
+                )
             }
             other => Err(format!("unsupported modifier ({other}) in substitution")),
         }
@@ -487,153 +514,6 @@ impl Lexer<'_> {
             self.pos += 1;
         }
         name
-    }
-}
-
-/// A shell pattern of `${N#pat}` and friends: `*`, `?` and literal characters (BuildKit has no
-/// bracket expressions here).
-#[derive(Debug)]
-struct Pattern(Vec<Tok>);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok {
-    Star,
-    Any,
-    Lit(char),
-}
-
-impl Pattern {
-    fn parse(p: &str) -> LexResult<Pattern> {
-        let mut out = Vec::new();
-        let mut it = p.chars().peekable();
-        while let Some(c) = it.next() {
-            match c {
-                '*' => out.push(Tok::Star),
-                '?' => out.push(Tok::Any),
-                '\\' => match it.peek().copied() {
-                    // `\}` and `\/` only protect the ${} syntax; the escape is not part of it.
-                    Some('}' | '/') => {}
-                    Some(n @ ('*' | '?' | '\\')) => {
-                        it.next();
-                        out.push(Tok::Lit(n));
-                    }
-                    Some(n) => {
-                        return Err(format!("invalid pattern ({p}): invalid escape '\\{n}'"));
-                    }
-                    None => return Err(format!("invalid pattern ({p}): trailing escape")),
-                },
-                c => out.push(Tok::Lit(c)),
-            }
-        }
-        Ok(Pattern(out))
-    }
-
-    /// Whether the pattern matches all of `s`.
-    fn matches(&self, s: &[char]) -> bool {
-        // Classic wildcard matching with a single backtrack point, O(len(p)·len(s)).
-        let p = &self.0;
-        let (mut pi, mut si) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            match p.get(pi) {
-                Some(Tok::Star) => {
-                    star = Some((pi, si));
-                    pi += 1;
-                }
-                Some(Tok::Any) => {
-                    pi += 1;
-                    si += 1;
-                }
-                Some(Tok::Lit(c)) if *c == s[si] => {
-                    pi += 1;
-                    si += 1;
-                }
-                _ => match star {
-                    Some((sp, ss)) => {
-                        pi = sp + 1;
-                        si = ss + 1;
-                        star = Some((sp, ss + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        p[pi.min(p.len())..].iter().all(|t| *t == Tok::Star)
-    }
-
-    fn trim_prefix(&self, value: &str, longest: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let mut lens: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new((0..=v.len()).rev())
-        } else {
-            Box::new(0..=v.len())
-        };
-        match lens.find(|&n| self.matches(&v[..n])) {
-            Some(n) => v[n..].iter().collect(),
-            None => value.to_string(),
-        }
-    }
-
-    fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let mut starts: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new(0..=v.len())
-        } else {
-            Box::new((0..=v.len()).rev())
-        };
-        match starts.find(|&i| self.matches(&v[i..])) {
-            Some(i) => v[..i].iter().collect(),
-            None => value.to_string(),
-        }
-    }
-
-    /// Leftmost, longest match starting at or after `from`.
-    fn find(&self, v: &[char], from: usize) -> Option<(usize, usize)> {
-        (from..=v.len()).find_map(|i| {
-            (i..=v.len())
-                .rev()
-                .find(|&j| self.matches(&v[i..j]))
-                .map(|j| (i, j))
-        })
-    }
-
-    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let mut out = String::new();
-        let mut pos = 0;
-        let mut last_match_end: Option<usize> = None;
-        while pos <= v.len() {
-            let Some((i, j)) = self.find(&v, pos) else {
-                break;
-            };
-            // Like Go's ReplaceAll: an empty match right after the previous match is skipped.
-            if i == j && last_match_end == Some(i) {
-                if i < v.len() {
-                    out.push(v[i]);
-                }
-                pos = i + 1;
-                continue;
-            }
-            out.extend(&v[pos..i]);
-            out.push_str(replacement);
-            last_match_end = Some(j);
-            if !all {
-                pos = j;
-                break;
-            }
-            if j == i {
-                if i < v.len() {
-                    out.push(v[i]);
-                }
-                pos = i + 1;
-            } else {
-                pos = j;
-            }
-        }
-        if pos <= v.len() {
-            out.extend(&v[pos..]);
-        }
-        out
     }
 }
 

@@ -2,7 +2,8 @@
 //! here runs anything or touches the store; the builder ([`crate::builder`]) does that.
 //!
 //! - [`lexer`]: shell words as BuildKit's `shell.Lex` processes them: [`substitute`] and
-//!   [`split_words`].
+//!   [`split_words`]; a word may expand to at most [`lexer::MAX_WORD_BYTES`]. Its `${N#pat}`
+//!   patterns are `shell_pattern`'s, matched in bounded time.
 //! - [`heredoc`]: `<<EOF` words and the [`Heredoc`] they name.
 //! - [`instructions`]: the types ([`Dockerfile`] of [`Stage`]s of [`Located`]
 //!   [`Instruction`]s, line numbers kept for messages and history), and their one-line
@@ -40,10 +41,11 @@ pub mod ignore;
 pub mod instructions;
 pub mod lexer;
 pub mod parser;
+mod shell_pattern;
 pub mod substitution;
 
 pub use heredoc::Heredoc;
 pub use instructions::*;
 pub use lexer::{LexOptions, split_words, split_words_with, substitute, substitute_with};
 pub use parser::parse;
-pub use substitution::{Scope, passes_through};
+pub use substitution::{Scope, passes_through, scope_error};

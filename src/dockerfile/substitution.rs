@@ -38,16 +38,23 @@ use std::collections::BTreeMap;
 type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 type Why<T> = std::result::Result<T, String>;
 
+/// BuildKit's message for a word that failed, the word cut short if it is long.
+fn failed(w: &str, e: String) -> String {
+    let shown: String = w.chars().take(80).collect();
+    let more = if shown.len() < w.len() { "…" } else { "" };
+    format!("failed to process \"{shown}{more}\": {e}")
+}
+
 fn word(w: &str, esc: char, vars: Vars) -> Why<String> {
     lexer::process(w, LexOptions::with_escape(esc), vars)
         .map(|(s, _)| s)
-        .map_err(|e| format!("failed to process \"{w}\": {e}"))
+        .map_err(|e| failed(w, e))
 }
 
 fn words(w: &str, esc: char, vars: Vars) -> Why<Vec<String>> {
     lexer::process(w, LexOptions::with_escape(esc), vars)
         .map(|(_, v)| v)
-        .map_err(|e| format!("failed to process \"{w}\": {e}"))
+        .map_err(|e| failed(w, e))
 }
 
 fn opt(w: &Option<String>, esc: char, vars: Vars) -> Why<Option<String>> {
@@ -234,6 +241,10 @@ pub fn passes_through(name: &str) -> bool {
 /// - ENV variables (the base image's, then ENV instructions) win over ARGs of the same name.
 /// - Predefined variables (the host's proxy variables, `SSH_AUTH_SOCK` and `USER`; see
 ///   [`passes_through`]) are visible everywhere without an ARG.
+///
+/// The values a scope holds may total at most [`MAX_SCOPE_BYTES`]: each word is capped
+/// ([`lexer::MAX_WORD_BYTES`]), but a line of `ARG B1=$A B2=$A …` would still hold a megabyte
+/// per three bytes of Dockerfile.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     build_args: BTreeMap<String, String>,
@@ -242,6 +253,20 @@ pub struct Scope {
     in_stage: bool,
     args: BTreeMap<String, Option<String>>,
     env: BTreeMap<String, String>,
+    /// Bytes of the ARG and ENV values held (global, stage ARGs, ENV).
+    held: usize,
+}
+
+/// The most all variables in scope may hold together.
+pub const MAX_SCOPE_BYTES: usize = 64 << 20;
+
+fn held_len(v: Option<&Option<String>>) -> usize {
+    v.and_then(|v| v.as_ref()).map_or(0, String::len)
+}
+
+/// The error for a failed [`Scope::declare_args`] or [`Scope::set_env`] at `line` of `df`.
+pub fn scope_error(df: &Dockerfile, line: usize) -> impl Fn(String) -> Error + '_ {
+    move |why| Error::invalid(format!("{}:{line}", df.file_name), why)
 }
 
 impl Scope {
@@ -284,20 +309,33 @@ impl Scope {
 
     /// Apply an (already expanded) ARG instruction: in the global scope before the first FROM,
     /// in the current stage after it.
-    pub fn declare_args(&mut self, decls: &[ArgDecl]) {
+    pub fn declare_args(&mut self, decls: &[ArgDecl]) -> Why<()> {
         for d in decls {
             let value = self
                 .build_args
                 .get(&d.name)
                 .cloned()
                 .or_else(|| d.default.clone());
-            if self.in_stage {
+            let added = value.as_ref().map_or(0, String::len);
+            let old = if self.in_stage {
                 let value = value.or_else(|| self.global.get(&d.name).cloned().flatten());
-                self.args.insert(d.name.clone(), value);
+                held_len(self.args.insert(d.name.clone(), value).as_ref())
             } else {
-                self.global.insert(d.name.clone(), value);
-            }
+                held_len(self.global.insert(d.name.clone(), value).as_ref())
+            };
+            self.held = self.held + added - old;
         }
+        self.check_held()
+    }
+
+    fn check_held(&self) -> Why<()> {
+        if self.held > MAX_SCOPE_BYTES {
+            return Err(format!(
+                "the ARG and ENV variables in scope hold more than {} MiB together",
+                MAX_SCOPE_BYTES >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// Start a stage whose base image has environment `image_env` (`KEY=VALUE` strings).
@@ -311,13 +349,21 @@ impl Scope {
                 None => (e.to_string(), String::new()),
             })
             .collect();
+        self.held = self
+            .global
+            .values()
+            .map(|v| held_len(Some(v)))
+            .sum::<usize>()
+            + self.env.values().map(String::len).sum::<usize>();
     }
 
     /// Apply an (already expanded) ENV instruction.
-    pub fn set_env(&mut self, pairs: &[KeyValue]) {
+    pub fn set_env(&mut self, pairs: &[KeyValue]) -> Why<()> {
         for kv in pairs {
-            self.env.insert(kv.key.clone(), kv.value.clone());
+            let old = self.env.insert(kv.key.clone(), kv.value.clone());
+            self.held = self.held + kv.value.len() - old.map_or(0, |v| v.len());
         }
+        self.check_held()
     }
 
     /// The ARGs in scope with values, as `RUN` sees them in its environment (ENV separately).

@@ -1,9 +1,14 @@
 //! What `oci:` and `oci-archive:` share: reading `index.json` and choosing the image in it.
 
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::manifest::{self, OCI_LAYOUT_REF_NAME, RawManifest};
 
 /// The blob path inside a layout for a digest.
@@ -11,9 +16,60 @@ pub(super) fn blob_path(digest: &Digest) -> String {
     format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())
 }
 
+/// Opens a file of a layout directory for reading, if it is a regular file: a FIFO in place of
+/// a blob would block forever and a link to `/dev/zero` never end. The open itself does not
+/// block (`O_NONBLOCK`, which a regular file ignores) so that a FIFO is refused, not waited on.
+pub(super) fn open_regular(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .at(path)?;
+    let ft = file.metadata().at(path)?.file_type();
+    if ft.is_file() {
+        return Ok(file);
+    }
+    let kind = if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    };
+    Err(Error::io_path(
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{kind}, where a regular file must be"),
+        ),
+    ))
+}
+
+/// A small file of a layout (`index.json`, `oci-layout`, a manifest), at most `max` bytes.
+pub(super) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .at(path)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::invalid(
+            path.display().to_string(),
+            format!(
+                "larger than {} MiB, too large for what it should be",
+                max >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 pub(super) fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
-    ImageIndex::from_reader(bytes)
-        .map_err(|e| Error::invalid(format!("{what}/index.json"), e.to_string()))
+    manifest::parse_json(bytes).map_err(|why| Error::invalid(format!("{what}/index.json"), why))
 }
 
 pub(super) fn check_layout_file(bytes: Option<&[u8]>, what: &str) -> Result<()> {

@@ -14,6 +14,7 @@ use crate::digest::{Digest, Expected, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{OCI_INDEX, OCI_LAYOUT_REF_NAME, RawManifest};
 use crate::storage::copy_stream;
+use crate::transport::MAX_MANIFEST_BYTES;
 
 pub struct OciLayoutSource {
     dir: PathBuf,
@@ -27,10 +28,10 @@ impl OciLayoutSource {
         if !dir.is_dir() {
             return Err(Error::ImageNotFound(format!("{what}: no such directory")));
         }
-        let layout_file = fs::read(dir.join("oci-layout")).ok();
+        let layout_file = read_layout_file(dir)?;
         layout::check_layout_file(layout_file.as_deref(), &what)?;
         let index_path = dir.join("index.json");
-        let index_bytes = fs::read(&index_path).at(&index_path)?;
+        let index_bytes = layout::read_capped(&index_path, MAX_MANIFEST_BYTES)?;
         let index = layout::parse_index(&index_bytes, &what)?;
         let desc = layout::select(&index, name, &what)?;
         let top = layout::read_manifest(desc, &what, |d, size| read_small(dir, d, size))?;
@@ -46,11 +47,19 @@ impl OciLayoutSource {
     }
 }
 
+/// The `oci-layout` file, if there is one (capped: it is a line of JSON).
+fn read_layout_file(dir: &Path) -> Result<Option<Vec<u8>>> {
+    let path = dir.join("oci-layout");
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        _ => layout::read_capped(&path, MAX_MANIFEST_BYTES).map(Some),
+    }
+}
+
 fn read_small(dir: &Path, digest: &Digest, size: u64) -> Result<Vec<u8>> {
     let path = dir.join(layout::blob_path(digest));
     let mut bytes = Vec::new();
-    File::open(&path)
-        .at(&path)?
+    layout::open_regular(&path)?
         .take(size + 1)
         .read_to_end(&mut bytes)
         .at(&path)?;
@@ -68,14 +77,13 @@ impl ImageSource for OciLayoutSource {
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
         let path = self.dir.join(layout::blob_path(digest));
-        let file = File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::invalid(&self.what, format!("blob {digest} is missing"))
-            } else {
-                Error::io_path(&path, e)
-            }
-        })?;
-        Ok(Box::new(file))
+        if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Err(Error::invalid(
+                &self.what,
+                format!("blob {digest} is missing"),
+            ));
+        }
+        Ok(Box::new(layout::open_regular(&path)?))
     }
 }
 
@@ -104,7 +112,7 @@ impl OciLayoutDestination {
                 br#"{"imageLayoutVersion":"1.0.0"}"#,
             )?;
         } else {
-            let bytes = fs::read(dir.join("oci-layout")).ok();
+            let bytes = read_layout_file(dir)?;
             layout::check_layout_file(bytes.as_deref(), &what)?;
         }
         Ok(OciLayoutDestination {
@@ -174,10 +182,12 @@ impl ImageDestination for OciLayoutDestination {
         flock(&dir_handle, FlockOperation::LockExclusive)
             .map_err(|e| Error::io_path(&self.dir, e.into()))?;
         let index_path = self.dir.join("index.json");
-        let mut manifests = match fs::read(&index_path) {
-            Ok(bytes) => layout::parse_index(&bytes, &self.what)?.manifests().clone(),
+        let mut manifests = match fs::symlink_metadata(&index_path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io_path(&index_path, e)),
+            _ => {
+                let bytes = layout::read_capped(&index_path, MAX_MANIFEST_BYTES)?;
+                layout::parse_index(&bytes, &self.what)?.manifests().clone()
+            }
         };
         let mut desc = image.top.descriptor();
         match &self.name {

@@ -21,6 +21,8 @@ pub enum Action {
     Forward,
     /// Forward, but close the connection after this many body bytes.
     Cut(u64),
+    /// Forward this many body bytes, then send nothing more for a minute (a stalled transfer).
+    Stall(u64),
     /// Forward without `Content-Length`; the end of the body is the end of the connection.
     NoContentLength,
     /// Answer with this status, headers and body instead of forwarding.
@@ -177,6 +179,7 @@ fn handle(mut client: TcpStream, sh: &Shared) {
         }
         Action::Forward
         | Action::Cut(_)
+        | Action::Stall(_)
         | Action::NoContentLength
         | Action::SetHeader(..)
         | Action::IgnoreRange => {
@@ -273,7 +276,7 @@ fn forward(
         return;
     }
     let limit = match action {
-        Action::Cut(n) => *n,
+        Action::Cut(n) | Action::Stall(n) => *n,
         _ => u64::MAX,
     };
     let mut sent = 0u64;
@@ -298,6 +301,23 @@ fn forward(
     }
     entry.body_bytes = sent;
     let _ = client.flush();
+    if matches!(action, Action::Stall(_)) {
+        // Silent until the client gives up and closes (or a minute passes).
+        let _ = client.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+        let mut byte = [0u8; 1];
+        for _ in 0..600 {
+            match client.read(&mut byte) {
+                Ok(0) => break,
+                Err(e)
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
     let _ = client.shutdown(Shutdown::Both);
 }
 

@@ -110,6 +110,40 @@ pub fn make_certs(dir: &Path) -> Certs {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 made as Distribution's documentation ("Deploy a
+/// registry server", "Use self-signed certificates") says, `openssl req -x509 …`, which makes
+/// it a CA certificate too. `ca` is the certificate itself.
+pub fn self_signed_cert(dir: &Path) -> Certs {
+    require("openssl", "openssl");
+    fs::create_dir_all(dir).unwrap();
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-sha256",
+        "-keyout",
+        "domain.key",
+        "-addext",
+        "subjectAltName = IP:127.0.0.1",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        "domain.crt",
+    ])
+    .current_dir(dir);
+    run_cmd(c).ok();
+    Certs {
+        ca: dir.join("domain.crt"),
+        cert: dir.join("domain.crt"),
+        key: dir.join("domain.key"),
+    }
+}
+
 pub enum Auth {
     None,
     /// htpasswd users (bcrypt, as Distribution requires).
@@ -139,10 +173,15 @@ impl Registry {
     }
 
     pub fn start(auth: Auth, tls: bool) -> Registry {
+        Registry::start_with_certs(auth, tls.then_some(make_certs as fn(&Path) -> Certs))
+    }
+
+    /// A registry over TLS with the certificate `certs` makes in the directory it is given.
+    pub fn start_with_certs(auth: Auth, certs: Option<fn(&Path) -> Certs>) -> Registry {
         require(REGISTRY_BIN, "docker-registry");
         require("skopeo", "skopeo");
         let dir = Scratch::new("registry");
-        let certs = tls.then(|| make_certs(&dir.join("certs")));
+        let certs = certs.map(|make| make(&dir.join("certs")));
         let mut push_creds = None;
         let auth_yaml = match &auth {
             Auth::None => String::new(),

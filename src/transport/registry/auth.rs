@@ -91,6 +91,13 @@ impl Login {
         self.authenticated
     }
 
+    /// Whether the registry asked for basic authentication and has the credentials: a 401
+    /// then means it refused them (Distribution's htpasswd has no per-repository rights).
+    pub(super) fn basic_sent(&self) -> bool {
+        self.lock()
+            .is_ok_and(|st| st.basic && st.credentials.is_some() && self.authenticated)
+    }
+
     /// The user name of the credentials last used, if any.
     pub(super) fn user(&self) -> Option<String> {
         self.last_user.lock().ok().and_then(|u| u.clone())

@@ -29,8 +29,17 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest `Retry-After` lade waits; a registry asking for more gets a clear error instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// A read that gets no byte for this long fails (and a blob read is then resumed).
+/// A read that gets no byte for this long fails (and a blob read is then resumed);
+/// `$LADE_READ_TIMEOUT` (seconds) changes it, for slow links (and tests).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn read_timeout() -> Duration {
+    std::env::var("LADE_READ_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(READ_TIMEOUT, Duration::from_secs)
+}
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed per request (blob storage is usually one hop away).
 const MAX_REDIRECTS: usize = 10;
@@ -88,7 +97,7 @@ impl Client {
             .user_agent(concat!("lade/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             // In the blocking client this bounds each read of a body, not the whole body.
-            .timeout(READ_TIMEOUT)
+            .timeout(read_timeout())
             .redirect(redirect_policy(opts.tls_no_verify))
             .https_only(!opts.tls_no_verify);
         if opts.tls_no_verify {
@@ -300,7 +309,9 @@ impl Client {
                     }
                     if !transient(&e) || attempt + 1 >= MAX_ATTEMPTS {
                         let cause = chain(&e);
-                        let hint = if probing_http {
+                        let hint = if refused(&e) {
+                            "; is a registry running there? (nothing listens on that port)"
+                        } else if probing_http {
                             " (HTTPS failed too)"
                         } else {
                             tls_hint(&cause, self.insecure)
@@ -343,6 +354,16 @@ impl Client {
     /// The error for a 401, 403 or 400 on a read: registries answer these for images that
     /// do not exist, to hide which private ones do.
     pub fn not_authorized(&self, what: &str, status: StatusCode) -> Error {
+        if status == StatusCode::UNAUTHORIZED && self.login.basic_sent() {
+            let who = self.login.user().unwrap_or_default();
+            return Error::invalid(
+                what,
+                format!(
+                    "the registry refused the password of user '{who}' (HTTP 401 to basic \
+                     authentication); check the user name and password"
+                ),
+            );
+        }
         let hint = if self.login.authenticated() {
             let who = self
                 .login
@@ -444,6 +465,20 @@ fn transient(e: &reqwest::Error) -> bool {
     false
 }
 
+/// Whether nothing listened where the request went.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// What to do about a TLS failure, judged from its text.
 fn tls_hint(cause: &str, insecure: bool) -> &'static str {
     if insecure {
@@ -533,6 +568,30 @@ pub(super) fn show(s: &str) -> String {
 /// A URL without its query (which may hold a signature) for messages.
 pub(super) fn strip_query(url: &str) -> String {
     show(url.split(['?', '#']).next().unwrap_or(url))
+}
+
+/// Why reading a response body failed, for messages: "timed out" for a stalled transfer
+/// (reqwest calls that an "error decoding response body"), else the error and its causes.
+pub(super) fn read_failure(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
+    let mut timed_out =
+        e.kind() == std::io::ErrorKind::TimedOut || inner.is_some_and(|r| r.is_timeout());
+    let mut src: Option<&(dyn std::error::Error + 'static)> =
+        inner.and_then(|r| std::error::Error::source(r));
+    while let Some(s) = src {
+        timed_out |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || s.to_string().contains("timed out");
+        src = s.source();
+    }
+    if timed_out {
+        return format!("timed out (no data for {} s)", read_timeout().as_secs());
+    }
+    match inner {
+        Some(r) => chain(r),
+        None => show(&e.to_string()),
+    }
 }
 
 /// An error and its causes on one line, without the URL reqwest puts in (ours is shown

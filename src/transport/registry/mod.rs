@@ -25,6 +25,7 @@
 //! are handled here and nowhere else.
 
 mod auth;
+mod cert_validity;
 pub mod challenge;
 pub mod client;
 pub mod cred_helper;

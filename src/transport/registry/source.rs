@@ -450,7 +450,7 @@ impl Read for BlobStream<'_> {
                     return Ok(n);
                 }
                 Err(e) => {
-                    let cause = client::show(&e.to_string());
+                    let cause = client::read_failure(&e);
                     self.give_up_or_wait(cause)?;
                 }
             }

@@ -10,6 +10,13 @@
 //! system's loaded at the first certificate the others do not vouch for. Accepting what any set
 //! accepts is the same as checking against their union: a chain ends at one anchor, and the
 //! intermediate certificates come from the server, not from the sets.
+//!
+//! A certificate in the `--tls-ca-file` that *is* the server's certificate is trusted for that
+//! server (its name and validity still checked, and the handshake still proves the server has
+//! its key), as curl's `--cacert`, skopeo's `--cert-dir` and ch-image trust it. That is how
+//! Distribution's own documentation deploys a registry with a self-signed certificate, and
+//! `openssl req -x509` makes such a certificate a CA too, which webpki refuses as a server's
+//! (`CaUsedAsEndEntity`): so the exact certificate is checked here besides the chains.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -19,6 +26,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
@@ -27,9 +35,12 @@ use crate::error::{Error, Result};
 pub fn verifying_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut eager = Vec::new();
+    let mut pinned = Vec::new();
     if let Some(path) = ca_file {
+        let (roots, certs) = ca_file_roots(path)?;
+        pinned = certs;
         eager.push(
-            verifier(ca_file_roots(path)?, &provider).map_err(|e| {
+            verifier(roots, &provider).map_err(|e| {
                 Error::invalid(format!("CA file {}", path.display()), e.to_string())
             })?,
         );
@@ -44,6 +55,7 @@ pub fn verifying_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> 
     let layered = Layered {
         provider: provider.clone(),
         eager,
+        pinned,
         system: OnceLock::new(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -62,22 +74,52 @@ fn verifier(
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()
 }
 
-/// The certificates of a `--tls-ca-file`; one that holds none, or a bad one, is an error
-/// (better now than as an unknown issuer later).
-fn ca_file_roots(path: &Path) -> Result<RootCertStore> {
+/// The certificates of a `--tls-ca-file`, as trust anchors and as they are; one that holds
+/// none, or a bad one, is an error (better now than as an unknown issuer later).
+fn ca_file_roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let what = || format!("CA file {}", path.display());
     let pem = std::fs::read(path).map_err(|e| Error::io_path(path, e))?;
     let mut roots = RootCertStore::empty();
+    let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| Error::invalid(what(), format!("not PEM: {e}")))?;
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| Error::invalid(what(), format!("a certificate lade cannot use: {e}")))?;
+        certs.push(cert);
     }
     if roots.is_empty() {
         return Err(Error::invalid(what(), "holds no PEM certificate"));
     }
-    Ok(roots)
+    Ok((roots, certs))
+}
+
+/// Whether `end_entity` is one of the user's own certificates, valid now and for
+/// `server_name`: then the user vouches for this very server.
+fn pinned_match(
+    pinned: &[CertificateDer<'static>],
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> std::result::Result<bool, rustls::Error> {
+    if !pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+        return Ok(false);
+    }
+    let parsed = ParsedCertificate::try_from(end_entity)?;
+    rustls::client::verify_server_name(&parsed, server_name)?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    match super::cert_validity::validity(end_entity.as_ref()) {
+        Some((from, _)) if now < from => Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        )),
+        Some((_, until)) if now > until => {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Expired))
+        }
+        Some(_) => Ok(true),
+        None => Err(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        )),
+    }
 }
 
 /// The system's roots as rustls-native-certs finds them (honouring `$SSL_CERT_FILE` and
@@ -94,6 +136,8 @@ struct Layered {
     provider: Arc<CryptoProvider>,
     /// The `--tls-ca-file` set (if any), then Mozilla's.
     eager: Vec<Arc<WebPkiServerVerifier>>,
+    /// The `--tls-ca-file` certificates themselves, trusted as the server's own.
+    pinned: Vec<CertificateDer<'static>>,
     /// The system's, loaded when first needed; `None` if it has no usable certificate.
     system: OnceLock<Option<Arc<WebPkiServerVerifier>>>,
 }
@@ -107,6 +151,9 @@ impl ServerCertVerifier for Layered {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if pinned_match(&self.pinned, end_entity, server_name, now)? {
+            return Ok(ServerCertVerified::assertion());
+        }
         // The most telling refusal: "unknown issuer" only if no set had anything better to say
         // (an expired certificate, a name mismatch).
         let mut refusal: Option<rustls::Error> = None;

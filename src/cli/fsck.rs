@@ -7,12 +7,17 @@ use clap::Args;
 use super::Common;
 use lade::error::Result;
 use lade::storage::LockMode;
+use lade::storage::fsck::FsckOptions;
 
 #[derive(Args)]
 pub struct FsckArgs {
-    /// Remove corrupt objects and unusable images (pull them again afterwards)
+    /// Remove corrupt objects and unusable images (pull them again afterwards), replace
+    /// damaged layer trees, move unreadable image records to lost+found/
     #[arg(long)]
     repair: bool,
+    /// Do not compare layer trees with their blobs (much faster; trees are only listed)
+    #[arg(long)]
+    quick: bool,
 }
 
 pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
@@ -22,17 +27,28 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
         LockMode::Shared
     };
     let storage = c.open_storage(mode)?;
-    let report = lade::storage::fsck::fsck(&storage, args.repair)?;
+    let opts = FsckOptions {
+        repair: args.repair,
+        quick: args.quick,
+    };
+    let report = lade::storage::fsck::fsck(&storage, opts)?;
     for p in &report.problems {
         println!("problem: {p}");
     }
     for r in &report.repaired {
         println!("repaired: {r}");
     }
+    let trees = if args.quick {
+        format!(
+            "{} layer trees (contents not compared: --quick)",
+            report.trees_checked
+        )
+    } else {
+        format!("{} layer trees", report.trees_checked)
+    };
     println!(
-        "checked {} blobs, {} layer trees, {} images: {}",
+        "checked {} blobs, {trees}, {} images: {}",
         report.blobs_checked,
-        report.trees_checked,
         report.images_checked,
         if report.is_clean() {
             "no problems".to_string()

@@ -1,13 +1,39 @@
 //! `lade fsck`: checks every object in the store and every image's references.
+//!
+//! - blobs: re-hashed against their names;
+//! - layer trees: their description, and (unless `--quick`) their content against a fresh
+//!   unpack of their blob ([`super::layer_check`]);
+//! - image records: readable, and naming blobs and trees that are stored;
+//! - build cache records: readable, and naming stored layers.
+//!
+//! `--repair` makes the store usable again without losing anything it cannot get back: a
+//! corrupt blob is removed (a pull fetches it again); a damaged tree is replaced by the fresh
+//! unpack of its blob, or removed when there is none (a pull unpacks it again); an image
+//! that names missing objects is removed; an unreadable image record is moved aside to
+//! `lost+found/images/`, and the report says where.
 
-use super::{LayerStore, Storage};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use super::layer_check::{self, Verdict};
+use super::{LayerInfo, LayerRef, LayerStore, Storage};
 use crate::digest::Digest;
 use crate::error::Result;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsckOptions {
+    /// Remove or replace what is broken.
+    pub repair: bool,
+    /// Skip comparing layer trees with their blobs (the slow part).
+    pub quick: bool,
+}
 
 #[derive(Debug, Default)]
 pub struct FsckReport {
     pub blobs_checked: usize,
     pub trees_checked: usize,
+    /// Trees whose content was compared with their blob (none with `--quick`).
+    pub trees_compared: usize,
     pub images_checked: usize,
     pub problems: Vec<String>,
     pub repaired: Vec<String>,
@@ -19,12 +45,24 @@ impl FsckReport {
     }
 }
 
-/// Re-hashes every blob, checks every layer tree's description, and checks that every image
-/// names blobs and trees that exist. With `repair`, corrupt blobs and images that cannot be
-/// used are removed (a new pull brings them back).
-pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
+/// Checks the store as the module documentation says.
+pub fn fsck(storage: &Storage, opts: FsckOptions) -> Result<FsckReport> {
     let mut report = FsckReport::default();
+    let bad_blobs = check_blobs(storage, opts, &mut report)?;
+    check_trees(storage, opts, &bad_blobs, &mut report)?;
+    check_images(storage, opts, &mut report)?;
+    check_build_cache(storage, opts.repair, &mut report)?;
+    Ok(report)
+}
+
+/// Re-hashes every blob; returns the corrupt ones.
+fn check_blobs(
+    storage: &Storage,
+    opts: FsckOptions,
+    report: &mut FsckReport,
+) -> Result<HashSet<Digest>> {
     let blobs = storage.blobs();
+    let mut bad = HashSet::new();
     for entry in blobs.list()? {
         match entry {
             Err(path) => report.problems.push(format!(
@@ -37,43 +75,181 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
                     report
                         .problems
                         .push(format!("blob {d}: content does not match its digest"));
-                    if repair {
+                    if opts.repair {
                         blobs.remove(&d)?;
                         report.repaired.push(format!("removed corrupt blob {d}"));
                     }
+                    bad.insert(d);
                 }
             }
         }
     }
+    Ok(bad)
+}
+
+fn check_trees(
+    storage: &Storage,
+    opts: FsckOptions,
+    bad_blobs: &HashSet<Digest>,
+    report: &mut FsckReport,
+) -> Result<()> {
     let layers = storage.layers();
-    for key in layers.list()? {
+    let blobs = storage.blobs();
+    let lowers = if opts.quick {
+        HashMap::new()
+    } else {
+        trees_below(storage)?
+    };
+    // Trees with copies of lower layers' files (they link to the lower trees' files) come
+    // after the trees they build on, so that a lower tree a repair replaced is what they
+    // are checked against.
+    let mut keys: Vec<(String, Result<LayerInfo>)> = layers
+        .list()?
+        .into_iter()
+        .map(|k| {
+            let info = layers.info(&k);
+            (k, info)
+        })
+        .collect();
+    keys.sort_by_key(|(k, info)| {
+        let builds_on_lowers = info.as_ref().is_ok_and(|i| i.lower_chain.is_some());
+        (builds_on_lowers, lowers.get(k).map_or(0, Vec::len))
+    });
+    for (key, info) in keys {
         report.trees_checked += 1;
-        match layers.info(&key) {
-            Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => {}
-            Ok(info) => report.problems.push(format!(
-                "layer tree {key}: describes diff-ID {}",
-                info.diff_id
-            )),
+        let info = match info {
+            Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => info,
+            Ok(info) => {
+                report.problems.push(format!(
+                    "layer tree {key}: describes diff-ID {}",
+                    info.diff_id
+                ));
+                remove_tree(&layers, &key, opts, "misnamed", report)?;
+                continue;
+            }
             Err(e) => {
                 report.problems.push(format!("layer tree {key}: {e}"));
-                if repair {
-                    layers.remove(&key)?;
-                    report
-                        .repaired
-                        .push(format!("removed broken layer tree {key}"));
-                }
-            }
-        }
-    }
-    let images = storage.images();
-    for record in images.list()? {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                report.problems.push(format!("image record: {e}"));
+                remove_tree(&layers, &key, opts, "broken", report)?;
                 continue;
             }
         };
+        if opts.quick {
+            continue;
+        }
+        if bad_blobs.contains(&info.blob) || !blobs.has(&info.blob) {
+            // A corrupt blob is reported already; a tree that cannot be checked is not kept
+            // by a repair, or a pull would reuse it unchecked beside the blob it fetches.
+            if !bad_blobs.contains(&info.blob) {
+                report.problems.push(format!(
+                    "layer tree {key}: its blob {} is missing, so the tree cannot be checked",
+                    info.blob
+                ));
+            }
+            remove_tree(&layers, &key, opts, "unverifiable", report)?;
+            continue;
+        }
+        report.trees_compared += 1;
+        let below: Option<Vec<PathBuf>> = lowers
+            .get(&key)
+            .map(|b| b.iter().map(|k| layers.tree(k)).collect());
+        match layer_check::check(storage, &key, &info, below.as_deref()) {
+            Ok(Verdict::Good) => {}
+            Ok(Verdict::Bad { why, rederived }) => {
+                report
+                    .problems
+                    .push(format!("layer tree {key}: differs from its layer: {why}"));
+                match rederived {
+                    Some(staged) if opts.repair => {
+                        layers.replace(staged, &key)?;
+                        report.repaired.push(format!(
+                            "replaced damaged layer tree {key} with a fresh unpack of its blob"
+                        ));
+                    }
+                    Some(staged) => staged.discard(),
+                    None => remove_tree(&layers, &key, opts, "damaged", report)?,
+                }
+            }
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("layer tree {key}: cannot be checked: {e}"));
+                remove_tree(&layers, &key, opts, "uncheckable", report)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `--repair`, removes tree `key` (a pull unpacks it again) and says so.
+fn remove_tree(
+    layers: &LayerStore,
+    key: &str,
+    opts: FsckOptions,
+    adjective: &str,
+    report: &mut FsckReport,
+) -> Result<()> {
+    if opts.repair {
+        layers.remove(key)?;
+        report.repaired.push(format!(
+            "removed {adjective} layer tree {key} (a pull unpacks it again)"
+        ));
+    }
+    Ok(())
+}
+
+/// For each tree that sits above others in some image or build step, the keys of those
+/// trees, topmost first: what a tree with copies of lower layers' files was made from.
+fn trees_below(storage: &Storage) -> Result<HashMap<String, Vec<String>>> {
+    let mut stacks: Vec<Vec<LayerRef>> = Vec::new();
+    stacks.extend(
+        storage
+            .images()
+            .list()?
+            .into_iter()
+            .flatten()
+            .map(|r| r.layers),
+    );
+    stacks.extend(
+        storage
+            .cache_records()
+            .list()?
+            .into_iter()
+            .filter_map(|(_, r)| r.map(|r| r.state.layers)),
+    );
+    stacks.extend(
+        storage
+            .deleted_images()
+            .list()?
+            .into_iter()
+            .map(|d| d.value.record.layers),
+    );
+    let mut below = HashMap::new();
+    for stack in stacks {
+        for (i, l) in stack.iter().enumerate().skip(1) {
+            below
+                .entry(l.tree.clone())
+                .or_insert_with(|| stack[..i].iter().rev().map(|l| l.tree.clone()).collect());
+        }
+    }
+    Ok(below)
+}
+
+fn check_images(storage: &Storage, opts: FsckOptions, report: &mut FsckReport) -> Result<()> {
+    let images = storage.images();
+    let blobs = storage.blobs();
+    let layers = storage.layers();
+    for (path, e) in images.unreadable()? {
+        report.problems.push(format!("image record: {e}"));
+        if opts.repair {
+            let aside = images.move_aside(&path)?;
+            report.repaired.push(format!(
+                "moved unreadable image record {} to {}",
+                path.display(),
+                aside.display()
+            ));
+        }
+    }
+    for record in images.list()?.into_iter().flatten() {
         report.images_checked += 1;
         let mut missing: Vec<String> = Vec::new();
         let need: Vec<&Digest> = [&record.manifest, &record.config]
@@ -96,7 +272,9 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
                 record.name,
                 missing.join(", ")
             ));
-            if repair && let Ok(name) = record.reference() {
+            if opts.repair
+                && let Ok(name) = record.reference()
+            {
                 images.remove(&name)?;
                 report
                     .repaired
@@ -104,8 +282,7 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
             }
         }
     }
-    check_build_cache(storage, repair, &mut report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// Every build cache record must parse and name layers that are stored: collection keeps

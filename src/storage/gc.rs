@@ -78,6 +78,9 @@ fn remember_deleted(storage: &Storage, record: &ImageRecord, name: &Reference) -
     links.unlink(name)
 }
 
+/// How long a partial download nothing adds to is kept for a pull to continue.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub blobs_removed: usize,
@@ -171,6 +174,8 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
             report.blobs_removed += 1;
         }
     }
+    // Partial downloads ([`super::partial`]) stay for the next pull, unless useless or old.
+    blobs.sweep_partials(PARTIAL_MAX_AGE);
     // Flattened copies made by `lade run` without overlayfs, keyed by manifest digest.
     let flat = storage.flat();
     for name in flat.names() {

@@ -50,13 +50,14 @@ mod images;
 mod layer_check;
 mod layers;
 mod lock;
+mod partial;
 mod run_dirs;
 mod trash;
 mod tree_diff;
 pub mod undelete;
 
 pub use blobs::copy_stream;
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, OpenAt};
 pub use cache_records::{CacheRecords, Record, State};
 pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
@@ -184,7 +185,11 @@ impl Storage {
     }
 
     pub fn blobs(&self) -> BlobStore {
-        BlobStore::new(self.root.join("blobs"), self.work_dir())
+        BlobStore::new(
+            self.root.join("blobs"),
+            self.work_dir(),
+            partial::Partials::new(self.root.join("partial")),
+        )
     }
 
     pub fn layers(&self) -> LayerStore {

@@ -6,6 +6,8 @@
 //! Each test binary uses a different subset of these, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fmt::Write as _;

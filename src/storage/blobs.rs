@@ -146,7 +146,7 @@ impl BlobStore {
     }
 
     /// Like [`put_through`](Self::put_through), but the blob survives this process part-way:
-    /// what arrives is kept in a partial file ([`super::partial`]), and a later call for the
+    /// what arrives is kept in a partial file (`partial/` in the store), and a later call for the
     /// same blob (in this process or the next) reads that prefix back into `consume` and
     /// asks `open` only for the rest. A resumed download that fails other than by its source
     /// (its digest, or `consume` on the kept bytes) is tried once more from the first byte.

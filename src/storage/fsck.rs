@@ -2,7 +2,7 @@
 //!
 //! - blobs: re-hashed against their names;
 //! - layer trees: their description, and (unless `--quick`) their content against a fresh
-//!   unpack of their blob ([`super::layer_check`]);
+//!   unpack of their blob (`layer_check.rs`);
 //! - image records: readable, and naming blobs and trees that are stored;
 //! - build cache records: readable, and naming stored layers.
 //!

@@ -26,6 +26,9 @@
 //!                                  and pushes, for cross-repository mounts (best effort; its
 //!                                  lines are crate::transport::registry::known_blobs's):
 //!                                  registry_blobs_file()
+//! $STORAGE/partial/<alg>-<hex>     a blob part-way through its download, kept for the next
+//!                                  pull to continue (see `partial.rs`)
+//! $STORAGE/lost+found/images/      image records `fsck --repair` could not read
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically:
 //!                                  scratch_path(); `lade run` hides tmp/ under the
@@ -33,8 +36,10 @@
 //! ```
 //!
 //! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
-//! verified: it is built under `tmp/` and renamed into place. A crash leaves only a stale work
-//! area, which the next process sweeps (its per-process lock tells that its owner is gone).
+//! verified: it is built under `tmp/` and renamed into place; and nothing leaves them but
+//! whole: a removed directory is renamed into the work area before it is deleted ([`Trash`]).
+//! A crash leaves only a stale work area, which the next process sweeps (its per-process lock
+//! tells that its owner is gone).
 //!
 //! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
 //! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them

@@ -369,8 +369,16 @@ mod tests {
     use super::*;
     use crate::storage::{LockMode, Storage};
 
-    fn data() -> Vec<u8> {
-        (0..3_000_000u32).map(|i| (i % 251) as u8).collect()
+    /// A store (kept alive by the TempDir) and a 3 MB blob to put in it.
+    fn setup() -> (tempfile::TempDir, Storage, Vec<u8>, Expected) {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = Expected {
+            digest: Digest::sha256_of(&data),
+            size: Some(data.len() as u64),
+        };
+        (tmp, storage, data, expected)
     }
 
     /// A source that fails after `fail_after` bytes, as a killed download or a lost network.
@@ -394,14 +402,8 @@ mod tests {
 
     #[test]
     fn a_download_cut_short_continues_where_it_stopped() {
-        let tmp = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let (_tmp, storage, data, expected) = setup();
         let blobs = storage.blobs();
-        let data = data();
-        let expected = Expected {
-            digest: Digest::sha256_of(&data),
-            size: Some(data.len() as u64),
-        };
         let mut asked = Vec::new();
         let mut cut = |offset: u64| -> Result<Box<dyn Read + Send + '_>> {
             asked.push(offset);
@@ -441,14 +443,8 @@ mod tests {
 
     #[test]
     fn a_bad_kept_prefix_is_replaced_by_a_whole_download() {
-        let tmp = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let (_tmp, storage, data, expected) = setup();
         let blobs = storage.blobs();
-        let data = data();
-        let expected = Expected {
-            digest: Digest::sha256_of(&data),
-            size: Some(data.len() as u64),
-        };
         let mut bad = data.clone();
         bad[10] ^= 1;
         let mut cut = |_: u64| -> Result<Box<dyn Read + Send + '_>> {

@@ -238,42 +238,32 @@ fn with_access<T>(path: &Path, need: u32, f: impl FnOnce() -> T) -> io::Result<T
     Ok(out)
 }
 
-/// The offset of the first byte where the two streams differ, or where one ends first.
+/// The offset of the first byte where the two files differ, or where `b` ends first (the
+/// caller checked that their sizes are equal; a file can change while it is read).
 fn first_unequal_byte(a: &mut File, b: &mut File) -> io::Result<Option<u64>> {
     let mut ba = vec![0u8; 256 << 10];
     let mut bb = vec![0u8; 256 << 10];
     let mut offset = 0u64;
     loop {
-        let na = read_full(a, &mut ba)?;
-        let nb = read_full(b, &mut bb)?;
-        if let Some(i) = ba[..na.min(nb)]
-            .iter()
-            .zip(&bb[..na.min(nb)])
-            .position(|(x, y)| x != y)
-        {
-            return Ok(Some(offset + i as u64));
-        }
-        if na != nb {
-            return Ok(Some(offset + na.min(nb) as u64));
-        }
+        let na = match a.read(&mut ba) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if na == 0 {
-            return Ok(None);
+            let more = b.read(&mut bb[..1])?;
+            return Ok((more > 0).then_some(offset));
+        }
+        match b.read_exact(&mut bb[..na]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(offset)),
+            Err(e) => return Err(e),
+        }
+        if let Some(i) = ba[..na].iter().zip(&bb[..na]).position(|(x, y)| x != y) {
+            return Ok(Some(offset + i as u64));
         }
         offset += na as u64;
     }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// The `user.*` extended attributes of `path` (not following symlinks), sorted.

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::layer_check::{self, Verdict};
-use super::{LayerInfo, LayerRef, LayerStore, Storage};
+use super::{LayerInfo, LayerRef, LayerStore, StagedLayer, Storage};
 use crate::digest::Digest;
 use crate::error::Result;
 
@@ -100,9 +100,9 @@ fn check_trees(
     } else {
         trees_below(storage)?
     };
-    // Trees with copies of lower layers' files (they link to the lower trees' files) come
-    // after the trees they build on, so that a lower tree a repair replaced is what they
-    // are checked against.
+    // Trees with copies of lower layers' files come after the trees they build on: those
+    // copies are hard links to the lower trees' files, so a repair of a lower tree makes
+    // them again (see `Trees::change`).
     let mut keys: Vec<(String, Result<LayerInfo>)> = layers
         .list()?
         .into_iter()
@@ -115,86 +115,169 @@ fn check_trees(
         let builds_on_lowers = info.as_ref().is_ok_and(|i| i.lower_chain.is_some());
         (builds_on_lowers, lowers.get(k).map_or(0, Vec::len))
     });
+    let mut trees = Trees {
+        storage,
+        layers,
+        lowers,
+        opts,
+        remake: HashSet::new(),
+        report,
+    };
     for (key, info) in keys {
-        report.trees_checked += 1;
+        trees.report.trees_checked += 1;
         let info = match info {
             Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => info,
             Ok(info) => {
-                report.problems.push(format!(
-                    "layer tree {key}: describes diff-ID {}",
-                    info.diff_id
-                ));
-                remove_tree(&layers, &key, opts, "misnamed", report)?;
+                let why = format!("describes diff-ID {}", info.diff_id);
+                trees.problem(&key, why, "misnamed")?;
                 continue;
             }
             Err(e) => {
-                report.problems.push(format!("layer tree {key}: {e}"));
-                remove_tree(&layers, &key, opts, "broken", report)?;
+                trees.problem(&key, e.to_string(), "broken")?;
                 continue;
             }
         };
         if opts.quick {
             continue;
         }
-        if bad_blobs.contains(&info.blob) || !blobs.has(&info.blob) {
-            // A corrupt blob is reported already; a tree that cannot be checked is not kept
-            // by a repair, or a pull would reuse it unchecked beside the blob it fetches.
-            if !bad_blobs.contains(&info.blob) {
-                report.problems.push(format!(
-                    "layer tree {key}: its blob {} is missing, so the tree cannot be checked",
-                    info.blob
-                ));
-            }
-            remove_tree(&layers, &key, opts, "unverifiable", report)?;
+        if trees.remake.remove(&key) {
+            trees.remake(&key, &info)?;
             continue;
         }
-        report.trees_compared += 1;
-        let below: Option<Vec<PathBuf>> = lowers
-            .get(&key)
-            .map(|b| b.iter().map(|k| layers.tree(k)).collect());
+        if bad_blobs.contains(&info.blob) {
+            // Reported already. A tree that cannot be checked is not kept by a repair, or a
+            // pull would reuse it unchecked beside the blob it fetches again.
+            trees.change(&key, None, "unverifiable")?;
+            continue;
+        }
+        if !blobs.has(&info.blob) {
+            let why = format!("its blob {} is missing, so it cannot be checked", info.blob);
+            trees.problem(&key, why, "unverifiable")?;
+            continue;
+        }
+        trees.report.trees_compared += 1;
+        let below = trees.below(&key);
         match layer_check::check(storage, &key, &info, below.as_deref()) {
             Ok(Verdict::Good) => {}
             Ok(Verdict::Bad { why, rederived }) => {
-                report
-                    .problems
-                    .push(format!("layer tree {key}: differs from its layer: {why}"));
+                let why = format!("differs from its layer: {why}");
                 match rederived {
                     Some(staged) if opts.repair => {
-                        layers.replace(staged, &key)?;
-                        report.repaired.push(format!(
-                            "replaced damaged layer tree {key} with a fresh unpack of its blob"
-                        ));
+                        trees
+                            .report
+                            .problems
+                            .push(format!("layer tree {key}: {why}"));
+                        trees.change(&key, Some(staged), "damaged")?;
                     }
-                    Some(staged) => staged.discard(),
-                    None => remove_tree(&layers, &key, opts, "damaged", report)?,
+                    Some(staged) => {
+                        staged.discard();
+                        trees.problem(&key, why, "damaged")?;
+                    }
+                    None => trees.problem(&key, why, "damaged")?,
                 }
             }
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("layer tree {key}: cannot be checked: {e}"));
-                remove_tree(&layers, &key, opts, "uncheckable", report)?;
-            }
+            Err(e) => trees.problem(&key, format!("cannot be checked: {e}"), "uncheckable")?,
         }
     }
     Ok(())
 }
 
-/// With `--repair`, removes tree `key` (a pull unpacks it again) and says so.
-fn remove_tree(
-    layers: &LayerStore,
-    key: &str,
+/// The layer trees' part of a check, and of a repair.
+struct Trees<'a> {
+    storage: &'a Storage,
+    layers: LayerStore,
+    /// Keys of the trees below each tree that sits above others ([`trees_below`]).
+    lowers: HashMap<String, Vec<String>>,
     opts: FsckOptions,
-    adjective: &str,
-    report: &mut FsckReport,
-) -> Result<()> {
-    if opts.repair {
-        layers.remove(key)?;
-        report.repaired.push(format!(
-            "removed {adjective} layer tree {key} (a pull unpacks it again)"
-        ));
+    /// Trees removed because a tree below them changed, to make again when their turn comes.
+    remake: HashSet<String>,
+    report: &'a mut FsckReport,
+}
+
+impl Trees<'_> {
+    fn below(&self, key: &str) -> Option<Vec<PathBuf>> {
+        self.lowers
+            .get(key)
+            .map(|b| b.iter().map(|k| self.layers.tree(k)).collect())
     }
-    Ok(())
+
+    /// Reports a problem with tree `key`; a repair removes the tree (a pull unpacks it again).
+    fn problem(&mut self, key: &str, why: String, adjective: &str) -> Result<()> {
+        self.report
+            .problems
+            .push(format!("layer tree {key}: {why}"));
+        self.change(key, None, adjective)
+    }
+
+    /// With `--repair`, replaces tree `key` with `fresh`, or removes it. Trees with hard
+    /// links to its files go first (they would stay linked to the old files, which a pull
+    /// would not notice); those are made again after it, or left for a pull to make when it
+    /// is gone. A kill in between leaves them absent, never stale.
+    fn change(&mut self, key: &str, fresh: Option<StagedLayer>, adjective: &str) -> Result<()> {
+        if !self.opts.repair {
+            if let Some(staged) = fresh {
+                staged.discard();
+            }
+            return Ok(());
+        }
+        let linked: Vec<String> = self
+            .lowers
+            .iter()
+            .filter(|(k, below)| below.iter().any(|b| b == key) && self.builds_on_lowers(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &linked {
+            self.layers.remove(k)?;
+        }
+        match fresh {
+            Some(staged) => {
+                self.layers.replace(staged, key)?;
+                self.report.repaired.push(format!(
+                    "replaced {adjective} layer tree {key} with a fresh unpack of its blob"
+                ));
+                self.remake.extend(linked);
+            }
+            None => {
+                self.layers.remove(key)?;
+                self.report.repaired.push(format!(
+                    "removed {adjective} layer tree {key} (a pull unpacks it again)"
+                ));
+                for k in linked {
+                    self.report.repaired.push(format!(
+                        "removed layer tree {k}, which links to files of {key} (a pull \
+                         unpacks it again)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn builds_on_lowers(&self, key: &str) -> bool {
+        self.layers.info(key).is_ok_and(|i| i.lower_chain.is_some())
+    }
+
+    /// Makes tree `key`, removed by [`change`](Self::change), again from its blob.
+    fn remake(&mut self, key: &str, info: &LayerInfo) -> Result<()> {
+        let made = self.below(key).map_or_else(
+            || {
+                Err(crate::error::Error::invalid(
+                    key,
+                    "its lower trees are unknown",
+                ))
+            },
+            |below| layer_check::rederive(self.storage, info, &below),
+        );
+        let note = match made {
+            Ok(staged) => {
+                self.layers.publish(staged, key, info)?;
+                format!("made layer tree {key} again over the trees it links to")
+            }
+            Err(e) => format!("left layer tree {key} for a pull to make again: {e}"),
+        };
+        self.report.repaired.push(note);
+        Ok(())
+    }
 }
 
 /// For each tree that sits above others in some image or build step, the keys of those

@@ -161,12 +161,22 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
         }
     }
     // Trees before blobs: a tree is checked against its blob (`lade fsck`), so a kill here
-    // must not leave a tree without one.
-    for key in layers.list()? {
-        if !live_trees.contains(&key) {
-            layers.remove(&key)?;
-            report.trees_removed += 1;
-        }
+    // must not leave a tree without one. Trees with copies of lower layers' files first:
+    // those copies are hard links to the lower trees' files, and a tree left behind by a
+    // kill would stay linked to the files of a lower tree that a later pull makes afresh.
+    let mut dead: Vec<(bool, String)> = layers
+        .list()?
+        .into_iter()
+        .filter(|k| !live_trees.contains(k))
+        .map(|k| {
+            let on_lowers = layers.info(&k).map_or(true, |i| i.lower_chain.is_some());
+            (!on_lowers, k)
+        })
+        .collect();
+    dead.sort();
+    for (_, key) in dead {
+        layers.remove(&key)?;
+        report.trees_removed += 1;
     }
     for d in blobs.list()?.into_iter().flatten() {
         if !live_blobs.contains(&d) {

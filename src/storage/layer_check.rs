@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::{LayerInfo, StagedLayer, Storage};
 use crate::digest::{Algorithm, HashingWriter};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::pack::{PackOptions, pack_tree_with};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
@@ -42,57 +42,26 @@ pub fn check(
     let staged = storage.stage_layer("fsck")?;
     let scratch = staged.tree();
     let result = (|| {
-        std::fs::create_dir(&scratch).at(&scratch)?;
-        let blob = storage.blobs().open(&info.blob)?;
-        let what = format!("layer {} (blob {})", info.diff_id, info.blob);
-        let report = unpack::apply_layer(
-            io::BufReader::with_capacity(1 << 20, blob),
-            &scratch,
-            &ApplyOptions {
-                mode: ApplyMode::OverlayTree,
-                what: &what,
-            },
-        )?;
-        if report.diff_id != info.diff_id {
-            return Ok(Some((
-                format!(
-                    "its blob {} unpacks to diff-ID {}, not {}",
-                    info.blob, report.diff_id, info.diff_id
-                ),
-                false,
-            )));
+        let fresh = unpack_fresh(storage, info, lowers, &scratch)?;
+        if let Some(why) = fresh.wrong_diff_id {
+            return Ok(Some((why, false)));
         }
-        let mut unknown = BTreeSet::new();
-        let mut complete = true;
-        if !report.external_hardlinks.is_empty() {
-            match lowers {
-                Some(lowers) => {
-                    let lowers: Vec<&Path> = lowers.iter().map(|p| p.as_path()).collect();
-                    unpack::resolve_external_hardlinks(
-                        &scratch,
-                        &report.external_hardlinks,
-                        &lowers,
-                    )?;
-                }
-                None => {
-                    unknown.extend(report.external_hardlinks.iter().map(|(l, _)| l.clone()));
-                    complete = false;
-                }
-            }
-        }
-        let mut found = super::tree_diff::differences(&scratch, &stored, &unknown)
-            .map_err(|e| crate::error::Error::io(format!("comparing {}", stored.display()), e))?;
+        let mut found = super::tree_diff::differences(&scratch, &stored, &fresh.unknown)
+            .map_err(|e| Error::io(format!("comparing {}", stored.display()), e))?;
         if let Some(lowers) = lowers {
             found.extend(broken_links_below(
                 &scratch,
                 &stored,
-                &report.external_hardlinks,
+                &fresh.external,
                 lowers,
             ));
         }
-        if found.is_empty() || packs_to_its_diff_id(&stored, info) {
+        // (Builds make no trees with copies of lower layers' files: links are not packed.)
+        let built_intact = info.lower_chain.is_none() && packs_to_its_diff_id(&stored, info);
+        if found.is_empty() || built_intact {
             return Ok(None);
         }
+        let complete = lowers.is_some() || fresh.external.is_empty();
         Ok(Some((found.join("; "), complete)))
     })();
     match result {
@@ -114,6 +83,80 @@ pub fn check(
             Err(e)
         }
     }
+}
+
+/// Layer `info`'s tree made afresh from its blob, for a tree that must be made again: its
+/// lower trees changed under it (see `broken_links_below`).
+pub fn rederive(storage: &Storage, info: &LayerInfo, lowers: &[PathBuf]) -> Result<StagedLayer> {
+    let staged = storage.stage_layer("fsck")?;
+    match unpack_fresh(storage, info, Some(lowers), &staged.tree()) {
+        Ok(Fresh {
+            wrong_diff_id: None,
+            ..
+        }) => Ok(staged),
+        Ok(Fresh {
+            wrong_diff_id: Some(why),
+            ..
+        }) => {
+            staged.discard();
+            Err(Error::invalid(format!("layer {}", info.diff_id), why))
+        }
+        Err(e) => {
+            staged.discard();
+            Err(e)
+        }
+    }
+}
+
+/// What unpacking a layer's blob afresh gave.
+struct Fresh {
+    /// Why the blob is not the layer, if it is not.
+    wrong_diff_id: Option<String>,
+    /// The layer's hard links to files of lower layers (link, target).
+    external: Vec<(PathBuf, PathBuf)>,
+    /// Placeholders left unfilled (no lower trees given): their content is unknown.
+    unknown: BTreeSet<PathBuf>,
+}
+
+/// Unpacks layer `info`'s blob into `scratch` (not yet existing) as a pull would, copies of
+/// lower layers' files made from `lowers` when given.
+fn unpack_fresh(
+    storage: &Storage,
+    info: &LayerInfo,
+    lowers: Option<&[PathBuf]>,
+    scratch: &Path,
+) -> Result<Fresh> {
+    std::fs::create_dir(scratch).at(scratch)?;
+    let blob = storage.blobs().open(&info.blob)?;
+    let what = format!("layer {} (blob {})", info.diff_id, info.blob);
+    let report = unpack::apply_layer(
+        io::BufReader::with_capacity(1 << 20, blob),
+        scratch,
+        &ApplyOptions {
+            mode: ApplyMode::OverlayTree,
+            what: &what,
+        },
+    )?;
+    let mut fresh = Fresh {
+        wrong_diff_id: None,
+        unknown: BTreeSet::new(),
+        external: report.external_hardlinks,
+    };
+    if report.diff_id != info.diff_id {
+        fresh.wrong_diff_id = Some(format!(
+            "its blob {} unpacks to diff-ID {}, not {}",
+            info.blob, report.diff_id, info.diff_id
+        ));
+        return Ok(fresh);
+    }
+    match lowers {
+        Some(lowers) => {
+            let lowers: Vec<&Path> = lowers.iter().map(|p| p.as_path()).collect();
+            unpack::resolve_external_hardlinks(scratch, &fresh.external, &lowers)?;
+        }
+        None => fresh.unknown = fresh.external.iter().map(|(l, _)| l.clone()).collect(),
+    }
+    Ok(fresh)
 }
 
 /// A copy of a lower layer's file is a hard link to it wherever unpacking could make one

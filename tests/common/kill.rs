@@ -12,14 +12,21 @@ use super::Lade;
 /// Starts lade with `args` and SIGKILLs it after `delay`. Returns true if it was still
 /// running when killed (false if it had already finished).
 pub fn kill_after(lade: &Lade, args: &[OsString], delay: Duration) -> bool {
+    kill_or_time(lade, args, delay).is_none()
+}
+
+/// As [`kill_after`]; returns how long lade ran if it finished before the kill, `None` if the
+/// kill landed.
+pub fn kill_or_time(lade: &Lade, args: &[OsString], delay: Duration) -> Option<Duration> {
     let mut c = lade.cmd();
     c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let start = Instant::now();
     let mut child = c.spawn().expect("cannot start lade");
-    let deadline = Instant::now() + delay;
+    let deadline = start + delay;
     loop {
         if let Some(st) = child.try_wait().unwrap() {
             eprintln!("  finished ({st}) before the kill at {delay:?}");
-            return false;
+            return Some(start.elapsed());
         }
         let now = Instant::now();
         if now >= deadline {
@@ -30,10 +37,10 @@ pub fn kill_after(lade: &Lade, args: &[OsString], delay: Duration) -> bool {
     child.kill().unwrap(); // SIGKILL
     let st = child.wait().unwrap();
     if st.signal() == Some(9) {
-        true
+        None
     } else {
         eprintln!("  exited ({st}) just before the kill at {delay:?}");
-        false
+        Some(start.elapsed())
     }
 }
 

@@ -193,9 +193,27 @@ fn copy_blob(
         return Ok(());
     }
     let bar = progress.bytes(&short_what(expected), expected.size);
-    let mut stream = src.open_blob(&expected.digest)?;
-    let mut counted = bar.wrap_read(&mut stream);
-    dst.put_blob(expected, &mut counted, what)?;
+    let bar_ref = &bar;
+    let mut opened = 0;
+    let mut open = |offset: u64| -> Result<Box<dyn std::io::Read + Send + '_>> {
+        opened += 1;
+        if opened > 1 && offset == 0 {
+            progress.note(&format!(
+                "{}: the bytes kept from an earlier pull did not check out; copying it whole",
+                short_what(expected)
+            ));
+        }
+        let stream = src.open_blob_at(&expected.digest, offset)?;
+        if offset > 0 {
+            progress.note(&format!(
+                "{}: continuing at byte {offset} (the bytes before were kept from an earlier pull)",
+                short_what(expected)
+            ));
+            bar_ref.inc(offset);
+        }
+        Ok(Box::new(bar_ref.wrap_read(stream)))
+    };
+    dst.put_blob_resumable(expected, &mut open, what)?;
     bar.finish("copied");
     Ok(())
 }

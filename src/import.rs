@@ -12,7 +12,7 @@ use crate::image_writer;
 use crate::pack;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::storage::Storage;
+use crate::storage::{ImageRecord, Storage};
 use crate::unpack::{self, ApplyMode, ApplyOptions};
 
 pub fn import(
@@ -60,7 +60,7 @@ pub fn import(
             ImageConfig::for_host(vec![history], false),
             &[layer],
         )?;
-        let source = format!("import {}", path.display());
+        let source = ImageRecord::import_source(path);
         image_writer::name_image(storage, manifest, name, source, progress)?;
         Ok(())
     })();

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::kill::{kill_after, os};
 use common::*;
 
 /// Fractions of a clean run's duration at which to kill, plus a few tiny absolute delays
@@ -51,39 +52,6 @@ fn delays(clean: Duration) -> Vec<Duration> {
     let mut v: Vec<Duration> = EARLY_MS.iter().map(|&m| Duration::from_millis(m)).collect();
     v.extend(FRACTIONS.iter().map(|f| clean.mul_f64(*f)));
     v
-}
-
-/// Start lade with `args`, SIGKILL it after `delay`. Returns true if it was still running
-/// when killed (false if it had already finished).
-fn kill_after(lade: &Lade, args: &[OsString], delay: Duration) -> bool {
-    let mut c = lade.cmd();
-    c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = c.spawn().expect("cannot start lade");
-    let deadline = Instant::now() + delay;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            eprintln!("  finished ({st}) before the kill at {delay:?}");
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_micros(500)));
-    }
-    child.kill().unwrap(); // SIGKILL
-    let st = child.wait().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    if st.signal() == Some(9) {
-        true
-    } else {
-        eprintln!("  exited ({st}) just before the kill at {delay:?}");
-        false
-    }
-}
-
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
 }
 
 #[track_caller]

@@ -37,19 +37,37 @@ pub fn run(args: DeleteArgs, c: &Common) -> Result<ExitCode> {
         return Ok(failed.unwrap_or(ExitCode::SUCCESS));
     }
     let storage = c.open_storage(LockMode::Exclusive)?;
+    let mut deleted = Vec::new();
     for glob in &globs {
         match lade::storage::gc::delete_matching(&storage, glob) {
-            Ok(names) => names.iter().for_each(|n| println!("deleted {n}")),
+            Ok(names) => deleted.extend(names),
             Err(e) => {
                 eprintln!("lade: error: {}", one_line(&e));
                 failed = Some(ExitCode::FAILURE);
             }
         }
     }
-    let report = lade::storage::gc::collect_garbage(&storage)?;
-    c.progress.note(&format!(
-        "removed {} unused blobs and {} unused layer trees",
-        report.blobs_removed, report.trees_removed
-    ));
-    Ok(failed.unwrap_or(ExitCode::SUCCESS))
+    if deleted.is_empty() {
+        return Ok(failed.unwrap_or(ExitCode::SUCCESS));
+    }
+    // "deleted" is said only once the objects that are no longer used are gone too: a
+    // collection that fails says which images it deleted in its error instead.
+    match lade::storage::gc::collect_garbage(&storage) {
+        Ok(report) => {
+            deleted.iter().for_each(|n| println!("deleted {n}"));
+            c.progress.note(&format!(
+                "removed {} unused blobs and {} unused layer trees",
+                report.blobs_removed, report.trees_removed
+            ));
+            Ok(failed.unwrap_or(ExitCode::SUCCESS))
+        }
+        Err(e) => {
+            eprintln!(
+                "lade: error: deleted {}, but removing what they used failed: {}",
+                deleted.join(", "),
+                one_line(&e)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -7,12 +7,17 @@ use clap::Args;
 use super::{Common, Format};
 use lade::error::Result;
 use lade::storage::LockMode;
+use lade::storage::fsck::FsckOptions;
 
 #[derive(Args)]
 pub struct FsckArgs {
-    /// Remove corrupt objects and unusable images (pull them again afterwards)
+    /// Remove corrupt objects and unusable images (pull them again afterwards), replace
+    /// damaged layer trees, move unreadable image records to lost+found/
     #[arg(long)]
     repair: bool,
+    /// Do not compare layer trees with their blobs (much faster; trees are only listed)
+    #[arg(long)]
+    quick: bool,
     /// Output: text, or JSON (counts, problems, repairs)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -25,12 +30,17 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
         LockMode::Shared
     };
     let storage = c.open_storage(mode)?;
-    let report = lade::storage::fsck::fsck(&storage, args.repair)?;
+    let opts = FsckOptions {
+        repair: args.repair,
+        quick: args.quick,
+    };
+    let report = lade::storage::fsck::fsck(&storage, opts)?;
     let failed = !report.is_clean() && !args.repair;
     if args.format == Format::Json {
         super::print_json(&serde_json::json!({
             "blobs_checked": report.blobs_checked,
             "trees_checked": report.trees_checked,
+            "trees_compared": !args.quick,
             "images_checked": report.images_checked,
             "clean": report.is_clean(),
             "problems": report.problems,
@@ -48,10 +58,17 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
     for r in &report.repaired {
         println!("repaired: {r}");
     }
+    let trees = if args.quick {
+        format!(
+            "{} layer trees (contents not compared: --quick)",
+            report.trees_checked
+        )
+    } else {
+        format!("{} layer trees", report.trees_checked)
+    };
     println!(
-        "checked {} blobs, {} layer trees, {} images: {}",
+        "checked {} blobs, {trees}, {} images: {}",
         report.blobs_checked,
-        report.trees_checked,
         report.images_checked,
         if report.is_clean() {
             "no problems".to_string()

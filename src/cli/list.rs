@@ -134,14 +134,16 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
     let images = storage.images();
     if let Some(r) = one {
         let name = Reference::parse(r)?;
-        let record = images.get(&name)?;
         if format == Format::Json {
+            // A missing image is an error, not `null`: scripts read the exit status.
+            let record = images.require(&name)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&record).map_err(|e| Error::json("list", e))?
             );
             return Ok(());
         }
+        let record = images.get(&name)?;
         println!("details of image:    {}", name.familiar());
         println!("full reference:      {name}");
         match record {

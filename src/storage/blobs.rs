@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::partial::Partials;
 use crate::digest::{Algorithm, Digest, Expected, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 
@@ -15,11 +16,20 @@ const BUF_SIZE: usize = 1 << 20;
 pub struct BlobStore {
     dir: PathBuf,
     work: PathBuf,
+    partials: Partials,
 }
 
+/// Opens a blob's stream at a byte offset (0: the whole blob), for
+/// [`BlobStore::put_resumable`].
+pub type OpenAt<'s> = dyn FnMut(u64) -> Result<Box<dyn Read + Send + 's>> + 's;
+
 impl BlobStore {
-    pub(super) fn new(dir: PathBuf, work: PathBuf) -> BlobStore {
-        BlobStore { dir, work }
+    pub(super) fn new(dir: PathBuf, work: PathBuf, partials: Partials) -> BlobStore {
+        BlobStore {
+            dir,
+            work,
+            partials,
+        }
     }
 
     pub fn path(&self, digest: &Digest) -> PathBuf {
@@ -116,6 +126,7 @@ impl BlobStore {
                 inner: verifier,
                 out,
                 path: &tmp,
+                failed: None,
             };
             let value = consume(&mut tee)?;
             copy_stream(&mut tee, &mut io::sink(), what, &tmp)?;
@@ -132,6 +143,83 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Like [`put_through`](Self::put_through), but the blob survives this process part-way:
+    /// what arrives is kept in a partial file (`partial/` in the store), and a later call for the
+    /// same blob (in this process or the next) reads that prefix back into `consume` and
+    /// asks `open` only for the rest. A resumed download that fails other than by its source
+    /// (its digest, or `consume` on the kept bytes) is tried once more from the first byte.
+    pub fn put_resumable<T>(
+        &self,
+        expected: &Expected,
+        open: &mut OpenAt<'_>,
+        what: &str,
+        mut consume: impl FnMut(&mut (dyn Read + Send)) -> Result<T>,
+    ) -> Result<T> {
+        let claimed = match expected.size {
+            Some(size) => self.partials.claim(&expected.digest, size)?,
+            None => None,
+        };
+        let Some(mut claimed) = claimed else {
+            // No size to resume against, or another process is downloading this blob now.
+            let mut data = open(0)?;
+            return self.put_through(expected, &mut data, what, consume);
+        };
+        let mut retried = false;
+        loop {
+            let from = claimed.len();
+            match self.resume_once(&claimed, expected, open, what, &mut consume) {
+                Ok(value) => {
+                    claimed.publish(&self.path(&expected.digest))?;
+                    return Ok(value);
+                }
+                // The source failed (network, server): what arrived is kept for next time.
+                Err((e, true)) => return Err(e),
+                // The kept prefix may be what was wrong: once more, all from the source.
+                Err((_, false)) if from > 0 && !retried => {
+                    claimed.restart()?;
+                    retried = true;
+                }
+                Err((e, false)) => {
+                    claimed.restart()?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One try of [`put_resumable`](Self::put_resumable); the flag on an error says whether
+    /// the source failed.
+    fn resume_once<T>(
+        &self,
+        claimed: &super::partial::Claimed,
+        expected: &Expected,
+        open: &mut OpenAt<'_>,
+        what: &str,
+        consume: &mut impl FnMut(&mut (dyn Read + Send)) -> Result<T>,
+    ) -> std::result::Result<T, (Error, bool)> {
+        let from = claimed.len();
+        let rest: Box<dyn Read + Send + '_> = if expected.size.is_some_and(|s| from >= s) {
+            Box::new(io::empty())
+        } else {
+            open(from).map_err(|e| (e, true))?
+        };
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let tee = Tee {
+            inner: rest,
+            out: claimed.file(),
+            path: claimed.path(),
+            failed: Some(&failed),
+        };
+        let stream = claimed.prefix().chain(tee);
+        let mut verifier = VerifyingReader::new(stream, expected.clone(), what);
+        let source_failed = || failed.load(std::sync::atomic::Ordering::Relaxed);
+        let value = consume(&mut verifier).map_err(|e| (e, source_failed()))?;
+        copy_stream(&mut verifier, &mut io::sink(), what, claimed.path())
+            .map_err(|e| (e, source_failed()))?;
+        verifier.finish().map_err(|e| (e, source_failed()))?;
+        Ok(value)
     }
 
     fn temp_path(&self, expected: &Expected) -> PathBuf {
@@ -206,6 +294,23 @@ impl BlobStore {
         }
     }
 
+    /// Removes the partial downloads nobody is continuing that are of no more use: their
+    /// blob is stored, or nothing was added to them for `max_age`. Returns how many.
+    pub fn sweep_partials(&self, max_age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        for (path, _, age) in self.partials.idle() {
+            let stored = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.replacen('-', ":", 1).parse::<Digest>().ok())
+                .is_some_and(|d| self.has(&d));
+            if (stored || age > max_age.as_secs()) && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub fn remove(&self, digest: &Digest) -> Result<()> {
         crate::fsutil::remove_file_if_exists(&self.path(digest)).map(drop)
     }
@@ -213,15 +318,21 @@ impl BlobStore {
 
 /// A reader that writes what passes through it to a file: the stored copy of a blob that is
 /// being consumed (unpacked) at the same time.
-struct Tee<'p, R> {
+struct Tee<'p, R, W> {
     inner: R,
-    out: File,
+    out: W,
     path: &'p Path,
+    /// Set when reading `inner` failed (the source), as opposed to writing the file.
+    failed: Option<&'p std::sync::atomic::AtomicBool>,
 }
 
-impl<R: Read> Read for Tee<'_, R> {
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| {
+            if let Some(f) = self.failed {
+                f.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })?;
         // A full disk must not pass for a network error: name the file.
         self.out.write_all(&buf[..n]).map_err(|e| {
             io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
@@ -251,4 +362,112 @@ pub fn copy_stream(
         total += n as u64;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LockMode, Storage};
+
+    /// A store (kept alive by the TempDir) and a 3 MB blob to put in it.
+    fn setup() -> (tempfile::TempDir, Storage, Vec<u8>, Expected) {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = Expected {
+            digest: Digest::sha256_of(&data),
+            size: Some(data.len() as u64),
+        };
+        (tmp, storage, data, expected)
+    }
+
+    /// A source that fails after `fail_after` bytes, as a killed download or a lost network.
+    struct Failing<'a> {
+        data: &'a [u8],
+        fail_after: usize,
+    }
+
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.fail_after == 0 {
+                return Err(io::Error::other("connection lost"));
+            }
+            let n = buf.len().min(self.fail_after).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.fail_after -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_download_cut_short_continues_where_it_stopped() {
+        let (_tmp, storage, data, expected) = setup();
+        let blobs = storage.blobs();
+        let mut asked = Vec::new();
+        let mut cut = |offset: u64| -> Result<Box<dyn Read + Send + '_>> {
+            asked.push(offset);
+            Ok(Box::new(Failing {
+                data: &data[offset as usize..],
+                fail_after: 1_000_000,
+            }))
+        };
+        let consumed = |s: &mut (dyn Read + Send)| {
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).map_err(|e| Error::io("test", e))?;
+            Ok(all)
+        };
+        assert!(
+            blobs
+                .put_resumable(&expected, &mut cut, "blob", consumed)
+                .is_err()
+        );
+        assert!(
+            blobs
+                .put_resumable(&expected, &mut cut, "blob", consumed)
+                .is_err()
+        );
+        let mut rest = |offset: u64| -> Result<Box<dyn Read + Send + '_>> {
+            assert_eq!(offset, 2_000_000);
+            Ok(Box::new(&data[offset as usize..]))
+        };
+        // The consumer sees every byte, the kept ones first.
+        let seen = blobs
+            .put_resumable(&expected, &mut rest, "blob", consumed)
+            .unwrap();
+        assert_eq!(asked, [0, 1_000_000]);
+        assert_eq!(seen, data);
+        assert_eq!(blobs.read_to_vec(&expected.digest).unwrap(), data);
+        assert_eq!(blobs.sweep_partials(std::time::Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn a_bad_kept_prefix_is_replaced_by_a_whole_download() {
+        let (_tmp, storage, data, expected) = setup();
+        let blobs = storage.blobs();
+        let mut bad = data.clone();
+        bad[10] ^= 1;
+        let mut cut = |_: u64| -> Result<Box<dyn Read + Send + '_>> {
+            Ok(Box::new(Failing {
+                data: &bad,
+                fail_after: 1_500_000,
+            }))
+        };
+        let drain = |_: &mut (dyn Read + Send)| Ok(());
+        assert!(
+            blobs
+                .put_resumable(&expected, &mut cut, "blob", drain)
+                .is_err()
+        );
+        let mut asked = Vec::new();
+        let mut good = |offset: u64| -> Result<Box<dyn Read + Send + '_>> {
+            asked.push(offset);
+            Ok(Box::new(&data[offset as usize..]))
+        };
+        blobs
+            .put_resumable(&expected, &mut good, "blob", drain)
+            .unwrap();
+        assert_eq!(asked, [1_500_000, 0]);
+        assert!(blobs.verify(&expected.digest).unwrap());
+    }
 }

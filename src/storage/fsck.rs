@@ -1,13 +1,39 @@
 //! `lade fsck`: checks every object in the store and every image's references.
+//!
+//! - blobs: re-hashed against their names;
+//! - layer trees: their description, and (unless `--quick`) their content against a fresh
+//!   unpack of their blob (`layer_check.rs`);
+//! - image records: readable, and naming blobs and trees that are stored;
+//! - build cache records: readable, and naming stored layers.
+//!
+//! `--repair` makes the store usable again without losing anything it cannot get back: a
+//! corrupt blob is removed (a pull fetches it again); a damaged tree is replaced by the fresh
+//! unpack of its blob, or removed when there is none (a pull unpacks it again); an image
+//! that names missing objects is removed; an unreadable image record is moved aside to
+//! `lost+found/images/`, and the report says where.
 
-use super::{LayerStore, Storage};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use super::layer_check::{self, Verdict};
+use super::{LayerInfo, LayerRef, LayerStore, StagedLayer, Storage};
 use crate::digest::Digest;
 use crate::error::Result;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsckOptions {
+    /// Remove or replace what is broken.
+    pub repair: bool,
+    /// Skip comparing layer trees with their blobs (the slow part).
+    pub quick: bool,
+}
 
 #[derive(Debug, Default)]
 pub struct FsckReport {
     pub blobs_checked: usize,
     pub trees_checked: usize,
+    /// Trees whose content was compared with their blob (none with `--quick`).
+    pub trees_compared: usize,
     pub images_checked: usize,
     pub problems: Vec<String>,
     pub repaired: Vec<String>,
@@ -19,12 +45,24 @@ impl FsckReport {
     }
 }
 
-/// Re-hashes every blob, checks every layer tree's description, and checks that every image
-/// names blobs and trees that exist. With `repair`, corrupt blobs and images that cannot be
-/// used are removed (a new pull brings them back).
-pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
+/// Checks the store as the module documentation says.
+pub fn fsck(storage: &Storage, opts: FsckOptions) -> Result<FsckReport> {
     let mut report = FsckReport::default();
+    let bad_blobs = check_blobs(storage, opts, &mut report)?;
+    check_trees(storage, opts, &bad_blobs, &mut report)?;
+    check_images(storage, opts, &mut report)?;
+    check_build_cache(storage, opts.repair, &mut report)?;
+    Ok(report)
+}
+
+/// Re-hashes every blob; returns the corrupt ones.
+fn check_blobs(
+    storage: &Storage,
+    opts: FsckOptions,
+    report: &mut FsckReport,
+) -> Result<HashSet<Digest>> {
     let blobs = storage.blobs();
+    let mut bad = HashSet::new();
     for entry in blobs.list()? {
         match entry {
             Err(path) => report.problems.push(format!(
@@ -37,43 +75,264 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
                     report
                         .problems
                         .push(format!("blob {d}: content does not match its digest"));
-                    if repair {
+                    if opts.repair {
                         blobs.remove(&d)?;
                         report.repaired.push(format!("removed corrupt blob {d}"));
                     }
+                    bad.insert(d);
                 }
             }
         }
     }
+    Ok(bad)
+}
+
+fn check_trees(
+    storage: &Storage,
+    opts: FsckOptions,
+    bad_blobs: &HashSet<Digest>,
+    report: &mut FsckReport,
+) -> Result<()> {
     let layers = storage.layers();
-    for key in layers.list()? {
-        report.trees_checked += 1;
-        match layers.info(&key) {
-            Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => {}
-            Ok(info) => report.problems.push(format!(
-                "layer tree {key}: describes diff-ID {}",
-                info.diff_id
-            )),
-            Err(e) => {
-                report.problems.push(format!("layer tree {key}: {e}"));
-                if repair {
-                    layers.remove(&key)?;
-                    report
-                        .repaired
-                        .push(format!("removed broken layer tree {key}"));
-                }
+    let blobs = storage.blobs();
+    let lowers = if opts.quick {
+        HashMap::new()
+    } else {
+        trees_below(storage)?
+    };
+    // Trees with copies of lower layers' files come after the trees they build on: those
+    // copies are hard links to the lower trees' files, so a repair of a lower tree makes
+    // them again (see `Trees::change`).
+    let mut keys: Vec<(String, Result<LayerInfo>)> = layers
+        .list()?
+        .into_iter()
+        .map(|k| {
+            let info = layers.info(&k);
+            (k, info)
+        })
+        .collect();
+    keys.sort_by_key(|(k, info)| {
+        let builds_on_lowers = info.as_ref().is_ok_and(|i| i.lower_chain.is_some());
+        (builds_on_lowers, lowers.get(k).map_or(0, Vec::len))
+    });
+    let mut trees = Trees {
+        storage,
+        layers,
+        lowers,
+        opts,
+        remake: HashSet::new(),
+        report,
+    };
+    for (key, info) in keys {
+        trees.report.trees_checked += 1;
+        let info = match info {
+            Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => info,
+            Ok(info) => {
+                let why = format!("describes diff-ID {}", info.diff_id);
+                trees.problem(&key, why, "misnamed")?;
+                continue;
             }
-        }
-    }
-    let images = storage.images();
-    for record in images.list()? {
-        let record = match record {
-            Ok(r) => r,
             Err(e) => {
-                report.problems.push(format!("image record: {e}"));
+                trees.problem(&key, e.to_string(), "broken")?;
                 continue;
             }
         };
+        if opts.quick {
+            continue;
+        }
+        if trees.remake.remove(&key) {
+            trees.remake(&key, &info)?;
+            continue;
+        }
+        if bad_blobs.contains(&info.blob) {
+            // Reported already. A tree that cannot be checked is not kept by a repair, or a
+            // pull would reuse it unchecked beside the blob it fetches again.
+            trees.change(&key, None, "unverifiable")?;
+            continue;
+        }
+        if !blobs.has(&info.blob) {
+            let why = format!("its blob {} is missing, so it cannot be checked", info.blob);
+            trees.problem(&key, why, "unverifiable")?;
+            continue;
+        }
+        trees.report.trees_compared += 1;
+        let below = trees.below(&key);
+        match layer_check::check(storage, &key, &info, below.as_deref()) {
+            Ok(Verdict::Good) => {}
+            Ok(Verdict::Bad { why, rederived }) => {
+                let why = format!("differs from its layer: {why}");
+                match rederived {
+                    Some(staged) if opts.repair => {
+                        trees
+                            .report
+                            .problems
+                            .push(format!("layer tree {key}: {why}"));
+                        trees.change(&key, Some(staged), "damaged")?;
+                    }
+                    Some(staged) => {
+                        staged.discard();
+                        trees.problem(&key, why, "damaged")?;
+                    }
+                    None => trees.problem(&key, why, "damaged")?,
+                }
+            }
+            Err(e) => trees.problem(&key, format!("cannot be checked: {e}"), "uncheckable")?,
+        }
+    }
+    Ok(())
+}
+
+/// The layer trees' part of a check, and of a repair.
+struct Trees<'a> {
+    storage: &'a Storage,
+    layers: LayerStore,
+    /// Keys of the trees below each tree that sits above others ([`trees_below`]).
+    lowers: HashMap<String, Vec<String>>,
+    opts: FsckOptions,
+    /// Trees removed because a tree below them changed, to make again when their turn comes.
+    remake: HashSet<String>,
+    report: &'a mut FsckReport,
+}
+
+impl Trees<'_> {
+    fn below(&self, key: &str) -> Option<Vec<PathBuf>> {
+        self.lowers
+            .get(key)
+            .map(|b| b.iter().map(|k| self.layers.tree(k)).collect())
+    }
+
+    /// Reports a problem with tree `key`; a repair removes the tree (a pull unpacks it again).
+    fn problem(&mut self, key: &str, why: String, adjective: &str) -> Result<()> {
+        self.report
+            .problems
+            .push(format!("layer tree {key}: {why}"));
+        self.change(key, None, adjective)
+    }
+
+    /// With `--repair`, replaces tree `key` with `fresh`, or removes it. Trees with hard
+    /// links to its files go first (they would stay linked to the old files, which a pull
+    /// would not notice); those are made again after it, or left for a pull to make when it
+    /// is gone. A kill in between leaves them absent, never stale.
+    fn change(&mut self, key: &str, fresh: Option<StagedLayer>, adjective: &str) -> Result<()> {
+        if !self.opts.repair {
+            if let Some(staged) = fresh {
+                staged.discard();
+            }
+            return Ok(());
+        }
+        let linked: Vec<String> = self
+            .lowers
+            .iter()
+            .filter(|(k, below)| below.iter().any(|b| b == key) && self.builds_on_lowers(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &linked {
+            self.layers.remove(k)?;
+        }
+        match fresh {
+            Some(staged) => {
+                self.layers.replace(staged, key)?;
+                self.report.repaired.push(format!(
+                    "replaced {adjective} layer tree {key} with a fresh unpack of its blob"
+                ));
+                self.remake.extend(linked);
+            }
+            None => {
+                self.layers.remove(key)?;
+                self.report.repaired.push(format!(
+                    "removed {adjective} layer tree {key} (a pull unpacks it again)"
+                ));
+                for k in linked {
+                    self.report.repaired.push(format!(
+                        "removed layer tree {k}, which links to files of {key} (a pull \
+                         unpacks it again)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn builds_on_lowers(&self, key: &str) -> bool {
+        self.layers.info(key).is_ok_and(|i| i.lower_chain.is_some())
+    }
+
+    /// Makes tree `key`, removed by [`change`](Self::change), again from its blob.
+    fn remake(&mut self, key: &str, info: &LayerInfo) -> Result<()> {
+        let made = self.below(key).map_or_else(
+            || {
+                Err(crate::error::Error::invalid(
+                    key,
+                    "its lower trees are unknown",
+                ))
+            },
+            |below| layer_check::rederive(self.storage, info, &below),
+        );
+        let note = match made {
+            Ok(staged) => {
+                self.layers.publish(staged, key, info)?;
+                format!("made layer tree {key} again over the trees it links to")
+            }
+            Err(e) => format!("left layer tree {key} for a pull to make again: {e}"),
+        };
+        self.report.repaired.push(note);
+        Ok(())
+    }
+}
+
+/// For each tree that sits above others in some image or build step, the keys of those
+/// trees, topmost first: what a tree with copies of lower layers' files was made from.
+fn trees_below(storage: &Storage) -> Result<HashMap<String, Vec<String>>> {
+    let mut stacks: Vec<Vec<LayerRef>> = Vec::new();
+    stacks.extend(
+        storage
+            .images()
+            .list()?
+            .into_iter()
+            .flatten()
+            .map(|r| r.layers),
+    );
+    stacks.extend(
+        storage
+            .cache_records()
+            .list()?
+            .into_iter()
+            .filter_map(|(_, r)| r.map(|r| r.state.layers)),
+    );
+    stacks.extend(
+        storage
+            .deleted_images()
+            .list()?
+            .into_iter()
+            .map(|d| d.value.record.layers),
+    );
+    let mut below = HashMap::new();
+    for stack in stacks {
+        for (i, l) in stack.iter().enumerate().skip(1) {
+            below
+                .entry(l.tree.clone())
+                .or_insert_with(|| stack[..i].iter().rev().map(|l| l.tree.clone()).collect());
+        }
+    }
+    Ok(below)
+}
+
+fn check_images(storage: &Storage, opts: FsckOptions, report: &mut FsckReport) -> Result<()> {
+    let images = storage.images();
+    let blobs = storage.blobs();
+    let layers = storage.layers();
+    for (path, e) in images.unreadable()? {
+        report.problems.push(format!("image record: {e}"));
+        if opts.repair {
+            let aside = images.move_aside(&path)?;
+            report.repaired.push(format!(
+                "moved unreadable image record {} to {}",
+                path.display(),
+                aside.display()
+            ));
+        }
+    }
+    for record in images.list()?.into_iter().flatten() {
         report.images_checked += 1;
         let mut missing: Vec<String> = Vec::new();
         let need: Vec<&Digest> = [&record.manifest, &record.config]
@@ -96,7 +355,9 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
                 record.name,
                 missing.join(", ")
             ));
-            if repair && let Ok(name) = record.reference() {
+            if opts.repair
+                && let Ok(name) = record.reference()
+            {
                 images.remove(&name)?;
                 report
                     .repaired
@@ -104,8 +365,7 @@ pub fn fsck(storage: &Storage, repair: bool) -> Result<FsckReport> {
             }
         }
     }
-    check_build_cache(storage, repair, &mut report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// Every build cache record must parse and name layers that are stored: collection keeps

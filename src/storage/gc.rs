@@ -10,7 +10,14 @@
 //!   cache space;
 //! - the manifest, index and config of each deleted image `lade undelete` can still restore,
 //!   i.e. whose layers are live by the rules above. A deleted image whose layers are not (a
-//!   pulled image no build used), or whose name exists again, is forgotten here.
+//!   pulled image no build used), or whose name exists again, is forgotten here;
+//! - the whole of each deleted image `lade import` made (nothing else could bring it back),
+//!   until `lade build-cache --gc` forgets it ([`forget_deleted_imports`]) or `--reset`.
+//!
+//! Every object goes as a whole (see [`super::Trash`]): image records first, then layer
+//! trees, then blobs, so that a kill part-way leaves only unused objects for the next collection.
+//! An image record that cannot be read stops collection before anything is removed: what it
+//! keeps cannot be known (`lade fsck --repair` moves it aside).
 
 use std::collections::HashSet;
 
@@ -23,8 +30,10 @@ use crate::manifest::{Kind, RawManifest};
 use crate::reference::Reference;
 
 /// Deletes every image whose name (full or familiar) matches `pattern`, a shell glob as in
-/// `ch-image delete 'foo*'`. Returns the names deleted; no match is an error.
+/// `ch-image delete 'foo*'`. Returns the names deleted; no match is an error, and so is an
+/// unreadable image record (nothing is deleted then: collection could not follow).
 pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> {
+    refuse_unreadable_records(storage)?;
     let glob = GlobBuilder::new(pattern)
         .literal_separator(false)
         .build()
@@ -69,6 +78,9 @@ fn remember_deleted(storage: &Storage, record: &ImageRecord, name: &Reference) -
     links.unlink(name)
 }
 
+/// How long a partial download nothing adds to is kept for a pull to continue.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub blobs_removed: usize,
@@ -77,14 +89,43 @@ pub struct GcReport {
     pub deleted_forgotten: usize,
 }
 
+/// An error naming the first image record that cannot be read, if any: collection must not
+/// start then.
+pub fn refuse_unreadable_records(storage: &Storage) -> Result<()> {
+    match storage.images().unreadable()?.into_iter().next() {
+        None => Ok(()),
+        Some((path, e)) => Err(Error::invalid(
+            format!("image record {}", path.display()),
+            format!(
+                "unreadable ({e}); lade cannot tell what it keeps, so nothing was removed; \
+                 `lade fsck --repair` moves it aside"
+            ),
+        )),
+    }
+}
+
+/// `lade build-cache --gc`: forgets deleted images `lade import` made, so that collection
+/// releases their layers. Returns how many.
+pub fn forget_deleted_imports(storage: &Storage) -> Result<usize> {
+    let mut forgotten = 0;
+    for listed in storage.deleted_images().list()? {
+        if listed.value.record.is_import() {
+            listed.remove()?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
 /// Removes blobs and layer trees that nothing live (see the module documentation) reaches.
 pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
+    // An unreadable record could keep anything: never collect on a guess.
+    refuse_unreadable_records(storage)?;
     let blobs = storage.blobs();
     let layers = storage.layers();
     let mut live_blobs: HashSet<Digest> = HashSet::new();
     let mut live_trees: HashSet<String> = HashSet::new();
     for record in storage.images().list()? {
-        // An unreadable record keeps everything: never collect on a guess.
         let record: ImageRecord = record?;
         mark_record(storage, &record, &mut live_blobs);
         live_trees.extend(record.layers.iter().map(|l| l.tree.clone()));
@@ -106,12 +147,14 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
             .reference()
             .map_or(true, |n| images.get(&n).ok().flatten().is_some());
         let restorable = !superseded
-            && d.record
-                .layers
-                .iter()
-                .all(|l| live_trees.contains(&l.tree) && live_blobs.contains(&l.blob));
+            && (d.record.is_import()
+                || d.record
+                    .layers
+                    .iter()
+                    .all(|l| live_trees.contains(&l.tree) && live_blobs.contains(&l.blob)));
         if restorable {
             mark_record(storage, &d.record, &mut live_blobs);
+            live_trees.extend(d.record.layers.iter().map(|l| l.tree.clone()));
         } else {
             listed.remove()?;
             report.deleted_forgotten += 1;
@@ -120,18 +163,32 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
     // Signatures and artifacts attached to what is kept, and single-file images (issue 15).
     live_blobs.extend(storage.single_files().live()?);
     super::attachments::mark_live(storage, &mut live_blobs)?;
+    // Trees before blobs: a tree is checked against its blob (`lade fsck`), so a kill here
+    // must not leave a tree without one. Trees with copies of lower layers' files first:
+    // those copies are hard links to the lower trees' files, and a tree left behind by a
+    // kill would stay linked to the files of a lower tree that a later pull makes afresh.
+    let mut dead: Vec<(bool, String)> = layers
+        .list()?
+        .into_iter()
+        .filter(|k| !live_trees.contains(k))
+        .map(|k| {
+            let on_lowers = layers.info(&k).map_or(true, |i| i.lower_chain.is_some());
+            (!on_lowers, k)
+        })
+        .collect();
+    dead.sort();
+    for (_, key) in dead {
+        layers.remove(&key)?;
+        report.trees_removed += 1;
+    }
     for d in blobs.list()?.into_iter().flatten() {
         if !live_blobs.contains(&d) {
             blobs.remove(&d)?;
             report.blobs_removed += 1;
         }
     }
-    for key in layers.list()? {
-        if !live_trees.contains(&key) {
-            layers.remove(&key)?;
-            report.trees_removed += 1;
-        }
-    }
+    // Partial downloads ([`super::partial`]) stay for the next pull, unless useless or old.
+    blobs.sweep_partials(PARTIAL_MAX_AGE);
     // Flattened copies made by `lade run` without overlayfs, keyed by manifest digest.
     let flat = storage.flat();
     for name in flat.names() {

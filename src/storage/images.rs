@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,15 +40,32 @@ impl ImageRecord {
     pub fn reference(&self) -> Result<Reference> {
         Reference::parse(&self.name)
     }
+
+    /// The `source` of an image `lade import` made from `path`.
+    pub fn import_source(path: &Path) -> String {
+        format!("{IMPORT_SOURCE}{}", path.display())
+    }
+
+    /// Whether `lade import` made it. Nothing can bring such an image back (unlike a pulled
+    /// one, and a built one has its build cache), so a deleted one stays restorable until
+    /// `lade build-cache --gc` or `--reset` (see [`super::gc`]).
+    pub fn is_import(&self) -> bool {
+        self.source.starts_with(IMPORT_SOURCE)
+    }
 }
+
+const IMPORT_SOURCE: &str = "import ";
 
 pub struct ImageStore {
     dir: PathBuf,
+    trash: super::Trash,
+    /// Where `fsck --repair` moves records it cannot read: `lost+found/images/`.
+    aside: PathBuf,
 }
 
 impl ImageStore {
-    pub(super) fn new(dir: PathBuf, _work: PathBuf) -> ImageStore {
-        ImageStore { dir }
+    pub(super) fn new(dir: PathBuf, trash: super::Trash, aside: PathBuf) -> ImageStore {
+        ImageStore { dir, trash, aside }
     }
 
     fn path(&self, name: &Reference) -> PathBuf {
@@ -85,12 +102,54 @@ impl ImageStore {
     }
 
     pub fn remove(&self, name: &Reference) -> Result<bool> {
-        crate::fsutil::remove_file_if_exists(&self.path(name))
+        self.trash.remove(&self.path(name))
     }
 
     /// Every stored image record, sorted by name. Unreadable records are returned as errors so
     /// that `list` can go on and `fsck` can report them.
     pub fn list(&self) -> Result<Vec<std::result::Result<ImageRecord, Error>>> {
+        let mut out: Vec<_> = self.read_all()?.into_iter().map(|(_, r)| r).collect();
+        out.sort_by(|a, b| match (a, b) {
+            (Ok(a), Ok(b)) => a.name.cmp(&b.name),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(a), Err(b)) => a.to_string().cmp(&b.to_string()),
+        });
+        Ok(out)
+    }
+
+    /// The record files that cannot be read or parsed, with why.
+    pub fn unreadable(&self) -> Result<Vec<(PathBuf, Error)>> {
+        let mut out: Vec<(PathBuf, Error)> = self
+            .read_all()?
+            .into_iter()
+            .filter_map(|(path, r)| r.err().map(|e| (path, e)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Moves the unreadable record file `path` (from [`unreadable`](Self::unreadable)) out of
+    /// `images/` into `lost+found/images/`, keeping its bytes for whoever wants to look;
+    /// returns where it went.
+    pub fn move_aside(&self, path: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(&self.aside).at(&self.aside)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "record".into());
+        let mut dest = self.aside.join(&name);
+        let mut n = 1;
+        while fs::symlink_metadata(&dest).is_ok() {
+            dest = self.aside.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        fs::rename(path, &dest).at(path)?;
+        Ok(dest)
+    }
+
+    /// Every record file with what reading it gave.
+    fn read_all(&self) -> Result<Vec<(PathBuf, std::result::Result<ImageRecord, Error>)>> {
         let mut out = Vec::new();
         let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
             return Ok(out);
@@ -108,14 +167,8 @@ impl ImageStore {
                     serde_json::from_slice::<ImageRecord>(&b)
                         .map_err(|e| Error::json(path.display().to_string(), e))
                 });
-            out.push(record);
+            out.push((path, record));
         }
-        out.sort_by(|a, b| match (a, b) {
-            (Ok(a), Ok(b)) => a.name.cmp(&b.name),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(a), Err(b)) => a.to_string().cmp(&b.to_string()),
-        });
         Ok(out)
     }
 }

@@ -30,6 +30,7 @@ pub struct LayerInfo {
 
 pub struct LayerStore {
     dir: PathBuf,
+    trash: super::Trash,
 }
 
 /// A layer tree being made in the work area: its content goes into [`tree`](Self::tree) (not
@@ -63,8 +64,8 @@ const TREE: &str = "tree";
 const INFO: &str = "info.json";
 
 impl LayerStore {
-    pub(super) fn new(dir: PathBuf) -> LayerStore {
-        LayerStore { dir }
+    pub(super) fn new(dir: PathBuf, trash: super::Trash) -> LayerStore {
+        LayerStore { dir, trash }
     }
 
     /// The key of a self-contained layer tree.
@@ -129,7 +130,7 @@ impl LayerStore {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
                 // A directory without info.json cannot have been published by rename; it is
                 // debris from something else. Replace it.
-                crate::fsutil::remove_all(&target)?;
+                self.trash.remove(&target)?;
                 fs::rename(&staged, &target).at(&target)
             }
             Err(e) => Err(Error::io_path(&target, e)),
@@ -148,8 +149,18 @@ impl LayerStore {
         Ok(out)
     }
 
+    /// Removes layer `key`, tree and description at once (see [`super::Trash`]).
     pub fn remove(&self, key: &str) -> Result<()> {
-        crate::fsutil::remove_all(&self.dir.join(key))
+        self.trash.remove(&self.dir.join(key)).map(drop)
+    }
+
+    /// Puts `staged` (a tree re-derived from the layer's blob) in place of layer `key`'s
+    /// damaged tree, keeping its description. The old tree leaves first, so a crash in
+    /// between leaves the layer absent (a pull unpacks it again), never half of either.
+    pub fn replace(&self, staged: StagedLayer, key: &str) -> Result<()> {
+        let info = self.info(key)?;
+        self.remove(key)?;
+        self.publish(staged, key, &info)
     }
 }
 

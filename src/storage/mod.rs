@@ -31,6 +31,9 @@
 //!                                  tag-schema manifests, OCI referrers: attachments()
 //! $STORAGE/single-files/<name>.json  a single-file image (SIF) pulled over oras://, kept as a
 //!                                  blob: single_files()
+//! $STORAGE/partial/<alg>-<hex>     a blob part-way through its download, kept for the next
+//!                                  pull to continue (see `partial.rs`)
+//! $STORAGE/lost+found/images/      image records `fsck --repair` could not read
 //! $STORAGE/tmp/<pid>.<rand>/       one work area per process, on the same filesystem, so that
 //!                                  rename() publishes finished objects atomically:
 //!                                  scratch_path(); `lade run` hides tmp/ under the
@@ -38,8 +41,10 @@
 //! ```
 //!
 //! Nothing is ever visible under `blobs/`, `layers/` or `images/` until it is complete and
-//! verified: it is built under `tmp/` and renamed into place. A crash leaves only a stale work
-//! area, which the next process sweeps (its per-process lock tells that its owner is gone).
+//! verified: it is built under `tmp/` and renamed into place; and nothing leaves them but
+//! whole: a removed directory is renamed into the work area before it is deleted ([`Trash`]).
+//! A crash leaves only a stale work area, which the next process sweeps (its per-process lock
+//! tells that its owner is gone).
 //!
 //! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
 //! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
@@ -54,14 +59,18 @@ pub mod fsck;
 pub mod gc;
 pub mod image_links;
 mod images;
+mod layer_check;
 mod layers;
 mod lock;
+mod partial;
 mod run_dirs;
 pub mod single_files;
+mod trash;
+mod tree_diff;
 pub mod undelete;
 
-pub use blobs::BlobStore;
 pub use blobs::copy_stream;
+pub use blobs::{BlobStore, OpenAt};
 pub use cache_mounts::{CacheMounts, HeldCacheMount, Sharing};
 pub use cache_records::{CacheRecords, Record, State};
 pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
@@ -69,6 +78,7 @@ pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
 pub use run_dirs::{BuildTmp, FlatImages, MountPointLayers};
+pub use trash::Trash;
 
 use std::fs;
 use std::io::{self, Write};
@@ -189,11 +199,20 @@ impl Storage {
     }
 
     pub fn blobs(&self) -> BlobStore {
-        BlobStore::new(self.root.join("blobs"), self.work_dir())
+        BlobStore::new(
+            self.root.join("blobs"),
+            self.work_dir(),
+            partial::Partials::new(self.root.join("partial")),
+        )
     }
 
     pub fn layers(&self) -> LayerStore {
-        LayerStore::new(self.root.join("layers"))
+        LayerStore::new(self.root.join("layers"), self.trash())
+    }
+
+    /// Removes objects crash-safely (see [`Trash`]).
+    pub fn trash(&self) -> Trash {
+        Trash::new(self.work.as_ref().map(|w| w.path().to_path_buf()))
     }
 
     /// A fresh staging directory in the work area for a layer tree to publish with
@@ -216,7 +235,11 @@ impl Storage {
     }
 
     pub fn images(&self) -> ImageStore {
-        ImageStore::new(self.root.join("images"), self.work_dir())
+        ImageStore::new(
+            self.root.join("images"),
+            self.trash(),
+            self.root.join("lost+found/images"),
+        )
     }
 
     fn build_cache_dir(&self) -> PathBuf {
@@ -238,7 +261,7 @@ impl Storage {
     /// `lade build-cache --reset`: forgets every cache record, image link and deleted image
     /// (the layers they kept go at the next collection).
     pub fn remove_build_cache(&self) -> Result<()> {
-        crate::fsutil::remove_all(&self.build_cache_dir())
+        self.trash().remove(&self.build_cache_dir()).map(drop)
     }
 
     pub fn build_tmp(&self) -> BuildTmp {
@@ -252,7 +275,7 @@ impl Storage {
     }
 
     pub fn flat(&self) -> FlatImages {
-        FlatImages::new(self.root.join("flat"))
+        FlatImages::new(self.root.join("flat"), self.trash())
     }
 
     pub fn mountpoints(&self) -> MountPointLayers {
@@ -348,6 +371,10 @@ fn init_or_check(root: &Path) -> Result<()> {
 
 /// Deletes everything in the storage directory and initialises it afresh. Refuses a directory
 /// that is not a lade storage directory (no VERSION file), whatever its version.
+///
+/// Each top-level entry is first renamed into a work area (image records first, so a kill
+/// part-way leaves a store with fewer images, never an image with half its objects), then
+/// the work area is deleted; what a killed reset leaves there, the next lade sweeps.
 pub fn reset(root: &Path) -> Result<()> {
     if !version_path(root).exists() {
         if !root.exists() {
@@ -357,13 +384,38 @@ pub fn reset(root: &Path) -> Result<()> {
         return Ok(());
     }
     let _lock = lock::StorageLock::acquire(root, LockMode::Exclusive)?;
-    for entry in fs::read_dir(root).at(root)? {
-        let entry = entry.at(root)?;
-        let name = entry.file_name();
-        if name == "lock" {
+    let tmp = root.join("tmp");
+    // A store of another version may lack tmp/: then the entries are removed in place.
+    let area = fs::create_dir_all(&tmp)
+        .ok()
+        .and_then(|()| lock::WorkArea::create(&tmp).ok());
+    let trash = Trash::new(area.as_ref().map(|a| a.path().to_path_buf()));
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(root)
+        .at(root)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .at(root)?;
+    let order = |n: &std::ffi::OsStr| match n.to_str() {
+        Some("images") => 0,
+        Some("build-cache") => 1,
+        _ => 2,
+    };
+    names.sort_by_key(|n| order(n));
+    for name in names {
+        // VERSION goes last, so that a killed reset leaves a store lade still recognises.
+        if name == "lock" || name == "tmp" || name == "VERSION" {
             continue;
         }
-        crate::fsutil::remove_all(&entry.path())?;
+        let path = root.join(&name);
+        match &area {
+            Some(_) => trash.remove(&path).map(drop)?,
+            None => crate::fsutil::remove_all(&path)?,
+        }
     }
+    drop(area);
+    // Work areas of dead processes: under the exclusive lock, no live process has one
+    // (`lade run` makes none).
+    crate::fsutil::remove_all(&tmp)?;
+    crate::fsutil::remove_file_if_exists(&version_path(root))?;
     init_or_check(root)
 }

@@ -76,11 +76,12 @@ impl MountPointLayers {
 /// `flat/<manifest hex>/`: images flattened once, where overlayfs is refused.
 pub struct FlatImages {
     dir: PathBuf,
+    trash: super::Trash,
 }
 
 impl FlatImages {
-    pub(super) fn new(dir: PathBuf) -> FlatImages {
-        FlatImages { dir }
+    pub(super) fn new(dir: PathBuf, trash: super::Trash) -> FlatImages {
+        FlatImages { dir, trash }
     }
 
     /// The flattened copy of the image whose manifest digest has hex `hex`, made by `fill`
@@ -106,7 +107,7 @@ impl FlatImages {
     }
 
     pub fn remove(&self, name: &str) -> Result<()> {
-        crate::fsutil::remove_all(&self.dir.join(name))
+        self.trash.remove(&self.dir.join(name)).map(drop)
     }
 }
 
@@ -184,7 +185,12 @@ mod tests {
     #[test]
     fn a_directory_is_made_once_and_a_failed_one_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let flat = FlatImages::new(tmp.path().join("flat"));
+        let area = tmp.path().join("area");
+        fs::create_dir(&area).unwrap();
+        let flat = FlatImages::new(
+            tmp.path().join("flat"),
+            crate::storage::Trash::new(Some(area)),
+        );
         let failed = flat.get_or_make("abc", |dir| {
             fs::write(dir.join("half"), "").unwrap();
             Err(Error::invalid("test", "fails"))

@@ -21,7 +21,7 @@ use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
-use crate::storage::Storage;
+use crate::storage::{OpenAt, Storage};
 
 /// A parsed transport specification such as `oci:/tmp/img:latest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +234,25 @@ pub trait ImageSource: Send + Sync {
     fn names(&self) -> Vec<Reference> {
         Vec::new()
     }
+
+    /// The blob's bytes from byte `offset` on, for a destination that kept the start from an
+    /// earlier download. By default the whole stream with the first `offset` bytes skipped;
+    /// a registry asks for the rest only.
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
+        let mut stream = self.open_blob(digest)?;
+        if offset > 0 {
+            let what = || format!("blob {digest} of {}", self.describe());
+            let skipped = std::io::copy(&mut (&mut stream).take(offset), &mut std::io::sink())
+                .map_err(|e| Error::io(what(), e))?;
+            if skipped != offset {
+                return Err(Error::invalid(
+                    what(),
+                    format!("shorter than the {offset} bytes stored of it before"),
+                ));
+            }
+        }
+        Ok(stream)
+    }
 }
 
 /// Manifests are small; a bigger one is an attack or an accident, not an image.
@@ -272,6 +291,18 @@ pub trait ImageDestination: Send + Sync {
     /// is `Send` so that it can be consumed on another thread (decompression).
     fn put_blob(&self, expected: &Expected, data: &mut (dyn Read + Send), what: &str)
     -> Result<()>;
+    /// Like [`put_blob`](Self::put_blob), with the stream opened by `open` at the byte the
+    /// destination asks for: the store continues a download an earlier process began. By
+    /// default the whole stream.
+    fn put_blob_resumable(
+        &self,
+        expected: &Expected,
+        open: &mut OpenAt<'_>,
+        what: &str,
+    ) -> Result<()> {
+        let mut data = open(0)?;
+        self.put_blob(expected, &mut data, what)
+    }
     fn put_manifest(&self, manifest: &RawManifest) -> Result<()>;
     fn commit(&mut self, image: &CopiedImage) -> Result<()>;
 }

@@ -8,7 +8,7 @@
 //! half-made tree with it, and a crash leaves nothing but the work area to sweep.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use super::{CopiedImage, ImageDestination, ImageSource};
@@ -18,7 +18,7 @@ use crate::layer_install::{self, LayerJob, Unpacked, install_layers};
 use crate::manifest::{self, Kind, RawManifest};
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::storage::{ImageRecord, Storage};
+use crate::storage::{ImageRecord, OpenAt, Storage};
 
 pub struct StoreSource {
     storage: Arc<Storage>,
@@ -135,6 +135,25 @@ impl ImageDestination for StoreDestination {
         data: &mut (dyn Read + Send),
         what: &str,
     ) -> Result<()> {
+        // The stream can be read once: skipped to where a kept partial download ends.
+        let mut data = Some(data);
+        let mut once = |offset: u64| -> Result<Box<dyn Read + Send + '_>> {
+            let data = data
+                .take()
+                .ok_or_else(|| Error::invalid(what, "the stream cannot be read again"))?;
+            io::copy(&mut (&mut *data).take(offset), &mut io::sink())
+                .map_err(|e| Error::io(what, e))?;
+            Ok(Box::new(data))
+        };
+        self.put_blob_resumable(expected, &mut once, what)
+    }
+
+    fn put_blob_resumable(
+        &self,
+        expected: &Expected,
+        open: &mut OpenAt<'_>,
+        what: &str,
+    ) -> Result<()> {
         let position = self
             .layers
             .lock()
@@ -142,22 +161,20 @@ impl ImageDestination for StoreDestination {
             .get(&expected.digest)
             .copied();
         let wanted = position.is_some_and(|i| self.last_layer.is_none_or(|n| i < n));
+        let blobs = self.storage.blobs();
         if !wanted {
-            return self.storage.blobs().put(expected, data, what).map(|_| ());
+            return blobs.put_resumable(expected, open, what, |_| Ok(()));
         }
         let source = self.describe();
-        let unpacked = self
-            .storage
-            .blobs()
-            .put_through(expected, data, what, |stream| {
-                layer_install::unpack_arriving(
-                    &self.storage,
-                    stream,
-                    &expected.digest,
-                    what,
-                    &self.progress,
-                )
-            })?;
+        let unpacked = blobs.put_resumable(expected, open, what, |stream| {
+            layer_install::unpack_arriving(
+                &self.storage,
+                stream,
+                &expected.digest,
+                what,
+                &self.progress,
+            )
+        })?;
         self.progress.note(&format!(
             "layer {}: unpacked {} entries while downloading",
             expected.digest.short(),

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod debian;
+pub mod kill;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;

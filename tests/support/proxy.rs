@@ -135,6 +135,19 @@ impl Drop for Proxy {
 
 fn handle(mut client: TcpStream, sh: &Shared) {
     http::set_timeouts(&client);
+    // A small send buffer keeps `body_bytes` close to what reached the client: a client killed
+    // mid-body never receives what still sits in the proxy's buffer (up to 4 MiB by default).
+    let size: libc::c_int = 128 << 10;
+    // SAFETY: a valid socket, and a c_int of the length given.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&client),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let (head, early_body) = match http::read_head(&mut client) {
         Ok(Some((h, rest))) => (h, rest),
         _ => {

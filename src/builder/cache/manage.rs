@@ -28,7 +28,8 @@ use super::one_line;
 use super::tree::{self, Node};
 use crate::error::Result;
 use crate::reference::Reference;
-use crate::storage::{Record, Storage, gc::collect_garbage};
+use crate::storage::gc::{collect_garbage, forget_deleted_imports, refuse_unreadable_records};
+use crate::storage::{Record, Storage};
 
 /// What `lade build-cache` was asked to do (in this order, then the summary is printed).
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,6 +120,7 @@ pub struct GcReport {
 
 /// `--gc`, as the module documentation describes. Needs the exclusive storage lock.
 pub fn gc(storage: &Storage) -> Result<GcReport> {
+    refuse_unreadable_records(storage)?;
     let cache = storage.cache_records();
     let links = storage.image_links();
     let live = links.live(&storage.images())?;
@@ -158,10 +160,12 @@ pub fn gc(storage: &Storage) -> Result<GcReport> {
             report.states_removed += 1;
         }
     }
+    // Deleted imports are kept restorable until now (see crate::storage::gc).
+    let imports_forgotten = forget_deleted_imports(storage)?;
     let r = collect_garbage(storage)?;
     report.blobs_removed = r.blobs_removed;
     report.trees_removed = r.trees_removed;
-    report.deleted_forgotten = r.deleted_forgotten;
+    report.deleted_forgotten = r.deleted_forgotten + imports_forgotten;
     Ok(report)
 }
 

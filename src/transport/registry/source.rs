@@ -261,6 +261,48 @@ impl RegistrySource {
         }
     }
 
+    /// GET of blob `path` from byte `from` on: a 206 of exactly that range, or a 200 whose
+    /// first `from` bytes are read and dropped (a server that ignores `Range`).
+    fn blob_from(&self, path: &str, what: &str, from: u64) -> Result<Response> {
+        let resp = self.client.get(&self.blob_request(path, what, from))?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT if from > 0 => {
+                let start = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range_start);
+                if start != Some(from) {
+                    return Err(Error::invalid(
+                        what,
+                        format!(
+                            "asked for the bytes from {from} on, the server sent another range"
+                        ),
+                    ));
+                }
+                Ok(resp)
+            }
+            StatusCode::OK => {
+                let mut resp = resp;
+                if from > 0 {
+                    self.progress.note(&format!(
+                        "{what}: the server ignores Range; reading {from} bytes again"
+                    ));
+                    let skipped = io::copy(&mut (&mut resp).take(from), &mut io::sink())
+                        .map_err(|e| Error::io(what, e))?;
+                    if skipped != from {
+                        return Err(Error::invalid(
+                            what,
+                            format!("shorter than the {from} bytes read of it before"),
+                        ));
+                    }
+                }
+                Ok(resp)
+            }
+            _ => Err(self.client.status_error(what, resp)),
+        }
+    }
+
     fn blob_request<'a>(&'a self, path: &'a str, what: &'a str, from: u64) -> Request<'a> {
         Request {
             path,
@@ -293,12 +335,14 @@ impl ImageSource for RegistrySource {
     }
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        self.open_blob_at(digest, 0)
+    }
+
+    /// Asks for the blob from byte `offset` on with `Range`, as a cut connection is resumed.
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
         let path = format!("/v2/{}/blobs/{digest}", self.reference.repository);
         let what = self.what(&format!("blob {digest}"));
-        let resp = self.client.get(&self.blob_request(&path, &what, 0))?;
-        if resp.status() != StatusCode::OK {
-            return Err(self.client.status_error(&what, resp));
-        }
+        let resp = self.blob_from(&path, &what, offset)?;
         if let Ok(mut served) = self.served.lock() {
             served.push(digest.clone());
         }
@@ -308,7 +352,7 @@ impl ImageSource for RegistrySource {
             path,
             what,
             resp: Some(resp),
-            got: 0,
+            got: offset,
             size,
             failures: 0,
             resumes: 0,
@@ -371,55 +415,11 @@ impl BlobStream<'_> {
 
     /// Asks for the rest of the blob.
     fn reopen(&mut self) -> io::Result<()> {
-        let src = self.src;
-        let req = src.blob_request(&self.path, &self.what, self.got);
-        let resp = src
-            .client
-            .get(&req)
-            .map_err(|e| io::Error::other(format!("resuming: {e}")))?;
-        match resp.status() {
-            StatusCode::PARTIAL_CONTENT => {
-                let start = resp
-                    .headers()
-                    .get(header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range_start);
-                if start != Some(self.got) {
-                    return Err(io::Error::other(format!(
-                        "resuming at byte {}: the server sent another range",
-                        self.got
-                    )));
-                }
-                self.resp = Some(resp);
-            }
-            StatusCode::OK => {
-                // Range ignored: read the start again and drop what we already have.
-                let mut resp = resp;
-                let skip = self.got;
-                if skip > 0 {
-                    src.progress.note(&format!(
-                        "{}: the server ignores Range; reading {skip} bytes again",
-                        self.what
-                    ));
-                }
-                let skipped = io::copy(&mut (&mut resp).take(skip), &mut io::sink())?;
-                if skipped != skip {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the blob is shorter than before",
-                    ));
-                }
-                self.resp = Some(resp);
-            }
-            other => {
-                let e = src.client.status_error(&self.what, resp);
-                return Err(io::Error::other(format!(
-                    "resuming at byte {} (HTTP {}): {e}",
-                    self.got,
-                    other.as_u16()
-                )));
-            }
-        }
+        let resp = self
+            .src
+            .blob_from(&self.path, &self.what, self.got)
+            .map_err(|e| io::Error::other(format!("resuming at byte {}: {e}", self.got)))?;
+        self.resp = Some(resp);
         Ok(())
     }
 }

@@ -48,6 +48,7 @@ pub fn commit_tree(storage: &Storage, tree: &Path) -> Result<LayerRef> {
                 compression: compression.record_name().into(),
                 entries,
                 lower_chain: None,
+                implicit_dirs: false,
             };
             layers.publish(staged, &key, &info)?;
         }

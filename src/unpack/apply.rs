@@ -1,6 +1,7 @@
 //! Applying one tar layer under a root, in either mode (the rules are in the module docs of
 //! `unpack`).
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -9,10 +10,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode};
 use rustix::io::Errno;
 use tar::EntryType;
 
+use super::access::{self, DIR_RWX, Granted};
 use super::meta::{self, Meta};
 use super::names::{self, Special, show};
 use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
@@ -43,14 +45,19 @@ pub fn apply_layer(
     let (diff_id, _) =
         pipeline::run(blob, magic, |reader| applier.consume(reader, compression))
             .map_err(|e| Error::io(format!("{what}: starting the decompression thread"), e))??;
-    applier.finish_dirs()?;
+    // Both look paths up, so before directories get modes that could lock lade out.
     let external_hardlinks = applier.tree.finish_external();
+    let listed: HashSet<&Path> = applier.deferred.iter().map(|(p, _)| p.as_path()).collect();
+    let implicit_dirs = applier.tree.finish_implicit(&listed);
+    drop(listed);
+    applier.finish_dirs()?;
     Ok(LayerReport {
         diff_id,
         compression,
         entries: applier.entries,
         warnings: applier.tree.into_warnings(),
         external_hardlinks,
+        implicit_dirs,
     })
 }
 
@@ -231,7 +238,6 @@ impl<'o> Applier<'o> {
         let device = match etype {
             EntryType::Char => Some("character device"),
             EntryType::Block => Some("block device"),
-            EntryType::Fifo => Some("FIFO"),
             _ => None,
         };
         if let Some(kind) = device {
@@ -262,6 +268,7 @@ impl<'o> Applier<'o> {
             }
             EntryType::Symlink => self.symlink(entry, path, meta),
             EntryType::Link => self.hardlink(entry, path),
+            EntryType::Fifo => Ok(self.fifo(path, meta)?),
             other => {
                 self.tree.warn(format!(
                     "skipped {}: unsupported tar entry type {:?}",
@@ -282,7 +289,7 @@ impl<'o> Applier<'o> {
         meta: Meta,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
-        let mode = meta::file_mode(meta.mode);
+        let mode = meta.mode;
         let (parent, name) = self.tree.parts(path)?;
         let dir = self.tree.dir_for(parent, path)?;
         let fd = self.tree.create_file(&dir, name, path, mode & 0o777)?;
@@ -354,6 +361,37 @@ impl<'o> Applier<'o> {
         }
         self.tree.mark(path);
         self.deferred.push((path.to_path_buf(), meta));
+        Ok(())
+    }
+
+    /// A FIFO: `mknod(S_IFIFO)` needs no privilege. Linux allows no `user.*` xattrs on one.
+    fn fifo(&mut self, path: &Path, meta: Meta) -> Result<()> {
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.tree.dir_for(parent, path)?;
+        let mode = Mode::from_raw_mode(meta.mode);
+        let make = || rustix::fs::mknodat(&*dir, name, FileType::Fifo, mode, 0);
+        match make() {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.tree.clear(&dir, name, path)?;
+                make().map_err(|e| self.tree.fs_error(path, "creating FIFO", e))?;
+            }
+            Err(e) => return Err(self.tree.fs_error(path, "creating FIFO", e)),
+        }
+        if !meta::create_mode_is_exact(meta.mode) {
+            safe_fs::chmod_at(&*dir, name, meta.mode)
+                .map_err(|e| self.tree.fs_error(path, "setting the mode", e))?;
+        }
+        rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        if !meta.xattrs.is_empty() {
+            self.tree.warn(format!(
+                "ignored the xattrs of FIFO {} (Linux allows user xattrs only on files and \
+                 directories)",
+                show(path)
+            ));
+        }
+        self.tree.mark(path);
         Ok(())
     }
 
@@ -527,7 +565,7 @@ impl<'o> Applier<'o> {
     /// file, then `d/.wh.inner` when a directory becomes a file). Turning `d` back into a
     /// directory would be wrong; Docker's applier also leaves it. A missing parent is still
     /// created, as Docker and containerd do.
-    fn nothing_below(&self, parent: &Path) -> bool {
+    fn nothing_below(&mut self, parent: &Path) -> bool {
         matches!(
             self.tree.lookup_dir(parent),
             Err(Errno::NOTDIR | Errno::LOOP)
@@ -590,14 +628,12 @@ impl<'o> Applier<'o> {
                     let ft = safe_fs::entry_type(&*dir, &name, ft)
                         .map_err(|e| self.tree.fs_error(&child, "inspecting", e))?;
                     if ft == Some(FileType::Directory) {
-                        let fd = rustix::fs::openat(
-                            &*dir,
-                            &name,
-                            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
-                        stack.push((Rc::new(fd), child));
+                        let opened = access::open_dir(&*dir, name.as_c_str(), DIR_RWX)
+                            .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
+                        if let Some((fd, granted)) = opened {
+                            self.tree.note_grant(&child, granted);
+                            stack.push((Rc::new(fd), child));
+                        }
                     }
                 } else if safe_fs::remove_all_at(&*dir, name.as_c_str())
                     .map_err(|e| self.tree.fs_error(&child, "removing", e))?
@@ -617,8 +653,37 @@ impl<'o> Applier<'o> {
 
     // ----- after the last entry -----
 
+    /// Applies the directories' metadata (the layer's own, and the original modes of lower
+    /// directories granted access), deepest first: a parent's `0000` must not lock lade out of
+    /// a child it has yet to finish.
     fn finish_dirs(&mut self) -> Result<()> {
+        let mut last: HashMap<PathBuf, Finish> = HashMap::new();
+        for (path, granted) in self.tree.take_grants() {
+            // The first grant of a path saw the image's mode; later ones saw a grant.
+            last.entry(path).or_insert(Finish::Restore(granted));
+        }
         for (path, meta) in std::mem::take(&mut self.deferred) {
+            // The layer's own entry wins over a lower layer's mode; a later entry over an
+            // earlier one.
+            last.insert(path, Finish::Meta(meta));
+        }
+        let mut order: Vec<(PathBuf, Finish)> = last.into_iter().collect();
+        order.sort_by(|(a, _), (b, _)| {
+            b.components()
+                .count()
+                .cmp(&a.components().count())
+                .then_with(|| a.cmp(b))
+        });
+        for (path, finish) in order {
+            let meta = match finish {
+                Finish::Restore(granted) => {
+                    granted
+                        .restore()
+                        .map_err(|e| self.tree.fs_error(&path, "restoring the mode", e))?;
+                    continue;
+                }
+                Finish::Meta(meta) => meta,
+            };
             let fd = if path.as_os_str().is_empty() {
                 self.tree.root.clone()
             } else if let Some(fd) = self.tree.cached(&path) {
@@ -631,7 +696,7 @@ impl<'o> Applier<'o> {
                     Err(e) => return Err(self.tree.fs_error(&path, "opening directory", e)),
                 }
             };
-            let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta::dir_mode(meta.mode)))
+            let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta.mode))
                 .and_then(|()| rustix::fs::futimens(&*fd, &meta.times()));
             match applied {
                 Ok(()) => {}
@@ -648,210 +713,13 @@ impl<'o> Applier<'o> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn header(path: &str, kind: EntryType, size: u64, mode: u32) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(path).unwrap();
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_mtime(1_600_000_000);
-        h.set_cksum();
-        h
-    }
-
-    fn layer(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        build(&mut b);
-        b.into_inner().unwrap()
-    }
-
-    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-        b.append(
-            &header(path, EntryType::Regular, data.len() as u64, 0o644),
-            data,
-        )
-        .unwrap();
-    }
-
-    fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
-        b.append(&header(path, EntryType::Directory, 0, 0o755), &[][..])
-            .unwrap();
-    }
-
-    fn apply(blob: &[u8], root: &Path, mode: ApplyMode) -> Result<LayerReport> {
-        apply_layer(
-            blob,
-            root,
-            &ApplyOptions {
-                mode,
-                what: "test layer",
-            },
-        )
-    }
-
-    #[test]
-    fn diff_id_covers_the_whole_stream() {
-        let mut blob = layer(|b| file(b, "a", b"hello"));
-        blob.extend_from_slice(&[0u8; 4096]);
-        let t = tempfile::tempdir().unwrap();
-        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        assert_eq!(r.diff_id, Digest::sha256_of(&blob));
-        assert_eq!(r.entries, 1);
-        assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"hello");
-    }
-
-    #[test]
-    fn directory_metadata_applied_last() {
-        let blob = layer(|b| {
-            b.append(&header("ro/", EntryType::Directory, 0, 0o555), &[][..])
-                .unwrap();
-            file(b, "ro/f", b"x");
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        let m = std::fs::metadata(t.path().join("ro")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
-        assert_eq!(m.mtime(), 1_600_000_000);
-        let f = std::fs::symlink_metadata(t.path().join("ro/f")).unwrap();
-        assert_eq!(f.mtime(), 1_600_000_000);
-    }
-
-    #[test]
-    fn repeated_directory_keeps_contents() {
-        let blob = layer(|b| {
-            dir(b, "d/");
-            file(b, "d/f", b"x");
-            b.append(&header("d/", EntryType::Directory, 0, 0o700), &[][..])
-                .unwrap();
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        assert!(t.path().join("d/f").exists());
-        let m = std::fs::metadata(t.path().join("d")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o700);
-    }
-
-    #[test]
-    fn implicit_parents_are_created_and_marked() {
-        let lower = layer(|b| file(b, "a/b/old", b"o"));
-        let upper = layer(|b| {
-            file(b, "a/b/new", b"n");
-            // `a` holds something of this layer, so the whiteout spares it.
-            b.append(&header(".wh.a", EntryType::Regular, 0, 0o644), &[][..])
-                .unwrap();
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&lower, t.path(), ApplyMode::Flatten).unwrap();
-        apply(&upper, t.path(), ApplyMode::Flatten).unwrap();
-        assert!(t.path().join("a/b/new").exists());
-        assert!(t.path().join("a/b/old").exists());
-        let m = std::fs::metadata(t.path().join("a")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o755);
-    }
-
-    #[test]
-    fn root_entry_sets_root_metadata() {
-        let blob = layer(|b| {
-            b.append(&header("./", EntryType::Directory, 0, 0o750), &[][..])
-                .unwrap()
-        });
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        apply(&blob, &root, ApplyMode::Flatten).unwrap();
-        let m = std::fs::metadata(&root).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o750);
-    }
-
-    #[test]
-    fn pax_metadata() {
-        let blob = layer(|b| {
-            b.append_pax_extensions([
-                ("mtime", &b"1234567890.5"[..]),
-                ("SCHILY.xattr.user.test", &b"value"[..]),
-                ("SCHILY.xattr.user.overlay.opaque", &b"y"[..]),
-                ("SCHILY.xattr.security.capability", &b"caps"[..]),
-            ])
-            .unwrap();
-            file(b, "f", b"data");
-        });
-        let t = tempfile::tempdir().unwrap();
-        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        let f = t.path().join("f");
-        let m = std::fs::symlink_metadata(&f).unwrap();
-        assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 500_000_000));
-        let fd = rustix::fs::open(&f, OFlags::RDONLY, Mode::empty()).unwrap();
-        let mut v = [0u8; 16];
-        match rustix::fs::fgetxattr(&fd, "user.test", &mut v[..]) {
-            Ok(n) => assert_eq!(&v[..n], b"value"),
-            Err(Errno::NOTSUP) => assert!(r.warnings.iter().any(|w| w.contains("xattr"))),
-            Err(e) => panic!("{e}"),
-        }
-        assert!(rustix::fs::fgetxattr(&fd, "user.overlay.opaque", &mut v[..]).is_err());
-    }
+/// What a directory gets once the layer is applied.
+enum Finish {
+    /// The layer's own metadata.
+    Meta(Meta),
+    /// Its mode from before lade granted itself access (a lower layer's directory).
+    Restore(Granted),
 }
 
-/// Manual throughput check, not part of CI:
-/// `LADE_BENCH_LAYER=layer.tar.gz cargo test --release --lib bench_apply -- --ignored --nocapture`
-/// (unpacks under `LADE_BENCH_DIR`, default the system temp directory).
 #[cfg(test)]
-mod bench {
-    use super::*;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn bench_apply() {
-        let Some(layer) = std::env::var_os("LADE_BENCH_LAYER") else {
-            return;
-        };
-        let base =
-            std::env::var_os("LADE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let start = Instant::now();
-        let (_, mut dec) = crate::compression::decompress(File::open(&layer).unwrap()).unwrap();
-        let plain = io::copy(&mut dec, &mut io::sink()).unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!("decompress only: {:.0} MB/s", plain as f64 / 1e6 / secs);
-        for mode in [
-            ApplyMode::OverlayTree,
-            ApplyMode::Flatten,
-            ApplyMode::OverlayTree,
-        ] {
-            let t = tempfile::tempdir_in(&base).unwrap();
-            let start = Instant::now();
-            let blob = std::io::BufReader::with_capacity(1 << 20, File::open(&layer).unwrap());
-            let r = apply_layer(
-                blob,
-                t.path(),
-                &ApplyOptions {
-                    mode,
-                    what: "bench",
-                },
-            )
-            .unwrap();
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{mode:?} {}: {} entries, {:.0} MB in {secs:.2} s = {:.0} MB/s",
-                r.compression,
-                r.entries,
-                plain as f64 / 1e6,
-                plain as f64 / 1e6 / secs
-            );
-            if mode == ApplyMode::OverlayTree {
-                let dest = tempfile::tempdir_in(&base).unwrap();
-                let start = Instant::now();
-                super::super::flatten_trees(&[t.path()], dest.path()).unwrap();
-                let secs = start.elapsed().as_secs_f64();
-                println!(
-                    "  flatten_trees of it: {secs:.2} s = {:.0} MB/s",
-                    plain as f64 / 1e6 / secs
-                );
-            }
-        }
-    }
-}
+mod tests;

@@ -14,6 +14,7 @@ use rustix::fs::{FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
 
 use super::ApplyMode;
+use super::access::{self, DIR_RWX, Granted};
 use super::meta::Meta;
 use super::names::{show, split};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
@@ -75,6 +76,15 @@ pub(crate) struct LayerTree<'o> {
     placeholders: HashMap<(u64, u64), PathBuf>,
     warnings: Warnings,
     xattrs_unsupported: bool,
+    /// Flatten mode: directories of lower layers whose image mode locks lade out (`0555`,
+    /// `0000`), given `u+rwx` while the layer is applied; their modes go back at the end.
+    grants: Vec<(PathBuf, Granted)>,
+    /// OverlayTree mode: parent directories made where the tree had nothing (see
+    /// [`LayerReport::implicit_dirs`](super::LayerReport::implicit_dirs)).
+    implicit: Vec<PathBuf>,
+    /// OverlayTree mode: directories made in place of this layer's own whiteouts (opaque, so
+    /// nothing below shows through them or their descendants).
+    replaced_whiteouts: Vec<PathBuf>,
 }
 
 impl<'o> LayerTree<'o> {
@@ -89,7 +99,31 @@ impl<'o> LayerTree<'o> {
             placeholders: HashMap::new(),
             warnings: Warnings::default(),
             xattrs_unsupported: false,
+            grants: Vec::new(),
+            implicit: Vec::new(),
+            replaced_whiteouts: Vec::new(),
         }
+    }
+
+    /// The owner bits every directory lade enters must have. A fresh OverlayTree holds only
+    /// what this layer creates (`u+rwx` until its metadata is applied at the end); Flatten
+    /// mode also enters the directories of lower layers, with their image modes.
+    fn need(&self) -> u32 {
+        match self.mode {
+            ApplyMode::OverlayTree => 0,
+            ApplyMode::Flatten => DIR_RWX,
+        }
+    }
+
+    pub(crate) fn note_grant(&mut self, path: &Path, granted: Option<Granted>) {
+        if let Some(g) = granted {
+            self.grants.push((path.to_path_buf(), g));
+        }
+    }
+
+    /// The directories granted access while the layer was applied, with the modes to put back.
+    pub(crate) fn take_grants(&mut self) -> Vec<(PathBuf, Granted)> {
+        std::mem::take(&mut self.grants)
     }
 
     pub(crate) fn into_warnings(self) -> Vec<String> {
@@ -195,8 +229,15 @@ impl<'o> LayerTree<'o> {
             return Ok(fd.clone());
         }
         let fd = match safe_fs::open_beneath(&*self.root, rel, DIR) {
-            Ok(fd) => Rc::new(fd),
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => self.make_dirs(rel, entry)?,
+            Ok(fd) => {
+                let granted = access::grant_fd(&fd, self.need())
+                    .map_err(|e| self.fs_error(rel, "granting access", e))?;
+                self.note_grant(rel, granted);
+                Rc::new(fd)
+            }
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::ACCESS) => {
+                self.make_dirs(rel, entry)?
+            }
             Err(e) => return Err(self.fs_error(rel, "opening directory", e)),
         };
         self.mark(rel);
@@ -213,11 +254,14 @@ impl<'o> LayerTree<'o> {
                 cur = fd.clone();
                 continue;
             }
-            let flags = DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let next = match rustix::fs::openat(&*cur, comp, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => self.implicit_dir(&cur, comp, &cur_path, false)?,
-                Err(Errno::NOTDIR | Errno::LOOP) => {
+            let opened = access::open_dir(&*cur, comp, self.need())
+                .map_err(|e| self.fs_error(&cur_path, "opening directory", e))?;
+            let next = match opened {
+                Some((fd, granted)) => {
+                    self.note_grant(&cur_path, granted);
+                    fd
+                }
+                None => {
                     let st = lstat_at(&*cur, comp)
                         .map_err(|e| self.fs_error(&cur_path, "inspecting", e))?;
                     let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
@@ -229,10 +273,16 @@ impl<'o> LayerTree<'o> {
                             show(entry)
                         ));
                     }
-                    self.clear(&cur, comp, &cur_path)?;
+                    if st.is_some() {
+                        self.clear(&cur, comp, &cur_path)?;
+                    } else if self.mode == ApplyMode::OverlayTree {
+                        self.implicit.push(cur_path.clone());
+                    }
+                    if was_whiteout {
+                        self.replaced_whiteouts.push(cur_path.clone());
+                    }
                     self.implicit_dir(&cur, comp, &cur_path, was_whiteout)?
                 }
-                Err(e) => return Err(self.fs_error(&cur_path, "opening directory", e)),
             };
             cur = Rc::new(next);
             self.cache_put(&cur_path, cur.clone());
@@ -274,15 +324,34 @@ impl<'o> LayerTree<'o> {
         .map_err(|e| self.fs_error(path, "opening directory", e))
     }
 
-    /// An existing directory, for reading only: nothing is created.
-    pub(crate) fn lookup_dir(&self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
+    /// An existing directory, for looking names up: nothing is created. In Flatten mode a
+    /// lower layer's directory that locks lade out is granted access (and put back at the end).
+    pub(crate) fn lookup_dir(&mut self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
         if let Some(fd) = self.cache.get(rel) {
             return Ok(fd.clone());
         }
-        safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY).map(Rc::new)
+        match safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY) {
+            Err(Errno::ACCESS) if self.need() != 0 => {}
+            other => return other.map(Rc::new),
+        }
+        let mut cur = self.root.clone();
+        let mut cur_path = PathBuf::new();
+        for comp in rel.iter() {
+            cur_path.push(comp);
+            let Some((fd, granted)) = access::open_dir(&*cur, comp, access::DIR_RX)? else {
+                // Absent, or a non-directory in the way: the same answers open_beneath gives.
+                return Err(match lstat_at(&*cur, comp)? {
+                    None => Errno::NOENT,
+                    Some(_) => Errno::NOTDIR,
+                });
+            };
+            self.note_grant(&cur_path, granted);
+            cur = Rc::new(fd);
+        }
+        Ok(cur)
     }
 
     /// Removes whatever is at `name` so something else can take its place.
@@ -355,6 +424,28 @@ impl<'o> LayerTree<'o> {
                 )),
             }
         }
+    }
+
+    /// The implicit directories that are still directories the layer never listed, and that
+    /// lie under none of this layer's whiteouts (a directory there starts afresh).
+    pub(crate) fn finish_implicit(&mut self, listed: &HashSet<&Path>) -> Vec<PathBuf> {
+        let implicit = std::mem::take(&mut self.implicit);
+        let fresh = std::mem::take(&mut self.replaced_whiteouts);
+        let mut kept = Vec::new();
+        for path in implicit {
+            if listed.contains(path.as_path()) || fresh.iter().any(|w| path.starts_with(w)) {
+                continue;
+            }
+            let still_dir = split(&path).is_some_and(|(parent, name)| {
+                self.lookup_dir(parent).is_ok_and(|dir| {
+                    matches!(lstat_at(&*dir, name), Ok(Some(st)) if file_type(&st) == FileType::Directory)
+                })
+            });
+            if still_dir && !kept.contains(&path) {
+                kept.push(path);
+            }
+        }
+        kept
     }
 
     /// The external hard links whose placeholder survived the rest of the layer.

@@ -3,23 +3,24 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode};
 use rustix::io::Errno;
 use tar::EntryType;
 
 use super::access::{self, DIR_RWX, Granted};
-use super::meta::{self, Meta};
+use super::leaf::LeafWriter;
+use super::meta::Meta;
 use super::names::{self, Special, show};
 use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
 use super::tree::LayerTree;
+use super::workers::{self, Leaf, LeafKind, Report, Workers};
 use super::{ApplyMode, ApplyOptions, LayerReport};
 use crate::compression::{Compression, Magic};
 use crate::digest::Digest;
@@ -35,31 +36,64 @@ pub fn apply_layer(
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<LayerReport> {
+    // A fresh OverlayTree shares its files out to workers (`workers.rs`); Flatten mode works
+    // on a tree with lower layers in it and stays on one thread.
+    let workers = match opts.mode {
+        ApplyMode::OverlayTree => workers::count(),
+        ApplyMode::Flatten => 0,
+    };
+    apply_with_workers(blob, root, opts, workers)
+}
+
+/// [`apply_layer`] with `workers` threads making files (none: all on the applying thread).
+pub(crate) fn apply_with_workers(
+    blob: impl Read + Send,
+    root: &Path,
+    opts: &ApplyOptions,
+    workers: usize,
+) -> Result<LayerReport> {
     let what = opts.what;
+    let workers = if opts.mode == ApplyMode::Flatten {
+        0
+    } else {
+        workers
+    };
     let root_fd = safe_fs::open_root(root)
         .map_err(|e| Error::io(format!("{what}: opening {}", root.display()), e))?;
     let mut blob = blob;
     let magic = Magic::read(&mut blob).map_err(|e| Error::io(what, e))?;
     let compression = magic.compression();
-    let mut applier = Applier::new(root_fd, opts);
-    let (diff_id, _) =
-        pipeline::run(blob, magic, |reader| applier.consume(reader, compression))
-            .map_err(|e| Error::io(format!("{what}: starting the decompression thread"), e))??;
-    // Both look paths up, so before directories get modes that could lock lade out.
-    let external_hardlinks = applier.tree.finish_external();
-    let listed: HashSet<&Path> = applier.deferred.iter().map(|(p, _)| p.as_path()).collect();
-    let implicit_dirs = applier.tree.finish_implicit(&listed);
-    drop(listed);
-    applier.finish_dirs()?;
-    Ok(LayerReport {
-        diff_id,
-        compression,
-        entries: applier.entries,
-        warnings: applier.tree.into_warnings(),
-        external_hardlinks,
-        implicit_dirs,
+    std::thread::scope(|scope| {
+        let label: Arc<str> = Arc::from(what);
+        let workers = match workers {
+            0 => None,
+            n => Some(Workers::start(scope, n, &label)?),
+        };
+        let mut applier = Applier::new(root_fd, opts, label, workers);
+        let (diff_id, _) =
+            pipeline::run(blob, magic, |reader| applier.consume(reader, compression)).map_err(
+                |e| Error::io(format!("{what}: starting the decompression thread"), e),
+            )??;
+        // Both look paths up, so before directories get modes that could lock lade out.
+        let external_hardlinks = applier.tree.finish_external();
+        let listed: HashSet<&Path> = applier.deferred.iter().map(|(p, _)| p.as_path()).collect();
+        let implicit_dirs = applier.tree.finish_implicit(&listed);
+        drop(listed);
+        applier.finish_dirs()?;
+        applier.absorb_leaf();
+        Ok(LayerReport {
+            diff_id,
+            compression,
+            entries: applier.entries,
+            warnings: applier.tree.into_warnings(),
+            external_hardlinks,
+            implicit_dirs,
+        })
     })
 }
+
+/// Files larger than this go to their worker in parts, so that no file is held in memory.
+const WHOLE_FILE: u64 = CHUNK as u64;
 
 /// Why applying stopped.
 enum Fault {
@@ -78,8 +112,12 @@ impl From<Error> for Fault {
     }
 }
 
-struct Applier<'o> {
+struct Applier<'o, 's> {
     tree: LayerTree<'o>,
+    /// Makes the files, symlinks and FIFOs this thread makes itself.
+    leaf: LeafWriter,
+    /// The threads that make the others, if any.
+    workers: Option<Workers<'s>>,
     /// Directory metadata, applied after the last entry so creating children cannot disturb
     /// mtimes and a read-only mode cannot block them.
     deferred: Vec<(PathBuf, Meta)>,
@@ -87,14 +125,103 @@ struct Applier<'o> {
     last_name: Vec<u8>,
 }
 
-impl<'o> Applier<'o> {
-    fn new(root: OwnedFd, opts: &ApplyOptions<'o>) -> Applier<'o> {
+impl<'o, 's> Applier<'o, 's> {
+    fn new(
+        root: OwnedFd,
+        opts: &ApplyOptions<'o>,
+        label: Arc<str>,
+        workers: Option<Workers<'s>>,
+    ) -> Applier<'o, 's> {
         Applier {
             tree: LayerTree::new(root, opts.mode, opts.what),
+            leaf: LeafWriter::new(label),
+            workers,
             deferred: Vec::new(),
             entries: 0,
             last_name: Vec::new(),
         }
+    }
+
+    // ----- the workers -----
+
+    /// Takes in what this thread's leaf writer removed and warned about.
+    fn absorb_leaf(&mut self) {
+        for (path, removed) in std::mem::take(&mut self.leaf.replaced) {
+            self.tree.forget_replaced(&path, removed);
+        }
+        for w in std::mem::take(&mut self.leaf.warnings) {
+            self.tree.warn(w);
+        }
+    }
+
+    /// Takes in a workers' report; their first error is the result.
+    fn absorb(&mut self, report: Report) -> Result<()> {
+        for (path, removed) in report.replaced {
+            self.tree.forget_replaced(&path, removed);
+        }
+        for w in report.warnings {
+            self.tree.warn(w);
+        }
+        report.error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until the workers have made everything sent to them.
+    fn sync(&mut self) -> Result<()> {
+        match self.workers.as_mut() {
+            Some(w) => {
+                let report = w.barrier()?;
+                self.absorb(report)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the workers if work at `path` may depend on what they have not made yet.
+    fn settle(&mut self, path: &Path) -> Result<()> {
+        if self
+            .workers
+            .as_ref()
+            .is_some_and(|w| w.touches_pending(path))
+        {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the workers, after the last entry or a failure.
+    fn stop_workers(&mut self) -> Result<()> {
+        match self.workers.take() {
+            Some(w) => {
+                let report = w.finish();
+                self.absorb(report)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The directory `rel` for an entry, made if missing: a directory not open yet may have
+    /// to replace something a worker was sent.
+    fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
+        if self.workers.is_some() && !rel.as_os_str().is_empty() && self.tree.cached(rel).is_none()
+        {
+            self.settle(rel)?;
+        }
+        self.tree.dir_for(rel, entry)
+    }
+
+    /// The workers, if `path` may go to one: not where this layer made a directory (its
+    /// removal must wait for what is being made inside it).
+    fn workers_for(&mut self, path: &Path) -> Result<Option<&mut Workers<'s>>> {
+        if self.workers.is_none() {
+            return Ok(None);
+        }
+        if self.tree.made_dir(path) || self.workers.as_ref().is_some_and(|w| w.full()) {
+            self.sync()?;
+            if self.tree.made_dir(path) {
+                return Ok(None);
+            }
+        }
+        Ok(self.workers.as_mut())
     }
 
     /// Runs the tar stream and settles what went wrong, preferring the deeper cause.
@@ -103,7 +230,11 @@ impl<'o> Applier<'o> {
         reader: &mut ChunkReader,
         compression: Compression,
     ) -> Result<(Digest, u64)> {
-        let fault = match self.walk(reader) {
+        let walked = self.walk(reader);
+        // A worker's failure is the earlier one: it was sent entries before any that stopped
+        // this thread.
+        let stopped = self.stop_workers();
+        let fault = match stopped.map_err(Fault::from).and(walked) {
             Ok(()) => {
                 let clean_end = reader.saw_end_block();
                 reader.drain();
@@ -289,54 +420,61 @@ impl<'o> Applier<'o> {
         meta: Meta,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
-        let mode = meta.mode;
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        let fd = self.tree.create_file(&dir, name, path, mode & 0o777)?;
-        let mut file = File::from(fd);
+        let dir = self.dir_for(parent, path)?;
         let size = entry.size();
+        if let Some(workers) = self.workers_for(path)? {
+            // The data is read here and written there: the first part goes with the entry.
+            let first = read_part(entry, path, size.min(WHOLE_FILE) as usize, 0, size)?;
+            let mut done = first.len() as u64;
+            let leaf = Leaf {
+                dir,
+                name: name.to_owned(),
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::File {
+                    data: first,
+                    more: done < size,
+                },
+            };
+            workers.send(parent, leaf)?;
+            while done < size {
+                let part = read_part(
+                    entry,
+                    path,
+                    (size - done).min(WHOLE_FILE) as usize,
+                    done,
+                    size,
+                )?;
+                done += part.len() as u64;
+                workers.send_data(part, done < size)?;
+            }
+            return Ok(());
+        }
+        let mut file = self.leaf.create_file(&dir, name, path, meta.mode)?;
+        self.absorb_leaf();
         let mut done = 0u64;
         while done < size {
             let want = (size - done).min(buf.len() as u64) as usize;
-            let n = match entry.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Fault::Stream {
-                        context: format!("the data of {}", show(path)),
-                        err: Some(e),
-                    });
-                }
-            };
+            let n = read_some(entry, &mut buf[..want], path, done, size)?;
             file.write_all(&buf[..n])
                 .map_err(|e| self.tree.fs_error(path, "writing", e))?;
             done += n as u64;
         }
-        if done < size {
-            return Err(Fault::Stream {
-                context: format!("the data of {} ({done} of {size} bytes)", show(path)),
-                err: None,
-            });
-        }
-        if !meta::create_mode_is_exact(mode) {
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
-                .map_err(|e| self.tree.fs_error(path, "setting the mode", e))?;
-        }
-        self.tree.set_xattrs(&file, &meta, path);
-        rustix::fs::futimens(&file, &meta.times())
-            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.leaf.finish_file(&file, &meta, path)?;
+        self.absorb_leaf();
         self.tree.mark(path);
         Ok(())
     }
 
     fn dir(&mut self, path: &Path, meta: Meta) -> Result<(), Fault> {
+        self.settle(path)?;
         let (parent, name) = self.tree.parts(path)?;
-        let pdir = self.tree.dir_for(parent, path)?;
+        let pdir = self.dir_for(parent, path)?;
         match rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {
                 let fd = self.tree.open_child_dir(&pdir, name, path)?;
-                self.tree.cache_put(path, Rc::new(fd));
+                self.tree.cache_put(path, Arc::new(fd));
             }
             Err(Errno::EXIST) => {
                 let st = lstat_at(&*pdir, name)
@@ -354,7 +492,7 @@ impl<'o> Applier<'o> {
                     if was_whiteout {
                         self.tree.opaque_after_whiteout(&fd, path)?;
                     }
-                    self.tree.cache_put(path, Rc::new(fd));
+                    self.tree.cache_put(path, Arc::new(fd));
                 }
             }
             Err(e) => return Err(self.tree.fs_error(path, "creating directory", e).into()),
@@ -364,33 +502,22 @@ impl<'o> Applier<'o> {
         Ok(())
     }
 
-    /// A FIFO: `mknod(S_IFIFO)` needs no privilege. Linux allows no `user.*` xattrs on one.
+    /// A FIFO: `mknod(S_IFIFO)` needs no privilege.
     fn fifo(&mut self, path: &Path, meta: Meta) -> Result<()> {
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        let mode = Mode::from_raw_mode(meta.mode);
-        let make = || rustix::fs::mknodat(&*dir, name, FileType::Fifo, mode, 0);
-        match make() {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                self.tree.clear(&dir, name, path)?;
-                make().map_err(|e| self.tree.fs_error(path, "creating FIFO", e))?;
-            }
-            Err(e) => return Err(self.tree.fs_error(path, "creating FIFO", e)),
+        let dir = self.dir_for(parent, path)?;
+        if let Some(workers) = self.workers_for(path)? {
+            let leaf = Leaf {
+                dir,
+                name: name.to_owned(),
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::Fifo,
+            };
+            return workers.send(parent, leaf);
         }
-        if !meta::create_mode_is_exact(meta.mode) {
-            safe_fs::chmod_at(&*dir, name, meta.mode)
-                .map_err(|e| self.tree.fs_error(path, "setting the mode", e))?;
-        }
-        rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
-        if !meta.xattrs.is_empty() {
-            self.tree.warn(format!(
-                "ignored the xattrs of FIFO {} (Linux allows user xattrs only on files and \
-                 directories)",
-                show(path)
-            ));
-        }
+        self.leaf.fifo(&dir, name, path, &meta)?;
+        self.absorb_leaf();
         self.tree.mark(path);
         Ok(())
     }
@@ -414,18 +541,21 @@ impl<'o> Applier<'o> {
         }
         let target = OsStr::from_bytes(&target);
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        match rustix::fs::symlinkat(target, &*dir, name) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                self.tree.clear(&dir, name, path)?;
-                rustix::fs::symlinkat(target, &*dir, name)
-                    .map_err(|e| self.tree.fs_error(path, "creating symlink", e))?;
-            }
-            Err(e) => return Err(self.tree.fs_error(path, "creating symlink", e).into()),
+        let dir = self.dir_for(parent, path)?;
+        if let Some(workers) = self.workers_for(path)? {
+            let leaf = Leaf {
+                dir,
+                name: name.to_owned(),
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::Symlink {
+                    target: target.to_owned(),
+                },
+            };
+            return Ok(workers.send(parent, leaf)?);
         }
-        rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.leaf.symlink(&dir, name, path, target, &meta)?;
+        self.absorb_leaf();
         self.tree.mark(path);
         Ok(())
     }
@@ -450,6 +580,13 @@ impl<'o> Applier<'o> {
             ));
         }
         let target = target.path;
+        // Both ends must be as the entries before made them, and a directory this link
+        // replaces must be complete before it goes.
+        self.settle(path)?;
+        self.settle(&target)?;
+        if self.workers.is_some() && self.tree.made_dir(path) {
+            self.sync()?;
+        }
         if target.as_os_str().is_empty() {
             return Err(self
                 .tree
@@ -512,7 +649,7 @@ impl<'o> Applier<'o> {
         }
         let chained = self.tree.placeholder_target(safe_fs::inode(&st));
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
+        let dir = self.dir_for(parent, path)?;
         let link = |to: &OwnedFd| rustix::fs::linkat(&*tdir, tname, to, name, AtFlags::empty());
         match link(&dir) {
             Ok(()) => {}
@@ -551,8 +688,9 @@ impl<'o> Applier<'o> {
         // The target must live in a lower layer, which this tree cannot see; hold the place
         // with an empty file that the caller fills once the lower trees exist.
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        let fd = self.tree.create_file(&dir, name, path, 0o600)?;
+        let dir = self.dir_for(parent, path)?;
+        let fd = self.leaf.create_file(&dir, name, path, 0o600)?;
+        self.absorb_leaf();
         let st = rustix::fs::fstat(&fd).map_err(|e| self.tree.fs_error(path, "inspecting", e))?;
         let inode = safe_fs::inode(&st);
         self.tree.add_external(path, target, inode);
@@ -573,11 +711,12 @@ impl<'o> Applier<'o> {
     }
 
     fn whiteout(&mut self, target: &Path) -> Result<()> {
+        self.settle(target)?;
         let (parent, name) = self.tree.parts(target)?;
         if self.nothing_below(parent) {
             return Ok(());
         }
-        let dir = self.tree.dir_for(parent, target)?;
+        let dir = self.dir_for(parent, target)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => match safe_fs::make_whiteout(&*dir, name) {
                 // Whatever exists was created by this layer, and a whiteout spares it.
@@ -602,10 +741,11 @@ impl<'o> Applier<'o> {
     }
 
     fn opaque(&mut self, dir_path: &Path) -> Result<()> {
+        self.settle(dir_path)?;
         if self.nothing_below(dir_path) {
             return Ok(());
         }
-        let dir = self.tree.dir_for(dir_path, dir_path)?;
+        let dir = self.dir_for(dir_path, dir_path)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => {
                 safe_fs::set_opaque(&*dir).map_err(|e| self.tree.opaque_error(dir_path, e))
@@ -616,7 +756,7 @@ impl<'o> Applier<'o> {
 
     /// Flatten mode's opaque marker: removes everything under `top` that this layer does not
     /// have, descending into the directories it does have (their lower contents go too).
-    fn hide_lower(&mut self, top: Rc<OwnedFd>, top_path: &Path) -> Result<()> {
+    fn hide_lower(&mut self, top: Arc<OwnedFd>, top_path: &Path) -> Result<()> {
         let mut removed_dir = false;
         let mut stack = vec![(top, top_path.to_path_buf())];
         while let Some((dir, path)) = stack.pop() {
@@ -632,7 +772,7 @@ impl<'o> Applier<'o> {
                             .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
                         if let Some((fd, granted)) = opened {
                             self.tree.note_grant(&child, granted);
-                            stack.push((Rc::new(fd), child));
+                            stack.push((Arc::new(fd), child));
                         }
                     }
                 } else if safe_fs::remove_all_at(&*dir, name.as_c_str())
@@ -690,7 +830,7 @@ impl<'o> Applier<'o> {
                 fd
             } else {
                 match safe_fs::open_beneath(&*self.tree.root, &path, DIR) {
-                    Ok(fd) => Rc::new(fd),
+                    Ok(fd) => Arc::new(fd),
                     // Replaced by a non-directory later in the layer.
                     Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
                     Err(e) => return Err(self.tree.fs_error(&path, "opening directory", e)),
@@ -707,10 +847,54 @@ impl<'o> Applier<'o> {
                 }
                 Err(e) => return Err(self.tree.fs_error(&path, "setting directory metadata", e)),
             }
-            self.tree.set_xattrs(&*fd, &meta, &path);
+            self.leaf.set_xattrs(&*fd, &meta, &path);
         }
         Ok(())
     }
+}
+
+/// Reads up to `buf.len()` bytes of an entry's data (`done` of `size` read before).
+fn read_some<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    buf: &mut [u8],
+    path: &Path,
+    done: u64,
+    size: u64,
+) -> Result<usize, Fault> {
+    loop {
+        match entry.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                return Err(Fault::Stream {
+                    context: format!("the data of {} ({done} of {size} bytes)", show(path)),
+                    err: None,
+                });
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Fault::Stream {
+                    context: format!("the data of {}", show(path)),
+                    err: Some(e),
+                });
+            }
+        }
+    }
+}
+
+/// The next `len` bytes of an entry's data, for a worker.
+fn read_part<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: &Path,
+    len: usize,
+    done: u64,
+    size: u64,
+) -> Result<Vec<u8>, Fault> {
+    let mut part = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        got += read_some(entry, &mut part[got..], path, done + got as u64, size)?;
+    }
+    Ok(part)
 }
 
 /// What a directory gets once the layer is applied.

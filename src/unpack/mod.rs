@@ -58,12 +58,14 @@ mod apply;
 mod copy;
 mod flatten;
 mod hardlinks;
+mod leaf;
 mod meta;
 mod names;
 mod pipeline;
 mod safe_fs;
 mod tar_guard;
 mod tree;
+mod workers;
 
 use std::path::PathBuf;
 

@@ -6,16 +6,15 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
-use rustix::fs::{FileType, Mode, OFlags, XattrFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::ApplyMode;
 use super::access::{self, DIR_RWX, Granted};
-use super::meta::Meta;
 use super::names::{show, split};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
 use crate::error::{Error, Result};
@@ -59,13 +58,13 @@ struct External {
 
 /// The tree under one `apply_layer`, with what the layer has done to it so far.
 pub(crate) struct LayerTree<'o> {
-    pub root: Rc<OwnedFd>,
+    pub root: Arc<OwnedFd>,
     pub mode: ApplyMode,
     pub what: &'o str,
     /// Open directories by path. Only directories that exist in this layer's own tree are
     /// entered here (Flatten relies on it for `in_layer`); cleared whenever a directory is
     /// removed, so no fd names a directory that left the tree.
-    cache: HashMap<PathBuf, Rc<OwnedFd>>,
+    cache: HashMap<PathBuf, Arc<OwnedFd>>,
     /// Flatten mode: every path this layer has, its ancestors included (what its own
     /// OverlayTree would hold). Whiteouts and opaque markers spare these. OverlayTree mode asks
     /// the tree itself, which holds nothing else.
@@ -75,7 +74,9 @@ pub(crate) struct LayerTree<'o> {
     /// are reported as external too. Only inodes some listed placeholder still holds.
     placeholders: HashMap<(u64, u64), PathBuf>,
     warnings: Warnings,
-    xattrs_unsupported: bool,
+    /// Hashes of the paths of the directories this layer made or entered (for the workers'
+    /// ordering rules, `workers.rs`).
+    dir_hashes: HashSet<u64>,
     /// Flatten mode: directories of lower layers whose image mode locks lade out (`0555`,
     /// `0000`), given `u+rwx` while the layer is applied; their modes go back at the end.
     grants: Vec<(PathBuf, Granted)>,
@@ -90,7 +91,7 @@ pub(crate) struct LayerTree<'o> {
 impl<'o> LayerTree<'o> {
     pub(crate) fn new(root: OwnedFd, mode: ApplyMode, what: &'o str) -> LayerTree<'o> {
         LayerTree {
-            root: Rc::new(root),
+            root: Arc::new(root),
             mode,
             what,
             cache: HashMap::new(),
@@ -98,7 +99,7 @@ impl<'o> LayerTree<'o> {
             external: Vec::new(),
             placeholders: HashMap::new(),
             warnings: Warnings::default(),
-            xattrs_unsupported: false,
+            dir_hashes: HashSet::new(),
             grants: Vec::new(),
             implicit: Vec::new(),
             replaced_whiteouts: Vec::new(),
@@ -131,7 +132,7 @@ impl<'o> LayerTree<'o> {
     }
 
     /// An open directory this layer already entered, if still cached.
-    pub(crate) fn cached(&self, rel: &Path) -> Option<Rc<OwnedFd>> {
+    pub(crate) fn cached(&self, rel: &Path) -> Option<Arc<OwnedFd>> {
         self.cache.get(rel).cloned()
     }
 
@@ -212,16 +213,32 @@ impl<'o> LayerTree<'o> {
         }
     }
 
-    pub(crate) fn cache_put(&mut self, path: &Path, fd: Rc<OwnedFd>) {
+    pub(crate) fn cache_put(&mut self, path: &Path, fd: Arc<OwnedFd>) {
         if self.cache.len() >= MAX_CACHED_DIRS {
             self.cache.clear();
         }
+        self.dir_hashes.insert(super::workers::hash(path));
         self.cache.insert(path.to_path_buf(), fd);
+    }
+
+    /// Whether this layer made or entered a directory at `path` (or a path of the same hash).
+    pub(crate) fn made_dir(&self, path: &Path) -> bool {
+        self.dir_hashes.contains(&super::workers::hash(path))
+    }
+
+    /// Takes in that `path` was removed to make room for something else.
+    pub(crate) fn forget_replaced(&mut self, path: &Path, removed: Removed) {
+        if removed == Removed::Dir {
+            self.cache.clear();
+        }
+        if removed != Removed::Nothing {
+            self.forget_external_under(path);
+        }
     }
 
     /// The directory `rel`, made to exist as a real directory for `entry`: missing components
     /// are created and non-directories in the way replaced (never followed).
-    pub(crate) fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+    pub(crate) fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
@@ -233,7 +250,7 @@ impl<'o> LayerTree<'o> {
                 let granted = access::grant_fd(&fd, self.need())
                     .map_err(|e| self.fs_error(rel, "granting access", e))?;
                 self.note_grant(rel, granted);
-                Rc::new(fd)
+                Arc::new(fd)
             }
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::ACCESS) => {
                 self.make_dirs(rel, entry)?
@@ -245,7 +262,7 @@ impl<'o> LayerTree<'o> {
         Ok(fd)
     }
 
-    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
         let mut cur = self.root.clone();
         let mut cur_path = PathBuf::new();
         for comp in rel.iter() {
@@ -284,7 +301,7 @@ impl<'o> LayerTree<'o> {
                     self.implicit_dir(&cur, comp, &cur_path, was_whiteout)?
                 }
             };
-            cur = Rc::new(next);
+            cur = Arc::new(next);
             self.cache_put(&cur_path, cur.clone());
         }
         Ok(cur)
@@ -326,7 +343,7 @@ impl<'o> LayerTree<'o> {
 
     /// An existing directory, for looking names up: nothing is created. In Flatten mode a
     /// lower layer's directory that locks lade out is granted access (and put back at the end).
-    pub(crate) fn lookup_dir(&mut self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
+    pub(crate) fn lookup_dir(&mut self, rel: &Path) -> rustix::io::Result<Arc<OwnedFd>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
@@ -335,7 +352,7 @@ impl<'o> LayerTree<'o> {
         }
         match safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY) {
             Err(Errno::ACCESS) if self.need() != 0 => {}
-            other => return other.map(Rc::new),
+            other => return other.map(Arc::new),
         }
         let mut cur = self.root.clone();
         let mut cur_path = PathBuf::new();
@@ -349,7 +366,7 @@ impl<'o> LayerTree<'o> {
                 });
             };
             self.note_grant(&cur_path, granted);
-            cur = Rc::new(fd);
+            cur = Arc::new(fd);
         }
         Ok(cur)
     }
@@ -358,12 +375,7 @@ impl<'o> LayerTree<'o> {
     pub(crate) fn clear(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
         let removed = safe_fs::remove_all_at(dir, name)
             .map_err(|e| self.fs_error(path, "removing the old entry", e))?;
-        if removed == Removed::Dir {
-            self.cache.clear();
-        }
-        if removed != Removed::Nothing {
-            self.forget_external_under(path);
-        }
+        self.forget_replaced(path, removed);
         Ok(())
     }
 
@@ -378,51 +390,6 @@ impl<'o> LayerTree<'o> {
                 .iter()
                 .map(|x| (x.placeholder, x.target.clone()))
                 .collect();
-        }
-    }
-
-    pub(crate) fn create_file(
-        &mut self,
-        dir: &OwnedFd,
-        name: &OsStr,
-        path: &Path,
-        mode: u32,
-    ) -> Result<OwnedFd> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(mode);
-        match rustix::fs::openat(dir, name, flags, mode) {
-            Ok(fd) => Ok(fd),
-            Err(Errno::EXIST) => {
-                self.clear(dir, name, path)?;
-                rustix::fs::openat(dir, name, flags, mode)
-                    .map_err(|e| self.fs_error(path, "creating file", e))
-            }
-            Err(e) => Err(self.fs_error(path, "creating file", e)),
-        }
-    }
-
-    pub(crate) fn set_xattrs(&mut self, fd: impl AsFd, meta: &Meta, path: &Path) {
-        for (name, value) in &meta.xattrs {
-            match rustix::fs::fsetxattr(fd.as_fd(), name.as_slice(), value, XattrFlags::empty()) {
-                Ok(()) => {}
-                Err(Errno::NOTSUP) => {
-                    if !self.xattrs_unsupported {
-                        self.xattrs_unsupported = true;
-                        self.warn(format!(
-                            "the filesystem does not support user xattrs: ignored {} on {} and \
-                             any further ones",
-                            String::from_utf8_lossy(name),
-                            show(path)
-                        ));
-                    }
-                }
-                Err(e) => self.warn(format!(
-                    "ignored xattr {} on {}: {e}",
-                    String::from_utf8_lossy(name),
-                    show(path)
-                )),
-            }
         }
     }
 

@@ -336,6 +336,7 @@ fn pax_metadata() {
 /// (unpacks under `LADE_BENCH_DIR`, default the system temp directory).
 mod bench {
     use super::super::*;
+    use std::fs::File;
     use std::time::Instant;
 
     #[test]

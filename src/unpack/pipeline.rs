@@ -33,7 +33,9 @@ pub(crate) enum Upstream {
 }
 
 enum Msg {
-    Data(Vec<u8>),
+    /// A buffer and how much of it holds data (buffers keep their full length, so a recycled
+    /// one is not zero-filled again).
+    Data(Vec<u8>, usize),
     Failed(Upstream),
 }
 
@@ -101,13 +103,14 @@ fn produce<R: Read + Send>(blob: R, magic: Magic, tx: SyncSender<Msg>, recycle: 
         let mut decoder = compression::decoder(magic, &mut blob)?;
         loop {
             let mut buf = recycle.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            if buf.len() != CHUNK {
+                buf.resize(CHUNK, 0);
+            }
             let n = fill(&mut decoder, &mut buf)?;
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
-            if tx.send(Msg::Data(buf)).is_err() {
+            if tx.send(Msg::Data(buf, n)).is_err() {
                 // The consumer gave up; its error is the one to report.
                 return Ok(());
             }
@@ -146,6 +149,8 @@ pub(crate) struct ChunkReader {
     rx: Receiver<Msg>,
     recycle: Sender<Vec<u8>>,
     cur: Vec<u8>,
+    /// How much of `cur` holds data.
+    cur_len: usize,
     pos: usize,
     hasher: Hasher,
     total: u64,
@@ -161,6 +166,7 @@ impl ChunkReader {
             rx,
             recycle,
             cur: Vec::new(),
+            cur_len: 0,
             pos: 0,
             hasher: Hasher::new(Algorithm::Sha256),
             total: 0,
@@ -180,9 +186,10 @@ impl ChunkReader {
             return Ok(false);
         }
         match self.rx.recv() {
-            Ok(Msg::Data(chunk)) => {
-                self.hasher.update(&chunk);
-                self.total += chunk.len() as u64;
+            Ok(Msg::Data(chunk, len)) => {
+                self.hasher.update(&chunk[..len]);
+                self.total += len as u64;
+                self.cur_len = len;
                 let old = std::mem::replace(&mut self.cur, chunk);
                 if old.capacity() > 0 {
                     let _ = self.recycle.send(old);
@@ -207,7 +214,7 @@ impl ChunkReader {
 
     /// The stream has been read to its end (so a parse error there means truncation).
     pub(crate) fn at_end(&self) -> bool {
-        self.ended && self.pos == self.cur.len()
+        self.ended && self.pos == self.cur_len
     }
 
     /// Whether the tar reader's last read was an all-zero block, i.e. it stopped at the
@@ -219,9 +226,9 @@ impl ChunkReader {
     /// Reads (and hashes) everything left, so the diff-ID covers the whole stream and the
     /// caller's verifier sees the whole blob.
     pub(crate) fn drain(&mut self) {
-        self.pos = self.cur.len();
+        self.pos = self.cur_len;
         while let Ok(true) = self.next_chunk() {
-            self.pos = self.cur.len();
+            self.pos = self.cur_len;
         }
     }
 
@@ -241,7 +248,7 @@ impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < out.len() {
-            if self.pos == self.cur.len() {
+            if self.pos == self.cur_len {
                 match self.next_chunk() {
                     Ok(true) => {}
                     Ok(false) => break,
@@ -249,7 +256,7 @@ impl Read for ChunkReader {
                     Err(_) => break,
                 }
             }
-            let k = (out.len() - n).min(self.cur.len() - self.pos);
+            let k = (out.len() - n).min(self.cur_len - self.pos);
             out[n..n + k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
             n += k;
             self.pos += k;

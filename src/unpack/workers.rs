@@ -22,9 +22,10 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -99,7 +100,15 @@ const QUEUED: usize = 4;
 const MAX_PENDING: usize = 1 << 16;
 
 /// How many workers a layer gets: one per core, at most 4; none on one core.
+/// `LADE_UNPACK_WORKERS=N` overrides it (0: everything on the applying thread), for
+/// measuring.
 pub(crate) fn count() -> usize {
+    if let Some(n) = std::env::var("LADE_UNPACK_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.min(16);
+    }
     match thread::available_parallelism().map_or(1, |n| n.get()) {
         0 | 1 => 0,
         n => n.min(4),
@@ -119,9 +128,11 @@ pub(crate) struct Workers<'scope> {
     last_file: Option<usize>,
 }
 
+/// A path's hash: its bytes (paths here are cleaned, so one path has one spelling), with
+/// SipHash so that a hostile layer cannot aim collisions (which would only cost waits).
 pub(crate) fn hash(path: &Path) -> u64 {
     let mut h = DefaultHasher::new();
-    path.hash(&mut h);
+    h.write(path.as_os_str().as_bytes());
     h.finish()
 }
 

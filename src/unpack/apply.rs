@@ -300,7 +300,9 @@ impl<'o, 's> Applier<'o, 's> {
     fn walk(&mut self, reader: &mut ChunkReader) -> Result<(), Fault> {
         let mut archive = tar::Archive::new(super::tar_guard::ExtensionLimit::new(reader));
         let mut buf = vec![0u8; CHUNK];
-        let entries = archive.entries().map_err(|e| Fault::Stream {
+        // With seeking, the parser skips the padding it does not read without copying it
+        // (and without zero-filling a 32 KiB buffer for every entry).
+        let entries = archive.entries_with_seek().map_err(|e| Fault::Stream {
             context: "the first header".into(),
             err: Some(e),
         })?;
@@ -324,7 +326,10 @@ impl<'o, 's> Applier<'o, 's> {
         if etype.is_pax_global_extensions() {
             return Ok(());
         }
-        let raw = entry.path_bytes().into_owned();
+        // The name's buffer is reused from entry to entry (one allocation less per file).
+        let mut raw = std::mem::take(&mut self.last_name);
+        raw.clear();
+        raw.extend_from_slice(&entry.path_bytes());
         let name = names::clean(&raw).map_err(|why| {
             Error::invalid(
                 self.tree.what,
@@ -429,7 +434,6 @@ impl<'o, 's> Applier<'o, 's> {
             let mut done = first.len() as u64;
             let leaf = Leaf {
                 dir,
-                name: name.to_owned(),
                 path: path.to_path_buf(),
                 meta,
                 kind: LeafKind::File {
@@ -509,7 +513,6 @@ impl<'o, 's> Applier<'o, 's> {
         if let Some(workers) = self.workers_for(path)? {
             let leaf = Leaf {
                 dir,
-                name: name.to_owned(),
                 path: path.to_path_buf(),
                 meta,
                 kind: LeafKind::Fifo,
@@ -545,7 +548,6 @@ impl<'o, 's> Applier<'o, 's> {
         if let Some(workers) = self.workers_for(path)? {
             let leaf = Leaf {
                 dir,
-                name: name.to_owned(),
                 path: path.to_path_buf(),
                 meta,
                 kind: LeafKind::Symlink {

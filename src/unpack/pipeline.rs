@@ -158,6 +158,8 @@ pub(crate) struct ChunkReader {
     upstream: Option<Upstream>,
     failed: bool,
     last_read_zero_block: bool,
+    /// Bytes handed on (read or skipped) from the start of the stream.
+    consumed: u64,
 }
 
 impl ChunkReader {
@@ -174,6 +176,7 @@ impl ChunkReader {
             upstream: None,
             failed: false,
             last_read_zero_block: false,
+            consumed: 0,
         }
     }
 
@@ -262,7 +265,42 @@ impl Read for ChunkReader {
             self.pos += k;
         }
         self.last_read_zero_block = n == 512 && out[..n].iter().all(|b| *b == 0);
+        self.consumed += n as u64;
         Ok(n)
+    }
+}
+
+impl io::Seek for ChunkReader {
+    /// Skips forward (`SeekFrom::Current` with a non-negative offset, the only seek the tar
+    /// parser makes, over data and padding it does not read) without copying: the bytes are
+    /// hashed already. Returns the position from the start of the stream, as the parser
+    /// expects.
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let io::SeekFrom::Current(delta) = pos else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the layer stream only skips forward",
+            ));
+        };
+        let mut left = u64::try_from(delta).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the layer stream only skips forward",
+            )
+        })?;
+        while left > 0 {
+            if self.pos == self.cur_len && !self.next_chunk()? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "unexpected EOF during skip",
+                ));
+            }
+            let k = left.min((self.cur_len - self.pos) as u64);
+            self.pos += k as usize;
+            self.consumed += k;
+            left -= k;
+        }
+        Ok(self.consumed)
     }
 }
 
@@ -326,6 +364,29 @@ mod tests {
             Some(Upstream::Source(e)) => assert_eq!(e.to_string(), "digest mismatch"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn skips_forward_across_chunks_and_still_hashes_everything() {
+        use std::io::Seek;
+        let data: Vec<u8> = (0..3 * CHUNK + 77).map(|i| (i % 253) as u8).collect();
+        let magic = Magic::read(&mut &data[..4]).unwrap();
+        let (got, pos, digest, end) = run(&data[4..], magic, |r| {
+            let mut a = [0u8; 10];
+            r.read_exact(&mut a).unwrap();
+            let pos = r.seek(io::SeekFrom::Current(2 * CHUNK as i64)).unwrap();
+            let mut b = [0u8; 10];
+            r.read_exact(&mut b).unwrap();
+            let end = r.seek(io::SeekFrom::Current(CHUNK as i64 + 100)).is_err();
+            r.drain();
+            ([a, b], pos, r.digest().0, end)
+        })
+        .unwrap();
+        assert_eq!(got[0], data[..10]);
+        assert_eq!(pos, 10 + 2 * CHUNK as u64);
+        assert_eq!(got[1], data[10 + 2 * CHUNK..20 + 2 * CHUNK]);
+        assert!(end, "skipping past the end is an error");
+        assert_eq!(digest, Digest::sha256_of(&data));
     }
 
     #[test]

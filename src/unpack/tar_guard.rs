@@ -25,7 +25,7 @@
 //! Where the crate would fail on a header (an unreadable size, an overflow, a sparse header
 //! that is not GNU), the guard stops following: nothing after it is parsed.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// The largest extension record accepted. Linux xattr values are at most 64 KiB and names at
 /// most 4 KiB; 1 MiB leaves room for many of both.
@@ -242,6 +242,46 @@ impl<R: Read> Read for ExtensionLimit<R> {
         let n = self.inner.read(buf)?;
         self.observe(&buf[..n])?;
         Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for ExtensionLimit<R> {
+    /// The parser skips the data and padding it does not read: within an entry's data (not a
+    /// PAX record, which it reads whole) the framing needs only the count; anything else is
+    /// read through [`observe`](Self::observe).
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(delta) = pos else {
+            return self.inner.seek(pos);
+        };
+        let n = u64::try_from(delta).unwrap_or(0);
+        if let State::Data { left, pax: None } = &mut self.state
+            && n <= *left
+        {
+            *left -= n;
+            if *left == 0 {
+                self.state = State::Header;
+            }
+            #[cfg(test)]
+            {
+                self.pos += n;
+            }
+            return self.inner.seek(pos);
+        }
+        let mut buf = [0u8; BLOCK];
+        let mut left = n;
+        while left > 0 {
+            let want = left.min(BLOCK as u64) as usize;
+            match self.read(&mut buf[..want])? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "unexpected EOF during skip",
+                    ));
+                }
+                k => left -= k as u64,
+            }
+        }
+        self.inner.stream_position()
     }
 }
 

@@ -38,8 +38,9 @@ use crate::error::{Error, Result};
 
 /// A non-directory entry for a worker to make in `dir`.
 pub(crate) struct Leaf {
+    /// The open directory it goes in.
     pub dir: Arc<OwnedFd>,
-    pub name: OsString,
+    /// Its path (cleaned, never empty): its last component is its name in `dir`.
     pub path: PathBuf,
     pub meta: Meta,
     pub kind: LeafKind,
@@ -305,24 +306,30 @@ fn run(writer: &mut LeafWriter, open: &mut Option<(File, PathBuf, Meta)>, job: J
     match job {
         Job::Leaf(Leaf {
             dir,
-            name,
             path,
             meta,
             kind,
-        }) => match kind {
-            LeafKind::File { data, more } => {
-                let mut file = writer.create_file(&dir, &name, &path, meta.mode)?;
-                file.write_all(&data)
-                    .map_err(|e| writer.fs_error(&path, "writing", e))?;
-                if more {
-                    *open = Some((file, path, meta));
-                } else {
-                    writer.finish_file(&file, &meta, &path)?;
+        }) => {
+            let Some(name) = path.file_name() else {
+                return Err(writer.fs_error(&path, "making", std::io::ErrorKind::InvalidInput));
+            };
+            match kind {
+                LeafKind::File { data, more } => {
+                    let mut file = writer.create_file(&dir, name, &path, meta.mode)?;
+                    file.write_all(&data)
+                        .map_err(|e| writer.fs_error(&path, "writing", e))?;
+                    if more {
+                        *open = Some((file, path, meta));
+                    } else {
+                        writer.finish_file(&file, &meta, &path)?;
+                    }
                 }
+                LeafKind::Symlink { target } => {
+                    writer.symlink(&dir, name, &path, &target, &meta)?
+                }
+                LeafKind::Fifo => writer.fifo(&dir, name, &path, &meta)?,
             }
-            LeafKind::Symlink { target } => writer.symlink(&dir, &name, &path, &target, &meta)?,
-            LeafKind::Fifo => writer.fifo(&dir, &name, &path, &meta)?,
-        },
+        }
         Job::Data { data, more } => {
             let Some((file, path, _)) = open.as_mut() else {
                 return Ok(());

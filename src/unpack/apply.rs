@@ -92,8 +92,8 @@ pub(crate) fn apply_with_workers(
     })
 }
 
-/// Files larger than this go to their worker in parts, so that no file is held in memory.
-const WHOLE_FILE: u64 = CHUNK as u64;
+/// Files up to this size go to a worker; larger ones are written by the applying thread.
+const WORKER_FILE: u64 = 64 << 10;
 
 /// Why applying stopped.
 enum Fault {
@@ -428,32 +428,26 @@ impl<'o, 's> Applier<'o, 's> {
         let (parent, name) = self.tree.parts(path)?;
         let dir = self.dir_for(parent, path)?;
         let size = entry.size();
-        if let Some(workers) = self.workers_for(path)? {
-            // The data is read here and written there: the first part goes with the entry.
-            let first = read_part(entry, path, size.min(WHOLE_FILE) as usize, 0, size)?;
-            let mut done = first.len() as u64;
+        // Small files go to the workers with their data. A large one is written here, from
+        // the tar stream, without a copy: its writes are most of its cost, and the layers of
+        // an image unpack side by side anyway.
+        if size <= WORKER_FILE
+            && let Some(workers) = self.workers_for(path)?
+        {
+            let data = read_part(entry, path, size as usize, size)?;
             let leaf = Leaf {
                 dir,
                 path: path.to_path_buf(),
                 meta,
-                kind: LeafKind::File {
-                    data: first,
-                    more: done < size,
-                },
+                kind: LeafKind::File { data },
             };
-            workers.send(parent, leaf)?;
-            while done < size {
-                let part = read_part(
-                    entry,
-                    path,
-                    (size - done).min(WHOLE_FILE) as usize,
-                    done,
-                    size,
-                )?;
-                done += part.len() as u64;
-                workers.send_data(part, done < size)?;
+            return Ok(workers.send(parent, leaf)?);
+        }
+        if self.workers.is_some() {
+            self.settle(path)?;
+            if self.tree.made_dir(path) {
+                self.sync()?;
             }
-            return Ok(());
         }
         let mut file = self.leaf.create_file(&dir, name, path, meta.mode)?;
         self.absorb_leaf();
@@ -883,18 +877,17 @@ fn read_some<R: Read>(
     }
 }
 
-/// The next `len` bytes of an entry's data, for a worker.
+/// An entry's data (`len` bytes of `size`), for a worker.
 fn read_part<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     path: &Path,
     len: usize,
-    done: u64,
     size: u64,
 ) -> Result<Vec<u8>, Fault> {
     let mut part = vec![0u8; len];
     let mut got = 0;
     while got < len {
-        got += read_some(entry, &mut part[got..], path, done + got as u64, size)?;
+        got += read_some(entry, &mut part[got..], path, got as u64, size)?;
     }
     Ok(part)
 }

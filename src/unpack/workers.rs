@@ -3,13 +3,15 @@
 //! one thread leaves the other core idle.
 //!
 //! The applying thread keeps everything that shapes the tree: it parses, makes and enters
-//! directories, and handles whiteouts, opaque markers and hard links itself. Files, symlinks
-//! and FIFOs go to workers, each directory to one worker (given out in turn as directories
-//! appear), so everything at one path happens on one thread in tar order and workers rarely
-//! contend for a directory's lock. Where an entry depends on one a worker may not have made
-//! yet, the applying thread waits for the workers first ([`Workers::barrier`]):
-//! - a directory (or a parent directory to make, or a whiteout, opaque marker or hard link)
-//!   at or under a path sent to a worker since the last barrier;
+//! directories, handles whiteouts, opaque markers and hard links, and writes large files
+//! itself (straight from the tar stream: their writes are their cost, and an image's layers
+//! unpack side by side anyway). Small files, symlinks and FIFOs go to workers with their data,
+//! each directory to one worker (given out in turn as directories appear), so everything at
+//! one path happens on one thread in tar order and workers rarely contend for a directory's
+//! lock. Where an entry depends on one a worker may not have made yet, the applying thread
+//! waits for the workers first ([`Workers::barrier`]):
+//! - a directory (or a parent directory to make, a whiteout, opaque marker, hard link or
+//!   large file) at or under a path sent to a worker since the last barrier;
 //! - a file at a path this layer made a directory (its removal takes the directory's
 //!   contents, which other workers may be making);
 //! - every few ten thousand files, to bound what is remembered.
@@ -21,7 +23,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::fs::File;
 use std::hash::Hasher;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -47,10 +48,9 @@ pub(crate) struct Leaf {
 }
 
 pub(crate) enum LeafKind {
-    /// A file and its data, or the first part of it when `more` chunks follow.
+    /// A (small) file and its data.
     File {
         data: Vec<u8>,
-        more: bool,
     },
     Symlink {
         target: OsString,
@@ -58,17 +58,8 @@ pub(crate) enum LeafKind {
     Fifo,
 }
 
-enum Job {
-    Leaf(Leaf),
-    /// More data of the file the last `Leaf` began.
-    Data {
-        data: Vec<u8>,
-        more: bool,
-    },
-}
-
 enum Msg {
-    Batch(Vec<Job>),
+    Batch(Vec<Leaf>),
     /// Report what was done so far.
     Barrier(SyncSender<Report>),
 }
@@ -119,14 +110,12 @@ pub(crate) fn count() -> usize {
 pub(crate) struct Workers<'scope> {
     senders: Vec<SyncSender<Msg>>,
     handles: Vec<ScopedJoinHandle<'scope, Report>>,
-    batches: Vec<(Vec<Job>, usize)>,
+    batches: Vec<(Vec<Leaf>, usize)>,
     /// Directory (hash of its path) → its worker.
     assigned: HashMap<u64, usize>,
     next: usize,
     /// Hashes of the paths sent to workers since the last barrier.
     pending: HashSet<u64>,
-    /// The worker the last file went to, for its further data.
-    last_file: Option<usize>,
 }
 
 /// A path's hash: its bytes (paths here are cleaned, so one path has one spelling), with
@@ -162,7 +151,6 @@ impl<'scope> Workers<'scope> {
             assigned: HashMap::new(),
             next: 0,
             pending: HashSet::new(),
-            last_file: None,
         })
     }
 
@@ -183,40 +171,21 @@ impl<'scope> Workers<'scope> {
         });
         self.pending.insert(hash(&leaf.path));
         let bytes = match &leaf.kind {
-            LeafKind::File { data, more } => {
-                self.last_file = more.then_some(w);
-                data.len()
-            }
+            LeafKind::File { data } => data.len(),
             _ => 0,
         };
-        self.push(w, Job::Leaf(leaf), bytes)
-    }
-
-    /// More data of the file sent last.
-    pub(crate) fn send_data(&mut self, data: Vec<u8>, more: bool) -> Result<()> {
-        let Some(w) = self.last_file else {
-            return Ok(());
-        };
-        if !more {
-            self.last_file = None;
+        let (batch, size) = &mut self.batches[w];
+        batch.push(leaf);
+        *size += bytes;
+        if batch.len() >= BATCH_JOBS || *size >= BATCH_BYTES {
+            self.flush(w)?;
         }
-        let bytes = data.len();
-        self.push(w, Job::Data { data, more }, bytes)
+        Ok(())
     }
 
     /// Whether so many paths are remembered that a barrier should clear them.
     pub(crate) fn full(&self) -> bool {
         self.pending.len() >= MAX_PENDING
-    }
-
-    fn push(&mut self, w: usize, job: Job, bytes: usize) -> Result<()> {
-        let (jobs, size) = &mut self.batches[w];
-        jobs.push(job);
-        *size += bytes;
-        if jobs.len() >= BATCH_JOBS || *size >= BATCH_BYTES {
-            self.flush(w)?;
-        }
-        Ok(())
     }
 
     fn flush(&mut self, w: usize) -> Result<()> {
@@ -274,8 +243,6 @@ impl<'scope> Workers<'scope> {
 fn work(rx: Receiver<Msg>, what: Arc<str>) -> Report {
     let mut writer = LeafWriter::new(what);
     let mut error: Option<Error> = None;
-    // The file being written, with its path and metadata, while more data comes.
-    let mut open: Option<(File, PathBuf, Meta)> = None;
     let report = |writer: &mut LeafWriter, error: &mut Option<Error>| Report {
         replaced: std::mem::take(&mut writer.replaced),
         warnings: std::mem::take(&mut writer.warnings),
@@ -283,14 +250,12 @@ fn work(rx: Receiver<Msg>, what: Arc<str>) -> Report {
     };
     for msg in rx {
         match msg {
-            Msg::Batch(jobs) => {
-                for job in jobs {
-                    if error.is_some() {
-                        continue;
-                    }
-                    if let Err(e) = run(&mut writer, &mut open, job) {
+            Msg::Batch(leaves) => {
+                for leaf in leaves {
+                    if error.is_none()
+                        && let Err(e) = make(&mut writer, leaf)
+                    {
                         error = Some(e);
-                        open = None;
                     }
                 }
             }
@@ -302,46 +267,26 @@ fn work(rx: Receiver<Msg>, what: Arc<str>) -> Report {
     report(&mut writer, &mut error)
 }
 
-fn run(writer: &mut LeafWriter, open: &mut Option<(File, PathBuf, Meta)>, job: Job) -> Result<()> {
-    match job {
-        Job::Leaf(Leaf {
-            dir,
-            path,
-            meta,
-            kind,
-        }) => {
-            let Some(name) = path.file_name() else {
-                return Err(writer.fs_error(&path, "making", std::io::ErrorKind::InvalidInput));
-            };
-            match kind {
-                LeafKind::File { data, more } => {
-                    let mut file = writer.create_file(&dir, name, &path, meta.mode)?;
-                    file.write_all(&data)
-                        .map_err(|e| writer.fs_error(&path, "writing", e))?;
-                    if more {
-                        *open = Some((file, path, meta));
-                    } else {
-                        writer.finish_file(&file, &meta, &path)?;
-                    }
-                }
-                LeafKind::Symlink { target } => {
-                    writer.symlink(&dir, name, &path, &target, &meta)?
-                }
-                LeafKind::Fifo => writer.fifo(&dir, name, &path, &meta)?,
-            }
-        }
-        Job::Data { data, more } => {
-            let Some((file, path, _)) = open.as_mut() else {
-                return Ok(());
-            };
+fn make(writer: &mut LeafWriter, leaf: Leaf) -> Result<()> {
+    let Leaf {
+        dir,
+        path,
+        meta,
+        kind,
+    } = leaf;
+    let Some(name) = path.file_name() else {
+        return Err(writer.fs_error(&path, "making", std::io::ErrorKind::InvalidInput));
+    };
+    match kind {
+        LeafKind::File { data } => {
+            let mut file = writer.create_file(&dir, name, &path, meta.mode)?;
             file.write_all(&data)
-                .map_err(|e| writer.fs_error(path, "writing", e))?;
-            if !more && let Some((file, path, meta)) = open.take() {
-                writer.finish_file(&file, &meta, &path)?;
-            }
+                .map_err(|e| writer.fs_error(&path, "writing", e))?;
+            writer.finish_file(&file, &meta, &path)
         }
+        LeafKind::Symlink { target } => writer.symlink(&dir, name, &path, &target, &meta),
+        LeafKind::Fifo => writer.fifo(&dir, name, &path, &meta),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -252,7 +252,7 @@ fn type_changes_wait_for_the_workers() {
 }
 
 #[test]
-fn large_files_go_in_parts() {
+fn large_files_are_written_by_the_applying_thread_in_order() {
     let mut l = Layer::default();
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     l.dir("d/")

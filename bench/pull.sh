@@ -5,9 +5,12 @@
 #   - skopeo copy docker:// oci: + umoci unpack --rootless
 #   - ch-image pull                      (Debian's charliecloud, if installed; the CA given
 #                                         through REQUESTS_CA_BUNDLE)
+#   - gzip -dc LAYER | tar -x            (every layer in order, from local files: the floor a
+#                                         user would compare with)
 # and the warm lade pull (every blob present: one manifest request), side by side in one
 # run, best of N (default 3), with peak RSS and ratios.
-# Targets: cold ≤ 0.2× ch-image and ≤ 0.1× skopeo+umoci; warm ≤ 20 ms; peak RSS ≤ 64 MB.
+# Targets: cold ≤ 0.25× sequential gzip|tar, ≤ 0.2× ch-image and ≤ 0.1× skopeo+umoci; warm
+# ≤ 20 ms; peak RSS ≤ 64 MB.
 #
 #   bash bench/pull.sh        as root: installs what it needs (docker-registry, skopeo, umoci,
 #                             openssl, time; charliecloud-builders if available), builds the
@@ -91,6 +94,14 @@ skopeo_umoci() {
     skopeo copy --quiet --src-cert-dir "$C/cert-dir" "docker://$REF" "oci:$W/oci:debian" &&
         umoci unpack --rootless --image "$W/oci:debian" "$W/bundle" >/dev/null
 }
+prep_gzip_tar() { set_aside "$W/tar-out"; }
+manifest=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$IMG/index.json" | head -1 | sed 's/.*sha256://; s/"//')
+LAYERS=$(grep -o '"layers":.*' "$IMG/blobs/sha256/$manifest" | grep -o 'sha256:[0-9a-f]*' | sed 's/sha256://' | tr '\n' ' ')
+gzip_tar() {
+    mkdir -p "$W/tar-out"
+    local l
+    for l in $LAYERS; do gzip -dc "$IMG/blobs/sha256/$l" | tar -x -C "$W/tar-out" || return 1; done
+}
 
 say "measuring, best of $RUNS"
 measure "lade pull (cold)" prep_lade "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q pull "$REF" bench
@@ -99,6 +110,8 @@ RUNS_SAVED=$RUNS; RUNS=$(( RUNS > 5 ? RUNS : 5 ))
 measure "lade pull (warm)" prep_none "$LADE" --storage "$STORE" --tls-ca-file "$C/ca.pem" -q pull "$REF" bench
 RUNS=$RUNS_SAVED
 measure "skopeo copy + umoci unpack" prep_skopeo bash -c "$(declare -f skopeo_umoci); C='$C' REF='$REF' W='$W'; skopeo_umoci"
+cat "$IMG"/blobs/sha256/* > /dev/null
+measure "gzip -dc | tar -x (sequential)" prep_gzip_tar bash -c "$(declare -f gzip_tar); IMG='$IMG' W='$W' LAYERS='$LAYERS'; gzip_tar"
 if [ -n "$HAVE_CH" ]; then
     # ch-image's build cache is git and wants an identity.
     export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench \
@@ -107,16 +120,17 @@ if [ -n "$HAVE_CH" ]; then
     measure "ch-image pull" prep_ch env REQUESTS_CA_BUNDLE="$C/ca.pem" \
         ch-image --storage "$W/ch" pull "$REF"
 fi
-nuke "$STORE" "$W/oci" "$W/bundle" "$W/ch" "$TRASH"
+nuke "$STORE" "$W/oci" "$W/bundle" "$W/ch" "$W/tar-out" "$TRASH"
 
 # ------------------------------------------------------------------------------------------------
 echo
-echo "Debian minbase, $nlayers gzip layers, $((comp / 1024 / 1024)) MiB compressed, from docker-registry over HTTPS on loopback; $(nproc) CPUs; best of $RUNS; $(id -un)"
-names=("lade pull (cold)" "lade pull (warm)" "skopeo copy + umoci unpack")
+echo "Debian minbase, $nlayers gzip layers, $((comp / 1024 / 1024)) MiB compressed, from docker-registry over HTTPS on loopback; $(nproc) CPUs; $(df -T "$W" | awk 'NR==2{print $2}'); best of $RUNS; $(id -un); load $(cut -d' ' -f1-3 /proc/loadavg)"
+names=("lade pull (cold)" "lade pull (warm)" "skopeo copy + umoci unpack" "gzip -dc | tar -x (sequential)")
 [ -n "$HAVE_CH" ] && names+=("ch-image pull")
 table "${names[@]}"
 echo
 cold=${best_s["lade pull (cold)"]}
+check "lade cold / sequential gzip|tar" "$(awk "BEGIN{printf \"%.3f\", $cold / ${best_s["gzip -dc | tar -x (sequential)"]}}")" 0.25
 check "lade cold / (skopeo + umoci)" "$(awk "BEGIN{printf \"%.3f\", $cold / ${best_s["skopeo copy + umoci unpack"]}}")" 0.1
 if [ -n "$HAVE_CH" ]; then
     check "lade cold / ch-image" "$(awk "BEGIN{printf \"%.3f\", $cold / ${best_s["ch-image pull"]}}")" 0.2

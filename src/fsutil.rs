@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
@@ -28,35 +27,32 @@ pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
 }
 
 /// Removes a file or a whole tree, even one holding directories without write or search
-/// permission (images contain those; we own every file, so we may chmod our way through).
+/// permission (images contain those, and lade keeps their modes exactly; the user owns every
+/// file, so lade may chmod its way through). Never follows a symlink inside the tree: it walks
+/// from directory handles, as the unpacker does.
 pub fn remove_all(path: &Path) -> Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io_path(path, e)),
+    let Some(name) = path.file_name() else {
+        return Err(Error::invalid(
+            path.display().to_string(),
+            "refusing to remove a path that does not end in a name",
+        ));
     };
-    if !meta.is_dir() {
-        return fs::remove_file(path).at(path);
-    }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            make_dirs_writable(path);
-            fs::remove_dir_all(path).at(path)
-        }
-    }
-}
-
-fn make_dirs_writable(dir: &Path) {
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_dirs_writable(&entry.path());
-            }
-        }
-    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = match rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Error::io_path(path, e.into())),
+    };
+    crate::unpack::remove_all_at(&dir, name)
+        .map(|_| ())
+        .map_err(|e| Error::io_path(path, e.into()))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary sibling, then rename.

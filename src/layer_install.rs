@@ -29,6 +29,7 @@ pub struct Unpacked {
     staged: StagedLayer,
     info: LayerInfo,
     external: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    implicit: Vec<std::path::PathBuf>,
 }
 
 impl Unpacked {
@@ -57,10 +58,12 @@ pub fn install_layers(
     let diff_ids: Vec<Digest> = jobs.iter().map(|j| j.diff_id.clone()).collect();
     let chains = manifest::chain_ids(&diff_ids);
 
-    // A tree whose layer needed copies from lower layers is keyed with the chain below it.
+    // A tree whose layer needed copies from lower layers, or took the metadata of directories
+    // it did not list from them, is keyed with the chain below it. A plain tree of a layer
+    // with such directories was made as a bottom layer, and serves only there.
     let existing_key = |i: usize| -> Option<String> {
         let plain = LayerStore::key(&jobs[i].diff_id);
-        if layers.has(&plain) {
+        if layers.has(&plain) && (i == 0 || !layers.info(&plain).is_ok_and(|x| x.implicit_dirs)) {
             return Some(plain);
         }
         let with_lower = i
@@ -114,22 +117,27 @@ pub fn install_layers(
                 }
             },
             Some(mut u) => {
-                let key = if u.external.is_empty() {
-                    LayerStore::key(&jobs[i].diff_id)
-                } else {
-                    let Some(below) = i.checked_sub(1) else {
+                // The bottom layer's implicit directories have nothing to take metadata from.
+                let needs_lowers = !u.external.is_empty() || (i > 0 && !u.implicit.is_empty());
+                let key = match i.checked_sub(1) {
+                    _ if !needs_lowers => LayerStore::key(&jobs[i].diff_id),
+                    None => {
                         return Err(Error::invalid(
                             what,
                             "the first layer has hard links to files outside it",
                         ));
-                    };
-                    let lowers: Vec<std::path::PathBuf> =
-                        refs.iter().rev().map(|r| layers.tree(&r.tree)).collect();
-                    let lower_refs: Vec<&std::path::Path> =
-                        lowers.iter().map(|p| p.as_path()).collect();
-                    unpack::resolve_external_hardlinks(&u.staged.tree(), &u.external, &lower_refs)?;
-                    u.info.lower_chain = Some(chains[below].clone());
-                    LayerStore::key_with_lower(&jobs[i].diff_id, &chains[below])
+                    }
+                    Some(below) => {
+                        let lowers: Vec<std::path::PathBuf> =
+                            refs.iter().rev().map(|r| layers.tree(&r.tree)).collect();
+                        let lower_refs: Vec<&std::path::Path> =
+                            lowers.iter().map(|p| p.as_path()).collect();
+                        let tree = u.staged.tree();
+                        unpack::resolve_external_hardlinks(&tree, &u.external, &lower_refs)?;
+                        unpack::adopt_lower_dirs(&tree, &u.implicit, &lower_refs)?;
+                        u.info.lower_chain = Some(chains[below].clone());
+                        LayerStore::key_with_lower(&jobs[i].diff_id, &chains[below])
+                    }
                 };
                 layers.publish(u.staged, &key, &u.info)?;
                 key
@@ -229,8 +237,10 @@ fn unpack_to_staging(
             compression: format!("{:?}", report.compression).to_lowercase(),
             entries: report.entries,
             lower_chain: None,
+            implicit_dirs: !report.implicit_dirs.is_empty(),
         },
         external: report.external_hardlinks,
+        implicit: report.implicit_dirs,
     })
 }
 

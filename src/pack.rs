@@ -24,8 +24,8 @@ pub struct PackOptions {
     pub fixed_mtime: Option<u64>,
     /// The tree is in the store's overlayfs format (a build step's layer): a 0/0 character
     /// device is a whiteout, packed as `.wh.NAME`; a directory marked `user.overlay.opaque=y`
-    /// gets a `.wh..wh..opq` entry; FIFOs are kept; other special files are errors (they could
-    /// not have been made unprivileged). Without it special files are skipped with a warning.
+    /// gets a `.wh..wh..opq` entry; other special files than FIFOs are errors (they could not
+    /// have been made unprivileged). Without it sockets and devices are skipped with a warning.
     pub overlay: bool,
 }
 
@@ -39,7 +39,9 @@ pub struct PackStats {
 }
 
 /// Writes `root`'s contents as a tar stream to `out`. Returns warnings (skipped sockets and
-/// devices). Hard links within the tree are kept as tar hard links.
+/// devices). Hard links within the tree are kept as tar hard links; modes are packed exactly,
+/// FIFOs included, and where a mode locks the owner out (a `0000` directory or file) lade
+/// grants itself access while it reads and puts the mode back.
 pub fn pack_tree<W: Write>(root: &Path, out: W) -> Result<(W, Vec<String>)> {
     let (w, stats) = pack_tree_with(root, out, PackOptions::default())?;
     Ok((w, stats.warnings))
@@ -69,7 +71,9 @@ pub fn pack_tree_with<W: Write>(root: &Path, out: W, opts: PackOptions) -> Resul
         root: root.to_path_buf(),
         opts,
     };
-    state.walk(root, Path::new(""))?;
+    let granted = crate::unpack::grant_dir_path(root, crate::unpack::DIR_RX).at(root)?;
+    let walked = state.walk(root, Path::new(""));
+    restore(granted, root).and(walked)?;
     let out = state.builder.into_inner().at(root)?;
     Ok((out, state.stats))
 }
@@ -170,7 +174,10 @@ impl<W: Write> PackState<W> {
                 if self.opts.overlay && is_overlay_opaque(&path) {
                     self.append_marker(&rel_path.join(".wh..wh..opq"), &path)?;
                 }
-                self.walk(&path, &rel_path)?;
+                let granted =
+                    crate::unpack::grant_dir_path(&path, crate::unpack::DIR_RX).at(&path)?;
+                let walked = self.walk(&path, &rel_path);
+                restore(granted, &path).and(walked)?;
             } else if ft.is_symlink() {
                 let target = fs::read_link(&path).at(&path)?;
                 header.set_size(0);
@@ -191,11 +198,11 @@ impl<W: Write> PackState<W> {
                     }
                     self.seen_inodes.insert(key, rel_path.clone());
                 }
-                let file = File::open(&path).at(&path)?;
+                let file = crate::unpack::open_file_path(&path).at(&path)?;
                 self.builder
                     .append_data(&mut header, &rel_path, file)
                     .map_err(err)?;
-            } else if self.opts.overlay && ft.is_fifo() {
+            } else if ft.is_fifo() {
                 header.set_size(0);
                 self.builder
                     .append_data(&mut header, &rel_path, io::empty())
@@ -206,9 +213,7 @@ impl<W: Write> PackState<W> {
                     "device files and sockets cannot be created unprivileged",
                 ));
             } else {
-                let kind = if ft.is_fifo() {
-                    "FIFO"
-                } else if ft.is_socket() {
+                let kind = if ft.is_socket() {
                     "socket"
                 } else {
                     "device file"
@@ -220,6 +225,14 @@ impl<W: Write> PackState<W> {
             }
         }
         Ok(())
+    }
+}
+
+/// Puts back a directory's mode after packing it.
+fn restore(granted: Option<crate::unpack::Granted>, path: &Path) -> Result<()> {
+    match granted {
+        Some(g) => g.restore().map_err(|e| Error::io_path(path, e.into())),
+        None => Ok(()),
     }
 }
 
@@ -504,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn overlay_option_keeps_fifos_and_marks_opaque_directories() {
+    fn fifos_are_kept_and_the_overlay_option_marks_opaque_directories() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("r");
         tree(&root);
@@ -526,8 +539,8 @@ mod tests {
         )
         .is_ok();
         let (plain, stats) = pack_tree_with(&root, Vec::new(), PackOptions::default()).unwrap();
-        assert_eq!(names_in(&plain), ["d", "d/e", "d/e/f", "l", "s"]);
-        assert_eq!(stats.warnings, ["skipped FIFO d/p"]);
+        assert_eq!(names_in(&plain), ["d", "d/e", "d/e/f", "d/p", "l", "s"]);
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
         let opts = PackOptions {
             fixed_mtime: None,
             overlay: true,

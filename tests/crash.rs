@@ -35,7 +35,6 @@ fn reference(s: &Scratch) -> std::path::PathBuf {
 
 fn opts() -> CompareOpts {
     CompareOpts {
-        normalize: lade_min_perms,
         root_mode: false,
         ..CompareOpts::default()
     }

@@ -66,10 +66,9 @@ impl Image {
     }
 }
 
-/// How `lade unpack` relates to umoci's rootless unpack (as in tests/crash.rs).
+/// How `lade unpack` relates to umoci's rootless unpack (as in tests/crash.rs): modes exact.
 fn vs_umoci_rootfs() -> CompareOpts {
     CompareOpts {
-        normalize: lade_min_perms,
         root_mode: false,
         ..CompareOpts::default()
     }

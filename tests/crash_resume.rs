@@ -96,7 +96,6 @@ fn assert_image_is_big(lade: &Lade) {
         &s.join("bundle"),
     );
     let opts = CompareOpts {
-        normalize: lade_min_perms,
         root_mode: false,
         ..CompareOpts::default()
     };

@@ -247,11 +247,14 @@ impl Sandbox {
 }
 
 impl Drop for Sandbox {
-    /// The trees lade made must be deletable by their owner whatever the layers said.
+    /// The trees lade made must be deletable by their owner (with lade's removal, which
+    /// grants itself access to the image's `0000` and `0555` directories) whatever the layers
+    /// said.
     fn drop(&mut self) {
         if !std::thread::panicking() {
             for r in &self.roots {
-                fs::remove_dir_all(self.dir.path().join(r)).expect("target tree not deletable");
+                lade::fsutil::remove_all(&self.dir.path().join(r))
+                    .expect("target tree not deletable");
             }
         }
     }
@@ -321,7 +324,7 @@ fn is_opaque(p: &Path) -> bool {
 
 fn fresh_root(sb: &Sandbox) {
     let root = sb.root();
-    fs::remove_dir_all(&root).unwrap();
+    lade::fsutil::remove_all(&root).unwrap();
     fs::create_dir(&root).unwrap();
 }
 
@@ -747,7 +750,7 @@ fn external_hardlinks_overlay_tree() {
 // ----- devices -----
 
 #[test]
-fn devices_and_fifos_are_skipped() {
+fn devices_are_skipped_and_fifos_made() {
     let sb = Sandbox::new();
     for mode in both_modes() {
         fresh_root(&sb);
@@ -759,16 +762,19 @@ fn devices_and_fifos_are_skipped() {
             .device("dev/fake-whiteout", EntryType::Char, 0, 0)
             .tar();
         let r = sb.apply(&blob, mode).unwrap();
-        for d in ["null", "sda", "fifo", "fake-whiteout"] {
+        for d in ["null", "sda", "fake-whiteout"] {
             assert_eq!(kind(&sb.root().join("dev").join(d)), "missing", "{d}");
         }
+        let fifo = fs::symlink_metadata(sb.root().join("dev/fifo")).unwrap();
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!(fifo.mode() & 0o7777, 0o666);
         assert!(
             has_warning(&r, "skipped character device dev/null"),
             "{:?}",
             r.warnings
         );
         assert!(has_warning(&r, "skipped block device dev/sda"));
-        assert!(has_warning(&r, "skipped FIFO dev/fifo"));
+        assert!(!has_warning(&r, "FIFO"), "{:?}", r.warnings);
     }
 }
 
@@ -996,8 +1002,10 @@ fn overlay_xattrs_in_a_layer_are_ignored() {
 
 // ----- permissions -----
 
+/// Modes are the image's exactly, as umoci --rootless keeps them; the tree stays deletable
+/// (Sandbox::drop).
 #[test]
-fn unreadable_modes_stay_usable() {
+fn locked_modes_are_kept() {
     let sb = Sandbox::new();
     for mode in both_modes() {
         fresh_root(&sb);
@@ -1012,14 +1020,19 @@ fn unreadable_modes_stay_usable() {
             .tar();
         sb.apply(&blob, mode).unwrap();
         let m = |p: &str| fs::symlink_metadata(sb.root().join(p)).unwrap().mode() & 0o7777;
-        assert_eq!(m("locked"), 0o700);
-        assert_eq!(m("locked/f"), 0o600);
+        assert_eq!(m("locked"), 0o000);
         assert_eq!(m("suid"), 0o4755, "setuid kept, as umoci --rootless does");
         assert_eq!(m("sgid"), 0o2711);
         assert_eq!(m("tmp"), 0o1777);
-        assert_eq!(m("ro"), 0o755);
-        assert_eq!(m("ro/f"), 0o644);
-        assert_eq!(fs::read(sb.root().join("locked/f")).unwrap(), b"secret");
+        assert_eq!(m("ro"), 0o555);
+        assert_eq!(m("ro/f"), 0o444);
+        let locked = sb.root().join("locked");
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(m("locked/f"), 0o000);
+        fs::set_permissions(locked.join("f"), fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(fs::read(locked.join("f")).unwrap(), b"secret");
+        fs::set_permissions(locked.join("f"), fs::Permissions::from_mode(0o000)).unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
         // Sandbox::drop checks that the tree can be deleted.
     }
 }

@@ -260,7 +260,6 @@ fn import_and_compare(lade: &Lade, path: &Path, name: &str, expected: &Path) {
     lade.ok(["unpack".as_ref(), name.as_ref(), out.as_os_str()]);
     let opts = CompareOpts {
         root_mode: false,
-        normalize: lade_min_perms,
         ..CompareOpts::default()
     };
     assert_same_tree(expected, &out, &opts);

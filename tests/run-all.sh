@@ -48,6 +48,7 @@ PKGS=(skopeo umoci busybox-static attr tar gzip coreutils util-linux findutils g
 PKGS+=(squashfs-tools squashfuse charliecloud-runtime)  # issue 14: SquashFS out, FUSE in, ch-run as a peer
 PKGS+=(man-db groff-base bash)  # issue 17: `man -l` renders lade's pages; bash runs the completion script
 PKGS+=(python3 python3-venv)  # issue 15: the venv of the independent cosign-key and ORAS checks
+PKGS+=(python3-lark python3-requests libsquashfuse0 libfuse3-3)  # issue 12.4: ch-image (unpacked below)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
@@ -85,6 +86,24 @@ if ! "$PYENV/bin/python" -c 'import cryptography, nacl, oras' 2>/dev/null \
 fi
 chmod -R a+rX "$PYENV"
 "$PYENV/bin/python" -c 'import cryptography, nacl, oras; print("cryptography", cryptography.__version__)'
+step "ch-image for the exact-modes build test (issue 12.4), unpacked beside the system"
+# Debian's charliecloud-builders depends on docker.io and buildah (a daemon, iptables rules and
+# ~300 MB for a test that needs neither), so its .debs are unpacked into a directory of their
+# own instead of installed: ch-image runs ch-run from its own bin directory and its Python
+# from ../lib/charliecloud, so builders, common and runtime go side by side. Its Python
+# dependencies (python3-lark, python3-requests) and ch-run's libraries come from the PKGS list.
+CH_DIR=/opt/lade-test-charliecloud
+if [ ! -x "$CH_DIR/usr/bin/ch-image" ] || [ ! -x "$CH_DIR/usr/bin/ch-run" ]; then
+    ch_debs=$(mktemp -d)
+    chmod 0755 "$ch_debs"
+    (cd "$ch_debs" && apt-get download -q charliecloud-builders charliecloud-common \
+        charliecloud-runtime) || { apt-get update -q && (cd "$ch_debs" && apt-get download -q \
+        charliecloud-builders charliecloud-common charliecloud-runtime); }
+    rm -rf "$CH_DIR.new" && mkdir -p "$CH_DIR.new"
+    for deb in "$ch_debs"/*.deb; do dpkg -x "$deb" "$CH_DIR.new"; done
+    rm -rf "$CH_DIR" "$ch_debs" && mv "$CH_DIR.new" "$CH_DIR"
+fi
+USER=root /usr/bin/python3 "$CH_DIR/usr/bin/ch-image" --version
 
 # ------------------------------------------------------------------------------------------------
 step "Rust toolchain"

@@ -13,7 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::config;
@@ -300,9 +300,17 @@ pub(super) fn copy_tree(
             remove_existing(dst)?;
             fs::create_dir(dst).at(dst)?;
         }
-        for n in kept_children(src, filter)? {
-            copy_tree(&src.join(&n), &dst.join(&n), false, chmod, filter)?;
+        // Image trees keep their modes (a `0000` directory): access while copying it.
+        let granted = crate::unpack::grant_dir_path(src, crate::unpack::DIR_RX).at(src)?;
+        let copied = kept_children(src, filter).and_then(|names| {
+            names
+                .iter()
+                .try_for_each(|n| copy_tree(&src.join(n), &dst.join(n), false, chmod, filter))
+        });
+        if let Some(g) = granted {
+            g.restore().map_err(|e| Error::io_path(src, e.into()))?;
         }
+        copied?;
         // An excluded directory walked only for `!` exceptions stays only if one matched.
         if !follow && filter.is_some_and(|f| f.excluded(src)) {
             let empty = fs::read_dir(dst).at(dst)?.next().is_none();
@@ -322,19 +330,42 @@ pub(super) fn copy_tree(
         std::os::unix::fs::symlink(&target, dst).at(dst)?;
     } else if ft.is_file() {
         remove_existing(dst)?;
-        fs::copy(src, dst).at(dst)?;
-        let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).at(dst)?;
+        match fs::copy(src, dst) {
+            Ok(_) => {}
+            // An image's `0000` file: read with access granted for the open.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let mut from = crate::unpack::open_file_path(src).at(src)?;
+                let mut to = File::create(dst).at(dst)?;
+                std::io::copy(&mut from, &mut to).at(dst)?;
+            }
+            Err(e) => return Err(Error::io_path(dst, e)),
+        }
+        // The time first: a `0400` file could not be opened for it afterwards.
         if let Ok(t) = meta.modified() {
             let _ = File::options()
                 .write(true)
                 .open(dst)
                 .and_then(|f| f.set_modified(t));
         }
+        let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).at(dst)?;
+    } else if ft.is_fifo() {
+        // Image trees hold FIFOs (`mknod` needs no privilege).
+        remove_existing(dst)?;
+        let mode = chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dst,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(mode),
+            0,
+        )
+        .map_err(|e| Error::io_path(dst, e.into()))?;
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).at(dst)?;
     } else {
         return Err(Error::unsupported(
             format!("copying {}", src.display()),
-            "only files, directories and symlinks can be copied",
+            "only files, directories, symlinks and FIFOs can be copied",
         ));
     }
     Ok(())

@@ -60,6 +60,7 @@ pub fn commit_tree(storage: &Storage, tree: &Path, epoch: Option<u64>) -> Result
                 compression: compression.record_name().into(),
                 entries,
                 lower_chain: None,
+                implicit_dirs: false,
             };
             layers.publish(staged, &key, &info)?;
         }

@@ -26,6 +26,11 @@ pub struct LayerInfo {
     /// which makes the tree depend on those layers: it is then keyed by chain-ID too.
     #[serde(default)]
     pub lower_chain: Option<Digest>,
+    /// The layer lacks entries for some of its parent directories, which the tree then takes
+    /// from the layers below it (`crate::unpack::adopt_lower_dirs`): above other layers than
+    /// the first, such a tree is keyed by chain-ID too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implicit_dirs: bool,
 }
 
 pub struct LayerStore {
@@ -181,6 +186,7 @@ mod tests {
             compression: "gzip".into(),
             entries: 1,
             lower_chain: None,
+            implicit_dirs: false,
         };
         let key = LayerStore::key(&diff_id);
         for content in ["first", "second"] {

@@ -1,23 +1,26 @@
 //! Applying one tar layer under a root, in either mode (the rules are in the module docs of
 //! `unpack`).
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::meta::{self, Meta};
+use super::access::{self, DIR_RWX, Granted};
+use super::leaf::LeafWriter;
+use super::meta::Meta;
 use super::names::{self, Special, show};
 use super::pipeline::{self, CHUNK, ChunkReader, Upstream};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
 use super::tree::LayerTree;
+use super::workers::{self, Leaf, LeafKind, Report, Workers};
 use super::{ApplyMode, ApplyOptions, LayerReport};
 use crate::compression::{Compression, Magic};
 use crate::digest::Digest;
@@ -33,26 +36,64 @@ pub fn apply_layer(
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<LayerReport> {
+    // A fresh OverlayTree shares its files out to workers (`workers.rs`); Flatten mode works
+    // on a tree with lower layers in it and stays on one thread.
+    let workers = match opts.mode {
+        ApplyMode::OverlayTree => workers::count(),
+        ApplyMode::Flatten => 0,
+    };
+    apply_with_workers(blob, root, opts, workers)
+}
+
+/// [`apply_layer`] with `workers` threads making files (none: all on the applying thread).
+pub(crate) fn apply_with_workers(
+    blob: impl Read + Send,
+    root: &Path,
+    opts: &ApplyOptions,
+    workers: usize,
+) -> Result<LayerReport> {
     let what = opts.what;
+    let workers = if opts.mode == ApplyMode::Flatten {
+        0
+    } else {
+        workers
+    };
     let root_fd = safe_fs::open_root(root)
         .map_err(|e| Error::io(format!("{what}: opening {}", root.display()), e))?;
     let mut blob = blob;
     let magic = Magic::read(&mut blob).map_err(|e| Error::io(what, e))?;
     let compression = magic.compression();
-    let mut applier = Applier::new(root_fd, opts);
-    let (diff_id, _) =
-        pipeline::run(blob, magic, |reader| applier.consume(reader, compression))
-            .map_err(|e| Error::io(format!("{what}: starting the decompression thread"), e))??;
-    applier.finish_dirs()?;
-    let external_hardlinks = applier.tree.finish_external();
-    Ok(LayerReport {
-        diff_id,
-        compression,
-        entries: applier.entries,
-        warnings: applier.tree.into_warnings(),
-        external_hardlinks,
+    std::thread::scope(|scope| {
+        let label: Arc<str> = Arc::from(what);
+        let workers = match workers {
+            0 => None,
+            n => Some(Workers::start(scope, n, &label)?),
+        };
+        let mut applier = Applier::new(root_fd, opts, label, workers);
+        let (diff_id, _) =
+            pipeline::run(blob, magic, |reader| applier.consume(reader, compression)).map_err(
+                |e| Error::io(format!("{what}: starting the decompression thread"), e),
+            )??;
+        // Both look paths up, so before directories get modes that could lock lade out.
+        let external_hardlinks = applier.tree.finish_external();
+        let listed: HashSet<&Path> = applier.deferred.iter().map(|(p, _)| p.as_path()).collect();
+        let implicit_dirs = applier.tree.finish_implicit(&listed);
+        drop(listed);
+        applier.finish_dirs()?;
+        applier.absorb_leaf();
+        Ok(LayerReport {
+            diff_id,
+            compression,
+            entries: applier.entries,
+            warnings: applier.tree.into_warnings(),
+            external_hardlinks,
+            implicit_dirs,
+        })
     })
 }
+
+/// Files up to this size go to a worker; larger ones are written by the applying thread.
+const WORKER_FILE: u64 = 64 << 10;
 
 /// Why applying stopped.
 enum Fault {
@@ -71,8 +112,12 @@ impl From<Error> for Fault {
     }
 }
 
-struct Applier<'o> {
+struct Applier<'o, 's> {
     tree: LayerTree<'o>,
+    /// Makes the files, symlinks and FIFOs this thread makes itself.
+    leaf: LeafWriter,
+    /// The threads that make the others, if any.
+    workers: Option<Workers<'s>>,
     /// Directory metadata, applied after the last entry so creating children cannot disturb
     /// mtimes and a read-only mode cannot block them.
     deferred: Vec<(PathBuf, Meta)>,
@@ -80,14 +125,103 @@ struct Applier<'o> {
     last_name: Vec<u8>,
 }
 
-impl<'o> Applier<'o> {
-    fn new(root: OwnedFd, opts: &ApplyOptions<'o>) -> Applier<'o> {
+impl<'o, 's> Applier<'o, 's> {
+    fn new(
+        root: OwnedFd,
+        opts: &ApplyOptions<'o>,
+        label: Arc<str>,
+        workers: Option<Workers<'s>>,
+    ) -> Applier<'o, 's> {
         Applier {
             tree: LayerTree::new(root, opts.mode, opts.what),
+            leaf: LeafWriter::new(label),
+            workers,
             deferred: Vec::new(),
             entries: 0,
             last_name: Vec::new(),
         }
+    }
+
+    // ----- the workers -----
+
+    /// Takes in what this thread's leaf writer removed and warned about.
+    fn absorb_leaf(&mut self) {
+        for (path, removed) in std::mem::take(&mut self.leaf.replaced) {
+            self.tree.forget_replaced(&path, removed);
+        }
+        for w in std::mem::take(&mut self.leaf.warnings) {
+            self.tree.warn(w);
+        }
+    }
+
+    /// Takes in a workers' report; their first error is the result.
+    fn absorb(&mut self, report: Report) -> Result<()> {
+        for (path, removed) in report.replaced {
+            self.tree.forget_replaced(&path, removed);
+        }
+        for w in report.warnings {
+            self.tree.warn(w);
+        }
+        report.error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until the workers have made everything sent to them.
+    fn sync(&mut self) -> Result<()> {
+        match self.workers.as_mut() {
+            Some(w) => {
+                let report = w.barrier()?;
+                self.absorb(report)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the workers if work at `path` may depend on what they have not made yet.
+    fn settle(&mut self, path: &Path) -> Result<()> {
+        if self
+            .workers
+            .as_ref()
+            .is_some_and(|w| w.touches_pending(path))
+        {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the workers, after the last entry or a failure.
+    fn stop_workers(&mut self) -> Result<()> {
+        match self.workers.take() {
+            Some(w) => {
+                let report = w.finish();
+                self.absorb(report)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The directory `rel` for an entry, made if missing: a directory not open yet may have
+    /// to replace something a worker was sent.
+    fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
+        if self.workers.is_some() && !rel.as_os_str().is_empty() && self.tree.cached(rel).is_none()
+        {
+            self.settle(rel)?;
+        }
+        self.tree.dir_for(rel, entry)
+    }
+
+    /// The workers, if `path` may go to one: not where this layer made a directory (its
+    /// removal must wait for what is being made inside it).
+    fn workers_for(&mut self, path: &Path) -> Result<Option<&mut Workers<'s>>> {
+        if self.workers.is_none() {
+            return Ok(None);
+        }
+        if self.tree.made_dir(path) || self.workers.as_ref().is_some_and(|w| w.full()) {
+            self.sync()?;
+            if self.tree.made_dir(path) {
+                return Ok(None);
+            }
+        }
+        Ok(self.workers.as_mut())
     }
 
     /// Runs the tar stream and settles what went wrong, preferring the deeper cause.
@@ -96,7 +230,11 @@ impl<'o> Applier<'o> {
         reader: &mut ChunkReader,
         compression: Compression,
     ) -> Result<(Digest, u64)> {
-        let fault = match self.walk(reader) {
+        let walked = self.walk(reader);
+        // A worker's failure is the earlier one: it was sent entries before any that stopped
+        // this thread.
+        let stopped = self.stop_workers();
+        let fault = match stopped.map_err(Fault::from).and(walked) {
             Ok(()) => {
                 let clean_end = reader.saw_end_block();
                 reader.drain();
@@ -162,7 +300,9 @@ impl<'o> Applier<'o> {
     fn walk(&mut self, reader: &mut ChunkReader) -> Result<(), Fault> {
         let mut archive = tar::Archive::new(super::tar_guard::ExtensionLimit::new(reader));
         let mut buf = vec![0u8; CHUNK];
-        let entries = archive.entries().map_err(|e| Fault::Stream {
+        // With seeking, the parser skips the padding it does not read without copying it
+        // (and without zero-filling a 32 KiB buffer for every entry).
+        let entries = archive.entries_with_seek().map_err(|e| Fault::Stream {
             context: "the first header".into(),
             err: Some(e),
         })?;
@@ -186,7 +326,10 @@ impl<'o> Applier<'o> {
         if etype.is_pax_global_extensions() {
             return Ok(());
         }
-        let raw = entry.path_bytes().into_owned();
+        // The name's buffer is reused from entry to entry (one allocation less per file).
+        let mut raw = std::mem::take(&mut self.last_name);
+        raw.clear();
+        raw.extend_from_slice(&entry.path_bytes());
         let name = names::clean(&raw).map_err(|why| {
             Error::invalid(
                 self.tree.what,
@@ -231,7 +374,6 @@ impl<'o> Applier<'o> {
         let device = match etype {
             EntryType::Char => Some("character device"),
             EntryType::Block => Some("block device"),
-            EntryType::Fifo => Some("FIFO"),
             _ => None,
         };
         if let Some(kind) = device {
@@ -262,6 +404,7 @@ impl<'o> Applier<'o> {
             }
             EntryType::Symlink => self.symlink(entry, path, meta),
             EntryType::Link => self.hardlink(entry, path),
+            EntryType::Fifo => Ok(self.fifo(path, meta)?),
             other => {
                 self.tree.warn(format!(
                     "skipped {}: unsupported tar entry type {:?}",
@@ -282,54 +425,54 @@ impl<'o> Applier<'o> {
         meta: Meta,
         buf: &mut [u8],
     ) -> Result<(), Fault> {
-        let mode = meta::file_mode(meta.mode);
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        let fd = self.tree.create_file(&dir, name, path, mode & 0o777)?;
-        let mut file = File::from(fd);
+        let dir = self.dir_for(parent, path)?;
         let size = entry.size();
+        // Small files go to the workers with their data. A large one is written here, from
+        // the tar stream, without a copy: its writes are most of its cost, and the layers of
+        // an image unpack side by side anyway.
+        if size <= WORKER_FILE
+            && let Some(workers) = self.workers_for(path)?
+        {
+            let data = read_part(entry, path, size as usize, size)?;
+            let leaf = Leaf {
+                dir,
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::File { data },
+            };
+            return Ok(workers.send(parent, leaf)?);
+        }
+        if self.workers.is_some() {
+            self.settle(path)?;
+            if self.tree.made_dir(path) {
+                self.sync()?;
+            }
+        }
+        let mut file = self.leaf.create_file(&dir, name, path, meta.mode)?;
+        self.absorb_leaf();
         let mut done = 0u64;
         while done < size {
             let want = (size - done).min(buf.len() as u64) as usize;
-            let n = match entry.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Fault::Stream {
-                        context: format!("the data of {}", show(path)),
-                        err: Some(e),
-                    });
-                }
-            };
+            let n = read_some(entry, &mut buf[..want], path, done, size)?;
             file.write_all(&buf[..n])
                 .map_err(|e| self.tree.fs_error(path, "writing", e))?;
             done += n as u64;
         }
-        if done < size {
-            return Err(Fault::Stream {
-                context: format!("the data of {} ({done} of {size} bytes)", show(path)),
-                err: None,
-            });
-        }
-        if !meta::create_mode_is_exact(mode) {
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
-                .map_err(|e| self.tree.fs_error(path, "setting the mode", e))?;
-        }
-        self.tree.set_xattrs(&file, &meta, path);
-        rustix::fs::futimens(&file, &meta.times())
-            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.leaf.finish_file(&file, &meta, path)?;
+        self.absorb_leaf();
         self.tree.mark(path);
         Ok(())
     }
 
     fn dir(&mut self, path: &Path, meta: Meta) -> Result<(), Fault> {
+        self.settle(path)?;
         let (parent, name) = self.tree.parts(path)?;
-        let pdir = self.tree.dir_for(parent, path)?;
+        let pdir = self.dir_for(parent, path)?;
         match rustix::fs::mkdirat(&*pdir, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {
                 let fd = self.tree.open_child_dir(&pdir, name, path)?;
-                self.tree.cache_put(path, Rc::new(fd));
+                self.tree.cache_put(path, Arc::new(fd));
             }
             Err(Errno::EXIST) => {
                 let st = lstat_at(&*pdir, name)
@@ -347,13 +490,32 @@ impl<'o> Applier<'o> {
                     if was_whiteout {
                         self.tree.opaque_after_whiteout(&fd, path)?;
                     }
-                    self.tree.cache_put(path, Rc::new(fd));
+                    self.tree.cache_put(path, Arc::new(fd));
                 }
             }
             Err(e) => return Err(self.tree.fs_error(path, "creating directory", e).into()),
         }
         self.tree.mark(path);
         self.deferred.push((path.to_path_buf(), meta));
+        Ok(())
+    }
+
+    /// A FIFO: `mknod(S_IFIFO)` needs no privilege.
+    fn fifo(&mut self, path: &Path, meta: Meta) -> Result<()> {
+        let (parent, name) = self.tree.parts(path)?;
+        let dir = self.dir_for(parent, path)?;
+        if let Some(workers) = self.workers_for(path)? {
+            let leaf = Leaf {
+                dir,
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::Fifo,
+            };
+            return workers.send(parent, leaf);
+        }
+        self.leaf.fifo(&dir, name, path, &meta)?;
+        self.absorb_leaf();
+        self.tree.mark(path);
         Ok(())
     }
 
@@ -376,18 +538,20 @@ impl<'o> Applier<'o> {
         }
         let target = OsStr::from_bytes(&target);
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        match rustix::fs::symlinkat(target, &*dir, name) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                self.tree.clear(&dir, name, path)?;
-                rustix::fs::symlinkat(target, &*dir, name)
-                    .map_err(|e| self.tree.fs_error(path, "creating symlink", e))?;
-            }
-            Err(e) => return Err(self.tree.fs_error(path, "creating symlink", e).into()),
+        let dir = self.dir_for(parent, path)?;
+        if let Some(workers) = self.workers_for(path)? {
+            let leaf = Leaf {
+                dir,
+                path: path.to_path_buf(),
+                meta,
+                kind: LeafKind::Symlink {
+                    target: target.to_owned(),
+                },
+            };
+            return Ok(workers.send(parent, leaf)?);
         }
-        rustix::fs::utimensat(&*dir, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.tree.fs_error(path, "setting the times", e))?;
+        self.leaf.symlink(&dir, name, path, target, &meta)?;
+        self.absorb_leaf();
         self.tree.mark(path);
         Ok(())
     }
@@ -412,6 +576,13 @@ impl<'o> Applier<'o> {
             ));
         }
         let target = target.path;
+        // Both ends must be as the entries before made them, and a directory this link
+        // replaces must be complete before it goes.
+        self.settle(path)?;
+        self.settle(&target)?;
+        if self.workers.is_some() && self.tree.made_dir(path) {
+            self.sync()?;
+        }
         if target.as_os_str().is_empty() {
             return Err(self
                 .tree
@@ -474,7 +645,7 @@ impl<'o> Applier<'o> {
         }
         let chained = self.tree.placeholder_target(safe_fs::inode(&st));
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
+        let dir = self.dir_for(parent, path)?;
         let link = |to: &OwnedFd| rustix::fs::linkat(&*tdir, tname, to, name, AtFlags::empty());
         match link(&dir) {
             Ok(()) => {}
@@ -513,8 +684,9 @@ impl<'o> Applier<'o> {
         // The target must live in a lower layer, which this tree cannot see; hold the place
         // with an empty file that the caller fills once the lower trees exist.
         let (parent, name) = self.tree.parts(path)?;
-        let dir = self.tree.dir_for(parent, path)?;
-        let fd = self.tree.create_file(&dir, name, path, 0o600)?;
+        let dir = self.dir_for(parent, path)?;
+        let fd = self.leaf.create_file(&dir, name, path, 0o600)?;
+        self.absorb_leaf();
         let st = rustix::fs::fstat(&fd).map_err(|e| self.tree.fs_error(path, "inspecting", e))?;
         let inode = safe_fs::inode(&st);
         self.tree.add_external(path, target, inode);
@@ -527,7 +699,7 @@ impl<'o> Applier<'o> {
     /// file, then `d/.wh.inner` when a directory becomes a file). Turning `d` back into a
     /// directory would be wrong; Docker's applier also leaves it. A missing parent is still
     /// created, as Docker and containerd do.
-    fn nothing_below(&self, parent: &Path) -> bool {
+    fn nothing_below(&mut self, parent: &Path) -> bool {
         matches!(
             self.tree.lookup_dir(parent),
             Err(Errno::NOTDIR | Errno::LOOP)
@@ -535,11 +707,12 @@ impl<'o> Applier<'o> {
     }
 
     fn whiteout(&mut self, target: &Path) -> Result<()> {
+        self.settle(target)?;
         let (parent, name) = self.tree.parts(target)?;
         if self.nothing_below(parent) {
             return Ok(());
         }
-        let dir = self.tree.dir_for(parent, target)?;
+        let dir = self.dir_for(parent, target)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => match safe_fs::make_whiteout(&*dir, name) {
                 // Whatever exists was created by this layer, and a whiteout spares it.
@@ -564,10 +737,11 @@ impl<'o> Applier<'o> {
     }
 
     fn opaque(&mut self, dir_path: &Path) -> Result<()> {
+        self.settle(dir_path)?;
         if self.nothing_below(dir_path) {
             return Ok(());
         }
-        let dir = self.tree.dir_for(dir_path, dir_path)?;
+        let dir = self.dir_for(dir_path, dir_path)?;
         match self.tree.mode {
             ApplyMode::OverlayTree => {
                 safe_fs::set_opaque(&*dir).map_err(|e| self.tree.opaque_error(dir_path, e))
@@ -578,7 +752,7 @@ impl<'o> Applier<'o> {
 
     /// Flatten mode's opaque marker: removes everything under `top` that this layer does not
     /// have, descending into the directories it does have (their lower contents go too).
-    fn hide_lower(&mut self, top: Rc<OwnedFd>, top_path: &Path) -> Result<()> {
+    fn hide_lower(&mut self, top: Arc<OwnedFd>, top_path: &Path) -> Result<()> {
         let mut removed_dir = false;
         let mut stack = vec![(top, top_path.to_path_buf())];
         while let Some((dir, path)) = stack.pop() {
@@ -590,14 +764,12 @@ impl<'o> Applier<'o> {
                     let ft = safe_fs::entry_type(&*dir, &name, ft)
                         .map_err(|e| self.tree.fs_error(&child, "inspecting", e))?;
                     if ft == Some(FileType::Directory) {
-                        let fd = rustix::fs::openat(
-                            &*dir,
-                            &name,
-                            DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
-                        stack.push((Rc::new(fd), child));
+                        let opened = access::open_dir(&*dir, name.as_c_str(), DIR_RWX)
+                            .map_err(|e| self.tree.fs_error(&child, "opening directory", e))?;
+                        if let Some((fd, granted)) = opened {
+                            self.tree.note_grant(&child, granted);
+                            stack.push((Arc::new(fd), child));
+                        }
                     }
                 } else if safe_fs::remove_all_at(&*dir, name.as_c_str())
                     .map_err(|e| self.tree.fs_error(&child, "removing", e))?
@@ -617,21 +789,50 @@ impl<'o> Applier<'o> {
 
     // ----- after the last entry -----
 
+    /// Applies the directories' metadata (the layer's own, and the original modes of lower
+    /// directories granted access), deepest first: a parent's `0000` must not lock lade out of
+    /// a child it has yet to finish.
     fn finish_dirs(&mut self) -> Result<()> {
+        let mut last: HashMap<PathBuf, Finish> = HashMap::new();
+        for (path, granted) in self.tree.take_grants() {
+            // The first grant of a path saw the image's mode; later ones saw a grant.
+            last.entry(path).or_insert(Finish::Restore(granted));
+        }
         for (path, meta) in std::mem::take(&mut self.deferred) {
+            // The layer's own entry wins over a lower layer's mode; a later entry over an
+            // earlier one.
+            last.insert(path, Finish::Meta(meta));
+        }
+        let mut order: Vec<(PathBuf, Finish)> = last.into_iter().collect();
+        order.sort_by(|(a, _), (b, _)| {
+            b.components()
+                .count()
+                .cmp(&a.components().count())
+                .then_with(|| a.cmp(b))
+        });
+        for (path, finish) in order {
+            let meta = match finish {
+                Finish::Restore(granted) => {
+                    granted
+                        .restore()
+                        .map_err(|e| self.tree.fs_error(&path, "restoring the mode", e))?;
+                    continue;
+                }
+                Finish::Meta(meta) => meta,
+            };
             let fd = if path.as_os_str().is_empty() {
                 self.tree.root.clone()
             } else if let Some(fd) = self.tree.cached(&path) {
                 fd
             } else {
                 match safe_fs::open_beneath(&*self.tree.root, &path, DIR) {
-                    Ok(fd) => Rc::new(fd),
+                    Ok(fd) => Arc::new(fd),
                     // Replaced by a non-directory later in the layer.
                     Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
                     Err(e) => return Err(self.tree.fs_error(&path, "opening directory", e)),
                 }
             };
-            let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta::dir_mode(meta.mode)))
+            let applied = rustix::fs::fchmod(&*fd, Mode::from_raw_mode(meta.mode))
                 .and_then(|()| rustix::fs::futimens(&*fd, &meta.times()));
             match applied {
                 Ok(()) => {}
@@ -642,216 +843,62 @@ impl<'o> Applier<'o> {
                 }
                 Err(e) => return Err(self.tree.fs_error(&path, "setting directory metadata", e)),
             }
-            self.tree.set_xattrs(&*fd, &meta, &path);
+            self.leaf.set_xattrs(&*fd, &meta, &path);
         }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn header(path: &str, kind: EntryType, size: u64, mode: u32) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(path).unwrap();
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_mtime(1_600_000_000);
-        h.set_cksum();
-        h
-    }
-
-    fn layer(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        build(&mut b);
-        b.into_inner().unwrap()
-    }
-
-    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-        b.append(
-            &header(path, EntryType::Regular, data.len() as u64, 0o644),
-            data,
-        )
-        .unwrap();
-    }
-
-    fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
-        b.append(&header(path, EntryType::Directory, 0, 0o755), &[][..])
-            .unwrap();
-    }
-
-    fn apply(blob: &[u8], root: &Path, mode: ApplyMode) -> Result<LayerReport> {
-        apply_layer(
-            blob,
-            root,
-            &ApplyOptions {
-                mode,
-                what: "test layer",
-            },
-        )
-    }
-
-    #[test]
-    fn diff_id_covers_the_whole_stream() {
-        let mut blob = layer(|b| file(b, "a", b"hello"));
-        blob.extend_from_slice(&[0u8; 4096]);
-        let t = tempfile::tempdir().unwrap();
-        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        assert_eq!(r.diff_id, Digest::sha256_of(&blob));
-        assert_eq!(r.entries, 1);
-        assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"hello");
-    }
-
-    #[test]
-    fn directory_metadata_applied_last() {
-        let blob = layer(|b| {
-            b.append(&header("ro/", EntryType::Directory, 0, 0o555), &[][..])
-                .unwrap();
-            file(b, "ro/f", b"x");
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        let m = std::fs::metadata(t.path().join("ro")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
-        assert_eq!(m.mtime(), 1_600_000_000);
-        let f = std::fs::symlink_metadata(t.path().join("ro/f")).unwrap();
-        assert_eq!(f.mtime(), 1_600_000_000);
-    }
-
-    #[test]
-    fn repeated_directory_keeps_contents() {
-        let blob = layer(|b| {
-            dir(b, "d/");
-            file(b, "d/f", b"x");
-            b.append(&header("d/", EntryType::Directory, 0, 0o700), &[][..])
-                .unwrap();
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        assert!(t.path().join("d/f").exists());
-        let m = std::fs::metadata(t.path().join("d")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o700);
-    }
-
-    #[test]
-    fn implicit_parents_are_created_and_marked() {
-        let lower = layer(|b| file(b, "a/b/old", b"o"));
-        let upper = layer(|b| {
-            file(b, "a/b/new", b"n");
-            // `a` holds something of this layer, so the whiteout spares it.
-            b.append(&header(".wh.a", EntryType::Regular, 0, 0o644), &[][..])
-                .unwrap();
-        });
-        let t = tempfile::tempdir().unwrap();
-        apply(&lower, t.path(), ApplyMode::Flatten).unwrap();
-        apply(&upper, t.path(), ApplyMode::Flatten).unwrap();
-        assert!(t.path().join("a/b/new").exists());
-        assert!(t.path().join("a/b/old").exists());
-        let m = std::fs::metadata(t.path().join("a")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o755);
-    }
-
-    #[test]
-    fn root_entry_sets_root_metadata() {
-        let blob = layer(|b| {
-            b.append(&header("./", EntryType::Directory, 0, 0o750), &[][..])
-                .unwrap()
-        });
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        apply(&blob, &root, ApplyMode::Flatten).unwrap();
-        let m = std::fs::metadata(&root).unwrap();
-        assert_eq!(m.permissions().mode() & 0o777, 0o750);
-    }
-
-    #[test]
-    fn pax_metadata() {
-        let blob = layer(|b| {
-            b.append_pax_extensions([
-                ("mtime", &b"1234567890.5"[..]),
-                ("SCHILY.xattr.user.test", &b"value"[..]),
-                ("SCHILY.xattr.user.overlay.opaque", &b"y"[..]),
-                ("SCHILY.xattr.security.capability", &b"caps"[..]),
-            ])
-            .unwrap();
-            file(b, "f", b"data");
-        });
-        let t = tempfile::tempdir().unwrap();
-        let r = apply(&blob, t.path(), ApplyMode::Flatten).unwrap();
-        let f = t.path().join("f");
-        let m = std::fs::symlink_metadata(&f).unwrap();
-        assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 500_000_000));
-        let fd = rustix::fs::open(&f, OFlags::RDONLY, Mode::empty()).unwrap();
-        let mut v = [0u8; 16];
-        match rustix::fs::fgetxattr(&fd, "user.test", &mut v[..]) {
-            Ok(n) => assert_eq!(&v[..n], b"value"),
-            Err(Errno::NOTSUP) => assert!(r.warnings.iter().any(|w| w.contains("xattr"))),
-            Err(e) => panic!("{e}"),
-        }
-        assert!(rustix::fs::fgetxattr(&fd, "user.overlay.opaque", &mut v[..]).is_err());
-    }
-}
-
-/// Manual throughput check, not part of CI:
-/// `LADE_BENCH_LAYER=layer.tar.gz cargo test --release --lib bench_apply -- --ignored --nocapture`
-/// (unpacks under `LADE_BENCH_DIR`, default the system temp directory).
-#[cfg(test)]
-mod bench {
-    use super::*;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn bench_apply() {
-        let Some(layer) = std::env::var_os("LADE_BENCH_LAYER") else {
-            return;
-        };
-        let base =
-            std::env::var_os("LADE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-        let start = Instant::now();
-        let (_, mut dec) = crate::compression::decompress(File::open(&layer).unwrap()).unwrap();
-        let plain = io::copy(&mut dec, &mut io::sink()).unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!("decompress only: {:.0} MB/s", plain as f64 / 1e6 / secs);
-        for mode in [
-            ApplyMode::OverlayTree,
-            ApplyMode::Flatten,
-            ApplyMode::OverlayTree,
-        ] {
-            let t = tempfile::tempdir_in(&base).unwrap();
-            let start = Instant::now();
-            let blob = std::io::BufReader::with_capacity(1 << 20, File::open(&layer).unwrap());
-            let r = apply_layer(
-                blob,
-                t.path(),
-                &ApplyOptions {
-                    mode,
-                    what: "bench",
-                },
-            )
-            .unwrap();
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{mode:?} {}: {} entries, {:.0} MB in {secs:.2} s = {:.0} MB/s",
-                r.compression,
-                r.entries,
-                plain as f64 / 1e6,
-                plain as f64 / 1e6 / secs
-            );
-            if mode == ApplyMode::OverlayTree {
-                let dest = tempfile::tempdir_in(&base).unwrap();
-                let start = Instant::now();
-                super::super::flatten_trees(&[t.path()], dest.path()).unwrap();
-                let secs = start.elapsed().as_secs_f64();
-                println!(
-                    "  flatten_trees of it: {secs:.2} s = {:.0} MB/s",
-                    plain as f64 / 1e6 / secs
-                );
+/// Reads up to `buf.len()` bytes of an entry's data (`done` of `size` read before).
+fn read_some<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    buf: &mut [u8],
+    path: &Path,
+    done: u64,
+    size: u64,
+) -> Result<usize, Fault> {
+    loop {
+        match entry.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                return Err(Fault::Stream {
+                    context: format!("the data of {} ({done} of {size} bytes)", show(path)),
+                    err: None,
+                });
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Fault::Stream {
+                    context: format!("the data of {}", show(path)),
+                    err: Some(e),
+                });
             }
         }
     }
 }
+
+/// An entry's data (`len` bytes of `size`), for a worker.
+fn read_part<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: &Path,
+    len: usize,
+    size: u64,
+) -> Result<Vec<u8>, Fault> {
+    let mut part = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        got += read_some(entry, &mut part[got..], path, got as u64, size)?;
+    }
+    Ok(part)
+}
+
+/// What a directory gets once the layer is applied.
+enum Finish {
+    /// The layer's own metadata.
+    Meta(Meta),
+    /// Its mode from before lade granted itself access (a lower layer's directory).
+    Restore(Granted),
+}
+
+#[cfg(test)]
+mod tests;

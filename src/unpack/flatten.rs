@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use super::access::{self, DIR_RX, Granted};
 use super::copy::{Copier, stat_times};
 use super::meta;
 use super::names::{show, split};
@@ -22,6 +23,10 @@ use crate::error::{Error, Result};
 /// stream. Hard links within one tree stay hard links. The trees' own root directories lend no
 /// metadata to `dest`: a tree root's mode is the store's choice unless the layer had a `./`
 /// entry, which the tree cannot tell apart.
+///
+/// Modes are copied exactly. Where a tree's own modes lock its owner out (a `0000` directory or
+/// file), lade grants itself access while it reads and puts the mode back (`access.rs`); the
+/// directories of `dest` stay `u+rwx` until every layer is merged and get their modes last.
 pub fn flatten_trees(layers: &[&Path], dest: &Path) -> Result<()> {
     let dest_fd = safe_fs::open_root(dest)
         .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
@@ -29,8 +34,45 @@ pub fn flatten_trees(layers: &[&Path], dest: &Path) -> Result<()> {
     // One map for all layers: a hard link from one layer to a file of a lower one is a shared
     // inode between their trees (see `resolve_external_hardlinks`), and stays a hard link.
     let mut linked = Linked::new();
+    let mut dirs = DirModes::new();
     for layer in layers {
-        merge(layer, &dest_fd, &mut copier, &mut linked)?;
+        merge(layer, &dest_fd, &mut copier, &mut linked, &mut dirs)?;
+    }
+    finish_dirs(&dest_fd, dirs).map_err(|(rel, e)| {
+        Error::io(
+            format!("flattening into {}: {}", dest.display(), show(&rel)),
+            e,
+        )
+    })
+}
+
+/// The destination's directories and the stat of the top-most layer's directory of that path,
+/// whose mode and times they get once everything is merged.
+type DirModes = HashMap<PathBuf, Stat>;
+
+/// Gives `dest`'s directories their modes and times, deepest first, so that no directory's
+/// mode locks lade out of one it has yet to finish. A path that is no longer a directory (a
+/// later layer replaced it) is skipped.
+fn finish_dirs(
+    dest: &OwnedFd,
+    dirs: DirModes,
+) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    let mut order: Vec<(PathBuf, Stat)> = dirs.into_iter().collect();
+    order.sort_by(|(a, _), (b, _)| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then_with(|| a.cmp(b))
+    });
+    for (rel, st) in order {
+        let fd = match safe_fs::open_beneath(dest, &rel, DIR) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+            Err(e) => return Err((rel, e.into())),
+        };
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(safe_fs::perm(&st)))
+            .and_then(|()| rustix::fs::futimens(&fd, &stat_times(&st)))
+            .map_err(|e| (rel.clone(), e.into()))?;
     }
     Ok(())
 }
@@ -44,18 +86,26 @@ struct Frame {
     dst: OwnedFd,
     rel: PathBuf,
     names: Vec<(CString, FileType)>,
-    /// The source directory's stat, applied to the destination once its children are done.
+    /// The source directory's stat, for the destination once everything is merged.
     meta: Option<Stat>,
+    /// Access lade gave itself to the source directory, put back when it is done.
+    granted: Option<Granted>,
 }
 
-fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier, linked: &mut Linked) -> Result<()> {
+fn merge(
+    layer: &Path,
+    dest: &OwnedFd,
+    copier: &mut Copier,
+    linked: &mut Linked,
+    dirs: &mut DirModes,
+) -> Result<()> {
     let err = |rel: &Path, action: &str, e: std::io::Error| {
         Error::io(
             format!("flattening {}: {}: {action}", layer.display(), show(rel)),
             e,
         )
     };
-    let src_root = safe_fs::open_root(layer)
+    let (src_root, root_granted) = access::open_root(layer, DIR_RX)
         .map_err(|e| Error::io(format!("opening {}", layer.display()), e))?;
     let dst_root = rustix::fs::openat(dest, c".", DIR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| err(Path::new(""), "opening", e.into()))?;
@@ -67,14 +117,23 @@ fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier, linked: &mut Linked)
         rel: PathBuf::new(),
         names,
         meta: None,
+        granted: root_granted,
     }];
     while let Some(frame) = stack.last_mut() {
         let Some((name, ft)) = frame.names.pop() else {
-            if let Some(done) = stack.pop()
-                && let Some(st) = done.meta
-            {
-                finish_dir(&done, &st, copier)
-                    .map_err(|e| err(&done.rel, "setting directory metadata", e))?;
+            if let Some(done) = stack.pop() {
+                if done.meta.is_some() {
+                    copier
+                        .copy_xattrs(&done.src, &done.dst)
+                        .map_err(|e| err(&done.rel, "copying xattrs", e))?;
+                }
+                if let Some(g) = done.granted {
+                    g.restore()
+                        .map_err(|e| err(&done.rel, "restoring the mode", e.into()))?;
+                }
+                if let Some(st) = done.meta {
+                    dirs.insert(done.rel, st);
+                }
             }
             continue;
         };
@@ -93,6 +152,10 @@ fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier, linked: &mut Linked)
             }
             Some(FileType::Symlink) => {
                 copy_symlink(frame, &name).map_err(|e| err(&rel, "copying symlink", e))?;
+                None
+            }
+            Some(FileType::Fifo) => {
+                copy_fifo(frame, &name).map_err(|e| err(&rel, "copying FIFO", e))?;
                 None
             }
             Some(FileType::CharacterDevice) => {
@@ -115,13 +178,13 @@ fn merge(layer: &Path, dest: &OwnedFd, copier: &mut Copier, linked: &mut Linked)
 }
 
 fn enter_dir(parent: &Frame, name: &CString, rel: &Path) -> std::io::Result<Frame> {
-    let src = rustix::fs::openat(
-        &parent.src,
-        name,
-        DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&src)?;
+    let (src, granted) = access::open_dir(&parent.src, name.as_c_str(), DIR_RX)?
+        .ok_or(std::io::ErrorKind::NotFound)?;
+    let mut st = rustix::fs::fstat(&src)?;
+    if let Some(g) = &granted {
+        // The image's mode, not lade's grant.
+        st.st_mode = (st.st_mode & !0o7777) | g.original() as libc::mode_t;
+    }
     let opaque = safe_fs::is_opaque(&src)?;
     let open = || {
         rustix::fs::openat(
@@ -159,14 +222,8 @@ fn enter_dir(parent: &Frame, name: &CString, rel: &Path) -> std::io::Result<Fram
         rel: rel.to_path_buf(),
         names,
         meta: Some(st),
+        granted,
     })
-}
-
-fn finish_dir(frame: &Frame, st: &Stat, copier: &mut Copier) -> std::io::Result<()> {
-    rustix::fs::fchmod(&frame.dst, Mode::from_raw_mode(safe_fs::perm(st)))?;
-    copier.copy_xattrs(&frame.src, &frame.dst)?;
-    rustix::fs::futimens(&frame.dst, &stat_times(st))?;
-    Ok(())
 }
 
 /// Creates `name` in `dir` with `create`, first removing whatever is there.
@@ -192,17 +249,11 @@ fn copy_file(
     linked: &mut Linked,
     copier: &mut Copier,
 ) -> std::io::Result<()> {
-    let src = rustix::fs::openat(
-        &frame.src,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let src = access::open_file_read(&frame.src, name.as_c_str())?;
     let st = rustix::fs::fstat(&src)?;
     let inode = safe_fs::inode(&st);
-    // Trees from apply_layer give every file u+rw; anything else gets it here too, or the
-    // copy could not be written.
-    let perm = safe_fs::perm(&st) | 0o600;
+    // Created with its mode: a new file's descriptor is writable whatever the mode says.
+    let perm = safe_fs::perm(&st);
     let shared = st.st_nlink > 1;
     if shared
         && let Some((first, copy_inode)) = linked.get(&inode)
@@ -251,6 +302,30 @@ fn link_to(
     replace(&frame.dst, name, || {
         rustix::fs::linkat(&dir, first_name, &frame.dst, name, AtFlags::empty())
     })
+}
+
+fn copy_fifo(frame: &Frame, name: &CString) -> std::io::Result<()> {
+    let st = lstat_at(&frame.src, name)?.ok_or(std::io::ErrorKind::NotFound)?;
+    let perm = safe_fs::perm(&st);
+    replace(&frame.dst, name, || {
+        rustix::fs::mknodat(
+            &frame.dst,
+            name,
+            FileType::Fifo,
+            Mode::from_raw_mode(perm),
+            0,
+        )
+    })?;
+    if !meta::create_mode_is_exact(perm) {
+        safe_fs::chmod_at(&frame.dst, name, perm)?;
+    }
+    rustix::fs::utimensat(
+        &frame.dst,
+        name,
+        &stat_times(&st),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
 }
 
 fn copy_symlink(frame: &Frame, name: &CString) -> std::io::Result<()> {

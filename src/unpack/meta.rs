@@ -3,11 +3,13 @@
 //!
 //! - ownership is ignored: an unprivileged user cannot chown, and at run time the user namespace
 //!   maps the files to the container's root anyway;
-//! - files get at least `u+rw` and directories `u+rwx`, so the user can always read, copy and
-//!   delete the tree (a layer's `chmod 000` would otherwise leave undeletable debris);
-//! - setuid, setgid and sticky bits are kept, as `umoci unpack --rootless` does: the files belong
-//!   to the unprivileged user, so on the host the bits grant nothing that user lacks, and inside
-//!   the container (where that user is root) they mean what the image author intended;
+//! - modes are the image's, exactly, as `umoci unpack --rootless` keeps them: a `0400` file, a
+//!   `0555` or `0000` directory stay so (a container, a re-packed layer, an export must see what
+//!   the image says); where lade itself must work inside such a tree it grants itself access
+//!   only while it works (`access.rs`);
+//! - setuid, setgid and sticky bits are kept, as umoci does: the files belong to the
+//!   unprivileged user, so on the host the bits grant nothing that user lacks, and inside the
+//!   container (where that user is root) they mean what the image author intended;
 //! - of the xattrs only `user.*` are applied (the others need privileges or mean nothing here),
 //!   except `user.overlay.*`, which would let a layer steer overlayfs (opaque, redirect, metacopy)
 //!   when the trees are mounted with `userxattr`.
@@ -20,7 +22,7 @@ use rustix::fs::{Timespec, Timestamps};
 /// What lade applies from a header.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
-    /// Permission bits from the header, `0o7777` at most, before the fix-ups.
+    /// Permission bits from the header (`0o7777` at most), applied exactly.
     pub mode: u32,
     pub mtime: (i64, i64),
     pub atime: (i64, i64),
@@ -108,14 +110,6 @@ pub(crate) fn keep_xattr(name: &[u8]) -> bool {
     name.starts_with(b"user.") && !name.starts_with(b"user.overlay.")
 }
 
-pub(crate) fn file_mode(mode: u32) -> u32 {
-    (mode & 0o7777) | 0o600
-}
-
-pub(crate) fn dir_mode(mode: u32) -> u32 {
-    (mode & 0o7777) | 0o700
-}
-
 /// Whether creating a file with `mode & 0o777` already yields exactly `mode`, which saves an
 /// `fchmod` per file. Special bits always need the `fchmod` after the data is written, because
 /// writing clears setuid/setgid.
@@ -148,16 +142,6 @@ mod tests {
         assert_eq!(parse_pax_time(b""), None);
         assert_eq!(parse_pax_time(b"1.x"), None);
         assert_eq!(parse_pax_time(b"99999999999999999999999"), None);
-    }
-
-    #[test]
-    fn fixes_modes() {
-        assert_eq!(file_mode(0), 0o600);
-        assert_eq!(file_mode(0o4755), 0o4755);
-        assert_eq!(file_mode(0o100444), 0o644);
-        assert_eq!(dir_mode(0), 0o700);
-        assert_eq!(dir_mode(0o1777), 0o1777);
-        assert_eq!(dir_mode(0o2555), 0o2755);
     }
 
     #[test]

@@ -34,12 +34,16 @@
 //!   reached through a symlink, or deleted by the layer is an error. In OverlayTree mode a target
 //!   absent from the layer becomes an empty placeholder file listed in
 //!   [`LayerReport::external_hardlinks`], to be filled by [`resolve_external_hardlinks`].
-//! - **Devices and FIFOs** are skipped with a warning (an unprivileged user cannot create them);
-//!   the only devices lade creates are its own whiteouts.
-//! - **Metadata** (the fix-ups live in `meta.rs`): ownership ignored, `u+rw` files and `u+rwx`
-//!   directories, setuid/setgid/sticky kept (as `umoci --rootless`), only `user.*` xattrs other
-//!   than `user.overlay.*`, mtimes and atimes kept to the nanosecond (PAX), directory metadata
-//!   applied after the layer's last entry.
+//! - **FIFOs** are created (`mknod(S_IFIFO)` needs no privilege). **Devices** are skipped with a
+//!   warning (an unprivileged user cannot create them); the only devices lade creates are its own
+//!   whiteouts.
+//! - **Metadata** (the fix-ups live in `meta.rs`): ownership ignored; modes exactly the image's,
+//!   setuid/setgid/sticky and `0000` included (as `umoci --rootless`); only `user.*` xattrs other
+//!   than `user.overlay.*`; mtimes and atimes kept to the nanosecond (PAX); directory metadata
+//!   applied after the layer's last entry, deepest first. Where a mode locks lade out of a tree
+//!   it works on (a lower layer's `0555` directory in Flatten mode, a `0000` one when flattening
+//!   or looking up hard-link targets), it grants itself access and puts the mode back
+//!   (`access.rs`, umoci's `unpriv` approach).
 //! - **Corrupt input** (bad compressed data, a bad tar header, a stream that ends inside an entry)
 //!   is an error naming the layer and the cause. A tar that ends cleanly between entries but
 //!   without its end-of-archive blocks is accepted with a warning, as GNU tar and Go's
@@ -49,22 +53,27 @@
 //!
 //! Nothing is fsynced: the caller syncs the filesystem once and publishes the tree by rename.
 
+mod access;
 mod apply;
 mod copy;
 mod flatten;
 mod hardlinks;
+mod leaf;
 mod meta;
 mod names;
 mod pipeline;
 mod safe_fs;
 mod tar_guard;
 mod tree;
+mod workers;
 
 use std::path::PathBuf;
 
+pub(crate) use access::{DIR_RX, Granted, grant_dir_path, open_file_path};
 pub use apply::apply_layer;
 pub use flatten::flatten_trees;
-pub use hardlinks::resolve_external_hardlinks;
+pub use hardlinks::{adopt_lower_dirs, resolve_external_hardlinks};
+pub(crate) use safe_fs::remove_all_at;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyMode {
@@ -101,4 +110,10 @@ pub struct LayerReport {
     /// layer); the caller resolves them with [`resolve_external_hardlinks`] once the lower trees
     /// exist. (link path, target path), both relative.
     pub external_hardlinks: Vec<(PathBuf, PathBuf)>,
+    /// OverlayTree mode only: parent directories the layer needed but did not list (umoci
+    /// writes such layers). Applied on the image below, such a directory is the one already
+    /// there, with its metadata; in a tree of its own it is made `0755`, and the caller gives
+    /// it the lower layers' metadata with [`adopt_lower_dirs`] once their trees exist, so that
+    /// the overlay shows what a flattened image would. Relative paths.
+    pub implicit_dirs: Vec<PathBuf>,
 }

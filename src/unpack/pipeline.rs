@@ -33,7 +33,9 @@ pub(crate) enum Upstream {
 }
 
 enum Msg {
-    Data(Vec<u8>),
+    /// A buffer and how much of it holds data (buffers keep their full length, so a recycled
+    /// one is not zero-filled again).
+    Data(Vec<u8>, usize),
     Failed(Upstream),
 }
 
@@ -101,13 +103,14 @@ fn produce<R: Read + Send>(blob: R, magic: Magic, tx: SyncSender<Msg>, recycle: 
         let mut decoder = compression::decoder(magic, &mut blob)?;
         loop {
             let mut buf = recycle.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            if buf.len() != CHUNK {
+                buf.resize(CHUNK, 0);
+            }
             let n = fill(&mut decoder, &mut buf)?;
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
-            if tx.send(Msg::Data(buf)).is_err() {
+            if tx.send(Msg::Data(buf, n)).is_err() {
                 // The consumer gave up; its error is the one to report.
                 return Ok(());
             }
@@ -146,6 +149,8 @@ pub(crate) struct ChunkReader {
     rx: Receiver<Msg>,
     recycle: Sender<Vec<u8>>,
     cur: Vec<u8>,
+    /// How much of `cur` holds data.
+    cur_len: usize,
     pos: usize,
     hasher: Hasher,
     total: u64,
@@ -153,6 +158,8 @@ pub(crate) struct ChunkReader {
     upstream: Option<Upstream>,
     failed: bool,
     last_read_zero_block: bool,
+    /// Bytes handed on (read or skipped) from the start of the stream.
+    consumed: u64,
 }
 
 impl ChunkReader {
@@ -161,6 +168,7 @@ impl ChunkReader {
             rx,
             recycle,
             cur: Vec::new(),
+            cur_len: 0,
             pos: 0,
             hasher: Hasher::new(Algorithm::Sha256),
             total: 0,
@@ -168,6 +176,7 @@ impl ChunkReader {
             upstream: None,
             failed: false,
             last_read_zero_block: false,
+            consumed: 0,
         }
     }
 
@@ -180,9 +189,10 @@ impl ChunkReader {
             return Ok(false);
         }
         match self.rx.recv() {
-            Ok(Msg::Data(chunk)) => {
-                self.hasher.update(&chunk);
-                self.total += chunk.len() as u64;
+            Ok(Msg::Data(chunk, len)) => {
+                self.hasher.update(&chunk[..len]);
+                self.total += len as u64;
+                self.cur_len = len;
                 let old = std::mem::replace(&mut self.cur, chunk);
                 if old.capacity() > 0 {
                     let _ = self.recycle.send(old);
@@ -207,7 +217,7 @@ impl ChunkReader {
 
     /// The stream has been read to its end (so a parse error there means truncation).
     pub(crate) fn at_end(&self) -> bool {
-        self.ended && self.pos == self.cur.len()
+        self.ended && self.pos == self.cur_len
     }
 
     /// Whether the tar reader's last read was an all-zero block, i.e. it stopped at the
@@ -219,9 +229,9 @@ impl ChunkReader {
     /// Reads (and hashes) everything left, so the diff-ID covers the whole stream and the
     /// caller's verifier sees the whole blob.
     pub(crate) fn drain(&mut self) {
-        self.pos = self.cur.len();
+        self.pos = self.cur_len;
         while let Ok(true) = self.next_chunk() {
-            self.pos = self.cur.len();
+            self.pos = self.cur_len;
         }
     }
 
@@ -241,7 +251,7 @@ impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < out.len() {
-            if self.pos == self.cur.len() {
+            if self.pos == self.cur_len {
                 match self.next_chunk() {
                     Ok(true) => {}
                     Ok(false) => break,
@@ -249,13 +259,48 @@ impl Read for ChunkReader {
                     Err(_) => break,
                 }
             }
-            let k = (out.len() - n).min(self.cur.len() - self.pos);
+            let k = (out.len() - n).min(self.cur_len - self.pos);
             out[n..n + k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
             n += k;
             self.pos += k;
         }
         self.last_read_zero_block = n == 512 && out[..n].iter().all(|b| *b == 0);
+        self.consumed += n as u64;
         Ok(n)
+    }
+}
+
+impl io::Seek for ChunkReader {
+    /// Skips forward (`SeekFrom::Current` with a non-negative offset, the only seek the tar
+    /// parser makes, over data and padding it does not read) without copying: the bytes are
+    /// hashed already. Returns the position from the start of the stream, as the parser
+    /// expects.
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let io::SeekFrom::Current(delta) = pos else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the layer stream only skips forward",
+            ));
+        };
+        let mut left = u64::try_from(delta).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the layer stream only skips forward",
+            )
+        })?;
+        while left > 0 {
+            if self.pos == self.cur_len && !self.next_chunk()? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "unexpected EOF during skip",
+                ));
+            }
+            let k = left.min((self.cur_len - self.pos) as u64);
+            self.pos += k as usize;
+            self.consumed += k;
+            left -= k;
+        }
+        Ok(self.consumed)
     }
 }
 
@@ -319,6 +364,29 @@ mod tests {
             Some(Upstream::Source(e)) => assert_eq!(e.to_string(), "digest mismatch"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn skips_forward_across_chunks_and_still_hashes_everything() {
+        use std::io::Seek;
+        let data: Vec<u8> = (0..3 * CHUNK + 77).map(|i| (i % 253) as u8).collect();
+        let magic = Magic::read(&mut &data[..4]).unwrap();
+        let (got, pos, digest, end) = run(&data[4..], magic, |r| {
+            let mut a = [0u8; 10];
+            r.read_exact(&mut a).unwrap();
+            let pos = r.seek(io::SeekFrom::Current(2 * CHUNK as i64)).unwrap();
+            let mut b = [0u8; 10];
+            r.read_exact(&mut b).unwrap();
+            let end = r.seek(io::SeekFrom::Current(CHUNK as i64 + 100)).is_err();
+            r.drain();
+            ([a, b], pos, r.digest().0, end)
+        })
+        .unwrap();
+        assert_eq!(got[0], data[..10]);
+        assert_eq!(pos, 10 + 2 * CHUNK as u64);
+        assert_eq!(got[1], data[10 + 2 * CHUNK..20 + 2 * CHUNK]);
+        assert!(end, "skipping past the end is an error");
+        assert_eq!(digest, Digest::sha256_of(&data));
     }
 
     #[test]

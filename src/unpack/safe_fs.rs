@@ -7,7 +7,7 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -168,6 +168,26 @@ pub(crate) fn is_unsupported(e: Errno) -> bool {
     matches!(e, Errno::PERM | Errno::NOTSUP | Errno::INVAL | Errno::NOSYS)
 }
 
+/// chmod of `name` in `dir` without following a symlink: through an `O_PATH` descriptor's
+/// magic link (Linux's `fchmodat` cannot refuse symlinks before 6.6).
+pub(crate) fn chmod_at(
+    dir: impl AsFd,
+    name: impl rustix::path::Arg,
+    mode: u32,
+) -> rustix::io::Result<()> {
+    let pinned = openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if file_type(&rustix::fs::fstat(&pinned)?) == FileType::Symlink {
+        return Err(Errno::LOOP);
+    }
+    let magic = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pinned));
+    rustix::fs::chmod(magic.as_str(), Mode::from_raw_mode(mode))
+}
+
 /// The entries of a directory, without `.` and `..`.
 pub(crate) fn list_dir(dir: impl AsFd) -> rustix::io::Result<Vec<(CString, FileType)>> {
     let mut out = Vec::new();
@@ -272,47 +292,20 @@ pub(crate) fn remove_all_at(
 }
 
 /// Opens a subdirectory to empty it; None if `name` is not a directory (or is gone). A directory
-/// we may not enter (left `0000` by some other tool) gets `u+rwx` first: it is ours to delete.
+/// lade may not change (an image's `0555` or `0000`) gets `u+rwx` first: it is the user's to
+/// delete, and it is going.
 fn open_subdir(
     dir: impl AsFd,
     name: impl rustix::path::Arg + Copy,
 ) -> rustix::io::Result<Option<OwnedFd>> {
-    let dir = dir.as_fd();
-    let flags = DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => Ok(None),
-        Err(Errno::ACCESS) => {
-            // O_PATH needs no permission and pins the object, so the chmod cannot be redirected
-            // through a symlink swapped in meanwhile.
-            let pinned = match openat(
-                dir,
-                name,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let st = rustix::fs::fstat(&pinned)?;
-            if file_type(&st) != FileType::Directory {
-                return Ok(None);
+    Ok(
+        super::access::open_dir(dir, name, super::access::DIR_RWX)?.map(|(fd, granted)| {
+            if let Some(g) = granted {
+                g.keep();
             }
-            // chmod through the O_PATH fd's magic link; without /proc, by name (its type was
-            // just checked, and only someone with write access to the tree could swap it).
-            let mode = Mode::from_raw_mode(perm(&st) | 0o700);
-            let magic = format!("/proc/self/fd/{}", pinned.as_raw_fd());
-            rustix::fs::chmod(magic.as_str(), mode)
-                .or_else(|_| rustix::fs::chmodat(dir, name, mode, AtFlags::empty()))?;
-            match openat(dir, name, flags, Mode::empty()) {
-                Ok(fd) => Ok(Some(fd)),
-                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
+            fd
+        }),
+    )
 }
 
 #[cfg(test)]

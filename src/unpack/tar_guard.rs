@@ -8,11 +8,24 @@
 //! with a clear error when an extension record is larger than [`MAX_EXTENSION`]. It copies
 //! nothing and holds at most one header and one (bounded) PAX record.
 //!
-//! The framing followed is the `tar` crate's own: a 512-byte header, then GNU sparse extension
-//! blocks while a header says more follow, then the entry's data padded to 512 bytes, where the
-//! data size is the header's size field unless the PAX record just before gives `size=`.
+//! The framing must be exactly the `tar` crate's (0.4.46, `Archive::next_entry` and
+//! `next_entry_raw`), or a layer could walk the two out of step and slip a huge record past
+//! (issue 13: a `size=` meant for a file applied to a `g` header did). So it is decided with
+//! the crate's own header accessors, step by step as the crate does:
+//! - a header block of zeros ends the archive (the parser stops reading);
+//! - a header's data is its size field, or the `size` of a PAX record read just before it,
+//!   unless the header is itself an extension header (`L`, `K`, `x`, `g`, whatever its magic);
+//! - an `L`, `K` or `x` header is read whole into memory only in a ustar or GNU header: that
+//!   is what the cap applies to. A PAX record stays pending until the next header that is not
+//!   one of those three, which takes it (a `g` or old-style `L` included);
+//! - a GNU sparse header (`S`) is followed by extension blocks while each says more follow,
+//!   then by its data;
+//! - data is padded to 512 bytes.
+//!
+//! Where the crate would fail on a header (an unreadable size, an overflow, a sparse header
+//! that is not GNU), the guard stops following: nothing after it is parsed.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// The largest extension record accepted. Linux xattr values are at most 64 KiB and names at
 /// most 4 KiB; 1 MiB leaves room for many of both.
@@ -22,171 +35,206 @@ const BLOCK: usize = 512;
 
 pub struct ExtensionLimit<R> {
     inner: R,
-    header: [u8; BLOCK],
+    limit: u64,
+    header: tar::Header,
     filled: usize,
     state: State,
-    /// The `size=` of the PAX record just read, for the next entry.
-    pax_size: Option<u64>,
+    /// The PAX record read last, until a header takes it.
+    pending_pax: Option<Vec<u8>>,
+    /// Test builds: where each header the parser hands on (not a long name or PAX header)
+    /// starts and ends, to compare with the `tar` crate's own positions.
+    #[cfg(test)]
+    log: Vec<(u64, u64)>,
+    #[cfg(test)]
+    pos: u64,
 }
 
 enum State {
     /// Collecting a 512-byte header.
     Header,
-    /// Collecting a GNU sparse extension block; data of `data` bytes follows.
+    /// Collecting a GNU sparse extension block; `data` bytes (padded) follow the last one.
     SparseBlock { data: u64 },
-    /// Passing `left` bytes of an entry's data and padding; `pax` collects a PAX record.
-    Data { left: u64, pax: Option<Vec<u8>> },
+    /// Passing `left` bytes of an entry's data and padding; `pax` collects a PAX record of
+    /// `size` bytes.
+    Data {
+        left: u64,
+        pax: Option<(Vec<u8>, u64)>,
+    },
+    /// The parser stops here (end of archive, or a header it cannot read): nothing to follow.
+    Done,
 }
 
 impl<R: Read> ExtensionLimit<R> {
     pub fn new(inner: R) -> Self {
+        Self::with_limit(inner, MAX_EXTENSION)
+    }
+
+    fn with_limit(inner: R, limit: u64) -> Self {
         ExtensionLimit {
             inner,
-            header: [0; BLOCK],
+            limit,
+            header: tar::Header::new_old(),
             filled: 0,
             state: State::Header,
-            pax_size: None,
+            pending_pax: None,
+            #[cfg(test)]
+            log: Vec::new(),
+            #[cfg(test)]
+            pos: 0,
         }
     }
 
     /// Follows the framing over `bytes`, which the caller is about to hand on.
     fn observe(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            match &mut self.state {
+            let take = match &mut self.state {
+                State::Done => return Ok(()),
                 State::Header | State::SparseBlock { .. } => {
                     let take = (BLOCK - self.filled).min(bytes.len());
-                    self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
+                    self.header.as_mut_bytes()[self.filled..self.filled + take]
+                        .copy_from_slice(&bytes[..take]);
                     self.filled += take;
-                    bytes = &bytes[take..];
-                    if self.filled == BLOCK {
-                        self.filled = 0;
-                        self.block_complete()?;
-                    }
+                    take
                 }
                 State::Data { left, pax } => {
                     let take = (*left).min(bytes.len() as u64) as usize;
-                    if let Some(record) = pax {
-                        record.extend_from_slice(&bytes[..take]);
+                    if let Some((record, size)) = pax {
+                        let want = (*size - record.len() as u64).min(take as u64) as usize;
+                        record.extend_from_slice(&bytes[..want]);
                     }
                     *left -= take as u64;
-                    bytes = &bytes[take..];
-                    if *left == 0 {
-                        if let State::Data {
-                            pax: Some(record), ..
-                        } = std::mem::replace(&mut self.state, State::Header)
-                        {
-                            self.pax_size = pax_size(&record);
-                        }
-                    }
+                    take
                 }
+            };
+            bytes = &bytes[take..];
+            #[cfg(test)]
+            {
+                self.pos += take as u64;
+            }
+            match &mut self.state {
+                State::Header | State::SparseBlock { .. } if self.filled == BLOCK => {
+                    self.filled = 0;
+                    self.block_complete()?;
+                }
+                State::Data { left: 0, pax } => {
+                    if let Some((record, _)) = pax.take() {
+                        self.pending_pax = Some(record);
+                    }
+                    self.state = State::Header;
+                }
+                _ => {}
             }
         }
         Ok(())
     }
 
     fn block_complete(&mut self) -> io::Result<()> {
-        let h = &self.header;
         if let State::SparseBlock { data } = self.state {
-            // An old-GNU sparse extension block: 21 entries of 24 bytes, then "more follow".
-            self.state = if h[504] != 0 {
+            let mut ext = tar::GnuExtSparseHeader::new();
+            ext.as_mut_bytes().copy_from_slice(self.header.as_bytes());
+            self.state = if ext.is_extended() {
                 State::SparseBlock { data }
             } else {
                 data_state(data, None)
             };
             return Ok(());
         }
-        if h.iter().all(|&b| b == 0) {
-            // End-of-archive blocks (or padding after them): stay on header boundaries.
-            self.pax_size = None;
+        let h = &self.header;
+        if h.as_bytes().iter().all(|&b| b == 0) {
+            self.state = State::Done;
             return Ok(());
         }
-        let kind = h[156];
-        // Like the `tar` crate, extension records count only in ustar and GNU headers; in an
-        // old-style header the same type byte is an ordinary entry streamed to lade.
-        let magic = &h[257..265];
-        let recognized = magic == b"ustar\x0000" || magic == b"ustar  \0";
-        let extension = recognized && matches!(kind, b'x' | b'L' | b'K');
-        let Some(field_size) = numeric(&h[124..136]) else {
-            // Unreadable: the tar parser reports the bad header; stop following the framing.
-            self.state = data_state(u64::MAX, None);
+        let kind = h.entry_type();
+        let extension_type = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        let Ok(mut size) = h.entry_size() else {
+            self.state = State::Done;
             return Ok(());
         };
-        let size = if extension {
-            field_size
-        } else {
-            self.pax_size.take().unwrap_or(field_size)
+        if !extension_type && let Some(pax_size) = self.pending_pax.as_deref().and_then(pax_size) {
+            size = pax_size;
+        }
+        let Some(padded) = size
+            .checked_add(BLOCK as u64 - 1)
+            .map(|s| s & !(BLOCK as u64 - 1))
+        else {
+            self.state = State::Done;
+            return Ok(());
         };
-        if extension && size > MAX_EXTENSION {
-            let what = if kind == b'x' {
-                "PAX extended header"
-            } else {
-                "GNU long name"
+        let recognized = h.as_gnu().is_some() || h.as_ustar().is_some();
+        let read_whole = recognized
+            && (kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions());
+        if read_whole {
+            if size > self.limit {
+                let what = if kind.is_pax_local_extensions() {
+                    "PAX extended header"
+                } else {
+                    "GNU long name"
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{what} of {size} bytes (lade accepts at most {}); refusing a layer \
+                         that would need that much memory",
+                        self.limit
+                    ),
+                ));
+            }
+            let pax = kind.is_pax_local_extensions().then(|| {
+                (
+                    Vec::with_capacity(size.min(BLOCK as u64 * 8) as usize),
+                    size,
+                )
+            });
+            self.state = data_state(padded, pax);
+            if let State::Header = self.state
+                && kind.is_pax_local_extensions()
+            {
+                self.pending_pax = Some(Vec::new());
+            }
+            return Ok(());
+        }
+        // An entry the parser hands on: it takes the pending PAX record.
+        self.pending_pax = None;
+        // (The crate's `raw_file_position` is just after the header, sparse blocks or not.)
+        #[cfg(test)]
+        self.log.push((self.pos - BLOCK as u64, self.pos));
+        if kind.is_gnu_sparse() {
+            let Some(gnu) = h.as_gnu() else {
+                self.state = State::Done;
+                return Ok(());
             };
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{what} of {size} bytes (lade accepts at most {MAX_EXTENSION}); \
-                     refusing a layer that would need that much memory"
-                ),
-            ));
+            if gnu.is_extended() {
+                self.state = State::SparseBlock { data: padded };
+                return Ok(());
+            }
         }
-        let pax = (extension && kind == b'x').then(|| Vec::with_capacity(size as usize));
-        // Old-GNU sparse: `isextended` at byte 482 says extension blocks follow the header.
-        self.state = if kind == b'S' && h[482] != 0 {
-            State::SparseBlock { data: size }
-        } else {
-            data_state(size, pax)
-        };
+        self.state = data_state(padded, None);
         Ok(())
     }
 }
 
-fn data_state(size: u64, pax: Option<Vec<u8>>) -> State {
-    let padded = size.saturating_add(BLOCK as u64 - 1) / BLOCK as u64 * BLOCK as u64;
+fn data_state(padded: u64, pax: Option<(Vec<u8>, u64)>) -> State {
     if padded == 0 {
-        // A record with no data: its `size=` (if any) still counts, as an empty map.
         State::Header
     } else {
-        // Only the record's own bytes are parsed; the padding joins it but holds no records.
         State::Data { left: padded, pax }
     }
 }
 
-/// A tar numeric field: octal text, or base-256 when the high bit of the first byte is set.
-fn numeric(field: &[u8]) -> Option<u64> {
-    if field[0] & 0x80 != 0 {
-        let mut value: u64 = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            value = value.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(value);
-    }
-    let text = std::str::from_utf8(field).ok()?;
-    let text = text.trim_matches(|c| c == ' ' || c == '\0');
-    if text.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(text, 8).ok()
-}
-
-/// The `size` key of a PAX record (`"%d size=%d\n"` lines), as the `tar` crate reads it.
+/// The `size` of a PAX record as the `tar` crate reads it (`pax_extensions_value`): the first
+/// `size` key, if everything up to it is well-formed and its value a number.
 fn pax_size(record: &[u8]) -> Option<u64> {
-    let mut rest = record;
-    let mut size = None;
-    while !rest.is_empty() && rest[0] != 0 {
-        let space = rest.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
-        if len <= space || len > rest.len() {
-            return size;
+    for ext in tar::PaxExtensions::new(record) {
+        let ext = ext.ok()?;
+        if ext.key() != Ok("size") {
+            continue;
         }
-        let line = &rest[space + 1..len];
-        if let Some(value) = line.strip_prefix(b"size=") {
-            let value = value.strip_suffix(b"\n").unwrap_or(value);
-            size = std::str::from_utf8(value).ok()?.parse().ok();
-        }
-        rest = &rest[len..];
+        return ext.value().ok()?.parse::<u64>().ok();
     }
-    size
+    None
 }
 
 impl<R: Read> Read for ExtensionLimit<R> {
@@ -197,87 +245,45 @@ impl<R: Read> Read for ExtensionLimit<R> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(kind: u8, size_field: &[u8]) -> [u8; BLOCK] {
-        let mut h = [0u8; BLOCK];
-        h[..4].copy_from_slice(b"name");
-        h[257..265].copy_from_slice(b"ustar  \0");
-        h[124..124 + size_field.len()].copy_from_slice(size_field);
-        h[156] = kind;
-        h
-    }
-
-    fn read_all(data: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        // Small reads, to cross every boundary at odd places.
-        let mut r = ExtensionLimit::new(io::Cursor::new(data));
-        let mut buf = [0u8; 37];
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                return Ok(out);
+impl<R: Read + Seek> Seek for ExtensionLimit<R> {
+    /// The parser skips the data and padding it does not read: within an entry's data (not a
+    /// PAX record, which it reads whole) the framing needs only the count; anything else is
+    /// read through [`observe`](Self::observe).
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(delta) = pos else {
+            return self.inner.seek(pos);
+        };
+        let n = u64::try_from(delta).unwrap_or(0);
+        if let State::Data { left, pax: None } = &mut self.state
+            && n <= *left
+        {
+            *left -= n;
+            if *left == 0 {
+                self.state = State::Header;
             }
-            out.extend_from_slice(&buf[..n]);
+            #[cfg(test)]
+            {
+                self.pos += n;
+            }
+            return self.inner.seek(pos);
         }
-    }
-
-    #[test]
-    fn huge_pax_header_is_refused_before_its_data() {
-        // 100 GiB in octal, with no data following at all.
-        let data = header(b'x', b"1440000000000");
-        let err = read_all(&data).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("PAX extended header"), "{err}");
-    }
-
-    #[test]
-    fn huge_gnu_long_name_in_base256_is_refused() {
-        let mut field = [0u8; 12];
-        field[0] = 0x80;
-        field[8] = 0x01; // 2^24 bytes
-        let data = header(b'L', &field);
-        assert!(read_all(&data).is_err());
-    }
-
-    #[test]
-    fn a_real_archive_passes_unchanged_and_pax_size_sets_the_framing() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_ustar();
-        h.set_size(700);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        let long = "d/".repeat(200) + "file";
-        b.append_data(&mut h, &long, &[7u8; 700][..]).unwrap();
-        // A PAX record with a size override, then an entry whose header says 0.
-        let mut pax = tar::Header::new_ustar();
-        let record = b"16 size=1000000\n";
-        pax.set_size(record.len() as u64);
-        pax.set_entry_type(tar::EntryType::XHeader);
-        b.append_data(&mut pax, "pax", &record[..]).unwrap();
-        let mut data = b.into_inner().unwrap();
-        // The next header claims a huge GNU long name; it sits after 1,000,000 bytes of data,
-        // so it is reached only if the PAX size is honoured.
-        let mut file = header(b'0', b"0");
-        file[148..156].copy_from_slice(b"        ");
-        data.extend_from_slice(&file);
-        data.extend_from_slice(&vec![0u8; 1_000_448]);
-        data.extend_from_slice(&header(b'L', b"77777777777"));
-        assert!(read_all(&data).is_err());
-        // Without the long name the same stream passes through byte for byte.
-        let cut = data.len() - BLOCK;
-        assert_eq!(read_all(&data[..cut]).unwrap(), &data[..cut]);
-    }
-
-    #[test]
-    fn numeric_fields() {
-        assert_eq!(numeric(b"00000001750\0"), Some(1000));
-        assert_eq!(numeric(b"     1750 \0\0"), Some(1000));
-        assert_eq!(numeric(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(0));
-        assert_eq!(numeric(b"zz\0\0\0\0\0\0\0\0\0\0"), None);
-        assert_eq!(pax_size(b"16 size=1000000\n"), Some(1_000_000));
-        assert_eq!(pax_size(b"12 path=abc\n"), None);
+        let mut buf = [0u8; BLOCK];
+        let mut left = n;
+        while left > 0 {
+            let want = left.min(BLOCK as u64) as usize;
+            match self.read(&mut buf[..want])? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "unexpected EOF during skip",
+                    ));
+                }
+                k => left -= k as u64,
+            }
+        }
+        self.inner.stream_position()
     }
 }
+
+#[cfg(test)]
+mod tests;

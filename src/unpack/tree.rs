@@ -6,15 +6,15 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
-use rustix::fs::{FileType, Mode, OFlags, XattrFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::ApplyMode;
-use super::meta::Meta;
+use super::access::{self, DIR_RWX, Granted};
 use super::names::{show, split};
 use super::safe_fs::{self, DIR, Removed, file_type, lstat_at};
 use crate::error::{Error, Result};
@@ -58,13 +58,13 @@ struct External {
 
 /// The tree under one `apply_layer`, with what the layer has done to it so far.
 pub(crate) struct LayerTree<'o> {
-    pub root: Rc<OwnedFd>,
+    pub root: Arc<OwnedFd>,
     pub mode: ApplyMode,
     pub what: &'o str,
     /// Open directories by path. Only directories that exist in this layer's own tree are
     /// entered here (Flatten relies on it for `in_layer`); cleared whenever a directory is
     /// removed, so no fd names a directory that left the tree.
-    cache: HashMap<PathBuf, Rc<OwnedFd>>,
+    cache: HashMap<PathBuf, Arc<OwnedFd>>,
     /// Flatten mode: every path this layer has, its ancestors included (what its own
     /// OverlayTree would hold). Whiteouts and opaque markers spare these. OverlayTree mode asks
     /// the tree itself, which holds nothing else.
@@ -74,13 +74,24 @@ pub(crate) struct LayerTree<'o> {
     /// are reported as external too. Only inodes some listed placeholder still holds.
     placeholders: HashMap<(u64, u64), PathBuf>,
     warnings: Warnings,
-    xattrs_unsupported: bool,
+    /// Hashes of the paths of the directories this layer made or entered (for the workers'
+    /// ordering rules, `workers.rs`).
+    dir_hashes: HashSet<u64>,
+    /// Flatten mode: directories of lower layers whose image mode locks lade out (`0555`,
+    /// `0000`), given `u+rwx` while the layer is applied; their modes go back at the end.
+    grants: Vec<(PathBuf, Granted)>,
+    /// OverlayTree mode: parent directories made where the tree had nothing (see
+    /// [`LayerReport::implicit_dirs`](super::LayerReport::implicit_dirs)).
+    implicit: Vec<PathBuf>,
+    /// OverlayTree mode: directories made in place of this layer's own whiteouts (opaque, so
+    /// nothing below shows through them or their descendants).
+    replaced_whiteouts: Vec<PathBuf>,
 }
 
 impl<'o> LayerTree<'o> {
     pub(crate) fn new(root: OwnedFd, mode: ApplyMode, what: &'o str) -> LayerTree<'o> {
         LayerTree {
-            root: Rc::new(root),
+            root: Arc::new(root),
             mode,
             what,
             cache: HashMap::new(),
@@ -88,8 +99,32 @@ impl<'o> LayerTree<'o> {
             external: Vec::new(),
             placeholders: HashMap::new(),
             warnings: Warnings::default(),
-            xattrs_unsupported: false,
+            dir_hashes: HashSet::new(),
+            grants: Vec::new(),
+            implicit: Vec::new(),
+            replaced_whiteouts: Vec::new(),
         }
+    }
+
+    /// The owner bits every directory lade enters must have. A fresh OverlayTree holds only
+    /// what this layer creates (`u+rwx` until its metadata is applied at the end); Flatten
+    /// mode also enters the directories of lower layers, with their image modes.
+    fn need(&self) -> u32 {
+        match self.mode {
+            ApplyMode::OverlayTree => 0,
+            ApplyMode::Flatten => DIR_RWX,
+        }
+    }
+
+    pub(crate) fn note_grant(&mut self, path: &Path, granted: Option<Granted>) {
+        if let Some(g) = granted {
+            self.grants.push((path.to_path_buf(), g));
+        }
+    }
+
+    /// The directories granted access while the layer was applied, with the modes to put back.
+    pub(crate) fn take_grants(&mut self) -> Vec<(PathBuf, Granted)> {
+        std::mem::take(&mut self.grants)
     }
 
     pub(crate) fn into_warnings(self) -> Vec<String> {
@@ -97,7 +132,7 @@ impl<'o> LayerTree<'o> {
     }
 
     /// An open directory this layer already entered, if still cached.
-    pub(crate) fn cached(&self, rel: &Path) -> Option<Rc<OwnedFd>> {
+    pub(crate) fn cached(&self, rel: &Path) -> Option<Arc<OwnedFd>> {
         self.cache.get(rel).cloned()
     }
 
@@ -178,16 +213,32 @@ impl<'o> LayerTree<'o> {
         }
     }
 
-    pub(crate) fn cache_put(&mut self, path: &Path, fd: Rc<OwnedFd>) {
+    pub(crate) fn cache_put(&mut self, path: &Path, fd: Arc<OwnedFd>) {
         if self.cache.len() >= MAX_CACHED_DIRS {
             self.cache.clear();
         }
+        self.dir_hashes.insert(super::workers::hash(path));
         self.cache.insert(path.to_path_buf(), fd);
+    }
+
+    /// Whether this layer made or entered a directory at `path` (or a path of the same hash).
+    pub(crate) fn made_dir(&self, path: &Path) -> bool {
+        self.dir_hashes.contains(&super::workers::hash(path))
+    }
+
+    /// Takes in that `path` was removed to make room for something else.
+    pub(crate) fn forget_replaced(&mut self, path: &Path, removed: Removed) {
+        if removed == Removed::Dir {
+            self.cache.clear();
+        }
+        if removed != Removed::Nothing {
+            self.forget_external_under(path);
+        }
     }
 
     /// The directory `rel`, made to exist as a real directory for `entry`: missing components
     /// are created and non-directories in the way replaced (never followed).
-    pub(crate) fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+    pub(crate) fn dir_for(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
@@ -195,8 +246,15 @@ impl<'o> LayerTree<'o> {
             return Ok(fd.clone());
         }
         let fd = match safe_fs::open_beneath(&*self.root, rel, DIR) {
-            Ok(fd) => Rc::new(fd),
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => self.make_dirs(rel, entry)?,
+            Ok(fd) => {
+                let granted = access::grant_fd(&fd, self.need())
+                    .map_err(|e| self.fs_error(rel, "granting access", e))?;
+                self.note_grant(rel, granted);
+                Arc::new(fd)
+            }
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::ACCESS) => {
+                self.make_dirs(rel, entry)?
+            }
             Err(e) => return Err(self.fs_error(rel, "opening directory", e)),
         };
         self.mark(rel);
@@ -204,7 +262,7 @@ impl<'o> LayerTree<'o> {
         Ok(fd)
     }
 
-    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Rc<OwnedFd>> {
+    fn make_dirs(&mut self, rel: &Path, entry: &Path) -> Result<Arc<OwnedFd>> {
         let mut cur = self.root.clone();
         let mut cur_path = PathBuf::new();
         for comp in rel.iter() {
@@ -213,11 +271,14 @@ impl<'o> LayerTree<'o> {
                 cur = fd.clone();
                 continue;
             }
-            let flags = DIR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let next = match rustix::fs::openat(&*cur, comp, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => self.implicit_dir(&cur, comp, &cur_path, false)?,
-                Err(Errno::NOTDIR | Errno::LOOP) => {
+            let opened = access::open_dir(&*cur, comp, self.need())
+                .map_err(|e| self.fs_error(&cur_path, "opening directory", e))?;
+            let next = match opened {
+                Some((fd, granted)) => {
+                    self.note_grant(&cur_path, granted);
+                    fd
+                }
+                None => {
                     let st = lstat_at(&*cur, comp)
                         .map_err(|e| self.fs_error(&cur_path, "inspecting", e))?;
                     let was_whiteout = st.as_ref().is_some_and(safe_fs::is_whiteout);
@@ -229,12 +290,18 @@ impl<'o> LayerTree<'o> {
                             show(entry)
                         ));
                     }
-                    self.clear(&cur, comp, &cur_path)?;
+                    if st.is_some() {
+                        self.clear(&cur, comp, &cur_path)?;
+                    } else if self.mode == ApplyMode::OverlayTree {
+                        self.implicit.push(cur_path.clone());
+                    }
+                    if was_whiteout {
+                        self.replaced_whiteouts.push(cur_path.clone());
+                    }
                     self.implicit_dir(&cur, comp, &cur_path, was_whiteout)?
                 }
-                Err(e) => return Err(self.fs_error(&cur_path, "opening directory", e)),
             };
-            cur = Rc::new(next);
+            cur = Arc::new(next);
             self.cache_put(&cur_path, cur.clone());
         }
         Ok(cur)
@@ -274,27 +341,41 @@ impl<'o> LayerTree<'o> {
         .map_err(|e| self.fs_error(path, "opening directory", e))
     }
 
-    /// An existing directory, for reading only: nothing is created.
-    pub(crate) fn lookup_dir(&self, rel: &Path) -> rustix::io::Result<Rc<OwnedFd>> {
+    /// An existing directory, for looking names up: nothing is created. In Flatten mode a
+    /// lower layer's directory that locks lade out is granted access (and put back at the end).
+    pub(crate) fn lookup_dir(&mut self, rel: &Path) -> rustix::io::Result<Arc<OwnedFd>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.clone());
         }
         if let Some(fd) = self.cache.get(rel) {
             return Ok(fd.clone());
         }
-        safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY).map(Rc::new)
+        match safe_fs::open_beneath(&*self.root, rel, OFlags::PATH | OFlags::DIRECTORY) {
+            Err(Errno::ACCESS) if self.need() != 0 => {}
+            other => return other.map(Arc::new),
+        }
+        let mut cur = self.root.clone();
+        let mut cur_path = PathBuf::new();
+        for comp in rel.iter() {
+            cur_path.push(comp);
+            let Some((fd, granted)) = access::open_dir(&*cur, comp, access::DIR_RX)? else {
+                // Absent, or a non-directory in the way: the same answers open_beneath gives.
+                return Err(match lstat_at(&*cur, comp)? {
+                    None => Errno::NOENT,
+                    Some(_) => Errno::NOTDIR,
+                });
+            };
+            self.note_grant(&cur_path, granted);
+            cur = Arc::new(fd);
+        }
+        Ok(cur)
     }
 
     /// Removes whatever is at `name` so something else can take its place.
     pub(crate) fn clear(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
         let removed = safe_fs::remove_all_at(dir, name)
             .map_err(|e| self.fs_error(path, "removing the old entry", e))?;
-        if removed == Removed::Dir {
-            self.cache.clear();
-        }
-        if removed != Removed::Nothing {
-            self.forget_external_under(path);
-        }
+        self.forget_replaced(path, removed);
         Ok(())
     }
 
@@ -312,49 +393,26 @@ impl<'o> LayerTree<'o> {
         }
     }
 
-    pub(crate) fn create_file(
-        &mut self,
-        dir: &OwnedFd,
-        name: &OsStr,
-        path: &Path,
-        mode: u32,
-    ) -> Result<OwnedFd> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(mode);
-        match rustix::fs::openat(dir, name, flags, mode) {
-            Ok(fd) => Ok(fd),
-            Err(Errno::EXIST) => {
-                self.clear(dir, name, path)?;
-                rustix::fs::openat(dir, name, flags, mode)
-                    .map_err(|e| self.fs_error(path, "creating file", e))
+    /// The implicit directories that are still directories the layer never listed, and that
+    /// lie under none of this layer's whiteouts (a directory there starts afresh).
+    pub(crate) fn finish_implicit(&mut self, listed: &HashSet<&Path>) -> Vec<PathBuf> {
+        let implicit = std::mem::take(&mut self.implicit);
+        let fresh = std::mem::take(&mut self.replaced_whiteouts);
+        let mut kept = Vec::new();
+        for path in implicit {
+            if listed.contains(path.as_path()) || fresh.iter().any(|w| path.starts_with(w)) {
+                continue;
             }
-            Err(e) => Err(self.fs_error(path, "creating file", e)),
-        }
-    }
-
-    pub(crate) fn set_xattrs(&mut self, fd: impl AsFd, meta: &Meta, path: &Path) {
-        for (name, value) in &meta.xattrs {
-            match rustix::fs::fsetxattr(fd.as_fd(), name.as_slice(), value, XattrFlags::empty()) {
-                Ok(()) => {}
-                Err(Errno::NOTSUP) => {
-                    if !self.xattrs_unsupported {
-                        self.xattrs_unsupported = true;
-                        self.warn(format!(
-                            "the filesystem does not support user xattrs: ignored {} on {} and \
-                             any further ones",
-                            String::from_utf8_lossy(name),
-                            show(path)
-                        ));
-                    }
-                }
-                Err(e) => self.warn(format!(
-                    "ignored xattr {} on {}: {e}",
-                    String::from_utf8_lossy(name),
-                    show(path)
-                )),
+            let still_dir = split(&path).is_some_and(|(parent, name)| {
+                self.lookup_dir(parent).is_ok_and(|dir| {
+                    matches!(lstat_at(&*dir, name), Ok(Some(st)) if file_type(&st) == FileType::Directory)
+                })
+            });
+            if still_dir && !kept.contains(&path) {
+                kept.push(path);
             }
         }
+        kept
     }
 
     /// The external hard links whose placeholder survived the rest of the layer.

@@ -438,19 +438,14 @@ pub fn skopeo_digest(image: &str) -> String {
 
 /// How `lade unpack` must relate to `umoci unpack --rootless` of the same image.
 ///
-/// Documented, deliberate differences (everything else must be identical: paths, types,
-/// contents, symlink targets, hardlink groups, permission bits including setuid/setgid/sticky):
-/// - lade raises permissions to at least u+rw on files and u+rwx on directories so that the
-///   user can always read and delete what it unpacked; umoci --rootless keeps 0000 files and
-///   0555 directories as they are in the layer. So the expected mode is umoci's | u+rw(x).
+/// Everything must be identical (paths, types, FIFOs included, contents, symlink targets,
+/// hardlink groups, permission bits exactly, setuid/setgid/sticky and `0000` included), except:
 /// - the mode of the target directory itself is not compared: it is the caller's directory.
 /// - ownership and timestamps are not compared (rootless: everything belongs to the user).
 pub fn vs_umoci() -> CompareOpts {
     CompareOpts {
-        perm_mask: 0o7777,
-        normalize: lade_min_perms,
-        hardlinks: true,
         root_mode: false,
+        ..CompareOpts::default()
     }
 }
 
@@ -528,49 +523,57 @@ fn read_forcing(path: &Path, mode: u32) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// List a directory even when its mode denies the owner r or x.
-fn read_dir_forcing(path: &Path, mode: u32) -> io::Result<Vec<PathBuf>> {
-    let list = |p: &Path| -> io::Result<Vec<PathBuf>> {
-        let mut v = Vec::new();
-        for e in fs::read_dir(p)? {
-            v.push(e?.path());
-        }
-        Ok(v)
-    };
-    match list(path) {
-        Ok(v) => Ok(v),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o500))?;
-            let r = list(path);
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
-            r
-        }
-        Err(e) => Err(e),
+/// Runs `f` with `dir` given u+rx if its mode (`mode`) denies either, and puts the mode back:
+/// images keep `0000` and `0300` directories, and the tests compare their contents.
+fn with_dir_access<T>(dir: &Path, mode: u32, f: impl FnOnce() -> T) -> T {
+    if mode & 0o500 == 0o500 {
+        return f();
     }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o500))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+    let out = f();
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+    out
+}
+
+/// Reads file `rel` of the tree at `root` whatever the modes of it and its directories.
+fn read_in_tree(root: &Path, rel: &Path, mode: u32) -> io::Result<Vec<u8>> {
+    fn walk(dir: &Path, rest: &[&OsStr], mode: u32) -> io::Result<Vec<u8>> {
+        match rest {
+            [] => unreachable!("an empty path is the root directory"),
+            [name] => read_forcing(&dir.join(name), mode),
+            [first, more @ ..] => {
+                let sub = dir.join(first);
+                let sub_mode = fs::symlink_metadata(&sub)?.mode() & 0o7777;
+                with_dir_access(&sub, sub_mode, || walk(&sub, more, mode))
+            }
+        }
+    }
+    let parts: Vec<&OsStr> = rel.iter().collect();
+    walk(root, &parts, mode)
 }
 
 impl Tree {
-    /// Walk `root` without following symlinks.
+    /// Walk `root` without following symlinks; directories that deny their owner r or x are
+    /// opened up while they are read and put back.
     pub fn scan(root: &Path) -> Tree {
-        let mut entries = BTreeMap::new();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let abs = if rel.as_os_str().is_empty() {
-                root.to_path_buf()
-            } else {
-                root.join(&rel)
-            };
+        fn scan_dir(root: &Path, rel: &Path, entries: &mut BTreeMap<PathBuf, Entry>) {
+            let abs = root.join(rel);
             let md = fs::symlink_metadata(&abs)
                 .unwrap_or_else(|e| panic!("lstat {}: {e}", abs.display()));
             let ft = md.file_type();
             let mode = md.mode() & 0o7777;
             let kind = if ft.is_dir() {
-                let mut children = read_dir_forcing(&abs, mode)
-                    .unwrap_or_else(|e| panic!("readdir {}: {e}", abs.display()));
-                children.sort();
-                for c in children {
-                    stack.push(rel.join(c.file_name().unwrap()));
-                }
+                with_dir_access(&abs, mode, || {
+                    let mut children: Vec<PathBuf> = fs::read_dir(&abs)
+                        .and_then(|rd| rd.map(|e| e.map(|e| e.path())).collect())
+                        .unwrap_or_else(|e| panic!("readdir {}: {e}", abs.display()));
+                    children.sort();
+                    for c in children {
+                        scan_dir(root, &rel.join(c.file_name().unwrap()), entries);
+                    }
+                });
                 Kind::Dir
             } else if ft.is_symlink() {
                 Kind::Symlink(fs::read_link(&abs).unwrap())
@@ -586,7 +589,7 @@ impl Tree {
                 Kind::Socket
             };
             entries.insert(
-                rel,
+                rel.to_path_buf(),
                 Entry {
                     kind,
                     mode,
@@ -595,6 +598,8 @@ impl Tree {
                 },
             );
         }
+        let mut entries = BTreeMap::new();
+        scan_dir(root, Path::new(""), &mut entries);
         Tree {
             root: root.to_path_buf(),
             entries,
@@ -686,8 +691,8 @@ pub fn diff_scanned(e: &Tree, actual: &Path, opts: &CompareOpts) -> Vec<String> 
             }
             (Kind::File { .. }, Kind::File { .. }) => {
                 let read = |t: &Tree, m: u32| {
-                    let abs = t.root.join(p);
-                    read_forcing(&abs, m).unwrap_or_else(|e| panic!("read {}: {e}", abs.display()))
+                    read_in_tree(&t.root, p, m)
+                        .unwrap_or_else(|e| panic!("read {}: {e}", t.root.join(p).display()))
                 };
                 let (ed, ad) = (read(e, ee.mode), read(&a, ae.mode));
                 if ed != ad {
@@ -794,16 +799,6 @@ pub fn assert_same_as_scanned(e: &Tree, actual: &Path, opts: &CompareOpts) {
             let _ = writeln!(msg, "  ... and {} more", diffs.len() - 60);
         }
         panic!("{msg}");
-    }
-}
-
-/// The minimum permissions lade guarantees so the user can always read and delete a tree:
-/// u+rw on files, u+rwx on directories.
-pub fn lade_min_perms(kind: &Kind, mode: u32) -> u32 {
-    match kind {
-        Kind::Dir => mode | 0o700,
-        Kind::Symlink(_) => mode,
-        _ => mode | 0o600,
     }
 }
 

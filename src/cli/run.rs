@@ -1,14 +1,12 @@
 //! `lade run`: start-up critical (a container's whole cost can be a few milliseconds), so
 //! `main` parses it with a command that knows nothing else (see `parse_run_quickly`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::Common;
 use lade::error::{Error, Result};
-use lade::reference::Reference;
 use lade::run::{self, RunImage, RunOptions, process, rootfs::Upper};
 use lade::storage::{self, LockMode, Storage};
 
@@ -38,7 +36,10 @@ pub struct RunArgs {
     /// Remove variables matching GLOB; repeatable
     #[arg(long, value_name = "GLOB")]
     unset_env: Vec<String>,
-    /// Image reference in the store, or an unpacked root directory
+    /// Image name in the store, or a directory holding a root filesystem (e.g. from `lade
+    /// unpack`). A path starting with / or . is a directory; a bare name is the stored image
+    /// of that name, or, if it is not a stored image, the directory of that name (as ch-run
+    /// DIR)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
@@ -46,12 +47,6 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
-    let looks_like_dir = args.image.starts_with('/') || args.image.starts_with('.');
-    let image = if looks_like_dir {
-        RunImage::Directory(PathBuf::from(&args.image))
-    } else {
-        RunImage::Stored(Reference::parse(&args.image)?)
-    };
     let mut set_env = Vec::new();
     for a in &args.set_env {
         set_env.extend(process::parse_set_env(a)?);
@@ -69,7 +64,7 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
         ),
     };
     let opts = RunOptions {
-        image,
+        image: RunImage::Arg(args.image),
         user: process::UserChoices {
             command: args.command,
             set_env,

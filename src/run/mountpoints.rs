@@ -136,11 +136,7 @@ fn decide(
 ) -> Result<Option<PathBuf>> {
     let mut needed: Vec<(PathBuf, bool)> = Vec::new();
     for (b, &is_dir) in binds.iter().zip(source_is_dir) {
-        let rel = b
-            .target
-            .strip_prefix("/")
-            .unwrap_or(&b.target)
-            .to_path_buf();
+        let rel = super::container_path::relative(&b.target)?.to_path_buf();
         let found = lookup(trees, &rel)
             .map_err(|e| Error::io(format!("looking up bind target {}", b.target.display()), e))?;
         match found {

@@ -77,18 +77,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     // come from a small extra lower layer, found or made here on the host (mountpoints.rs).
     let read_only = matches!(opts.upper, Upper::Scratch { writable: false });
     let mount_points = if read_only {
-        let mut source_is_dir = Vec::with_capacity(binds.len());
-        for b in &binds {
-            let meta = std::fs::metadata(&b.source)
-                .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
-            source_is_dir.push(meta.is_dir());
-        }
-        MountPoints::InLayers(mountpoints::layer_for(
-            storage,
-            &plan.lowers,
-            &binds,
-            &source_is_dir,
-        )?)
+        MountPoints::InLayers(mountpoints::layer_for(storage, &plan.lowers, &binds)?)
     } else {
         MountPoints::InUpper
     };
@@ -141,15 +130,16 @@ fn binds(opts: &RunOptions) -> Result<Vec<Bind>> {
         with_tmp,
     );
     for (src, dst) in &opts.binds {
-        if !src.exists() {
+        let Ok(meta) = std::fs::metadata(src) else {
             return Err(Error::invalid(
                 format!("-b {}", src.display()),
                 "bind source does not exist",
             ));
-        }
+        };
         binds.push(Bind {
             source: src.clone(),
             target: container_path::clean(dst, &format!("-b {}", src.display()))?,
+            source_is_dir: meta.is_dir(),
             read_only: false,
             replace_symlink: false,
         });

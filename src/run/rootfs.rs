@@ -25,6 +25,9 @@ pub struct Bind {
     pub source: PathBuf,
     /// Where inside; absolute and clean ([`container_path::clean`]).
     pub target: PathBuf,
+    /// What the source is (looked at once, before entering the namespaces): the mount point
+    /// made for it is a directory or an empty file.
+    pub source_is_dir: bool,
     pub read_only: bool,
     /// A symbolic link the image has at the target is hidden by the mount point instead of
     /// being an error: for the host's name-resolution files, which an image's link (such as
@@ -207,10 +210,8 @@ fn ensure_mount_point(
 /// `replace_symlink` bind; not in a flattened copy kept on disk.
 fn bind_all(root: &Path, binds: &[Bind], root_is_scratch: bool) -> Result<()> {
     for b in binds {
-        let meta = fs::metadata(&b.source)
-            .map_err(|e| Error::io(format!("bind source {}", b.source.display()), e))?;
         let replace = b.replace_symlink && root_is_scratch;
-        let target = ensure_mount_point(root, &b.target, meta.is_dir(), replace)?;
+        let target = ensure_mount_point(root, &b.target, b.source_is_dir, replace)?;
         bind_one(b, &target)?;
     }
     Ok(())
@@ -294,32 +295,28 @@ pub fn pivot(root: &Path) -> Result<()> {
 
 /// The directories every container gets, like ch-run: host /dev, /proc and /sys (binds, since
 /// an unprivileged namespace cannot mount a new /proc without a PID namespace), /tmp unless
-/// `with_tmp` is false, the user's home unless `--no-home`, and the host's name resolution
-/// files.
+/// `with_tmp` is false, the user's home (a directory) unless `--no-home`, and the host's name
+/// resolution files where the host has them.
 pub fn standard_binds(home: Option<(&Path, &Path)>, with_tmp: bool) -> Vec<Bind> {
+    let dir = |source: &Path, target: &Path| Bind {
+        source: source.to_path_buf(),
+        target: target.to_path_buf(),
+        source_is_dir: true,
+        read_only: false,
+        replace_symlink: false,
+    };
     let mut binds: Vec<Bind> = ["/dev", "/proc", "/sys"]
         .into_iter()
         .chain(with_tmp.then_some("/tmp"))
-        .map(|d| Bind {
-            source: d.into(),
-            target: d.into(),
-            read_only: false,
-            replace_symlink: false,
-        })
+        .map(|d| dir(Path::new(d), Path::new(d)))
         .collect();
-    if let Some((host, inside)) = home {
-        binds.push(Bind {
-            source: host.to_path_buf(),
-            target: inside.to_path_buf(),
-            read_only: false,
-            replace_symlink: false,
-        });
-    }
+    binds.extend(home.map(|(host, inside)| dir(host, inside)));
     for f in ["/etc/hosts", "/etc/resolv.conf"] {
-        if Path::new(f).exists() {
+        if let Ok(meta) = fs::metadata(f) {
             binds.push(Bind {
                 source: f.into(),
                 target: f.into(),
+                source_is_dir: meta.is_dir(),
                 read_only: true,
                 replace_symlink: true,
             });

@@ -4,8 +4,9 @@
 #   - ch-run DIR -- /bin/true        (Charliecloud, on the same image unpacked to a directory)
 #   - unshare -Urm /bin/true         (the floor: just the namespaces)
 # side by side with hyperfine, three times over (REPEAT=3): each repetition measures the
-# three commands one after another, and the best mean of each is compared. Target: lade <=
-# 0.9x ch-run (issue 16). On a shared machine check `uptime` first: the numbers move with load.
+# three commands one after another, and the best median of each is compared (medians, since
+# on a shared machine a few runs that wait for the CPU move a mean a lot). Target: lade <=
+# 0.9x ch-run (issue 16). Check `uptime` first: the numbers move with load.
 #
 #   bash bench/run.sh     as root: installs hyperfine, charliecloud-runtime, umoci, skopeo,
 #                         busybox-static; builds lade (release); re-runs itself as an
@@ -73,12 +74,13 @@ import json, os
 reps = [{x["command"]: x for x in json.load(open(f"result-{i}.json"))["results"]}
         for i in range(1, int(os.environ["REPEAT"]) + 1)]
 names = ("lade", "ch-run", "unshare")
-print(f"{'':12} " + " ".join(f"{n + ' ms':>10}" for n in names) + f" {'lade/ch-run':>12}")
+print("median of each repetition, ms")
+print(f"{'':12} " + " ".join(f"{n:>10}" for n in names) + f" {'lade/ch-run':>12}")
 for i, r in enumerate(reps, 1):
-    means = [r[n]["mean"] * 1000 for n in names]
-    print(f"{'run ' + str(i):12} " + " ".join(f"{m:10.2f}" for m in means)
-          + f" {means[0] / means[1]:11.2f}x")
-best = [min(r[n]["mean"] for r in reps) * 1000 for n in names]
+    medians = [r[n]["median"] * 1000 for n in names]
+    print(f"{'run ' + str(i):12} " + " ".join(f"{m:10.2f}" for m in medians)
+          + f" {medians[0] / medians[1]:11.2f}x")
+best = [min(r[n]["median"] for r in reps) * 1000 for n in names]
 ratio = best[0] / best[1]
 print(f"{'best of ' + str(len(reps)):12} " + " ".join(f"{m:10.2f}" for m in best)
       + f" {ratio:11.2f}x")

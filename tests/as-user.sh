@@ -23,8 +23,12 @@ tmp=$(mktemp -d /var/tmp/lade-as-user.XXXXXX)
 chown "$TEST_USER:" "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)
-runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+# On a host staged like a cluster node, as tests/run-all.sh does (tests/cluster-host.sh).
+cluster_mounts="/tmp/lade-job-scratch:$home/lade-automount"
+bash tests/cluster-host.sh "$TEST_USER" "$cluster_mounts" \
+  runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
     HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" TMPDIR="$tmp" LANG=C.UTF-8 \
     LADE_DEBIAN_TARBALL=/var/tmp/lade-test-debian/debian-bookworm-minbase.tar \
+    LADE_TEST_CLUSTER_MOUNTS="$cluster_mounts" \
     CARGO_MANIFEST_DIR="$PWD" \
     "$bin" --test-threads=2 "$@"

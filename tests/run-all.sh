@@ -141,6 +141,17 @@ bash tests/fixtures/debian-tarball.sh "$DEBIAN_TARBALL" bookworm
 ls -l "$DEBIAN_TARBALL"
 
 # ------------------------------------------------------------------------------------------------
+step "cluster-host stage (issue 12): submounts under /tmp and the home, in a private namespace"
+# Cluster nodes have a job's scratch tmpfs under /tmp and automounted or NFS directories in
+# the home; in a user namespace those submounts are locked, and a bind without MS_REC of a
+# tree holding them fails. The whole suite runs on such a host, so that every test that runs
+# a container or a RUN step sees it (not only tests/run_cluster.rs, which checks the mounts
+# are there): tests/cluster-host.sh mounts them in a private mount namespace, leaving the
+# machine's mounts as they are.
+CLUSTER_MOUNTS="/tmp/lade-job-scratch:$TEST_HOME/lade-automount"
+echo "tmpfs on: ${CLUSTER_MOUNTS//:/ }"
+
+# ------------------------------------------------------------------------------------------------
 status=0
 step "cargo fmt --check"
 cargo fmt --check || { echo "FAILED: cargo fmt --check (run 'cargo fmt')"; status=1; }
@@ -187,11 +198,13 @@ user_env=(env -i
     TMPDIR="$WORK/tmp" LANG=C.UTF-8
     LADE_DEBIAN_TARBALL="$DEBIAN_TARBALL"
     LADE_TEST_PYTHON="$PYENV/bin/python"
+    LADE_TEST_CLUSTER_MOUNTS="$CLUSTER_MOUNTS"
     NEXTEST_HIDE_PROGRESS_BAR=1 CARGO_TERM_COLOR=never)
 runuser -u "$TEST_USER" -- "${user_env[@]}" sh -c \
     'echo "running as: $(id)"; if [ "$(id -u)" = 0 ]; then echo "still root!" >&2; exit 1; fi'
 set +e
-(cd "$WORK/src" && runuser -u "$TEST_USER" -- "${user_env[@]}" \
+(cd "$WORK/src" && bash "$ROOT/tests/cluster-host.sh" "$TEST_USER" "$CLUSTER_MOUNTS" \
+    runuser -u "$TEST_USER" -- "${user_env[@]}" \
     "$WORK/bin/cargo-nextest" nextest run \
         --archive-file "$WORK/tests.tar.zst" \
         --workspace-remap "$WORK/src" \

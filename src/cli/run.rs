@@ -38,8 +38,10 @@ pub struct RunArgs {
     /// Remove variables matching GLOB; repeatable
     #[arg(long, value_name = "GLOB")]
     unset_env: Vec<String>,
-    /// Image reference in the store, an unpacked root directory, or a single-file image
-    /// (SquashFS or SIF: squashfs:FILE, a path, or a name ending .sqfs, .squashfs or .sif)
+    /// Image name in the store, a directory holding a root filesystem (e.g. from `lade
+    /// unpack`), or a single-file image (SquashFS or SIF: squashfs:FILE, a path, or a name
+    /// ending .sqfs, .squashfs or .sif). A path starting with / or . is a file or directory; a
+    /// bare name is the stored image of that name, else the directory of that name (as ch-run)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
@@ -48,8 +50,9 @@ pub struct RunArgs {
 
 /// What IMAGE names: `squashfs:FILE` is a file; a path (starting with `/` or `.`) is a file
 /// or a directory, whichever it is; a name with a single-file image's extension that exists
-/// as a file is that file; anything else is a stored image's name, which `docker://` and
-/// `lade:` may prefix (any other transport must be pulled first).
+/// as a file is that file; a name `docker://` or `lade:` prefixes is a stored image; any
+/// other transport must be pulled first; a bare name is left to [`run::plan::resolve`] (a
+/// stored image, else a directory of that name).
 fn image_of(arg: &str) -> Result<RunImage> {
     if let Some(file) = arg.strip_prefix("squashfs:") {
         return Ok(RunImage::File(PathBuf::from(file)));
@@ -68,10 +71,10 @@ fn image_of(arg: &str) -> Result<RunImage> {
     if file_like && path.is_file() {
         return Ok(RunImage::File(path));
     }
-    let name = arg
+    let prefixed = arg
         .strip_prefix("docker://")
-        .or_else(|| arg.strip_prefix("lade:"))
-        .unwrap_or(arg);
+        .or_else(|| arg.strip_prefix("lade:"));
+    let name = prefixed.unwrap_or(arg);
     if let Some((transport, _)) = name.split_once(':')
         && matches!(transport, "oci" | "oci-archive" | "docker-archive" | "dir")
     {
@@ -82,12 +85,15 @@ fn image_of(arg: &str) -> Result<RunImage> {
             ),
         ));
     }
-    Ok(RunImage::Stored(Reference::parse(name)?))
+    Ok(match prefixed {
+        Some(name) => RunImage::Stored(Reference::parse(name)?),
+        None => RunImage::Arg(arg.to_string()),
+    })
 }
 
 pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
     let image = image_of(&args.image)?;
-    let stored = matches!(image, RunImage::Stored(_));
+    let stored = matches!(image, RunImage::Stored(_) | RunImage::Arg(_));
     let given = args.image.clone();
     let mut set_env = Vec::new();
     for a in &args.set_env {

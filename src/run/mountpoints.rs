@@ -99,48 +99,39 @@ fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 /// The mount-point layer holding every bind target missing from the image, or `None` when
 /// the image has them all and enough layers to stand without it (overlayfs wants at least
-/// two lower layers when there is no upper one). `source_is_dir` says, per bind, what its
-/// source is. Errors name a target the image makes impossible.
+/// two lower layers when there is no upper one). Errors name a target the image makes
+/// impossible.
 ///
 /// The layer trees never change, so the answer for one image and one set of binds is
 /// remembered in the store ([`crate::storage::MountPointLayers::recall`]): a repeated run
 /// reads one small file instead of looking every target up in every layer.
-pub fn layer_for(
-    storage: &Storage,
-    trees: &[PathBuf],
-    binds: &[Bind],
-    source_is_dir: &[bool],
-) -> Result<Option<PathBuf>> {
+pub fn layer_for(storage: &Storage, trees: &[PathBuf], binds: &[Bind]) -> Result<Option<PathBuf>> {
     let store = storage.mountpoints();
     let mut question = String::new();
     for t in trees {
         question.push_str(&format!("lower {}\n", t.display()));
     }
-    for (b, dir) in binds.iter().zip(source_is_dir) {
-        question.push_str(&format!("bind {} {dir}\n", b.target.display()));
+    for b in binds {
+        question.push_str(&format!(
+            "bind {} {}\n",
+            b.target.display(),
+            b.source_is_dir
+        ));
     }
     let question = listing_name(&question);
     if let Some(answer) = store.recall(&question) {
         return Ok(answer);
     }
-    let layer = decide(storage, trees, binds, source_is_dir)?;
+    let layer = decide(storage, trees, binds)?;
     store.remember(&question, layer.as_deref());
     Ok(layer)
 }
 
-fn decide(
-    storage: &Storage,
-    trees: &[PathBuf],
-    binds: &[Bind],
-    source_is_dir: &[bool],
-) -> Result<Option<PathBuf>> {
+fn decide(storage: &Storage, trees: &[PathBuf], binds: &[Bind]) -> Result<Option<PathBuf>> {
     let mut needed: Vec<(PathBuf, bool)> = Vec::new();
-    for (b, &is_dir) in binds.iter().zip(source_is_dir) {
-        let rel = b
-            .target
-            .strip_prefix("/")
-            .unwrap_or(&b.target)
-            .to_path_buf();
+    for b in binds {
+        let is_dir = b.source_is_dir;
+        let rel = super::container_path::relative(&b.target)?.to_path_buf();
         let found = lookup(trees, &rel)
             .map_err(|e| Error::io(format!("looking up bind target {}", b.target.display()), e))?;
         match found {

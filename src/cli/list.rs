@@ -8,7 +8,7 @@ use clap::Args;
 use super::{Common, Format, one_line};
 use lade::error::{Error, Result};
 use lade::reference::Reference;
-use lade::storage::{LockMode, Storage};
+use lade::storage::{ListedImage, LockMode, Storage};
 
 #[derive(Args)]
 pub struct ListArgs {
@@ -149,7 +149,15 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         match record {
             None => println!("in local storage:    no"),
             Some(rec) => {
-                println!("in local storage:    yes");
+                match storage.read_only_holder(&name)? {
+                    Some(dir) => {
+                        println!(
+                            "in local storage:    yes, read-only store {}",
+                            dir.display()
+                        )
+                    }
+                    None => println!("in local storage:    yes"),
+                }
                 println!(
                     "platform:            {}",
                     rec.platform.as_deref().unwrap_or("unknown")
@@ -165,21 +173,33 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         }
         return Ok(());
     }
-    let mut records = Vec::new();
-    for r in images.list()? {
+    let mut listed = Vec::new();
+    for r in storage.list_all_images()? {
         match r {
-            Ok(r) => records.push(r),
+            Ok(r) => listed.push(r),
             Err(e) => eprintln!("lade: warning: {e}"),
         }
     }
     if format == Format::Json {
+        // Each record as stored, with the store it is in.
+        let records: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|l| {
+                let mut v = serde_json::to_value(&l.record).map_err(|e| Error::json("list", e))?;
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("store".into(), store_json(storage, l));
+                }
+                Ok(v)
+            })
+            .collect::<Result<_>>()?;
         println!(
             "{}",
             serde_json::to_string_pretty(&records).map_err(|e| Error::json("list", e))?
         );
         return Ok(());
     }
-    for rec in records {
+    for l in listed {
+        let rec = &l.record;
         let name = rec
             .reference()
             .map(|r| r.familiar())
@@ -189,16 +209,33 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             .as_deref()
             .map(|p| p.strip_prefix("linux/").unwrap_or(p).to_string())
             .unwrap_or_else(|| "unknown".into());
+        // Only images of read-only stores say where they are: the rest are the user's.
+        let store = match &l.read_only_store {
+            Some(dir) => format!("  [read-only: {}]", dir.display()),
+            None => String::new(),
+        };
         if long {
             println!(
-                "{name:40} {arch:10} {} {:>3} layers  {}",
+                "{name:40} {arch:10} {} {:>3} layers  {}{store}",
                 &rec.manifest.to_string()[..19],
                 rec.layers.len(),
                 rec.source
             );
         } else {
-            println!("{name} ({arch})");
+            println!("{name} ({arch}){store}");
         }
     }
     Ok(())
+}
+
+/// `list --format json`'s `store`: the storage directory the image is in, and whether it
+/// is a read-only one.
+fn store_json(storage: &Storage, listed: &ListedImage) -> serde_json::Value {
+    match &listed.read_only_store {
+        Some(dir) => serde_json::json!({"path": dir, "read_only": true}),
+        None => serde_json::json!({
+            "path": std::path::Path::new(storage.location_arg()),
+            "read_only": false,
+        }),
+    }
 }

@@ -135,7 +135,8 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
         LockMode::Shared
     };
     // No work area: a run writes nothing to the store but its mount points.
-    let storage = Storage::open_without_work_area(&path, mode)?;
+    let storage =
+        Storage::open_without_work_area(&path, mode)?.with_read_only(c.read_only_stores()?)?;
     match run::run(&storage, &opts) {
         Ok(never) => match never {},
         // A name that is not stored may well be on a registry.

@@ -207,6 +207,14 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
     assert!(user.own_entries("layers").is_empty());
     assert!(user.own_entries("blobs/sha256").is_empty());
     user.ok(&["run", "tool", "--", "true"]);
+    // Rebuilt and deleted, its steps stay cached: only its own layer is space the cache
+    // holds, not the read-only store's trees its records also name.
+    user.ok(&["build", "-t", "child", ctx.to_str().unwrap()]);
+    user.ok(&["delete", "child"]);
+    let cache: serde_json::Value =
+        serde_json::from_str(&user.ok(&["build-cache", "--format", "json"])).unwrap();
+    assert_eq!(cache["summary"]["cache_only_layers"], 1, "{cache}");
+    assert_eq!(user.own_entries("layers").len(), 1);
 
     assert_eq!(
         snapshot(&shared.storage),
@@ -269,12 +277,18 @@ fn stores_are_searched_user_first_then_in_order_also_from_the_environment() {
     let mut c = user.cmd();
     c.env("LADE_RO_STORAGE", &joined).arg("list");
     let listed = run_cmd(c).ok().stdout;
-    let bb = listed.lines().find(|l| l.starts_with("bb:latest (")).unwrap();
+    let bb = listed
+        .lines()
+        .find(|l| l.starts_with("bb:latest ("))
+        .unwrap();
     assert!(
         bb.ends_with(&format!("[read-only: {}]", first.storage.display())),
         "{listed}"
     );
-    let tool = listed.lines().find(|l| l.starts_with("tool:latest (")).unwrap();
+    let tool = listed
+        .lines()
+        .find(|l| l.starts_with("tool:latest ("))
+        .unwrap();
     assert!(
         tool.ends_with(&format!("[read-only: {}]", second.storage.display())),
         "{listed}"
@@ -298,7 +312,10 @@ fn stores_are_searched_user_first_then_in_order_also_from_the_environment() {
     let mut c = user.cmd();
     c.env("LADE_RO_STORAGE", &joined).arg("list");
     let listed = run_cmd(c).ok().stdout;
-    let bb = listed.lines().find(|l| l.starts_with("bb:latest (")).unwrap();
+    let bb = listed
+        .lines()
+        .find(|l| l.starts_with("bb:latest ("))
+        .unwrap();
     assert!(!bb.contains("read-only"), "{listed}");
     assert_eq!(
         (snapshot(&first.storage), snapshot(&second.storage)),

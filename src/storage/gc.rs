@@ -71,7 +71,10 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
                         .is_ok_and(|n| glob.is_match(n.familiar()) || exact.as_ref() == Some(&n)))
         });
         if let Some(l) = read_only {
-            let name = l.record.reference().map_or(l.record.name.clone(), |n| n.familiar());
+            let name = l
+                .record
+                .reference()
+                .map_or(l.record.name.clone(), |n| n.familiar());
             return Err(Error::invalid(
                 format!("image {name}"),
                 format!(

@@ -21,13 +21,16 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, i64)> {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
     while let Some(p) = todo.pop() {
-        let m = fs::symlink_metadata(&p).unwrap();
+        // Entries of a directory that can be read but not searched cannot be looked at:
+        // nothing could write there either.
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         out.insert(
             p.strip_prefix(root).unwrap().to_path_buf(),
             (m.mode(), m.size(), m.mtime(), m.mtime_nsec()),
         );
-        // Directories of the store are searchable; layer trees may hold 0000 directories,
-        // whose insides nothing could write to anyway.
+        // Layer trees keep the image's modes, 0000 directories included: not listed.
         if m.is_dir()
             && let Ok(entries) = fs::read_dir(&p)
         {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 /// Every entry under `root` with its mode, size and mtime (to the nanosecond).
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, i64)> {
+fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
     while let Some(p) = todo.pop() {
@@ -42,7 +42,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, i64)> {
 
 /// Makes the store `lade` read-only: its lock file unreadable, every entry without write
 /// permission. Returns its snapshot.
-fn freeze(lade: &Lade) -> BTreeMap<PathBuf, (u32, u64, i64, i64)> {
+fn freeze(lade: &Lade) -> Snapshot {
     let lock = lade.storage.join("lock");
     if lock.exists() {
         fs::set_permissions(&lock, fs::Permissions::from_mode(0o000)).unwrap();
@@ -51,6 +51,25 @@ fn freeze(lade: &Lade) -> BTreeMap<PathBuf, (u32, u64, i64, i64)> {
     c.args(["-R", "a-w"]).arg(&lade.storage);
     run_cmd(c).ok();
     snapshot(&lade.storage)
+}
+
+type Snapshot = BTreeMap<PathBuf, (u32, u64, i64, i64)>;
+
+#[track_caller]
+fn assert_untouched(shared: &Lade, before: &Snapshot) {
+    assert!(
+        snapshot(&shared.storage) == *before,
+        "the read-only store changed"
+    );
+}
+
+/// None of the user's blobs `own` is one the shared store has: nothing was copied.
+#[track_caller]
+fn assert_none_copied(own: &[String], shared: &Lade) {
+    for blob in own {
+        let theirs = shared.storage.join("blobs/sha256").join(blob);
+        assert!(!theirs.exists(), "{blob} copied");
+    }
 }
 
 /// A fresh store that uses `shared` as its read-only store.
@@ -140,14 +159,8 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
     )
     .unwrap();
     user.ok(&["build", "-t", "child", ctx.to_str().unwrap()]);
-    let out = user.ok(&[
-        "run",
-        "child",
-        "--",
-        "/bin/sh",
-        "-c",
-        "cat /from-a /from-b; echo $WHO",
-    ]);
+    let both = "cat /from-a /from-b; echo $WHO";
+    let out = user.ok(&["run", "child", "--", "/bin/sh", "-c", both]);
     assert_eq!(out, "made-in-a\nmade-in-b\nadmin\n");
     let own_layers = user.own_entries("layers");
     assert_eq!(own_layers.len(), 1, "only the new layer: {own_layers:?}");
@@ -155,9 +168,7 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
     // Its layer blob, config and manifest; nothing of the shared store's.
     let own_blobs = user.own_entries("blobs/sha256");
     assert_eq!(own_blobs.len(), 3, "{own_blobs:?}");
-    for blob in &own_blobs {
-        assert!(!shared.storage.join("blobs/sha256").join(blob).exists());
-    }
+    assert_none_copied(&own_blobs, &shared);
 
     // copy and push to OCI layouts: the same image, digest for digest, as skopeo sees it.
     let copied = format!("oci:{}:tool", user.own.path("copied").display());
@@ -219,11 +230,7 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
     assert_eq!(cache["summary"]["cache_only_layers"], 1, "{cache}");
     assert_eq!(user.own_entries("layers").len(), 1);
 
-    assert_eq!(
-        snapshot(&shared.storage),
-        before,
-        "the read-only store changed"
-    );
+    assert_untouched(&shared, &before);
 }
 
 #[test]
@@ -253,18 +260,21 @@ fn a_pull_fetches_only_what_no_store_has() {
     user.ok(&["pull", &fixtures().oci("single"), "other"]);
     let own = user.own_entries("blobs/sha256");
     assert!(!own.is_empty());
-    for blob in &own {
-        assert!(
-            !shared.storage.join("blobs/sha256").join(blob).exists(),
-            "{blob} copied"
-        );
-    }
+    assert_none_copied(&own, &shared);
     user.ok(&["run", "other", "--", "cat", "/etc/hostname"]);
-    assert_eq!(
-        snapshot(&shared.storage),
-        before,
-        "the read-only store changed"
-    );
+    assert_untouched(&shared, &before);
+}
+
+/// The line of `lade list` about `name`, with `$LADE_RO_STORAGE` set to `stores`.
+#[track_caller]
+fn listed_line(user: &Lade, stores: &str, name: &str) -> String {
+    let mut c = user.cmd();
+    c.env("LADE_RO_STORAGE", stores).arg("list");
+    let listed = run_cmd(c).ok().stdout;
+    let start = format!("{name}:latest (");
+    let line = listed.lines().find(|l| l.starts_with(&start));
+    line.unwrap_or_else(|| panic!("{name} not listed:\n{listed}"))
+        .to_string()
 }
 
 #[test]
@@ -277,25 +287,9 @@ fn stores_are_searched_user_first_then_in_order_also_from_the_environment() {
     let user = Lade::new();
     let joined = format!("{}:{}", first.storage.display(), second.storage.display());
 
-    let mut c = user.cmd();
-    c.env("LADE_RO_STORAGE", &joined).arg("list");
-    let listed = run_cmd(c).ok().stdout;
-    let bb = listed
-        .lines()
-        .find(|l| l.starts_with("bb:latest ("))
-        .unwrap();
-    assert!(
-        bb.ends_with(&format!("[read-only: {}]", first.storage.display())),
-        "{listed}"
-    );
-    let tool = listed
-        .lines()
-        .find(|l| l.starts_with("tool:latest ("))
-        .unwrap();
-    assert!(
-        tool.ends_with(&format!("[read-only: {}]", second.storage.display())),
-        "{listed}"
-    );
+    let in_shared = |store: &Lade| format!("  [read-only: {}]", store.storage.display());
+    assert!(listed_line(&user, &joined, "bb").ends_with(&in_shared(&first)));
+    assert!(listed_line(&user, &joined, "tool").ends_with(&in_shared(&second)));
     // /etc/hostname says which fixture runs: `single` (the first store's bb) or `multi`.
     let mut c = user.cmd();
     c.env("LADE_RO_STORAGE", &joined)
@@ -312,14 +306,7 @@ fn stores_are_searched_user_first_then_in_order_also_from_the_environment() {
     assert_eq!(run_cmd(c).ok().stdout, "layer2\n");
     // The user's own image of that name comes first.
     user.ok(["pull", &fixtures().oci("multi"), "bb"]);
-    let mut c = user.cmd();
-    c.env("LADE_RO_STORAGE", &joined).arg("list");
-    let listed = run_cmd(c).ok().stdout;
-    let bb = listed
-        .lines()
-        .find(|l| l.starts_with("bb:latest ("))
-        .unwrap();
-    assert!(!bb.contains("read-only"), "{listed}");
+    assert!(!listed_line(&user, &joined, "bb").contains("read-only"));
     assert_eq!(
         (snapshot(&first.storage), snapshot(&second.storage)),
         before

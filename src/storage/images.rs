@@ -1,7 +1,6 @@
 //! Local image names: one small JSON record per image, naming its manifest and layers.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -81,14 +80,14 @@ impl ImageStore {
     /// Image `name` from the user's store, else from the first read-only store that has it.
     pub fn get(&self, name: &Reference) -> Result<Option<ImageRecord>> {
         match self.dirs.find(Self::file_name(name), |p| p.exists()) {
-            Some(path) => read_record(&path),
+            Some(path) => crate::fsutil::read_json_if_exists(&path),
             None => Ok(None),
         }
     }
 
     /// Image `name` from the user's store only.
     pub fn get_own(&self, name: &Reference) -> Result<Option<ImageRecord>> {
-        read_record(&self.path(name))
+        crate::fsutil::read_json_if_exists(&self.path(name))
     }
 
     /// Like [`get`](Self::get), but a missing image is an error naming it.
@@ -179,16 +178,5 @@ impl ImageStore {
             out.push((path, record));
         }
         Ok(out)
-    }
-}
-
-/// The record in file `path`; `None` if there is no such file.
-fn read_record(path: &Path) -> Result<Option<ImageRecord>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::json(path.display().to_string(), e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io_path(path, e)),
     }
 }

@@ -128,11 +128,6 @@ impl Storage {
         Ok(self)
     }
 
-    /// The read-only stores, in lookup order.
-    pub fn read_only_stores(&self) -> &[PathBuf] {
-        &self.read_only
-    }
-
     /// The directory `name` in this store and in each read-only store.
     pub(super) fn dirs(&self, name: &str) -> Dirs {
         Dirs::new(
@@ -149,12 +144,9 @@ impl Storage {
         let mut out = Vec::new();
         let own = self.images().list()?;
         let others = self.read_only.iter().map(|root| {
-            let store = ImageStore::new(
-                Dirs::new(root.join("images"), Vec::new()),
-                Trash::new(None),
-                PathBuf::new(),
-            );
-            store.list().map(|list| (Some(root.clone()), list))
+            images_of(root)
+                .list()
+                .map(|list| (Some(root.clone()), list))
         });
         for listed in std::iter::once(Ok((None, own))).chain(others) {
             let (store, records) = listed?;
@@ -178,17 +170,22 @@ impl Storage {
             return Ok(None);
         }
         for root in &self.read_only {
-            let store = ImageStore::new(
-                Dirs::new(root.join("images"), Vec::new()),
-                Trash::new(None),
-                PathBuf::new(),
-            );
-            if store.get(name)?.is_some() {
+            if images_of(root).get(name)?.is_some() {
                 return Ok(Some(root.clone()));
             }
         }
         Ok(None)
     }
+}
+
+/// The images of the read-only store `root` alone, to read (it has no trash or lost+found:
+/// nothing is removed or moved there).
+fn images_of(root: &Path) -> ImageStore {
+    ImageStore::new(
+        Dirs::new(root.join("images"), Vec::new()),
+        Trash::new(None),
+        PathBuf::new(),
+    )
 }
 
 #[cfg(test)]

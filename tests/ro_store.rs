@@ -205,6 +205,12 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
     assert_eq!(store_of("tool")["path"], shared.storage.to_str().unwrap());
     assert_eq!(store_of("child")["read_only"], false);
     assert!(user.ok(&["list", "tool"]).contains("yes, read-only store"));
+    let one: serde_json::Value =
+        serde_json::from_str(&user.ok(&["list", "--format", "json", "tool"])).unwrap();
+    assert_eq!(one["store"]["read_only"], true);
+    let inspected: serde_json::Value =
+        serde_json::from_str(&user.ok(&["inspect", "tool"])).unwrap();
+    assert_eq!(inspected["Digest"], tool_digest.as_str());
 
     // Deleting a read-only image is refused; collecting in the user's store keeps what its
     // image needs and leaves the shared store alone.

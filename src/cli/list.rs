@@ -136,10 +136,14 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         let name = Reference::parse(r)?;
         if format == Format::Json {
             // A missing image is an error, not `null`: scripts read the exit status.
-            let record = images.require(&name)?;
+            let listed = ListedImage {
+                record: images.require(&name)?,
+                read_only_store: storage.read_only_holder(&name)?,
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&record).map_err(|e| Error::json("list", e))?
+                serde_json::to_string_pretty(&listed_json(storage, &listed)?)
+                    .map_err(|e| Error::json("list", e))?
             );
             return Ok(());
         }
@@ -181,16 +185,9 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         }
     }
     if format == Format::Json {
-        // Each record as stored, with the store it is in.
         let records: Vec<serde_json::Value> = listed
             .iter()
-            .map(|l| {
-                let mut v = serde_json::to_value(&l.record).map_err(|e| Error::json("list", e))?;
-                if let Some(map) = v.as_object_mut() {
-                    map.insert("store".into(), store_json(storage, l));
-                }
-                Ok(v)
-            })
+            .map(|l| listed_json(storage, l))
             .collect::<Result<_>>()?;
         println!(
             "{}",
@@ -228,14 +225,19 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
     Ok(())
 }
 
-/// `list --format json`'s `store`: the storage directory the image is in, and whether it
-/// is a read-only one.
-fn store_json(storage: &Storage, listed: &ListedImage) -> serde_json::Value {
-    match &listed.read_only_store {
+/// An image as `list --format json` shows it: its record as stored, and `store`: the
+/// storage directory it is in, and whether that is a read-only one.
+fn listed_json(storage: &Storage, listed: &ListedImage) -> Result<serde_json::Value> {
+    let store = match &listed.read_only_store {
         Some(dir) => serde_json::json!({"path": dir, "read_only": true}),
         None => serde_json::json!({
             "path": std::path::Path::new(storage.location_arg()),
             "read_only": false,
         }),
+    };
+    let mut v = serde_json::to_value(&listed.record).map_err(|e| Error::json("list", e))?;
+    if let Some(map) = v.as_object_mut() {
+        map.insert("store".into(), store);
     }
+    Ok(v)
 }

@@ -123,12 +123,11 @@ fn entries(dir: &Path) -> Vec<String> {
 /// layer, an ENV).
 fn filled_store() -> Lade {
     let b = BuildCtx::new();
-    b.build_ok(
-        "tool",
-        "FROM base\nENV WHO=admin\nRUN echo made-in-a > /from-a\n",
-    );
+    b.build_ok("tool", TOOL_DOCKERFILE);
     b.lade
 }
+
+const TOOL_DOCKERFILE: &str = "FROM base\nENV WHO=admin\nRUN echo made-in-a > /from-a\n";
 
 #[test]
 fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
@@ -235,6 +234,17 @@ fn a_read_only_store_serves_run_build_copy_push_and_list_untouched() {
         serde_json::from_str(&user.ok(&["build-cache", "--format", "json"])).unwrap();
     assert_eq!(cache["summary"]["cache_only_layers"], 1, "{cache}");
     assert_eq!(user.own_entries("layers").len(), 1);
+
+    // The admin's Dockerfile, built again by the user: every step a hit in the read-only
+    // store's cache, no step run and no layer made.
+    let again = user.own.path("again");
+    fs::create_dir_all(&again).unwrap();
+    fs::write(again.join("Dockerfile"), TOOL_DOCKERFILE).unwrap();
+    let out = user.ok(&["build", "-t", "again", again.to_str().unwrap()]);
+    assert_eq!(marks(&out), "***", "{out}");
+    assert_eq!(user.own_entries("layers").len(), 1);
+    let out = user.ok(&["run", "again", "--", "cat", "/from-a"]);
+    assert_eq!(out, "made-in-a\n");
 
     assert_untouched(&shared, &before);
 }

@@ -264,7 +264,7 @@ impl Storage {
     }
 
     pub fn cache_records(&self) -> CacheRecords {
-        CacheRecords::new(self.build_cache_dir())
+        CacheRecords::new(self.dirs("build-cache"))
     }
 
     pub fn image_links(&self) -> ImageLinks {

@@ -46,6 +46,10 @@
 //! A crash leaves only a stale work area, which the next process sweeps (its per-process lock
 //! tells that its owner is gone).
 //!
+//! Other users' stores can be added read-only (`--ro-storage`, [`read_only`]): `blobs()`,
+//! `layers()`, `images()` and `cache_records()` look in them after this one, and never write,
+//! list or remove there; nothing else does.
+//!
 //! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
 //! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
 //! ([`cache_records`], [`image_links`]); what a cache key is, and which records `lade

@@ -46,7 +46,7 @@
 //! A crash leaves only a stale work area, which the next process sweeps (its per-process lock
 //! tells that its owner is gone).
 //!
-//! Other users' stores can be added read-only (`--ro-storage`, [`read_only`]): `blobs()`,
+//! Other users' stores can be added read-only (`--ro-storage`, `read_only.rs`): `blobs()`,
 //! `layers()`, `images()` and `cache_records()` look in them after this one, and never write,
 //! list or remove there; nothing else does.
 //!
@@ -140,7 +140,7 @@ pub struct Storage {
     root: PathBuf,
     _lock: Option<lock::StorageLock>,
     work: Option<lock::WorkArea>,
-    /// Stores looked in after this one, never written or locked (see [`read_only`]).
+    /// Stores looked in after this one, never written or locked (see `read_only.rs`).
     read_only: Vec<PathBuf>,
 }
 

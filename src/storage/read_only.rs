@@ -117,7 +117,7 @@ pub struct ListedImage {
 
 impl Storage {
     /// Adds the read-only stores `roots` to look objects up in after this one, checking each
-    /// (see [`check`]); a store named twice, or naming this store itself, counts once.
+    /// (`check`); a store named twice, or naming this store itself, counts once.
     pub fn with_read_only(mut self, roots: Vec<PathBuf>) -> Result<Storage> {
         for root in roots {
             check(&root)?;

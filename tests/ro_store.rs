@@ -323,6 +323,25 @@ fn stores_are_searched_user_first_then_in_order_also_from_the_environment() {
     // The user's own image of that name comes first.
     user.ok(["pull", &fixtures().oci("multi"), "bb"]);
     assert!(!listed_line(&user, &joined, "bb").contains("read-only"));
+    // Deleted, the read-only one shows again; undeleted, the user's is back in front.
+    let ctx = user.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM bb\nRUN echo mine > /mine\n").unwrap();
+    let with_stores = |args: &[&str]| {
+        let mut c = user.cmd();
+        c.env("LADE_RO_STORAGE", &joined).args(args);
+        run_cmd(c).ok().stdout
+    };
+    with_stores(&["build", "-t", "tool", ctx.to_str().unwrap()]);
+    assert!(!listed_line(&user, &joined, "tool").contains("read-only"));
+    with_stores(&["delete", "tool"]);
+    assert!(listed_line(&user, &joined, "tool").ends_with(&in_shared(&second)));
+    with_stores(&["undelete", "tool"]);
+    assert!(!listed_line(&user, &joined, "tool").contains("read-only"));
+    assert_eq!(
+        with_stores(&["run", "tool", "--", "cat", "/mine"]),
+        "mine\n"
+    );
     assert_eq!(
         (snapshot(&first.storage), snapshot(&second.storage)),
         before

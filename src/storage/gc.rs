@@ -167,10 +167,11 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
     for listed in storage.deleted_images().list()? {
         let d = &listed.value;
         // An image of that name exists again (rebuilt, pulled, undeleted): nothing to restore.
+        // (One of a read-only store does not count: the user's would come first.)
         let superseded = d
             .record
             .reference()
-            .map_or(true, |n| images.get(&n).ok().flatten().is_some());
+            .map_or(true, |n| images.get_own(&n).ok().flatten().is_some());
         let restorable = !superseded
             && (d.record.is_import()
                 || d.record

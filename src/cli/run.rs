@@ -41,7 +41,8 @@ pub struct RunArgs {
     /// Image name in the store, a directory holding a root filesystem (e.g. from `lade
     /// unpack`), or a single-file image (SquashFS or SIF: squashfs:FILE, a path, or a name
     /// ending .sqfs, .squashfs or .sif). A path starting with / or . is a file or directory; a
-    /// bare name is the stored image of that name, else the directory of that name (as ch-run)
+    /// bare name is the stored image of that name or, if it is not a stored image, the
+    /// directory of that name (as ch-run DIR)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]

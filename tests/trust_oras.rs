@@ -355,3 +355,106 @@ fn sif_files_go_over_oras_as_apptainer_packs_them() {
     .fails_one_line();
     assert!(err.contains("single layer"), "{err}");
 }
+
+/// A real SIF (its primary partition a SquashFS file `lade copy` wrote from a built image, so
+/// that the image's config is inside) pushed with `lade copy FILE.sif oras://`, then run by
+/// the name it was pulled as and by `oras://REF`, with the image's environment and the
+/// command's exit status; a stored image keeps its name; what is not a SIF is refused.
+#[test]
+fn sif_images_pulled_over_oras_run_by_name_and_by_reference() {
+    let b = BuildCtx::new();
+    let lade = &b.lade;
+    b.file("hello", "hello from a SIF\n");
+    b.build_ok(
+        "sifimg",
+        "FROM base\nENV GREETING=set-in-the-image\nCOPY hello /hello\n",
+    );
+    let sqfs = lade.path("img.sqfs");
+    lade.ok([
+        "copy",
+        "lade:sifimg",
+        &format!("squashfs:{}", sqfs.display()),
+    ]);
+    let sif = lade.path("img.sif");
+    fs::write(
+        &sif,
+        lade::squashfs::sif::testing::sif_with(&fs::read(&sqfs).unwrap(), 2, 1),
+    )
+    .unwrap();
+    let reg = Registry::anonymous();
+    let target = reg.image("lab/runme:1");
+    let oras = format!("oras://{target}");
+    insecure(lade, &["copy", sif.to_str().unwrap(), &oras]).ok();
+    let script = "cat /hello; echo $GREETING; exit 7";
+
+    // By the name it was pulled as.
+    insecure(lade, &["pull", &oras, "runme"]).ok();
+    let r = lade.run(["run", "runme", "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    // A stored image of the same name wins over the SIF.
+    insecure(lade, &["pull", &oras, "base"]).ok();
+    let out = lade.ok([
+        "run",
+        "base",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ${GREETING:-unset}",
+    ]);
+    assert_eq!(out, "unset\n");
+
+    // By reference, into a store that does not have it yet: pulled, then run.
+    let fresh = Lade::new();
+    let r = insecure(&fresh, &["run", &oras, "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    assert!(
+        r.stderr.contains(&format!("pulling {oras}")),
+        "{}",
+        r.stderr
+    );
+    // Kept under REF: the next run (and `lade run REF`) needs no registry.
+    drop(reg);
+    let r = fresh.run(["run", &oras, "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    assert!(!r.stderr.contains("pulling"), "{}", r.stderr);
+    let out = fresh.ok(["run", &target, "--", "/bin/cat", "/hello"]);
+    assert_eq!(out, "hello from a SIF\n");
+}
+
+/// `lade run oras://REF` of an artifact that is not a SIF, or of nothing, is a one-line error
+/// and stores nothing.
+#[test]
+fn running_what_is_not_a_sif_over_oras_is_refused() {
+    let reg = Registry::anonymous();
+    let lade = Lade::new();
+    let work = lade.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("data.txt"), "not an image\n").unwrap();
+    let data = reg.image("lab/data:1");
+    oras_py(&work, &["push", &data, "data.txt"]).ok();
+    let err = insecure(
+        &lade,
+        &["run", &format!("oras://{data}"), "--", "/bin/true"],
+    )
+    .fails_one_line();
+    assert!(err.contains("is not a SIF"), "{err}");
+    let err = insecure(
+        &lade,
+        &[
+            "run",
+            &format!("oras://{}", reg.image("lab/none:1")),
+            "--",
+            "/bin/true",
+        ],
+    )
+    .fails_one_line();
+    assert!(err.contains("lab/none"), "{err}");
+    assert!(
+        fs::read_dir(lade.storage.join("single-files"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    );
+}

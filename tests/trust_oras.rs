@@ -241,13 +241,14 @@ fn concurrent_attaches_lose_no_fallback_index_entry() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), N);
 }
 
-/// A minimal file SIF readers recognise: the launch line, then the magic at byte 32.
+/// A SIF file laid out as the format's reference implementation writes one, holding `body`
+/// as its partition (not a root filesystem: moving a SIF does not look inside).
 fn fake_sif(path: &Path, body: &str) {
-    let mut b = b"#!/usr/bin/env run-singularity\n".to_vec();
-    b.resize(32, b'\n');
-    b.extend_from_slice(b"SIF_MAGIC");
-    b.extend_from_slice(body.as_bytes());
-    fs::write(path, b).unwrap();
+    fs::write(
+        path,
+        lade::squashfs::sif::testing::sif_with(body.as_bytes(), 2, 1),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -355,6 +355,28 @@ fn sif_files_go_over_oras_as_apptainer_packs_them() {
     )
     .fails_one_line();
     assert!(err.contains("single layer"), "{err}");
+    // Nor are they, or a file of another type, or nothing, run; nothing is stored.
+    let data = reg.image("lab/data:1");
+    oras_py(&work, &["push", &data, "not.sif"]).ok();
+    for (image, why) in [
+        (data, "is not a SIF"),
+        (two, "single layer"),
+        (reg.image("lab/none:1"), "lab/none"),
+    ] {
+        let err = insecure(
+            &lade,
+            &["run", &format!("oras://{image}"), "--", "/bin/true"],
+        )
+        .fails_one_line();
+        assert!(err.contains(why), "{err}");
+    }
+    assert_eq!(
+        fs::read_dir(lade.storage.join("single-files"))
+            .unwrap()
+            .count(),
+        1,
+        "only the SIF pulled as tool"
+    );
 }
 
 /// A real SIF (its primary partition a SquashFS file `lade copy` wrote from a built image, so
@@ -423,39 +445,4 @@ fn sif_images_pulled_over_oras_run_by_name_and_by_reference() {
     assert!(!r.stderr.contains("pulling"), "{}", r.stderr);
     let out = fresh.ok(["run", &target, "--", "/bin/cat", "/hello"]);
     assert_eq!(out, "hello from a SIF\n");
-}
-
-/// `lade run oras://REF` of an artifact that is not a SIF, or of nothing, is a one-line error
-/// and stores nothing.
-#[test]
-fn running_what_is_not_a_sif_over_oras_is_refused() {
-    let reg = Registry::anonymous();
-    let lade = Lade::new();
-    let work = lade.path("work");
-    fs::create_dir_all(&work).unwrap();
-    fs::write(work.join("data.txt"), "not an image\n").unwrap();
-    let data = reg.image("lab/data:1");
-    oras_py(&work, &["push", &data, "data.txt"]).ok();
-    let err = insecure(
-        &lade,
-        &["run", &format!("oras://{data}"), "--", "/bin/true"],
-    )
-    .fails_one_line();
-    assert!(err.contains("is not a SIF"), "{err}");
-    let err = insecure(
-        &lade,
-        &[
-            "run",
-            &format!("oras://{}", reg.image("lab/none:1")),
-            "--",
-            "/bin/true",
-        ],
-    )
-    .fails_one_line();
-    assert!(err.contains("lab/none"), "{err}");
-    assert!(
-        fs::read_dir(lade.storage.join("single-files"))
-            .map(|d| d.count() == 0)
-            .unwrap_or(true)
-    );
 }

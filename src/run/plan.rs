@@ -94,19 +94,15 @@ pub fn resolve(storage: &Storage, image: &RunImage) -> Result<RootPlan> {
         RunImage::File(path) => file(path, &path.display().to_string()),
         RunImage::Layers(keys) => {
             let layers = storage.layers();
-            let mut lowers = Vec::with_capacity(keys.len());
-            for k in keys.iter().rev() {
-                if !layers.has(k) {
-                    return Err(Error::invalid(
-                        "build state",
-                        format!("layer tree {k} is missing"),
-                    ));
-                }
-                lowers.push(layers.tree(k));
+            if let Some(k) = keys.iter().find(|k| !layers.has(k)) {
+                return Err(Error::invalid(
+                    "build state",
+                    format!("layer tree {k} is missing"),
+                ));
             }
             Ok(RootPlan {
                 defaults: ImageDefaults::default(),
-                lowers,
+                lowers: layers.stack(keys.iter().map(String::as_str)),
                 flat_name: None,
                 file: None,
             })
@@ -157,19 +153,15 @@ fn stored(storage: &Storage, name: &Reference, record: &ImageRecord) -> Result<R
     let config =
         crate::manifest::parse_config(&config_bytes, &format!("config of {}", name.familiar()))?;
     let layers = storage.layers();
-    let mut lowers = Vec::with_capacity(record.layers.len());
-    for l in record.layers.iter().rev() {
-        if !layers.has(&l.tree) {
-            return Err(Error::invalid(
-                format!("image {}", name.familiar()),
-                format!("layer tree {} is missing; pull the image again", l.tree),
-            ));
-        }
-        lowers.push(layers.tree(&l.tree));
+    if let Some(l) = record.layers.iter().find(|l| !layers.has(&l.tree)) {
+        return Err(Error::invalid(
+            format!("image {}", name.familiar()),
+            format!("layer tree {} is missing; pull the image again", l.tree),
+        ));
     }
     Ok(RootPlan {
         defaults: ImageDefaults::from_config(&config),
-        lowers,
+        lowers: layers.stack(record.layers.iter().map(|l| l.tree.as_str())),
         flat_name: Some(record.manifest.hex().to_string()),
         file: None,
     })

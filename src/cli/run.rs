@@ -43,7 +43,8 @@ pub struct RunArgs {
     /// ending .sqfs, .squashfs or .sif), or oras://REF (a SIF, pulled into the store when not
     /// there yet). A path starting with / or . is a file or directory; a bare name is the
     /// stored image of that name, else the SIF stored under that name (`lade pull oras://REF
-    /// NAME`), else the directory of that name (as ch-run)
+    /// NAME`); a name that is not a stored image or SIF is the directory of that name (as
+    /// ch-run)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]

@@ -312,4 +312,16 @@ impl ImageSource for ImagesOnly<'_> {
     ) -> Result<Box<dyn std::io::Read + Send + '_>> {
         self.0.open_blob(digest)
     }
+    // Every provided method too: a wrapper that let a default stand in would quietly lose
+    // what the source does better (a registry's `Range` request for the rest of a blob).
+    fn open_blob_at(
+        &self,
+        digest: &crate::digest::Digest,
+        offset: u64,
+    ) -> Result<Box<dyn std::io::Read + Send + '_>> {
+        self.0.open_blob_at(digest, offset)
+    }
+    fn names(&self) -> Vec<Reference> {
+        self.0.names()
+    }
 }

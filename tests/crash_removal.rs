@@ -11,7 +11,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,12 +94,47 @@ fn assert_image_is_umocis(lade: &Lade, image: &Image, what: &str) {
 }
 
 /// A fresh store holding a copy of `template`'s (hard links kept, as within the store).
+/// Layer trees keep the image's exact modes, unreadable files and directories included, so
+/// those are opened up for the copy and given their modes back on both sides.
 fn copy_store(template: &Lade) -> Lade {
     let lade = Lade::new();
+    let mut opened = Vec::new();
+    open_up(&template.storage, &mut opened);
     let mut c = Command::new("cp");
     c.arg("-a").arg(&template.storage).arg(&lade.storage);
     run_cmd(c).ok();
+    // Deepest first, so that each directory is still open while what is in it is restored.
+    for (path, mode) in opened.iter().rev() {
+        let rel = path.strip_prefix(&template.storage).unwrap();
+        for p in [path.clone(), lade.storage.join(rel)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+    }
     lade
+}
+
+/// Gives the owner read access (and search, on directories) to everything under `dir`,
+/// recording each changed path with its mode, parents before children.
+fn open_up(dir: &Path, opened: &mut Vec<(PathBuf, u32)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let need = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o400
+        } else {
+            continue;
+        };
+        if mode & need != need {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | need)).unwrap();
+            opened.push((path.clone(), mode));
+        }
+        if meta.is_dir() {
+            open_up(&path, opened);
+        }
+    }
 }
 
 /// The layer trees of a store, by key.

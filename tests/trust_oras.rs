@@ -241,13 +241,14 @@ fn concurrent_attaches_lose_no_fallback_index_entry() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), N);
 }
 
-/// A minimal file SIF readers recognise: the launch line, then the magic at byte 32.
+/// A SIF file laid out as the format's reference implementation writes one, holding `body`
+/// as its partition (not a root filesystem: moving a SIF does not look inside).
 fn fake_sif(path: &Path, body: &str) {
-    let mut b = b"#!/usr/bin/env run-singularity\n".to_vec();
-    b.resize(32, b'\n');
-    b.extend_from_slice(b"SIF_MAGIC");
-    b.extend_from_slice(body.as_bytes());
-    fs::write(path, b).unwrap();
+    fs::write(
+        path,
+        lade::squashfs::sif::testing::sif_with(body.as_bytes(), 2, 1),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -308,6 +309,11 @@ fn sif_files_go_over_oras_as_apptainer_packs_them() {
         .trim()
         .trim_end_matches(')');
     assert_eq!(fs::read(stored).unwrap(), fs::read(&sif).unwrap());
+    // A SIF whose partition is no root filesystem is kept, but does not run: the error
+    // names the image.
+    let err = insecure(&lade, &["run", "tool", "--", "/bin/true"]).fails_one_line();
+    assert!(err.contains("image tool:latest (SIF sha256:"), "{err}");
+    assert!(err.contains("SquashFS"), "{err}");
     // `lade pull` without oras:// says how.
     let err = insecure(&lade, &["pull", &target, "x"]).fails_one_line();
     assert!(err.contains(&format!("lade pull oras://{target}")), "{err}");
@@ -354,4 +360,94 @@ fn sif_files_go_over_oras_as_apptainer_packs_them() {
     )
     .fails_one_line();
     assert!(err.contains("single layer"), "{err}");
+    // Nor are they, or a file of another type, or nothing, run; nothing is stored.
+    let data = reg.image("lab/data:1");
+    oras_py(&work, &["push", &data, "not.sif"]).ok();
+    for (image, why) in [
+        (data, "is not a SIF"),
+        (two, "single layer"),
+        (reg.image("lab/none:1"), "lab/none"),
+    ] {
+        let err = insecure(
+            &lade,
+            &["run", &format!("oras://{image}"), "--", "/bin/true"],
+        )
+        .fails_one_line();
+        assert!(err.contains(why), "{err}");
+    }
+    assert_eq!(
+        fs::read_dir(lade.storage.join("single-files"))
+            .unwrap()
+            .count(),
+        1,
+        "only the SIF pulled as tool"
+    );
+}
+
+/// A real SIF (its primary partition a SquashFS file `lade copy` wrote from a built image, so
+/// that the image's config is inside) pushed with `lade copy FILE.sif oras://`, then run by
+/// the name it was pulled as and by `oras://REF`, with the image's environment and the
+/// command's exit status; a stored image keeps its name; what is not a SIF is refused.
+#[test]
+fn sif_images_pulled_over_oras_run_by_name_and_by_reference() {
+    let b = BuildCtx::new();
+    let lade = &b.lade;
+    b.file("hello", "hello from a SIF\n");
+    b.build_ok(
+        "sifimg",
+        "FROM base\nENV GREETING=set-in-the-image\nCOPY hello /hello\n",
+    );
+    let sqfs = lade.path("img.sqfs");
+    lade.ok([
+        "copy",
+        "lade:sifimg",
+        &format!("squashfs:{}", sqfs.display()),
+    ]);
+    let sif = lade.path("img.sif");
+    fs::write(
+        &sif,
+        lade::squashfs::sif::testing::sif_with(&fs::read(&sqfs).unwrap(), 2, 1),
+    )
+    .unwrap();
+    let reg = Registry::anonymous();
+    let target = reg.image("lab/runme:1");
+    let oras = format!("oras://{target}");
+    insecure(lade, &["copy", sif.to_str().unwrap(), &oras]).ok();
+    let script = "cat /hello; echo $GREETING; exit 7";
+
+    // By the name it was pulled as.
+    insecure(lade, &["pull", &oras, "runme"]).ok();
+    let r = lade.run(["run", "runme", "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    // A stored image of the same name wins over the SIF.
+    insecure(lade, &["pull", &oras, "base"]).ok();
+    let out = lade.ok([
+        "run",
+        "base",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ${GREETING:-unset}",
+    ]);
+    assert_eq!(out, "unset\n");
+
+    // By reference, into a store that does not have it yet: pulled, then run.
+    let fresh = Lade::new();
+    let r = insecure(&fresh, &["run", &oras, "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    assert!(
+        r.stderr.contains(&format!("pulling {oras}")),
+        "{}",
+        r.stderr
+    );
+    // Kept under REF: the next run (and `lade run REF`) needs no registry.
+    drop(reg);
+    let r = fresh.run(["run", &oras, "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\nset-in-the-image\n");
+    assert!(!r.stderr.contains("pulling"), "{}", r.stderr);
+    let out = fresh.ok(["run", &target, "--", "/bin/cat", "/hello"]);
+    assert_eq!(out, "hello from a SIF\n");
 }

@@ -3,9 +3,8 @@
 //! type `application/vnd.sylabs.sif.config.v1+json` holding `{}`. On pulling, the layer type
 //! Singularity < 3.7 wrote with its typo (`appliciation/vnd.sylabs.sif.layer.tar`) is accepted
 //! too and, as Apptainer does, the config type is not checked (versions disagreed on it).
+//! Whether a file is a SIF at all is [`crate::squashfs::sif`]'s to say: it knows the format.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,10 +12,11 @@ use serde_json::json;
 
 use super::TITLE;
 use crate::digest::{Digest, Expected};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::manifest::{OCI_MANIFEST, RawManifest};
 use crate::progress::Progress;
 use crate::reference::Reference;
+use crate::squashfs::sif::check_file;
 use crate::storage::Storage;
 use crate::storage::single_files::SingleFile;
 use crate::transport::registry::Options;
@@ -26,27 +26,9 @@ pub const SIF_LAYER: &str = "application/vnd.sylabs.sif.layer.v1.sif";
 /// The prototype's misspelled type (hpcng/singularity issue 4437).
 pub const SIF_LAYER_LEGACY: &str = "appliciation/vnd.sylabs.sif.layer.tar";
 pub const SIF_CONFIG: &str = "application/vnd.sylabs.sif.config.v1+json";
-/// SIF's magic, after the 32-byte launch script line at the start of the file.
-const SIF_MAGIC: &[u8] = b"SIF_MAGIC";
-const SIF_MAGIC_AT: usize = 32;
 
 pub fn is_sif_layer(media_type: &str) -> bool {
     media_type == SIF_LAYER || media_type == SIF_LAYER_LEGACY
-}
-
-/// Whether `path` starts like a SIF file (its magic at offset 32), as Apptainer checks before
-/// pushing and after pulling.
-pub fn check_sif(path: &Path) -> Result<()> {
-    let mut head = [0u8; SIF_MAGIC_AT + 9];
-    let mut f = File::open(path).at(path)?;
-    let n = f.read(&mut head).at(path)?;
-    if n < head.len() || &head[SIF_MAGIC_AT..] != SIF_MAGIC {
-        return Err(Error::invalid(
-            path.display().to_string(),
-            "not a SIF file (no SIF_MAGIC at byte 32)",
-        ));
-    }
-    Ok(())
 }
 
 /// `oras://REF` → the reference.
@@ -61,7 +43,7 @@ pub fn push(
     opts: &Options,
     progress: &Progress,
 ) -> Result<Digest> {
-    check_sif(file)?;
+    check_file(file)?;
     let repo = Repository::open(reference, opts, None)?;
     let spec = super::FileSpec {
         path: file.to_path_buf(),
@@ -129,7 +111,7 @@ pub fn pull_to_file(
         &format!("oras://{reference}"),
         progress,
     )?;
-    if let Err(e) = check_sif(dest) {
+    if let Err(e) = check_file(dest) {
         let _ = std::fs::remove_file(dest);
         return Err(e);
     }
@@ -157,7 +139,7 @@ pub fn pull_to_store(
         bar.finish("pulled");
     }
     let path = storage.blobs().path(&expected.digest);
-    check_sif(&path)?;
+    check_file(&path)?;
     storage.blobs().put_bytes(&m.bytes)?;
     let record = SingleFile {
         name: name.to_string(),

@@ -39,21 +39,28 @@ pub struct RunArgs {
     #[arg(long, value_name = "GLOB")]
     unset_env: Vec<String>,
     /// Image name in the store, a directory holding a root filesystem (e.g. from `lade
-    /// unpack`), or a single-file image (SquashFS or SIF: squashfs:FILE, a path, or a name
-    /// ending .sqfs, .squashfs or .sif). A path starting with / or . is a file or directory; a
-    /// bare name is the stored image of that name, else the directory of that name (as ch-run)
+    /// unpack`), a single-file image (SquashFS or SIF: squashfs:FILE, a path, or a name
+    /// ending .sqfs, .squashfs or .sif), or oras://REF (a SIF, pulled into the store when not
+    /// there yet). A path starting with / or . is a file or directory; a bare name is the
+    /// stored image of that name, else the SIF stored under that name (`lade pull oras://REF
+    /// NAME`); a name that is not a stored image or SIF is the directory of that name (as
+    /// ch-run)
     image: String,
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
     command: Vec<String>,
 }
 
-/// What IMAGE names: `squashfs:FILE` is a file; a path (starting with `/` or `.`) is a file
-/// or a directory, whichever it is; a name with a single-file image's extension that exists
-/// as a file is that file; a name `docker://` or `lade:` prefixes is a stored image; any
+/// What IMAGE names: `squashfs:FILE` is a file; `oras://REF` is the SIF stored under REF
+/// (see [`sif_in_store`]); a path (starting with `/` or `.`) is a file or a directory,
+/// whichever it is; a name with a single-file image's extension that exists as a file is
+/// that file; a name `docker://` or `lade:` prefixes is a stored image (or stored SIF); any
 /// other transport must be pulled first; a bare name is left to [`run::plan::resolve`] (a
-/// stored image, else a directory of that name).
+/// stored image, else a stored SIF, else a directory of that name).
 fn image_of(arg: &str) -> Result<RunImage> {
+    if let Some(reference) = lade::artifact::sif::parse_oras(arg) {
+        return Ok(RunImage::StoredFile(reference?));
+    }
     if let Some(file) = arg.strip_prefix("squashfs:") {
         return Ok(RunImage::File(PathBuf::from(file)));
     }
@@ -137,6 +144,9 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
     // No work area: a run writes nothing to the store but its mount points.
     let storage =
         Storage::open_without_work_area(&path, mode)?.with_read_only(c.read_only_stores()?)?;
+    if let RunImage::StoredFile(reference) = &opts.image {
+        sif_in_store(&storage, reference, c)?;
+    }
     match run::run(&storage, &opts) {
         Ok(never) => match never {},
         // A name that is not stored may well be on a registry.
@@ -145,4 +155,22 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
         ))),
         Err(e) => Err(e),
     }
+}
+
+/// `lade run oras://REF`: the SIF is pulled into the store under the name REF, as `lade pull
+/// oras://REF` would, when it is not there yet. One that is there runs without asking the
+/// registry, as `lade run docker://REF` runs the stored image: a container starts in
+/// milliseconds and cluster compute nodes often have no registry to ask; `lade pull
+/// oras://REF` takes a tag that has moved.
+fn sif_in_store(storage: &Storage, reference: &Reference, c: &Common) -> Result<()> {
+    if let Some(record) = storage.single_files().get(reference)?
+        && storage.blobs().has(&record.blob)
+    {
+        return Ok(());
+    }
+    // Pulling writes blobs: a handle with a work area, given up before the run.
+    let writable = c.open_storage(LockMode::Shared)?;
+    c.progress.info(&format!("pulling oras://{reference}"));
+    lade::artifact::sif::pull_to_store(&writable, reference, reference, &c.registry(), c.progress)?;
+    Ok(())
 }

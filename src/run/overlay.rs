@@ -114,13 +114,34 @@ fn log(fs: &OwnedFd, e: Errno) -> String {
 }
 
 fn mount_error(overlay: &Overlay, detail: String) -> Error {
+    // The kernel's age is the likely cause only on a kernel that is too old; elsewhere the
+    // hint would mislead (the same lower directory twice, say, is ELOOP on any kernel).
+    let hint = if kernel_older_than(5, 11) {
+        " (unprivileged overlayfs needs Linux 5.11 or later)"
+    } else {
+        ""
+    };
     Error::unsupported(
         "overlayfs",
         format!(
-            "mounting {} layers failed: {detail} (unprivileged overlayfs needs Linux 5.11 or later)",
+            "mounting {} layers failed: {detail}{hint}",
             overlay.lowers.len()
         ),
     )
+}
+
+/// Whether the running kernel's release (`uname -r`, "6.8.0-40-generic") is below
+/// `major.minor`; false when it cannot be read.
+fn kernel_older_than(major: u32, minor: u32) -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
+    }
 }
 
 /// The classic `mount(2)` with every directory named by a descriptor number, from within

@@ -30,6 +30,9 @@ pub enum RunImage {
     /// A single-file image, SquashFS or SIF: mounted with FUSE inside the namespace, it is
     /// the one lower layer ([`crate::squashfs::serve`]).
     File(PathBuf),
+    /// A single-file image kept in the store under this name (`lade pull oras://REF NAME`,
+    /// [`Storage::single_files`]): its blob runs as [`RunImage::File`] does.
+    StoredFile(Reference),
 }
 
 /// The root of one run, before any mount.
@@ -51,10 +54,12 @@ pub struct RootPlan {
 pub const MAX_LOWER_LAYERS: usize = 500;
 
 /// The plan for `image`. `RunImage::Arg` follows ch-run's habit of taking a directory where an
-/// image is expected: a path (starting with `/` or `.`) is a directory; a bare name is the
-/// stored image of that name if there is one, else the directory of that name if there is
-/// one (so `lade run rootfs` runs ./rootfs, and a stored image never loses to a directory
-/// that happens to share its name), else the error for the missing image.
+/// image is expected: a path (starting with `/` or `.`) is a directory; a bare name is, in
+/// this order, the stored image of that name, the stored single-file image of that name (a
+/// SIF pulled over `oras://`), the directory of that name (so `lade run rootfs` runs
+/// ./rootfs, and nothing stored ever loses to a directory that happens to share its name),
+/// else the error for the missing image. `RunImage::Stored` is the same without the
+/// directory.
 pub fn resolve(storage: &Storage, image: &RunImage) -> Result<RootPlan> {
     match image {
         RunImage::Arg(arg) if arg.starts_with('/') || arg.starts_with('.') => {
@@ -63,9 +68,9 @@ pub fn resolve(storage: &Storage, image: &RunImage) -> Result<RootPlan> {
         RunImage::Arg(arg) => {
             let parsed = Reference::parse(arg);
             if let Ok(name) = &parsed
-                && let Some(record) = storage.images().get(name)?
+                && let Some(plan) = stored_by_name(storage, name)?
             {
-                return stored(storage, name, &record);
+                return Ok(plan);
             }
             if Path::new(arg).is_dir() {
                 return directory(Path::new(arg));
@@ -74,29 +79,30 @@ pub fn resolve(storage: &Storage, image: &RunImage) -> Result<RootPlan> {
             let record = storage.images().require(&name)?;
             stored(storage, &name, &record)
         }
-        RunImage::Stored(name) => stored(storage, name, &storage.images().require(name)?),
+        RunImage::Stored(name) => match stored_by_name(storage, name)? {
+            Some(plan) => Ok(plan),
+            None => stored(storage, name, &storage.images().require(name)?),
+        },
+        RunImage::StoredFile(name) => match stored_file(storage, name)? {
+            Some(plan) => Ok(plan),
+            None => Err(Error::ImageNotFound(format!(
+                "no single-file image named {} in the store",
+                name.familiar()
+            ))),
+        },
         RunImage::Directory(dir) => directory(dir),
-        RunImage::File(path) => Ok(RootPlan {
-            defaults: ImageDefaults::default(),
-            lowers: Vec::new(),
-            flat_name: None,
-            file: Some(crate::squashfs::ImageFile::open(path)?),
-        }),
+        RunImage::File(path) => file(path, &path.display().to_string()),
         RunImage::Layers(keys) => {
             let layers = storage.layers();
-            let mut lowers = Vec::with_capacity(keys.len());
-            for k in keys.iter().rev() {
-                if !layers.has(k) {
-                    return Err(Error::invalid(
-                        "build state",
-                        format!("layer tree {k} is missing"),
-                    ));
-                }
-                lowers.push(layers.tree(k));
+            if let Some(k) = keys.iter().find(|k| !layers.has(k)) {
+                return Err(Error::invalid(
+                    "build state",
+                    format!("layer tree {k} is missing"),
+                ));
             }
             Ok(RootPlan {
                 defaults: ImageDefaults::default(),
-                lowers,
+                lowers: layers.stack(keys.iter().map(String::as_str)),
                 flat_name: None,
                 file: None,
             })
@@ -104,24 +110,58 @@ pub fn resolve(storage: &Storage, image: &RunImage) -> Result<RootPlan> {
     }
 }
 
+/// The stored image named `name`, else the stored single-file image of that name: an image
+/// wins, as it did before single files could be stored.
+fn stored_by_name(storage: &Storage, name: &Reference) -> Result<Option<RootPlan>> {
+    if let Some(record) = storage.images().get(name)? {
+        return stored(storage, name, &record).map(Some);
+    }
+    stored_file(storage, name)
+}
+
+/// The single-file image stored under `name`, if there is one: its blob is the file.
+fn stored_file(storage: &Storage, name: &Reference) -> Result<Option<RootPlan>> {
+    let Some(record) = storage.single_files().get(name)? else {
+        return Ok(None);
+    };
+    let what = format!("image {} (SIF {})", name.familiar(), record.blob);
+    if !storage.blobs().has(&record.blob) {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "its file is missing from the store; pull it again: lade pull {} {}",
+                record.source,
+                name.familiar()
+            ),
+        ));
+    }
+    file(&storage.blobs().path(&record.blob), &what).map(Some)
+}
+
+/// A single-file image at `path`, opened and checked; errors name it `what`.
+fn file(path: &Path, what: &str) -> Result<RootPlan> {
+    Ok(RootPlan {
+        defaults: ImageDefaults::default(),
+        lowers: Vec::new(),
+        flat_name: None,
+        file: Some(crate::squashfs::ImageFile::open_as(path, what)?),
+    })
+}
+
 fn stored(storage: &Storage, name: &Reference, record: &ImageRecord) -> Result<RootPlan> {
     let config_bytes = storage.blobs().read_to_vec_trusted(&record.config)?;
     let config =
         crate::manifest::parse_config(&config_bytes, &format!("config of {}", name.familiar()))?;
     let layers = storage.layers();
-    let mut lowers = Vec::with_capacity(record.layers.len());
-    for l in record.layers.iter().rev() {
-        if !layers.has(&l.tree) {
-            return Err(Error::invalid(
-                format!("image {}", name.familiar()),
-                format!("layer tree {} is missing; pull the image again", l.tree),
-            ));
-        }
-        lowers.push(layers.tree(&l.tree));
+    if let Some(l) = record.layers.iter().find(|l| !layers.has(&l.tree)) {
+        return Err(Error::invalid(
+            format!("image {}", name.familiar()),
+            format!("layer tree {} is missing; pull the image again", l.tree),
+        ));
     }
     Ok(RootPlan {
         defaults: ImageDefaults::from_config(&config),
-        lowers,
+        lowers: layers.stack(record.layers.iter().map(|l| l.tree.as_str())),
         flat_name: Some(record.manifest.hex().to_string()),
         file: None,
     })

@@ -97,7 +97,7 @@ pub fn write_image(
 
     // Top-most first, as overlayfs lists lower layers.
     let mut lowers = vec![above];
-    lowers.extend(image.trees.iter().rev().map(|k| layers.tree(k)));
+    lowers.extend(layers.stack(image.trees.iter().map(String::as_str)));
     lowers.push(below);
     let relative_to = PathBuf::from(storage.location_arg());
     let setup = NamespaceSetup::new(&lowers, &relative_to, &merged)?;

@@ -36,36 +36,42 @@ pub enum Format {
 impl ImageFile {
     pub fn open(path: &Path) -> Result<ImageFile> {
         let path = std::path::absolute(path).map_err(|e| Error::io_path(path, e))?;
-        let what = path.display().to_string();
-        let file = File::open(&path).map_err(|e| Error::io(&what, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(&what, e))?;
+        ImageFile::open_as(&path, &path.display().to_string())
+    }
+
+    /// [`ImageFile::open`], with errors naming the file `what` (a stored file's blob is
+    /// better named by its image).
+    pub fn open_as(path: &Path, what: &str) -> Result<ImageFile> {
+        let path = std::path::absolute(path).map_err(|e| Error::io(what, e))?;
+        let file = File::open(&path).map_err(|e| Error::io(what, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(what, e))?;
         if !meta.is_file() {
-            return Err(Error::invalid(&what, "not a regular file"));
+            return Err(Error::invalid(what, "not a regular file"));
         }
         let len = meta.len();
         let mut head = [0u8; sif::HEADER_LEN];
-        let n = read_up_to(&file, &mut head, &what)?;
+        let n = read_up_to(&file, &mut head, what)?;
         let head = &head[..n];
         let (format, offset, available) = if head.starts_with(MAGIC) {
             (Format::SquashFs, 0, len)
         } else if sif::is_sif(head) {
-            let (offset, size) = sif::squashfs_partition(&file, len, &what)?;
+            let (offset, size) = sif::squashfs_partition(&file, len, what)?;
             (Format::Sif, offset, size)
         } else {
             return Err(Error::invalid(
-                &what,
+                what,
                 "not a SquashFS or SIF image (no SquashFS superblock, no SIF header)",
             ));
         };
         let mut sb = [0u8; SUPERBLOCK_LEN];
-        sif::read_exact_at(&file, &mut sb, offset, &what, "the SquashFS superblock")?;
+        sif::read_exact_at(&file, &mut sb, offset, what, "the SquashFS superblock")?;
         let bytes_used = check_superblock(&sb, available).map_err(|why| {
             let place = if offset == 0 {
                 String::new()
             } else {
                 format!(" (SquashFS partition at byte {offset})")
             };
-            Error::invalid(&what, format!("{why}{place}"))
+            Error::invalid(what, format!("{why}{place}"))
         })?;
         Ok(ImageFile {
             path,

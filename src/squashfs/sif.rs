@@ -24,7 +24,9 @@
 //! (or the only SquashFS system partition, for files written before "primary" existed).
 
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -45,12 +47,29 @@ pub fn is_sif(head: &[u8]) -> bool {
     head.len() >= 42 && &head[32..42] == MAGIC
 }
 
+/// Whether the file at `path` starts as a SIF file does (its magic at byte 32), as Apptainer
+/// checks a file before pushing it and after pulling it: a SIF need not hold a root
+/// filesystem to be moved, so nothing past the magic is read here.
+pub fn check_file(path: &Path) -> Result<()> {
+    let what = path.display().to_string();
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    File::open(path)
+        .and_then(|f| f.take(HEADER_LEN as u64).read_to_end(&mut head))
+        .map_err(|e| Error::io(&what, e))?;
+    if !is_sif(&head) {
+        return Err(Error::invalid(what, NOT_SIF));
+    }
+    Ok(())
+}
+
+const NOT_SIF: &str = "not a SIF file (no SIF_MAGIC at byte 32)";
+
 /// Where the SquashFS root filesystem lies in a SIF file: (offset, length).
 pub fn squashfs_partition(file: &File, file_len: u64, what: &str) -> Result<(u64, u64)> {
     let mut header = [0u8; HEADER_LEN];
     read_exact_at(file, &mut header, 0, what, "its global header")?;
     if !is_sif(&header) {
-        return Err(Error::invalid(what, "not a SIF file (no SIF_MAGIC)"));
+        return Err(Error::invalid(what, NOT_SIF));
     }
     if &header[42..44] != b"01" {
         return Err(Error::unsupported(
@@ -249,6 +268,20 @@ mod tests {
         assert_eq!(offset % 4096, 0);
         assert_eq!(size, 13);
         assert_eq!(&sif[offset as usize..][..4], b"hsqs");
+    }
+
+    #[test]
+    fn check_file_reads_only_the_magic() {
+        // A SIF with no root filesystem is still a SIF to move around.
+        let (f, _) = file_of(&sif_with(b"data", 3, 4));
+        check_file(f.path()).unwrap();
+        for not in [&b""[..], b"#!/bin/sh\n", &[0u8; 200]] {
+            let (f, _) = file_of(not);
+            let e = check_file(f.path()).unwrap_err();
+            assert!(e.to_string().contains("not a SIF file"), "{e}");
+        }
+        let e = check_file(Path::new("/no/such.sif")).unwrap_err();
+        assert!(e.to_string().contains("/no/such.sif"), "{e}");
     }
 
     #[test]

@@ -124,9 +124,14 @@ fn check_trees(
         lowers,
         opts,
         remake: HashSet::new(),
+        gone: HashSet::new(),
         report,
     };
     for (key, info) in keys {
+        // Removed by the repair of a tree below it, and not to be made again: a pull does.
+        if trees.gone.contains(&key) && !trees.remake.contains(&key) {
+            continue;
+        }
         trees.report.trees_checked += 1;
         let info = match info {
             Ok(info) if key.starts_with(&LayerStore::key(&info.diff_id)) => info,
@@ -194,6 +199,8 @@ struct Trees<'a> {
     opts: FsckOptions,
     /// Trees removed because a tree below them changed, to make again when their turn comes.
     remake: HashSet<String>,
+    /// Trees this repair removed (linked to a tree it changed), not to be checked again.
+    gone: HashSet<String>,
     report: &'a mut FsckReport,
 }
 
@@ -230,7 +237,10 @@ impl Trees<'_> {
             .map(|(k, _)| k.clone())
             .collect();
         for k in &linked {
-            self.layers.remove(k)?;
+            // (Two trees below it may both change.)
+            if self.gone.insert(k.clone()) {
+                self.layers.remove(k)?;
+            }
         }
         match fresh {
             Some(staged) => {

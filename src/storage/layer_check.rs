@@ -61,7 +61,7 @@ pub fn check(
         if found.is_empty() || built_intact {
             return Ok(None);
         }
-        let complete = lowers.is_some() || fresh.external.is_empty();
+        let complete = lowers.is_some() || fresh.unknown.is_empty();
         Ok(Some((found.join("; "), complete)))
     })();
     match result {
@@ -142,6 +142,13 @@ fn unpack_fresh(
         unknown: BTreeSet::new(),
         external: report.external_hardlinks,
     };
+    // Directories the layer did not list take their metadata from the layers below, in a
+    // tree stored above them (`layer_install`): as a pull made it, or unknown without them.
+    let adopted = if info.lower_chain.is_some() {
+        report.implicit_dirs
+    } else {
+        Vec::new()
+    };
     if report.diff_id != info.diff_id {
         fresh.wrong_diff_id = Some(format!(
             "its blob {} unpacks to diff-ID {}, not {}",
@@ -153,8 +160,12 @@ fn unpack_fresh(
         Some(lowers) => {
             let lowers: Vec<&Path> = lowers.iter().map(|p| p.as_path()).collect();
             unpack::resolve_external_hardlinks(scratch, &fresh.external, &lowers)?;
+            unpack::adopt_lower_dirs(scratch, &adopted, &lowers)?;
         }
-        None => fresh.unknown = fresh.external.iter().map(|(l, _)| l.clone()).collect(),
+        None => {
+            fresh.unknown = fresh.external.iter().map(|(l, _)| l.clone()).collect();
+            fresh.unknown.extend(adopted);
+        }
     }
     Ok(fresh)
 }

@@ -107,6 +107,40 @@ impl LayerStore {
         self.find(key).join(TREE)
     }
 
+    /// The trees of layers `keys` (an image's, bottom first) as overlayfs stacks lower
+    /// directories, top-most first, each tree once, at its top-most place. Overlayfs refuses
+    /// a directory given twice (ELOOP, "overlapping layers"), and an image may well have the
+    /// same layer twice: `COPY a /a`, `RUN rm /a`, `COPY a /a` makes two identical layers,
+    /// and so do two empty layers from other tools.
+    ///
+    /// Dropping the lower occurrences gives exactly the same filesystem. Take one path p and
+    /// one tree T: T either decides p, or passes it through.
+    /// - T decides p when it has an entry at p (a file, a whiteout, or a directory, whose own
+    ///   metadata then is T's) or p lies below a non-directory, a whiteout or an opaque
+    ///   directory of T: what p is above T, present and how or absent, depends on T alone.
+    /// - Otherwise (no entry at p, and every ancestor of p that T has is a directory that is
+    ///   not opaque) T passes p through: p above T is what it is below T (below a
+    ///   non-directory that T's directory replaces, p is absent both below and above).
+    ///
+    /// That is overlayfs's lookup (and the OCI layer rules): p is what the top-most layer
+    /// that decides it makes it, absent if none does; non-opaque directories merge, which is
+    /// passing through. Which paths T decides, and how, depends on T's content only, the same
+    /// at both places (a shared key is one tree). For a path T decides, the top-most deciding
+    /// layer is at or above T's upper occurrence, never the lower one; for a path T passes
+    /// through, the lower occurrence passes it through and taking it away changes nothing.
+    /// So whatever the layers between the two did (removing a file the lower occurrence
+    /// added, creating files in a directory T makes opaque, replacing a directory of T with a
+    /// file) is decided again by the upper occurrence the same way with or without the lower
+    /// one, or passed through by both. Each drop keeps a higher occurrence in place, so
+    /// dropping them one at a time, any number of them, is exact too.
+    pub fn stack<'k>(&self, keys: impl DoubleEndedIterator<Item = &'k str>) -> Vec<PathBuf> {
+        let mut seen = std::collections::HashSet::new();
+        keys.rev()
+            .filter(|k| seen.insert(*k))
+            .map(|k| self.tree(k))
+            .collect()
+    }
+
     /// Whether any store (the user's or a read-only one) has layer `key`.
     pub fn has(&self, key: &str) -> bool {
         self.find(key).join(INFO).is_file()
@@ -212,5 +246,25 @@ mod tests {
         assert_eq!(fs::read(layers.tree(&key).join("f")).unwrap(), b"first");
         assert_eq!(layers.info(&key).unwrap(), info);
         assert_eq!(layers.list().unwrap(), vec![key.clone()]);
+    }
+
+    #[test]
+    fn a_stack_keeps_the_top_most_occurrence_of_each_tree() {
+        let dirs = super::super::Dirs::new(PathBuf::from("/s/layers"), Vec::new());
+        let layers = LayerStore::new(dirs, super::super::Trash::new(None));
+        let stack = |keys: &[&str]| -> Vec<String> {
+            layers
+                .stack(keys.iter().copied())
+                .iter()
+                .map(|p| p.strip_prefix("/s/layers").unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(stack(&["a", "b", "c"]), ["c/tree", "b/tree", "a/tree"]);
+        assert_eq!(stack(&["a", "b", "a"]), ["a/tree", "b/tree"]);
+        assert_eq!(
+            stack(&["e", "a", "e", "b", "a", "e"]),
+            ["e/tree", "a/tree", "b/tree"]
+        );
+        assert_eq!(stack(&[]), Vec::<String>::new());
     }
 }

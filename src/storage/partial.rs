@@ -46,25 +46,24 @@ impl Partials {
     }
 
     /// Takes the partial file of `digest` (a blob of `size` bytes) for this process, making
-    /// it if there is none; `None` if another process is downloading that blob right now.
+    /// it if there is none; `None` if another process is downloading that blob right now, or
+    /// if partial files cannot be used here (no `flock` on this filesystem: Lustre without
+    /// `-o flock`, or a file this process may not write): the blob is then downloaded whole
+    /// into a file of its own, as before partial files existed. Resuming is an optimisation;
+    /// it never fails a pull that could go on without it.
     pub(super) fn claim(&self, digest: &Digest, size: u64) -> Result<Option<Claimed>> {
         fs::create_dir_all(&self.dir).at(&self.dir)?;
         let path = self.path(digest);
         // The file can be published or removed between our open and our lock: then lock
         // again what the path holds now (bounded: that takes a finished download each time).
         for _ in 0..3 {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .open(&path)
-                .at(&path)?;
+            let Some(file) = open_for_append(&path)? else {
+                return Ok(None);
+            };
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {}
-                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
-                Err(e) => return Err(Error::io_path(&path, e.into())),
+                // Busy, or no locks on this filesystem (ENOSYS, ENOLCK, EOPNOTSUPP...).
+                Err(_) => return Ok(None),
             }
             let held = file.metadata().at(&path)?;
             let same = fs::metadata(&path)
@@ -161,6 +160,31 @@ impl Claimed {
     }
 }
 
+/// Opens (making it if missing) a partial file to read its prefix and append to it. A file
+/// left read-only (a process killed while publishing it: [`Claimed::publish`] makes it
+/// read-only just before the rename) is made writable again; `None` if it stays unwritable.
+fn open_for_append(path: &Path) -> Result<Option<File>> {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+    };
+    match open() {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            if fs::set_permissions(path, fs::Permissions::from_mode(0o644)).is_err() {
+                return Ok(None);
+            }
+            Ok(open().ok())
+        }
+        Err(e) => Err(Error::io_path(path, e)),
+    }
+}
+
 /// Reads `[pos, end)` of a file without moving its offset, where the new bytes are written.
 pub(super) struct Prefix<'f> {
     file: &'f File,
@@ -225,5 +249,18 @@ mod tests {
         let claimed = partials.claim(&d, 3).unwrap().unwrap();
         assert_eq!(claimed.len(), 0);
         assert_eq!(fs::metadata(claimed.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_file_left_read_only_by_a_killed_publish_is_claimed_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partials = Partials::new(tmp.path().join("partial"));
+        let d = Digest::sha256_of(b"abc");
+        fs::create_dir_all(tmp.path().join("partial")).unwrap();
+        fs::write(partials.path(&d), b"ab").unwrap();
+        fs::set_permissions(partials.path(&d), fs::Permissions::from_mode(0o444)).unwrap();
+        let claimed = partials.claim(&d, 3).unwrap().unwrap();
+        assert_eq!(claimed.len(), 2);
+        claimed.file().write_all(b"c").unwrap();
     }
 }

@@ -66,12 +66,27 @@ impl Walk<'_> {
     }
 
     /// Compares directory `rel` of both trees; stops early once enough differences are found.
+    /// Both directories stay open to their owner until everything below them is compared
+    /// (an entry of a `0000` directory cannot even be looked at otherwise).
     fn dir(&mut self, rel: &Path) -> io::Result<()> {
         let (e_path, a_path) = (self.expected.join(rel), self.actual.join(rel));
-        let want = with_access(&e_path, 0o500, || names(&e_path))??;
-        let got = match with_access(&a_path, 0o500, || names(&a_path)) {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) | Err(e) => {
+        with_access(&e_path, 0o500, || {
+            match with_access(&a_path, 0o500, || self.dir_contents(rel)) {
+                Ok(compared) => compared,
+                Err(e) => {
+                    self.differ(format!("{}: cannot be listed: {e}", show(rel)));
+                    Ok(())
+                }
+            }
+        })?
+    }
+
+    fn dir_contents(&mut self, rel: &Path) -> io::Result<()> {
+        let (e_path, a_path) = (self.expected.join(rel), self.actual.join(rel));
+        let want = names(&e_path)?;
+        let got = match names(&a_path) {
+            Ok(n) => n,
+            Err(e) => {
                 self.differ(format!("{}: cannot be listed: {e}", show(rel)));
                 return Ok(());
             }
@@ -112,7 +127,12 @@ impl Walk<'_> {
             return Ok(());
         }
         if self.unknown_content.contains(rel) {
-            return Ok(()); // a placeholder: only its type is known
+            // A placeholder, or a directory whose metadata comes from lower layers: only its
+            // type is known; what a directory holds is the layer's own, compared as usual.
+            if e_kind == "directory" {
+                self.dir(rel)?;
+            }
+            return Ok(());
         }
         if !e.file_type().is_symlink() && e.mode() & 0o7777 != a.mode() & 0o7777 {
             self.differ(format!(
@@ -226,7 +246,7 @@ fn kind(m: &Metadata) -> &'static str {
 }
 
 /// Runs `f`, which needs the owner permission bits `need` on `path`; if they are missing,
-/// adds them for the call and puts the mode back.
+/// adds them for the call and puts the mode back (even when `f` fails).
 fn with_access<T>(path: &Path, need: u32, f: impl FnOnce() -> T) -> io::Result<T> {
     let mode = fs::symlink_metadata(path)?.permissions().mode() & 0o7777;
     if mode & need == need {

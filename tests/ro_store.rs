@@ -8,6 +8,7 @@
 //! its mode, size and mtime must be the same after every command.
 
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,6 +16,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::*;
+use support::registry::Registry;
 
 /// Every entry under `root` with its mode, size and mtime (to the nanosecond).
 fn snapshot(root: &Path) -> Snapshot {
@@ -376,4 +378,36 @@ fn a_missing_or_foreign_read_only_store_is_a_one_line_error() {
         e.contains("LADE_RO_STORAGE") && e.contains("absolute"),
         "{e}"
     );
+}
+
+/// A SIF pulled over `oras://` into the shared store runs by its name from the user's: the
+/// record and the file are read where they are.
+#[test]
+fn a_sif_pulled_into_a_read_only_store_runs_by_name() {
+    let b = BuildCtx::new();
+    let shared = &b.lade;
+    b.file("hello", "hello from a SIF\n");
+    b.build_ok("sifimg", "FROM base\nCOPY hello /hello\n");
+    let sqfs = shared.path("img.sqfs");
+    shared.ok([
+        "copy",
+        "lade:sifimg",
+        &format!("squashfs:{}", sqfs.display()),
+    ]);
+    let sif = shared.path("img.sif");
+    let bytes = lade::squashfs::sif::testing::sif_with(&fs::read(&sqfs).unwrap(), 2, 1);
+    fs::write(&sif, bytes).unwrap();
+    let reg = Registry::anonymous();
+    let oras = format!("oras://{}", reg.image("lab/runme:1"));
+    support::insecure(shared, &["copy", sif.to_str().unwrap(), &oras]).ok();
+    support::insecure(shared, &["pull", &oras, "runme"]).ok();
+    drop(reg);
+    let before = freeze(shared);
+
+    let user = Using::new(shared);
+    let r = user.run(&["run", "runme", "--", "/bin/sh", "-c", "cat /hello; exit 5"]);
+    assert_eq!(r.status.code(), Some(5), "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from a SIF\n");
+    assert!(user.own_entries("blobs/sha256").is_empty());
+    assert_untouched(shared, &before);
 }

@@ -211,6 +211,51 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_stores_records_are_found_but_never_the_users_to_list() {
+        use crate::storage::{LockMode, single_files::SingleFile};
+        let tmp = tempfile::tempdir().unwrap();
+        let (theirs, mine) = (tmp.path().join("theirs"), tmp.path().join("mine"));
+        let name: crate::reference::Reference = "tool:1".parse().unwrap();
+        let record = SingleFile {
+            name: name.to_string(),
+            blob: crate::digest::Digest::sha256_of(b"sif"),
+            size: 3,
+            manifest: crate::digest::Digest::sha256_of(b"manifest"),
+            source: "oras://example/tool:1".into(),
+        };
+        {
+            let admin = Storage::open(&theirs, LockMode::None).unwrap();
+            admin.single_files().put(&record).unwrap();
+            admin.blobs().put_bytes(b"sif").unwrap();
+        }
+        let user = Storage::open(&mine, LockMode::None)
+            .unwrap()
+            .with_read_only(vec![theirs.clone()])
+            .unwrap();
+        assert_eq!(
+            user.single_files().get(&name).unwrap(),
+            Some(record.clone())
+        );
+        assert!(user.blobs().has(&record.blob));
+        assert_eq!(
+            user.blobs()
+                .path(&record.blob)
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap(),
+            theirs.join("blobs")
+        );
+        // Collection and listing see the user's store only.
+        assert!(user.single_files().list().unwrap().is_empty());
+        assert!(user.single_files().live().unwrap().is_empty());
+        assert!(user.blobs().list().unwrap().is_empty());
+        // Removing is the user's only: the read-only store's record stays.
+        assert!(!user.single_files().remove(&name).unwrap());
+        assert!(user.single_files().get(&name).unwrap().is_some());
+    }
+
+    #[test]
     fn a_missing_or_foreign_directory_is_refused_by_name() {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("nope");

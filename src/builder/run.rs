@@ -108,8 +108,7 @@ impl Builder<'_> {
         // The child's command line: the binary's `build-run-step` options, which it turns
         // into a [`super::RunStepOptions`].
         let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--storage")
-            .arg(self.storage.location_arg())
+        cmd.args(self.storage.location_args())
             .arg("build-run-step")
             .arg("--upper")
             .arg(&dir)

@@ -8,7 +8,7 @@ use clap::Args;
 use super::{Common, Format, one_line};
 use lade::error::{Error, Result};
 use lade::reference::Reference;
-use lade::storage::{LockMode, Storage};
+use lade::storage::{ListedImage, LockMode, Storage};
 
 #[derive(Args)]
 pub struct ListArgs {
@@ -136,10 +136,14 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         let name = Reference::parse(r)?;
         if format == Format::Json {
             // A missing image is an error, not `null`: scripts read the exit status.
-            let record = images.require(&name)?;
+            let listed = ListedImage {
+                record: images.require(&name)?,
+                read_only_store: storage.read_only_holder(&name)?,
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&record).map_err(|e| Error::json("list", e))?
+                serde_json::to_string_pretty(&listed_json(storage, &listed)?)
+                    .map_err(|e| Error::json("list", e))?
             );
             return Ok(());
         }
@@ -149,7 +153,15 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         match record {
             None => println!("in local storage:    no"),
             Some(rec) => {
-                println!("in local storage:    yes");
+                match storage.read_only_holder(&name)? {
+                    Some(dir) => {
+                        println!(
+                            "in local storage:    yes, read-only store {}",
+                            dir.display()
+                        )
+                    }
+                    None => println!("in local storage:    yes"),
+                }
                 println!(
                     "platform:            {}",
                     rec.platform.as_deref().unwrap_or("unknown")
@@ -165,21 +177,26 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
         }
         return Ok(());
     }
-    let mut records = Vec::new();
-    for r in images.list()? {
+    let mut listed = Vec::new();
+    for r in storage.list_all_images()? {
         match r {
-            Ok(r) => records.push(r),
+            Ok(r) => listed.push(r),
             Err(e) => eprintln!("lade: warning: {e}"),
         }
     }
     if format == Format::Json {
+        let records: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|l| listed_json(storage, l))
+            .collect::<Result<_>>()?;
         println!(
             "{}",
             serde_json::to_string_pretty(&records).map_err(|e| Error::json("list", e))?
         );
         return Ok(());
     }
-    for rec in records {
+    for l in listed {
+        let rec = &l.record;
         let name = rec
             .reference()
             .map(|r| r.familiar())
@@ -189,16 +206,38 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             .as_deref()
             .map(|p| p.strip_prefix("linux/").unwrap_or(p).to_string())
             .unwrap_or_else(|| "unknown".into());
+        // Only images of read-only stores say where they are: the rest are the user's.
+        let store = match &l.read_only_store {
+            Some(dir) => format!("  [read-only: {}]", dir.display()),
+            None => String::new(),
+        };
         if long {
             println!(
-                "{name:40} {arch:10} {} {:>3} layers  {}",
+                "{name:40} {arch:10} {} {:>3} layers  {}{store}",
                 &rec.manifest.to_string()[..19],
                 rec.layers.len(),
                 rec.source
             );
         } else {
-            println!("{name} ({arch})");
+            println!("{name} ({arch}){store}");
         }
     }
     Ok(())
+}
+
+/// An image as `list --format json` shows it: its record as stored, and `store`: the
+/// storage directory it is in, and whether that is a read-only one.
+fn listed_json(storage: &Storage, listed: &ListedImage) -> Result<serde_json::Value> {
+    let store = match &listed.read_only_store {
+        Some(dir) => serde_json::json!({"path": dir, "read_only": true}),
+        None => serde_json::json!({
+            "path": std::path::Path::new(storage.location_arg()),
+            "read_only": false,
+        }),
+    };
+    let mut v = serde_json::to_value(&listed.record).map_err(|e| Error::json("list", e))?;
+    if let Some(map) = v.as_object_mut() {
+        map.insert("store".into(), store);
+    }
+    Ok(v)
 }

@@ -54,6 +54,11 @@ pub struct Global {
     /// Storage directory [default: $LADE_STORAGE, else /var/tmp/$USER.lade]
     #[arg(short, long, global = true, value_name = "DIR")]
     pub storage: Option<PathBuf>,
+    /// Also use images, blobs and layers of the lade store DIR in place, read-only: never
+    /// written or locked; looked in after the storage directory, in the order given
+    /// (repeatable) [default: $LADE_RO_STORAGE, colon-separated]
+    #[arg(long = "ro-storage", global = true, value_name = "DIR")]
+    pub ro_storage: Vec<PathBuf>,
     /// Do not lock the storage directory (concurrent lades risk corruption)
     #[arg(long, global = true)]
     pub no_lock: bool,
@@ -113,7 +118,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Run a command in an image: user and mount namespaces, no daemon, no privileges
     Run(run::RunArgs),
-    /// Verify every object in the store
+    /// Verify every object in the store (not the read-only stores': what an image finds
+    /// there counts as present)
     Fsck(fsck::FsckArgs),
     /// Delete everything in the storage directory
     Reset,
@@ -162,7 +168,13 @@ impl Common<'_> {
         } else {
             mode
         };
-        Ok(Arc::new(Storage::open(&path, mode)?))
+        let storage = Storage::open(&path, mode)?.with_read_only(self.read_only_stores()?)?;
+        Ok(Arc::new(storage))
+    }
+
+    /// The read-only stores: `--ro-storage`, else `$LADE_RO_STORAGE`.
+    pub fn read_only_stores(&self) -> Result<Vec<PathBuf>> {
+        storage::resolve_read_only_paths(&self.global.ro_storage)
     }
 
     /// How to reach registries, from the global options.

@@ -142,7 +142,8 @@ pub fn run(args: RunArgs, c: &Common) -> Result<ExitCode> {
         LockMode::Shared
     };
     // No work area: a run writes nothing to the store but its mount points.
-    let storage = Storage::open_without_work_area(&path, mode)?;
+    let storage =
+        Storage::open_without_work_area(&path, mode)?.with_read_only(c.read_only_stores()?)?;
     if let RunImage::StoredFile(reference) = &opts.image {
         sif_in_store(&storage, reference, c)?;
     }

@@ -14,7 +14,8 @@ const BUF_SIZE: usize = 1 << 20;
 
 #[derive(Clone)]
 pub struct BlobStore {
-    dir: PathBuf,
+    /// The user's `blobs/`, then the read-only stores' (see `read_only.rs`).
+    dirs: super::Dirs,
     work: PathBuf,
     partials: Partials,
 }
@@ -24,20 +25,36 @@ pub struct BlobStore {
 pub type OpenAt<'s> = dyn FnMut(u64) -> Result<Box<dyn Read + Send + 's>> + 's;
 
 impl BlobStore {
-    pub(super) fn new(dir: PathBuf, work: PathBuf, partials: Partials) -> BlobStore {
+    pub(super) fn new(dirs: super::Dirs, work: PathBuf, partials: Partials) -> BlobStore {
         BlobStore {
-            dir,
+            dirs,
             work,
             partials,
         }
     }
 
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(digest.algorithm().name()).join(digest.hex())
+    fn relative(digest: &Digest) -> PathBuf {
+        Path::new(digest.algorithm().name()).join(digest.hex())
     }
 
+    /// Where blob `digest` is read from: the user's store, else the first read-only store
+    /// that has it, else (absent) where the user's store would keep it.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.find(digest).unwrap_or_else(|| self.own_path(digest))
+    }
+
+    /// Where the user's store keeps blob `digest`: the only place blobs are written.
+    fn own_path(&self, digest: &Digest) -> PathBuf {
+        self.dirs.own().join(Self::relative(digest))
+    }
+
+    fn find(&self, digest: &Digest) -> Option<PathBuf> {
+        self.dirs.find(Self::relative(digest), Path::is_file)
+    }
+
+    /// Whether any store (the user's or a read-only one) has blob `digest`.
     pub fn has(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+        self.find(digest).is_some()
     }
 
     pub fn open(&self, digest: &Digest) -> Result<File> {
@@ -87,7 +104,7 @@ impl BlobStore {
     pub fn put(&self, expected: &Expected, data: &mut dyn Read, what: &str) -> Result<PathBuf> {
         // No early return when the blob exists: callers ask `has` first, and `--always-download`
         // deliberately replaces a stored blob with a freshly verified copy.
-        let final_path = self.path(&expected.digest);
+        let final_path = self.own_path(&expected.digest);
         let tmp = self.temp_path(expected);
         let result = (|| {
             let mut out = File::create(&tmp).at(&tmp)?;
@@ -117,7 +134,7 @@ impl BlobStore {
         what: &str,
         consume: impl FnOnce(&mut (dyn Read + Send)) -> Result<T>,
     ) -> Result<T> {
-        let final_path = self.path(&expected.digest);
+        let final_path = self.own_path(&expected.digest);
         let tmp = self.temp_path(expected);
         let result = (|| {
             let out = File::create(&tmp).at(&tmp)?;
@@ -171,7 +188,7 @@ impl BlobStore {
             let from = claimed.len();
             match self.resume_once(&claimed, expected, open, what, &mut consume) {
                 Ok(value) => {
-                    claimed.publish(&self.path(&expected.digest))?;
+                    claimed.publish(&self.own_path(&expected.digest))?;
                     return Ok(value);
                 }
                 // The source failed (network, server): what arrived is kept for next time.
@@ -252,15 +269,16 @@ impl BlobStore {
         fs::rename(tmp, final_path).at(final_path)
     }
 
-    /// Every blob in the store, in no particular order; files with foreign names are reported as
-    /// errors so that `fsck` can list them.
+    /// Every blob in the user's store (never a read-only store's), in no particular order;
+    /// files with foreign names are reported as errors so that `fsck` can list them.
     pub fn list(&self) -> Result<Vec<std::result::Result<Digest, PathBuf>>> {
         let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+        let dir = self.dirs.own();
+        let Some(entries) = crate::fsutil::read_dir_if_exists(dir)? else {
             return Ok(out);
         };
         for alg_dir in entries {
-            let alg_dir = alg_dir.at(&self.dir)?;
+            let alg_dir = alg_dir.at(dir)?;
             let alg = alg_dir.file_name().to_string_lossy().into_owned();
             let Ok(files) = fs::read_dir(alg_dir.path()) else {
                 out.push(Err(alg_dir.path()));
@@ -311,8 +329,9 @@ impl BlobStore {
         removed
     }
 
+    /// Removes blob `digest` from the user's store (a read-only store's copy stays).
     pub fn remove(&self, digest: &Digest) -> Result<()> {
-        crate::fsutil::remove_file_if_exists(&self.path(digest)).map(drop)
+        crate::fsutil::remove_file_if_exists(&self.own_path(digest)).map(drop)
     }
 }
 

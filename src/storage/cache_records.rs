@@ -45,33 +45,47 @@ pub fn is_record_key(key: &str) -> bool {
     key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `build-cache/<key>.json`.
+/// `build-cache/<key>.json`: the user's, then the read-only stores' (see `read_only.rs`),
+/// which are only read.
 pub struct CacheRecords {
-    dir: PathBuf,
+    dirs: super::Dirs,
 }
 
 impl CacheRecords {
-    pub(super) fn new(dir: PathBuf) -> CacheRecords {
-        CacheRecords { dir }
+    pub(super) fn new(dirs: super::Dirs) -> CacheRecords {
+        CacheRecords { dirs }
     }
 
+    fn file_name(key: &str) -> String {
+        format!("{key}.json")
+    }
+
+    /// The user's record file for `key`: the only one written or touched.
     fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.json"))
+        self.dirs.own().join(Self::file_name(key))
     }
 
-    /// The record under `key`, if there is one and it parses.
+    /// The user's record under `key`, if there is one and it parses.
     pub fn get(&self, key: &str) -> Result<Option<Record>> {
         if !is_record_key(key) {
             return Ok(None);
         }
-        let path = self.path(key);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io_path(&path, e)),
-        };
-        // A foreign or corrupt record is a miss: the step runs again and replaces it.
-        Ok(serde_json::from_slice::<Record>(&bytes).ok())
+        read_record(&self.path(key))
+    }
+
+    /// The record under `key` in the user's store, else in the first read-only store that
+    /// has one, and whether it is the user's.
+    pub fn find(&self, key: &str) -> Result<Option<(Record, bool)>> {
+        if !is_record_key(key) {
+            return Ok(None);
+        }
+        match self.dirs.find(Self::file_name(key), |p| p.exists()) {
+            Some(path) => {
+                let own = path == self.path(key);
+                Ok(read_record(&path)?.map(|r| (r, own)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Records `state` as the result of `instruction` (on one line) on state `parent`, now.
@@ -82,7 +96,8 @@ impl CacheRecords {
             instruction: Some(instruction.to_string()),
             created: Some(super::now_secs()),
         };
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let dir = self.dirs.own();
+        fs::create_dir_all(dir).at(dir)?;
         let json = serde_json::to_vec(&record).map_err(|e| Error::json("build cache record", e))?;
         crate::fsutil::write_atomic(&self.path(key), &json)
     }
@@ -95,14 +110,15 @@ impl CacheRecords {
         }
     }
 
-    /// Every record: key, and the record or `None` if it does not parse.
+    /// Every record of the user's: key, and the record or `None` if it does not parse.
     pub fn list(&self) -> Result<Vec<(String, Option<Record>)>> {
         let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+        let dir = self.dirs.own();
+        let Some(entries) = crate::fsutil::read_dir_if_exists(dir)? else {
             return Ok(out);
         };
         for entry in entries {
-            let entry = entry.at(&self.dir)?;
+            let entry = entry.at(dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(key) = name.strip_suffix(".json") else {
                 continue;
@@ -122,13 +138,24 @@ impl CacheRecords {
     }
 }
 
+/// The record in file `path`; `None` if there is none, or it does not parse (a foreign or
+/// corrupt record is a miss: the step runs again and replaces it).
+fn read_record(path: &std::path::Path) -> Result<Option<Record>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice::<Record>(&bytes).ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io_path(path, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn records() -> (tempfile::TempDir, CacheRecords) {
         let tmp = tempfile::tempdir().unwrap();
-        let records = CacheRecords::new(tmp.path().join("build-cache"));
+        let dirs = super::super::Dirs::new(tmp.path().join("build-cache"), Vec::new());
+        let records = CacheRecords::new(dirs);
         (tmp, records)
     }
 

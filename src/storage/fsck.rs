@@ -1,5 +1,8 @@
 //! `lade fsck`: checks every object in the store and every image's references.
 //!
+//! Only the user's store is checked: objects an image finds in a read-only store (see
+//! `read_only.rs`) count as present, unchecked, and nothing there is repaired.
+//!
 //! - blobs: re-hashed against their names;
 //! - layer trees: their description, and (unless `--quick`) their content against a fresh
 //!   unpack of their blob (`layer_check.rs`);

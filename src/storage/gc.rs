@@ -1,6 +1,10 @@
 //! Deleting images and collecting what nothing needs any more. Runs under the exclusive
 //! storage lock, so no pull or build is half-way through.
 //!
+//! Only the user's store is collected: blobs, trees and records of read-only stores (see
+//! `read_only.rs`) are never listed, marked or removed here, and an image of the user's that
+//! uses a read-only store's objects simply keeps nothing of its own for them.
+//!
 //! Mark and sweep. What is live:
 //!
 //! - everything an image record uses (manifest, index, config, layer blobs and trees);
@@ -58,6 +62,27 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         }
     }
     if deleted.is_empty() {
+        // Images of read-only stores are never the user's to delete.
+        let read_only = storage.list_all_images()?.into_iter().flatten().find(|l| {
+            l.read_only_store.is_some()
+                && (glob.is_match(&l.record.name)
+                    || l.record
+                        .reference()
+                        .is_ok_and(|n| glob.is_match(n.familiar()) || exact.as_ref() == Some(&n)))
+        });
+        if let Some(l) = read_only {
+            let name = l
+                .record
+                .reference()
+                .map_or(l.record.name.clone(), |n| n.familiar());
+            return Err(Error::invalid(
+                format!("image {name}"),
+                format!(
+                    "is in the read-only store {}, which lade never changes",
+                    l.read_only_store.unwrap_or_default().display()
+                ),
+            ));
+        }
         return Err(Error::ImageNotFound(format!(
             "no image matches '{pattern}'"
         )));
@@ -142,10 +167,11 @@ pub fn collect_garbage(storage: &Storage) -> Result<GcReport> {
     for listed in storage.deleted_images().list()? {
         let d = &listed.value;
         // An image of that name exists again (rebuilt, pulled, undeleted): nothing to restore.
+        // (One of a read-only store does not count: the user's would come first.)
         let superseded = d
             .record
             .reference()
-            .map_or(true, |n| images.get(&n).ok().flatten().is_some());
+            .map_or(true, |n| images.get_own(&n).ok().flatten().is_some());
         let restorable = !superseded
             && (d.record.is_import()
                 || d.record

@@ -1,7 +1,6 @@
 //! Local image names: one small JSON record per image, naming its manifest and layers.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -57,30 +56,38 @@ impl ImageRecord {
 const IMPORT_SOURCE: &str = "import ";
 
 pub struct ImageStore {
-    dir: PathBuf,
+    /// The user's `images/`, then the read-only stores' (see `read_only.rs`).
+    dirs: super::Dirs,
     trash: super::Trash,
     /// Where `fsck --repair` moves records it cannot read: `lost+found/images/`.
     aside: PathBuf,
 }
 
 impl ImageStore {
-    pub(super) fn new(dir: PathBuf, trash: super::Trash, aside: PathBuf) -> ImageStore {
-        ImageStore { dir, trash, aside }
+    pub(super) fn new(dirs: super::Dirs, trash: super::Trash, aside: PathBuf) -> ImageStore {
+        ImageStore { dirs, trash, aside }
     }
 
+    fn file_name(name: &Reference) -> String {
+        format!("{}.json", name.for_filename())
+    }
+
+    /// Where the user's store keeps image `name`'s record.
     fn path(&self, name: &Reference) -> PathBuf {
-        self.dir.join(format!("{}.json", name.for_filename()))
+        self.dirs.own().join(Self::file_name(name))
     }
 
+    /// Image `name` from the user's store, else from the first read-only store that has it.
     pub fn get(&self, name: &Reference) -> Result<Option<ImageRecord>> {
-        let path = self.path(name);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::json(path.display().to_string(), e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_path(&path, e)),
+        match self.dirs.find(Self::file_name(name), |p| p.exists()) {
+            Some(path) => crate::fsutil::read_json_if_exists(&path),
+            None => Ok(None),
         }
+    }
+
+    /// Image `name` from the user's store only.
+    pub fn get_own(&self, name: &Reference) -> Result<Option<ImageRecord>> {
+        crate::fsutil::read_json_if_exists(&self.path(name))
     }
 
     /// Like [`get`](Self::get), but a missing image is an error naming it.
@@ -89,11 +96,11 @@ impl ImageStore {
             .ok_or_else(|| Error::ImageNotFound(format!("{} in the store", name.familiar())))
     }
 
-    /// Publishes the record atomically; it replaces any image of the same name. An identical
-    /// record is left alone, so that a warm pull writes nothing.
+    /// Publishes the record atomically in the user's store; it replaces any image of the
+    /// same name there. An identical record is left alone, so that a warm pull writes nothing.
     pub fn put(&self, record: &ImageRecord) -> Result<()> {
         let name = record.reference()?;
-        if self.get(&name).ok().flatten().as_ref() == Some(record) {
+        if self.get_own(&name).ok().flatten().as_ref() == Some(record) {
             return Ok(());
         }
         let json = serde_json::to_vec_pretty(record)
@@ -105,7 +112,7 @@ impl ImageStore {
         self.trash.remove(&self.path(name))
     }
 
-    /// Every stored image record, sorted by name. Unreadable records are returned as errors so
+    /// Every image record in the user's store (never a read-only store's), sorted by name. Unreadable records are returned as errors so
     /// that `list` can go on and `fsck` can report them.
     pub fn list(&self) -> Result<Vec<std::result::Result<ImageRecord, Error>>> {
         let mut out: Vec<_> = self.read_all()?.into_iter().map(|(_, r)| r).collect();
@@ -151,11 +158,12 @@ impl ImageStore {
     /// Every record file with what reading it gave.
     fn read_all(&self) -> Result<Vec<(PathBuf, std::result::Result<ImageRecord, Error>)>> {
         let mut out = Vec::new();
-        let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? else {
+        let dir = self.dirs.own();
+        let Some(entries) = crate::fsutil::read_dir_if_exists(dir)? else {
             return Ok(out);
         };
         for entry in entries {
-            let entry = entry.at(&self.dir)?;
+            let entry = entry.at(dir)?;
             let path = entry.path();
             let file_name = entry.file_name().to_string_lossy().into_owned();
             if file_name.starts_with('.') || !file_name.ends_with(".json") {

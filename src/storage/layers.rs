@@ -9,7 +9,7 @@
 //! the builder's business.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,8 @@ pub struct LayerInfo {
 }
 
 pub struct LayerStore {
-    dir: PathBuf,
+    /// The user's `layers/`, then the read-only stores' (see `read_only.rs`).
+    dirs: super::Dirs,
     trash: super::Trash,
 }
 
@@ -69,8 +70,21 @@ const TREE: &str = "tree";
 const INFO: &str = "info.json";
 
 impl LayerStore {
-    pub(super) fn new(dir: PathBuf, trash: super::Trash) -> LayerStore {
-        LayerStore { dir, trash }
+    pub(super) fn new(dirs: super::Dirs, trash: super::Trash) -> LayerStore {
+        LayerStore { dirs, trash }
+    }
+
+    /// Layer `key`'s directory in the first store that has the layer, the user's first; the
+    /// user's when none has it.
+    fn find(&self, key: &str) -> PathBuf {
+        self.dirs
+            .find(key, |d| d.join(INFO).is_file())
+            .unwrap_or_else(|| self.own(key))
+    }
+
+    /// Layer `key`'s directory in the user's store: the only place trees are written.
+    fn own(&self, key: &str) -> PathBuf {
+        self.dirs.own().join(key)
     }
 
     /// The key of a self-contained layer tree.
@@ -85,23 +99,12 @@ impl LayerStore {
 
     /// The directory of layer `key` (its tree and description), e.g. to measure its size.
     pub fn entry_dir(&self, key: &str) -> PathBuf {
-        self.dir.join(key)
+        self.find(key)
     }
 
+    /// Layer `key`'s tree, in the user's store or in a read-only one.
     pub fn tree(&self, key: &str) -> PathBuf {
-        self.dir.join(Self::relative_tree(key))
-    }
-
-    /// The directory [`relative_tree`](Self::relative_tree) paths are relative to. `lade run`
-    /// mounts overlays from within it: overlayfs's options must fit in one page, and short
-    /// relative lower directories let many more layers fit.
-    pub fn base(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Layer `key`'s tree, relative to [`base`](Self::base).
-    pub fn relative_tree(key: &str) -> String {
-        format!("{key}/{TREE}")
+        self.find(key).join(TREE)
     }
 
     /// The trees of layers `keys` (an image's, bottom first) as overlayfs stacks lower
@@ -138,12 +141,17 @@ impl LayerStore {
             .collect()
     }
 
+    /// Whether any store (the user's or a read-only one) has layer `key`.
     pub fn has(&self, key: &str) -> bool {
-        self.dir.join(key).join(INFO).is_file()
+        self.find(key).join(INFO).is_file()
+    }
+
+    fn has_own(&self, key: &str) -> bool {
+        self.own(key).join(INFO).is_file()
     }
 
     pub fn info(&self, key: &str) -> Result<LayerInfo> {
-        let path = self.dir.join(key).join(INFO);
+        let path = self.find(key).join(INFO);
         let bytes = fs::read(&path).at(&path)?;
         serde_json::from_slice(&bytes).map_err(|e| Error::json(path.display().to_string(), e))
     }
@@ -157,12 +165,12 @@ impl LayerStore {
             .map_err(|e| Error::json(info_path.display().to_string(), e))?;
         fs::write(&info_path, json).at(&info_path)?;
         let staged = staged.dir;
-        let target = self.dir.join(key);
+        let target = self.own(key);
         match fs::rename(&staged, &target) {
             Ok(()) => Ok(()),
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
-                    && self.has(key) =>
+                    && self.has_own(key) =>
             {
                 crate::fsutil::remove_all(&staged)
             }
@@ -176,11 +184,13 @@ impl LayerStore {
         }
     }
 
+    /// The keys of the user's layers (never a read-only store's).
     pub fn list(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        if let Some(entries) = crate::fsutil::read_dir_if_exists(&self.dir)? {
+        let dir = self.dirs.own();
+        if let Some(entries) = crate::fsutil::read_dir_if_exists(dir)? {
             for e in entries {
-                let e = e.at(&self.dir)?;
+                let e = e.at(dir)?;
                 out.push(e.file_name().to_string_lossy().into_owned());
             }
         }
@@ -188,16 +198,19 @@ impl LayerStore {
         Ok(out)
     }
 
-    /// Removes layer `key`, tree and description at once (see [`super::Trash`]).
+    /// Removes the user's layer `key`, tree and description at once (see [`super::Trash`]);
+    /// a read-only store's stays.
     pub fn remove(&self, key: &str) -> Result<()> {
-        self.trash.remove(&self.dir.join(key)).map(drop)
+        self.trash.remove(&self.own(key)).map(drop)
     }
 
     /// Puts `staged` (a tree re-derived from the layer's blob) in place of layer `key`'s
     /// damaged tree, keeping its description. The old tree leaves first, so a crash in
     /// between leaves the layer absent (a pull unpacks it again), never half of either.
     pub fn replace(&self, staged: StagedLayer, key: &str) -> Result<()> {
-        let info = self.info(key)?;
+        let path = self.own(key).join(INFO);
+        let info: LayerInfo = serde_json::from_slice(&fs::read(&path).at(&path)?)
+            .map_err(|e| Error::json(path.display().to_string(), e))?;
         self.remove(key)?;
         self.publish(staged, key, &info)
     }
@@ -233,15 +246,12 @@ mod tests {
         assert_eq!(fs::read(layers.tree(&key).join("f")).unwrap(), b"first");
         assert_eq!(layers.info(&key).unwrap(), info);
         assert_eq!(layers.list().unwrap(), vec![key.clone()]);
-        assert_eq!(
-            layers.base().join(LayerStore::relative_tree(&key)),
-            layers.tree(&key)
-        );
     }
 
     #[test]
     fn a_stack_keeps_the_top_most_occurrence_of_each_tree() {
-        let layers = LayerStore::new(PathBuf::from("/s/layers"), super::super::Trash::new(None));
+        let dirs = super::super::Dirs::new(PathBuf::from("/s/layers"), Vec::new());
+        let layers = LayerStore::new(dirs, super::super::Trash::new(None));
         let stack = |keys: &[&str]| -> Vec<String> {
             layers
                 .stack(keys.iter().copied())

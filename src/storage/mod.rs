@@ -46,6 +46,10 @@
 //! A crash leaves only a stale work area, which the next process sweeps (its per-process lock
 //! tells that its owner is gone).
 //!
+//! Other users' stores can be added read-only (`--ro-storage`, `read_only.rs`): `blobs()`,
+//! `layers()`, `images()`, `cache_records()` and `single_files()` look in them after this
+//! one, and never write, list or remove there; nothing else does.
+//!
 //! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
 //! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
 //! ([`cache_records`], [`image_links`]); what a cache key is, and which records `lade
@@ -63,6 +67,7 @@ mod layer_check;
 mod layers;
 mod lock;
 mod partial;
+mod read_only;
 mod run_dirs;
 pub mod single_files;
 mod trash;
@@ -77,6 +82,7 @@ pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
+pub use read_only::{ListedImage, resolve_paths as resolve_read_only_paths};
 pub use run_dirs::{BuildTmp, FlatImages, MountPointLayers};
 pub use trash::Trash;
 
@@ -85,6 +91,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use read_only::Dirs;
 
 /// The storage format this lade writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -133,6 +140,8 @@ pub struct Storage {
     root: PathBuf,
     _lock: Option<lock::StorageLock>,
     work: Option<lock::WorkArea>,
+    /// Stores looked in after this one, never written or locked (see `read_only.rs`).
+    read_only: Vec<PathBuf>,
 }
 
 impl Storage {
@@ -161,6 +170,7 @@ impl Storage {
             root: root.to_path_buf(),
             _lock: lock,
             work: None,
+            read_only: Vec::new(),
         })
     }
 
@@ -168,6 +178,17 @@ impl Storage {
     /// `Path`: every path inside the store is this module's to make.
     pub fn location_arg(&self) -> &std::ffi::OsStr {
         self.root.as_os_str()
+    }
+
+    /// A child lade's options for this store and its read-only stores (`--storage DIR
+    /// --ro-storage DIR...`): the read-only stores passed explicitly, so the child looks in
+    /// the same stores whatever its environment says.
+    pub fn location_args(&self) -> Vec<&std::ffi::OsStr> {
+        let mut args = vec![std::ffi::OsStr::new("--storage"), self.location_arg()];
+        for r in &self.read_only {
+            args.extend([std::ffi::OsStr::new("--ro-storage"), r.as_os_str()]);
+        }
+        args
     }
 
     /// The shared `tmp/` directory, which always exists: `lade run` mounts the container's
@@ -200,14 +221,14 @@ impl Storage {
 
     pub fn blobs(&self) -> BlobStore {
         BlobStore::new(
-            self.root.join("blobs"),
+            self.dirs("blobs"),
             self.work_dir(),
             partial::Partials::new(self.root.join("partial")),
         )
     }
 
     pub fn layers(&self) -> LayerStore {
-        LayerStore::new(self.root.join("layers"), self.trash())
+        LayerStore::new(self.dirs("layers"), self.trash())
     }
 
     /// Removes objects crash-safely (see [`Trash`]).
@@ -231,12 +252,12 @@ impl Storage {
     }
 
     pub fn single_files(&self) -> single_files::SingleFiles {
-        single_files::SingleFiles::new(self.root.join("single-files"))
+        single_files::SingleFiles::new(self.dirs("single-files"))
     }
 
     pub fn images(&self) -> ImageStore {
         ImageStore::new(
-            self.root.join("images"),
+            self.dirs("images"),
             self.trash(),
             self.root.join("lost+found/images"),
         )
@@ -247,7 +268,7 @@ impl Storage {
     }
 
     pub fn cache_records(&self) -> CacheRecords {
-        CacheRecords::new(self.build_cache_dir())
+        CacheRecords::new(self.dirs("build-cache"))
     }
 
     pub fn image_links(&self) -> ImageLinks {

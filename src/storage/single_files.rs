@@ -30,26 +30,38 @@ pub struct SingleFile {
     pub source: String,
 }
 
+/// `single-files/`: the user's, then the read-only stores' (see `read_only.rs`), which are
+/// only read.
 pub struct SingleFiles {
-    dir: PathBuf,
+    dirs: super::Dirs,
 }
 
 impl SingleFiles {
-    pub(super) fn new(dir: PathBuf) -> SingleFiles {
-        SingleFiles { dir }
+    pub(super) fn new(dirs: super::Dirs) -> SingleFiles {
+        SingleFiles { dirs }
     }
 
+    fn file_name(name: &Reference) -> String {
+        format!("{}.json", name.for_filename())
+    }
+
+    /// The user's record file for `name`: the only one written or removed.
     fn path(&self, name: &Reference) -> PathBuf {
-        self.dir.join(format!("{}.json", name.for_filename()))
+        self.dirs.own().join(Self::file_name(name))
     }
 
+    /// The record of `name` in the user's store, else in the first read-only store with one.
     pub fn get(&self, name: &Reference) -> Result<Option<SingleFile>> {
-        crate::fsutil::read_json_if_exists(&self.path(name))
+        match self.dirs.find(Self::file_name(name), |p| p.exists()) {
+            Some(path) => crate::fsutil::read_json_if_exists(&path),
+            None => Ok(None),
+        }
     }
 
     pub fn put(&self, record: &SingleFile) -> Result<()> {
         let name = Reference::parse(&record.name)?;
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let dir = self.dirs.own();
+        fs::create_dir_all(dir).at(dir)?;
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::json(format!("single-file record {}", record.name), e))?;
         crate::fsutil::write_atomic(&self.path(&name), &json)
@@ -59,9 +71,9 @@ impl SingleFiles {
         crate::fsutil::remove_file_if_exists(&self.path(name))
     }
 
-    /// Every record that parses (sorted by name).
+    /// Every record of the user's that parses (sorted by name).
     pub fn list(&self) -> Result<Vec<SingleFile>> {
-        let mut out: Vec<SingleFile> = crate::fsutil::json_files(&self.dir)?
+        let mut out: Vec<SingleFile> = crate::fsutil::json_files(self.dirs.own())?
             .into_iter()
             .filter_map(|(_, path)| crate::fsutil::read_json_if_exists(&path).ok().flatten())
             .collect();

@@ -13,7 +13,8 @@ use crate::reference::Reference;
 /// Restores image `name`; returns its familiar name.
 pub fn undelete(storage: &Storage, name: &Reference) -> Result<String> {
     let familiar = name.familiar();
-    if storage.images().get(name)?.is_some() {
+    // A read-only store's image of that name stays; the user's comes first again.
+    if storage.images().get_own(name)?.is_some() {
         return Err(Error::invalid(
             format!("undelete {familiar}"),
             "an image of that name exists; delete it first",

@@ -298,10 +298,12 @@ pub fn summary(storage: &Storage) -> Result<Summary> {
     for r in storage.images().list()?.into_iter().flatten() {
         image_trees.extend(r.layers.into_iter().map(|l| l.tree));
     }
+    // Trees of read-only stores are no space of the user's to release.
+    let own_trees: HashSet<String> = storage.layers().list()?.into_iter().collect();
     let mut cache_only = HashMap::new();
     for (_, r) in &records {
         for l in r.iter().flat_map(|r| &r.state.layers) {
-            if !image_trees.contains(&l.tree) {
+            if !image_trees.contains(&l.tree) && own_trees.contains(&l.tree) {
                 cache_only.insert(l.tree.clone(), l.blob.clone());
             }
         }

@@ -79,7 +79,9 @@ impl BuildCache {
 
     /// The state recorded under `key`, if any and if all its layers are still in the store.
     /// A hit marks the record used; a record from before parents were recorded is rewritten
-    /// with `parent` and `instruction`, so that it joins the tree.
+    /// with `parent` and `instruction`, so that it joins the tree. A record of a read-only
+    /// store is a hit too (its layers are used where they are), copied into the user's cache,
+    /// whose tree and collection know only the user's records.
     pub fn get(
         &self,
         storage: &Storage,
@@ -87,13 +89,13 @@ impl BuildCache {
         parent: &str,
         instruction: &str,
     ) -> Result<Option<State>> {
-        let Some(record) = self.records.get(key)? else {
+        let Some((record, own)) = self.records.find(key)? else {
             return Ok(None);
         };
         if !record.state.layers.iter().all(|l| storage.holds_layer(l)) {
             return Ok(None);
         }
-        if record.parent.is_none() || record.instruction.is_none() {
+        if !own || record.parent.is_none() || record.instruction.is_none() {
             self.put(key, parent, instruction, &record.state)?;
         } else {
             self.records.touch(key);

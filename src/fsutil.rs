@@ -1,7 +1,9 @@
 //! Small filesystem helpers shared by the store, transports and commands.
 
+use std::borrow::Borrow;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
@@ -113,4 +115,41 @@ pub fn json_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
         }
     }
     Ok(out)
+}
+
+/// Bytes `[pos, end)` of a file, read with `pread` (so that a handle shared with other readers,
+/// or with a writer appending to it, keeps its own offset). A file that ends before `end` is
+/// an `UnexpectedEof` error saying `short`, not a quiet end.
+pub struct FileRange<F> {
+    file: F,
+    pos: u64,
+    end: u64,
+    short: &'static str,
+}
+
+impl<F: Borrow<fs::File>> FileRange<F> {
+    pub fn new(file: F, offset: u64, len: u64, short: &'static str) -> FileRange<F> {
+        FileRange {
+            file,
+            pos: offset,
+            end: offset.saturating_add(len),
+            short,
+        }
+    }
+}
+
+impl<F: Borrow<fs::File>> Read for FileRange<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, self.short));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
 }

@@ -13,14 +13,15 @@
 //! same verified bytes).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::FileRange;
 
 /// `partial/`.
 #[derive(Clone)]
@@ -127,12 +128,14 @@ impl Claimed {
     }
 
     /// The kept bytes, read back from the start.
-    pub(super) fn prefix(&self) -> Prefix<'_> {
-        Prefix {
-            file: &self.file,
-            pos: 0,
-            end: self.len,
-        }
+    /// (Read without moving the file's offset, where the new bytes are written.)
+    pub(super) fn prefix(&self) -> FileRange<&File> {
+        FileRange::new(
+            &self.file,
+            0,
+            self.len,
+            "the kept part of the blob shrank while being read",
+        )
     }
 
     /// Where the bytes that follow the prefix go.
@@ -185,35 +188,10 @@ fn open_for_append(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Reads `[pos, end)` of a file without moving its offset, where the new bytes are written.
-pub(super) struct Prefix<'f> {
-    file: &'f File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Prefix<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the kept part of the blob shrank while being read",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     #[test]
     fn one_process_at_a_time_appends_and_the_prefix_survives() {

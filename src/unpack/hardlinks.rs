@@ -32,6 +32,35 @@ pub fn resolve_external_hardlinks(
     }
     // Trees keep the image's modes: where one locks lade out (a `0000` directory on the way, a
     // `0000` target), access is granted for the one link and put back right after it.
+    with_roots(tree, lowers, |tree_fd, lower_fds| {
+        let mut grants = Vec::new();
+        let mut copier = Copier::new();
+        let mut filled = HashSet::new();
+        for (link, target) in links {
+            let linked = resolve_one(
+                tree,
+                tree_fd,
+                lower_fds,
+                (link, target),
+                &mut grants,
+                &mut copier,
+                &mut filled,
+            );
+            let restored = access::restore_all(std::mem::take(&mut grants))
+                .map_err(|e| Error::io(format!("{}: restoring modes", tree.display()), e.into()));
+            linked.and(restored)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `work` with `tree` and `lowers` opened (each root opened to lade for the while if its
+/// mode locks lade out), then puts the roots' modes back, whatever `work` did.
+fn with_roots(
+    tree: &Path,
+    lowers: &[&Path],
+    work: impl FnOnce(&OwnedFd, &[OwnedFd]) -> Result<()>,
+) -> Result<()> {
     let mut root_grants = Vec::new();
     let mut open_root = |p: &Path| {
         let (fd, granted) = access::open_root(p, access::DIR_RX)
@@ -46,26 +75,7 @@ pub fn resolve_external_hardlinks(
             .collect::<Result<Vec<_>>>()?;
         Ok((tree_fd, lower_fds))
     });
-    let result = opened.and_then(|(tree_fd, lower_fds)| {
-        let mut grants = Vec::new();
-        let mut copier = Copier::new();
-        let mut filled = HashSet::new();
-        for (link, target) in links {
-            let linked = resolve_one(
-                tree,
-                &tree_fd,
-                &lower_fds,
-                (link, target),
-                &mut grants,
-                &mut copier,
-                &mut filled,
-            );
-            let restored = access::restore_all(std::mem::take(&mut grants))
-                .map_err(|e| Error::io(format!("{}: restoring modes", tree.display()), e.into()));
-            linked.and(restored)?;
-        }
-        Ok(())
-    });
+    let result = opened.and_then(|(tree_fd, lower_fds)| work(&tree_fd, &lower_fds));
     let restored = access::restore_all(root_grants)
         .map_err(|e| Error::io(format!("{}: restoring modes", tree.display()), e.into()));
     result.and(restored)
@@ -178,21 +188,7 @@ pub fn adopt_lower_dirs(tree: &Path, dirs: &[PathBuf], lowers: &[&Path]) -> Resu
     if dirs.is_empty() || lowers.is_empty() {
         return Ok(());
     }
-    let mut root_grants = Vec::new();
-    let mut open_root = |p: &Path| {
-        let (fd, granted) = access::open_root(p, access::DIR_RX)
-            .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
-        root_grants.extend(granted);
-        Ok::<_, Error>(fd)
-    };
-    let opened = open_root(tree).and_then(|tree_fd| {
-        let lower_fds = lowers
-            .iter()
-            .map(|p| open_root(p))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((tree_fd, lower_fds))
-    });
-    let result = opened.and_then(|(tree_fd, lower_fds)| {
+    with_roots(tree, lowers, |tree_fd, lower_fds| {
         // Deepest first: a directory's new mode must not lock lade out of one below it.
         let mut order: Vec<&PathBuf> = dirs.iter().collect();
         order.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
@@ -200,7 +196,7 @@ pub fn adopt_lower_dirs(tree: &Path, dirs: &[PathBuf], lowers: &[&Path]) -> Resu
         for dir in order {
             let mut grants = Vec::new();
             let adopted =
-                adopt_one(&tree_fd, &lower_fds, dir, &mut grants, &mut copier).map_err(|e| {
+                adopt_one(tree_fd, lower_fds, dir, &mut grants, &mut copier).map_err(|e| {
                     Error::io(
                         format!(
                             "{}: directory {}: taking the metadata below",
@@ -215,10 +211,7 @@ pub fn adopt_lower_dirs(tree: &Path, dirs: &[PathBuf], lowers: &[&Path]) -> Resu
             adopted.and(restored)?;
         }
         Ok(())
-    });
-    let restored = access::restore_all(root_grants)
-        .map_err(|e| Error::io(format!("{}: restoring modes", tree.display()), e.into()));
-    result.and(restored)
+    })
 }
 
 fn adopt_one(

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::FileRange;
 
 /// Links followed in a row before a member is declared a loop.
 const MAX_LINK_HOPS: usize = 16;
@@ -152,11 +152,12 @@ impl Tarball {
     }
 
     fn reader(&self, offset: u64, size: u64) -> Member {
-        Member {
-            file: self.file.clone(),
-            pos: offset,
-            end: offset + size,
-        }
+        FileRange::new(
+            self.file.clone(),
+            offset,
+            size,
+            "the archive ends inside a member",
+        )
     }
 
     /// Every regular member's path.
@@ -171,30 +172,7 @@ impl Tarball {
 }
 
 /// A member's bytes, read with `pread` from a shared handle.
-pub(super) struct Member {
-    file: Arc<File>,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Member {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.end.saturating_sub(self.pos);
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the archive ends inside a member",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
+pub(super) type Member = FileRange<Arc<File>>;
 
 /// A path inside the archive in one canonical form (`./a//b/../c` → `a/c`), or `None` if it
 /// climbs out of it. A leading `/` counts from the archive's root.

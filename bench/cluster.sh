@@ -60,6 +60,7 @@ LADE=${LADE:-$REPO/target/release/lade}
 TARBALL=${TARBALL:-/var/tmp/lade-test-debian/debian-bookworm-minbase.tar}
 cd "$BENCH_DIR"
 W=$BENCH_DIR/work
+chmod -R u+rwX "$W" 2>/dev/null || true  # trees keep the image's modes (0555 directories)
 rm -rf "$W" && mkdir -p "$W"
 export LADE_STORAGE=$W/store CH_IMAGE_STORAGE=$W/ch-store TMPDIR=$W/tmp
 mkdir -p "$TMPDIR"

@@ -52,6 +52,8 @@ if [ -z "${IMAGE:-}" ]; then
     IMAGE="oci:$BENCH_DIR/fixtures/layout:multi"
 fi
 "$LADE" -q pull "$IMAGE" bench-img
+# (Trees keep the image's modes, such as a 0555 directory: open them up to remove them.)
+chmod -R u+rwX flat 2>/dev/null || true
 rm -rf flat && "$LADE" -q unpack bench-img flat
 # ch-run binds into the image and needs the mount points to exist (lade makes its own in a
 # scratch overlay layer).

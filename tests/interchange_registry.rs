@@ -11,9 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use common::*;
-use support::insecure;
 use support::proxy::{Logged, Proxy};
 use support::registry::{Auth, Registry};
+use support::{insecure, skopeo_digest_insecure};
 
 fn dump(log: &[Logged]) -> String {
     log.iter()
@@ -60,16 +60,7 @@ fn same_registry_copy_mounts_without_reading_any_blob() {
     let bytes: u64 = log.iter().map(|l| l.body_bytes).sum();
     assert!(bytes < 64 * 1024, "{bytes} bytes moved:\n{}", dump(&log));
     // And the copy is whole: skopeo reads it back by the same digest.
-    let digest = |repo: &str| {
-        let mut c = std::process::Command::new("skopeo");
-        c.args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{}/{repo}", reg.host()),
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
-        v["Digest"].as_str().unwrap().to_string()
-    };
+    let digest = |repo: &str| skopeo_digest_insecure(&format!("{}/{repo}", reg.host()));
     assert_eq!(digest("src/app:1"), digest("dst/app:1"));
 }
 

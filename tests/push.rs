@@ -16,7 +16,7 @@ use common::*;
 use support::proxy::{Action, Logged, Proxy};
 use support::registry::{Auth, Registry};
 use support::token::{self, TokenServer};
-use support::{insecure, layout_digest};
+use support::{insecure, layout_digest, skopeo_digest_insecure};
 
 /// A lade store holding the fixtures' `multi` image as `img`.
 fn lade_with_multi() -> Lade {
@@ -161,13 +161,6 @@ fn registry_to_registry_copy_mounts_and_keeps_the_digest() {
     let a = skopeo_digest_insecure(&format!("{}/src/app:1", reg.host()));
     let b = skopeo_digest_insecure(&format!("{}/dst/app:1", reg.host()));
     assert_eq!(a, b);
-}
-
-fn skopeo_digest_insecure(r: &str) -> String {
-    let mut c = Command::new("skopeo");
-    c.args(["inspect", "--tls-verify=false", &format!("docker://{r}")]);
-    let v: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
-    v["Digest"].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
+use support::insecure;
 use support::proxy::{Action, Proxy};
 use support::registry::Registry;
 use support::trust::{OCI_MANIFEST, push_single, registry_get};
@@ -35,10 +36,6 @@ fn oras_py(cwd: &Path, args: &[&str]) -> Run {
     let mut c = Command::new(support::trust::python());
     c.arg("-c").arg(PY_ORAS).args(args).current_dir(cwd);
     run_cmd(c)
-}
-
-fn insecure(lade: &Lade, args: &[&str]) -> Run {
-    support::insecure(lade, args)
 }
 
 #[test]

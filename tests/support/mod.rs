@@ -11,7 +11,7 @@ pub mod trust;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{Fixtures, Lade, Run, Scratch};
+use crate::common::{Fixtures, Lade, Run, Scratch, run_cmd};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
@@ -41,6 +41,19 @@ pub fn insecure(lade: &Lade, args: &[&str]) -> Run {
     let mut all = vec!["--tls-no-verify"];
     all.extend_from_slice(args);
     lade.run(all)
+}
+
+/// skopeo's digest of `docker://REFERENCE` on a plain-HTTP registry: a third party's view of
+/// what lade pushed or copied there.
+pub fn skopeo_digest_insecure(reference: &str) -> String {
+    let mut c = std::process::Command::new("skopeo");
+    c.args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
 }
 
 /// Starts the OCI layout `dst` with a copy of every blob of the layout `src` (no index.json

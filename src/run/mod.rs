@@ -114,7 +114,7 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         binds: &binds,
     };
     let root = rootfs::assemble(&parts, || match &plan.flat_name {
-        Some(name) => flattened_tree(storage, &lowers, name).map(Some),
+        Some(name) => plan::flattened(storage, &lowers, name).map(Some),
         None => Ok(None),
     })?;
     rootfs::mount_step_mounts(&root, &opts.step_mounts)?;
@@ -201,13 +201,4 @@ fn home_bind(no_home: bool) -> Result<Option<(PathBuf, PathBuf)>> {
         ));
     }
     Ok(Some((home, inside)))
-}
-
-/// The image flattened once and kept in the store (made beside its final place, not in
-/// tmp/: that is under the container's mounts by now).
-fn flattened_tree(storage: &Storage, lowers: &[PathBuf], name: &str) -> Result<PathBuf> {
-    storage.flat().get_or_make(name, |staging| {
-        let trees: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
-        crate::unpack::flatten_trees(&trees, staging)
-    })
 }

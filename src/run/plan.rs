@@ -203,10 +203,15 @@ pub fn within_layer_limit(storage: &Storage, mut lowers: Vec<PathBuf>) -> Result
         listing.update(b"\n");
     }
     let name = format!("merged-{}", hex::encode(listing.finalize()));
-    let merged = storage.flat().get_or_make(&name, |staging| {
-        let refs: Vec<&Path> = bottom.iter().rev().map(PathBuf::as_path).collect();
-        crate::unpack::flatten_trees(&refs, staging)
-    })?;
-    lowers.push(merged);
+    lowers.push(flattened(storage, &bottom, &name)?);
     Ok(lowers)
+}
+
+/// `lowers` (top-most first) flattened once into one tree, kept in the store's `flat/` under
+/// `name` (made beside its final place, not in tmp/, which a run's mounts may cover by then).
+pub(super) fn flattened(storage: &Storage, lowers: &[PathBuf], name: &str) -> Result<PathBuf> {
+    storage.flat().get_or_make(name, |staging| {
+        let trees: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
+        crate::unpack::flatten_trees(&trees, staging)
+    })
 }

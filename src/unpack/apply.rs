@@ -434,10 +434,11 @@ impl<'o, 's> Applier<'o, 's> {
         if size <= WORKER_FILE
             && let Some(workers) = self.workers_for(path)?
         {
-            let data = read_part(entry, path, size as usize, size)?;
+            let mut data = workers.buffer();
+            read_part(entry, path, size, &mut data)?;
             let leaf = Leaf {
                 dir,
-                path: path.to_path_buf(),
+                path: workers.path_buf(path),
                 meta,
                 kind: LeafKind::File { data },
             };
@@ -507,7 +508,7 @@ impl<'o, 's> Applier<'o, 's> {
         if let Some(workers) = self.workers_for(path)? {
             let leaf = Leaf {
                 dir,
-                path: path.to_path_buf(),
+                path: workers.path_buf(path),
                 meta,
                 kind: LeafKind::Fifo,
             };
@@ -542,7 +543,7 @@ impl<'o, 's> Applier<'o, 's> {
         if let Some(workers) = self.workers_for(path)? {
             let leaf = Leaf {
                 dir,
-                path: path.to_path_buf(),
+                path: workers.path_buf(path),
                 meta,
                 kind: LeafKind::Symlink {
                     target: target.to_owned(),
@@ -877,19 +878,20 @@ fn read_some<R: Read>(
     }
 }
 
-/// An entry's data (`len` bytes of `size`), for a worker.
+/// An entry's data (`size` bytes, a small file's) into `part`, for a worker.
 fn read_part<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     path: &Path,
-    len: usize,
     size: u64,
-) -> Result<Vec<u8>, Fault> {
-    let mut part = vec![0u8; len];
+    part: &mut Vec<u8>,
+) -> Result<(), Fault> {
+    let len = usize::try_from(size).unwrap_or(usize::MAX);
+    part.resize(len, 0);
     let mut got = 0;
     while got < len {
         got += read_some(entry, &mut part[got..], path, got as u64, size)?;
     }
-    Ok(part)
+    Ok(())
 }
 
 /// What a directory gets once the layer is applied.

@@ -136,7 +136,7 @@ def table(path, title, ref, target, ratio):
     print(f"\n{title}")
     print(f"{'':18} {'mean ms':>10} {'stddev':>8} {'ratio':>8}")
     for name, x in r.items():
-        print(f"{name:18} {x['mean']*1000:10.1f} {x['stddev']*1000:8.1f} "
+        print(f"{name:18} {x['mean']*1000:10.1f} {(x['stddev'] or 0)*1000:8.1f} "
               f"{x['mean']/r[ref]['mean']:7.2f}x")
     got = r["lade" if "lade" in r else "lade run FILE"]["mean"] / r[ref]["mean"]
     print(f"target lade <= {target}x {ref}: {'met' if got <= target else 'NOT met'} ({got:.2f}x)")

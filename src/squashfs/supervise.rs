@@ -5,8 +5,8 @@
 //! its server is a process, and if the command itself were the server's parent, a program
 //! that reaps every child (an init such as `tini`, a shell's bare `wait`) would wait for the
 //! server forever. So, like ch-run, lade forks: the child goes on to become the container,
-//! the parent waits for it, then kills the server and leaves with the container's status
-//! (its exit code, or the same signal, re-raised).
+//! the parent waits for it, then leaves with the container's status (its exit code, or the
+//! same signal, re-raised), and the server dies with it.
 //!
 //! Lifetimes: both children have `PR_SET_PDEATHSIG = SIGKILL`, so `kill -9` of lade takes the
 //! container and the server with it, and the FUSE mount, which exists only in the private

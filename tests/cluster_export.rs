@@ -357,6 +357,34 @@ fn debian_squashfs_is_its_unpack_and_runs_with_ch_run_and_lade() {
     assert!(from_file.starts_with("/root\n0\n"), "{from_file}");
     let r = lade.run(["run", path, "--", "/bin/sh", "-c", "exit 7"]);
     assert_eq!(r.status.code(), Some(7), "{}", r.stderr);
+
+    // Read-only, as the user: the root is the FUSE mount itself (no overlay over the whole
+    // image), its files show as the user's so that /root (0700) opens, and the mount points
+    // the file lacks (the home directory, a -b target in /srv) come from a small overlay of
+    // their parent, the parent's own entries still there.
+    let bound = lade.path("bound");
+    fs::create_dir_all(&bound).unwrap();
+    fs::write(bound.join("note"), "from the host\n").unwrap();
+    let script = format!(
+        "grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1; \
+         stat -c '%u %a' /root; ls -a /root | grep -c bashrc; \
+         test -d /home/{user} && echo home; cat /srv/bound/note; ls /srv"
+    );
+    let out = lade.ok([
+        "run",
+        "-b",
+        &format!("{}:/srv/bound", bound.display()),
+        path,
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let uid = rustix::process::getuid().as_raw();
+    assert_eq!(
+        out,
+        format!("fuse.squashfuse\n{uid} 700\n1\nhome\nfrom the host\nbound\n")
+    );
     let mut c = lade.cmd();
     c.args(["run", path]).stdin(std::process::Stdio::piped());
     let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();

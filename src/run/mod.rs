@@ -3,6 +3,7 @@
 //! daemon, no supervisor, no setuid helper (the model of Charliecloud's ch-run).
 
 pub mod container_path;
+mod file_root;
 pub mod mountpoints;
 pub mod namespace;
 pub mod overlay;
@@ -113,10 +114,20 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         upper: &opts.upper,
         binds: &binds,
     };
-    let root = rootfs::assemble(&parts, || match &plan.flat_name {
-        Some(name) => plan::flattened(storage, &lowers, name).map(Some),
-        None => Ok(None),
-    })?;
+    // A single-file image's read-only root is its FUSE mount itself where the binds allow.
+    let direct = match &served {
+        Some(s) if read_only && opts.step_mounts.is_empty() => {
+            file_root::assemble(s.root(), &scratch, &binds)?
+        }
+        _ => None,
+    };
+    let root = match direct {
+        Some(root) => root,
+        None => rootfs::assemble(&parts, || match &plan.flat_name {
+            Some(name) => plan::flattened(storage, &lowers, name).map(Some),
+            None => Ok(None),
+        })?,
+    };
     rootfs::mount_step_mounts(&root, &opts.step_mounts)?;
     let spec = spec.ok_or_else(|| Error::invalid("lade run", "no process worked out"))?;
     if let Some(s) = &mut served {

@@ -342,9 +342,9 @@ fn read_only_recursive(target: &Path) -> std::result::Result<(), rustix::io::Err
 }
 
 /// Binds onto mount points known to exist (the read-only root with its mount-point layer,
-/// checked on the host before): no lookups through the overlay, which cost more than the
-/// mounts themselves.
-fn bind_prepared(root: &Path, binds: &[Bind]) -> Result<()> {
+/// checked on the host before, or a single-file image's, checked by `file_root`): no
+/// lookups through the overlay, which cost more than the mounts themselves.
+pub(super) fn bind_prepared(root: &Path, binds: &[Bind]) -> Result<()> {
     for b in binds {
         bind_one(b, &root.join(container_path::relative(&b.target)?))?;
     }

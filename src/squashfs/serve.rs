@@ -17,11 +17,25 @@
 //!
 //! Why an external server and not a FUSE server inside lade: `squashfuse` is the reader
 //! ch-run links as a library and is packaged everywhere, while no maintained Rust crate
-//! reads SquashFS with its xattrs, hard links and every compressor; starting it costs 2 to
-//! 3 ms (measured from spawn to its first answer; see `bench/cluster.sh` for whole runs). The high-level `squashfuse` rather than the faster
-//! low-level `squashfuse_ll`, because only it can show the files as owned by the container's
-//! user (`-o uid=,gid=`), as a stored image's are: a SquashFS file is all root's, and
-//! through the overlay on top an image's `0700` directories (Debian's `/root`) would be
+//! reads SquashFS with its xattrs, hard links and every compressor. Starting it is the one
+//! cost ch-run does not have (it forks its server, already linked): on the 2-core test
+//! machine a dynamically linked program takes 1.1 ms to start (`/bin/true`) and
+//! `squashfuse` 1.4 ms, and the first answer comes about 1.6 ms after the spawn. Measured
+//! whole on the Debian file (2026-12-08), `lade run FILE -- /bin/true` takes 11.6 ms to
+//! ch-run's 11.8 ms (medians of 30, `bench/cluster.sh`; 0.975-0.987x in 3x100 runs
+//! interleaved with ch-run, 1.02-1.07x on a busier machine; means 1.03x, lade having a
+//! slow tail): most of what the start costs is won back by binding straight onto the FUSE
+//! mount ([`crate::run`]'s `file_root`: 68 FUSE requests through a whole-image overlay
+//! became about 50) and by leaving the mount namespace's teardown to the server
+//! ([`super::supervise`]). Linking libsquashfuse as ch-run does is what would remove the
+//! rest.
+//!
+//! The high-level `squashfuse` rather than the low-level `squashfuse_ll` (faster per
+//! request: a warm `chroot MOUNT /bin/true` takes 2.4 ms on it against 2.9 ms), because
+//! only it can show the files as owned by the container's user (`-o uid=,gid=`, libfuse's
+//! high-level option; `squashfuse_ll` 0.1.105 has no such option), as a stored image's
+//! are: a SquashFS file is all root's, and the image's `0700` directories (Debian's
+//! `/root`) would be shown as the overflow user's and, through the `--write` overlay,
 //! closed to any other user inside.
 
 use std::ffi::CString;

@@ -5,8 +5,8 @@
 //! its server is a process, and if the command itself were the server's parent, a program
 //! that reaps every child (an init such as `tini`, a shell's bare `wait`) would wait for the
 //! server forever. So, like ch-run, lade forks: the child goes on to become the container,
-//! the parent waits for it, then kills the server and leaves with the container's status
-//! (its exit code, or the same signal, re-raised).
+//! the parent waits for it, then leaves with the container's status (its exit code, or the
+//! same signal, re-raised), and the server dies with it.
 //!
 //! Lifetimes: both children have `PR_SET_PDEATHSIG = SIGKILL`, so `kill -9` of lade takes the
 //! container and the server with it, and the FUSE mount, which exists only in the private
@@ -85,7 +85,7 @@ pub fn fork_container(served: &mut Served) -> Result<()> {
 }
 
 /// The parent's whole remaining life.
-fn supervise(container: libc::pid_t, mut server: Child, file: &str) -> ! {
+fn supervise(container: libc::pid_t, server: Child, file: &str) -> ! {
     let server_pid = server.id() as libc::pid_t;
     let mut server_alive = true;
     let status = loop {
@@ -118,10 +118,13 @@ fn supervise(container: libc::pid_t, mut server: Child, file: &str) -> ! {
     if !server_alive {
         std::process::exit(1);
     }
-    // SIGKILL cannot be caught: the server runs no more code from here on. lade does not
-    // wait for the kernel to tear it down (2 ms measured, on the critical path of every
-    // run); it leaves at once, and its zombie goes to whoever reaps orphans.
-    let _ = server.kill();
+    // The server dies of lade's own exit (its `PR_SET_PDEATHSIG`), not of a kill sent
+    // first: the kernel sends that signal only after lade has let go of the mount
+    // namespace, so the server is always the last to hold it and tearing the mounts down
+    // (about 2 ms, RCU grace periods included) happens after lade's parent has its status,
+    // off the critical path of every run. A kill sent here raced lade's exit for it. Its
+    // zombie goes to whoever reaps orphans.
+    drop(server);
     exit_as(status)
 }
 

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), no_main)]
 
 mod cli;
+mod no_libm;
 
 use std::process::ExitCode;
 

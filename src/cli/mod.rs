@@ -49,7 +49,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Args)]
+/// `Default` is what clap makes of no option and none of [`Global::ENV_VARS`] set (checked by
+/// a test in main.rs).
+#[derive(Args, Debug, PartialEq)]
 pub struct Global {
     /// Storage directory [default: $LADE_STORAGE, else /var/tmp/$USER.lade]
     #[arg(short, long, global = true, value_name = "DIR")]
@@ -150,6 +152,28 @@ pub enum Command {
     Verify(sign::VerifyArgs),
     #[command(hide = true)]
     BuildRunStep(build::RunStepArgs),
+}
+
+impl Global {
+    /// The environment variables that set global options.
+    pub const ENV_VARS: [&str; 2] = ["LADE_AUTH", "LADE_TLS_CA_FILE"];
+}
+
+impl Default for Global {
+    fn default() -> Global {
+        Global {
+            storage: None,
+            ro_storage: Vec::new(),
+            no_lock: false,
+            arch: "host".to_string(),
+            verbose: 0,
+            quiet: false,
+            auth: false,
+            password_many: false,
+            tls_no_verify: false,
+            tls_ca_file: None,
+        }
+    }
 }
 
 /// What every command gets besides its own arguments.

@@ -12,7 +12,7 @@ use lade::reference::Reference;
 use lade::run::{self, RunImage, RunOptions, process, rootfs::Upper};
 use lade::storage::{self, LockMode, Storage};
 
-#[derive(Args)]
+#[derive(Args, Debug, PartialEq)]
 pub struct RunArgs {
     /// Bind host SRC at DST inside (DST defaults to SRC; created if missing); repeatable
     #[arg(short, long = "bind", value_name = "SRC[:DST]")]
@@ -49,6 +49,24 @@ pub struct RunArgs {
     /// Command and arguments [default: the image's Entrypoint and Cmd]
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+impl RunArgs {
+    /// `lade run IMAGE -- COMMAND...` without options (see `parse_plain_run` in main.rs).
+    pub fn plain(image: &str, command: &[&str]) -> RunArgs {
+        RunArgs {
+            binds: Vec::new(),
+            write: None,
+            uid: None,
+            gid: None,
+            no_home: false,
+            cd: None,
+            set_env: Vec::new(),
+            unset_env: Vec::new(),
+            image: image.to_string(),
+            command: command.iter().map(|c| c.to_string()).collect(),
+        }
+    }
 }
 
 /// What IMAGE names: `squashfs:FILE` is a file; `oras://REF` is the SIF stored under REF

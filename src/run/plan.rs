@@ -152,16 +152,18 @@ fn stored(storage: &Storage, name: &Reference, record: &ImageRecord) -> Result<R
     let config_bytes = storage.blobs().read_to_vec_trusted(&record.config)?;
     let config =
         crate::manifest::parse_config(&config_bytes, &format!("config of {}", name.familiar()))?;
-    let layers = storage.layers();
-    if let Some(l) = record.layers.iter().find(|l| !layers.has(&l.tree)) {
-        return Err(Error::invalid(
-            format!("image {}", name.familiar()),
-            format!("layer tree {} is missing; pull the image again", l.tree),
-        ));
-    }
+    let lowers = storage
+        .layers()
+        .stack_present(record.layers.iter().map(|l| l.tree.as_str()))
+        .map_err(|missing| {
+            Error::invalid(
+                format!("image {}", name.familiar()),
+                format!("layer tree {missing} is missing; pull the image again"),
+            )
+        })?;
     Ok(RootPlan {
         defaults: ImageDefaults::from_config(&config),
-        lowers: layers.stack(record.layers.iter().map(|l| l.tree.as_str())),
+        lowers,
         flat_name: Some(record.manifest.hex().to_string()),
         file: None,
     })

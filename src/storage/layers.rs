@@ -66,6 +66,15 @@ impl StagedLayer {
     }
 }
 
+/// `keys` (bottom first) top-most first, each at its top-most place (see
+/// [`LayerStore::stack`]).
+fn top_most_once<'k>(
+    keys: impl DoubleEndedIterator<Item = &'k str>,
+) -> impl Iterator<Item = &'k str> {
+    let mut seen = std::collections::HashSet::new();
+    keys.rev().filter(move |k| seen.insert(*k))
+}
+
 const TREE: &str = "tree";
 const INFO: &str = "info.json";
 
@@ -134,10 +143,20 @@ impl LayerStore {
     /// one, or passed through by both. Each drop keeps a higher occurrence in place, so
     /// dropping them one at a time, any number of them, is exact too.
     pub fn stack<'k>(&self, keys: impl DoubleEndedIterator<Item = &'k str>) -> Vec<PathBuf> {
-        let mut seen = std::collections::HashSet::new();
-        keys.rev()
-            .filter(|k| seen.insert(*k))
-            .map(|k| self.tree(k))
+        top_most_once(keys).map(|k| self.tree(k)).collect()
+    }
+
+    /// [`stack`](Self::stack) when every layer of `keys` is stored, else the first missing key:
+    /// one lookup per layer, for `lade run`'s start-up.
+    pub fn stack_present<'k>(
+        &self,
+        keys: impl DoubleEndedIterator<Item = &'k str>,
+    ) -> std::result::Result<Vec<PathBuf>, &'k str> {
+        top_most_once(keys)
+            .map(|k| {
+                let dir = self.dirs.find(k, |d| d.join(INFO).is_file()).ok_or(k)?;
+                Ok(dir.join(TREE))
+            })
             .collect()
     }
 
@@ -266,5 +285,25 @@ mod tests {
             ["e/tree", "a/tree", "b/tree"]
         );
         assert_eq!(stack(&[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stack_of_present_layers_names_the_missing_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&tmp.path().join("s"), LockMode::None).unwrap();
+        let layers = storage.layers();
+        for k in ["a", "b"] {
+            fs::create_dir_all(layers.entry_dir(k)).unwrap();
+            fs::write(layers.entry_dir(k).join(INFO), "{}").unwrap();
+        }
+        let keys = ["a", "b", "a"];
+        assert_eq!(
+            layers.stack_present(keys.iter().copied()).unwrap(),
+            layers.stack(keys.iter().copied())
+        );
+        assert_eq!(
+            layers.stack_present(["a", "c", "b"].iter().copied()),
+            Err("c")
+        );
     }
 }

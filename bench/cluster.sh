@@ -48,6 +48,7 @@ if [ "$(id -u)" = 0 ]; then
     bash "$REPO/tests/fixtures/debian-tarball.sh" "$TARBALL" bookworm >&2
     install -m 0755 "$REPO/target/release/lade" "$BENCH_DIR/lade"
     install -m 0755 "$SELF" "$BENCH_DIR/cluster.sh"
+    install -m 0755 "$REPO/bench/interleave.py" "$BENCH_DIR/interleave.py"
     chown -R "$BENCH_USER:" "$BENCH_DIR"
     exec runuser -u "$BENCH_USER" -- env -i \
         PATH="$BENCH_DIR/ch/usr/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
@@ -82,10 +83,11 @@ ch-convert -i ch-image -o squash debian "$W/ch.sqfs" >/dev/null 2>&1
 
 # --- 1. start-up ---------------------------------------------------------------------------
 say "start-up, $RUNS runs each"
-hyperfine -N --warmup 3 --runs "$RUNS" --export-json run.json \
-    -n "lade run FILE" "$LADE run $W/lade.sqfs -- /bin/true" \
-    -n "ch-run FILE" "ch-run $W/lade.sqfs -- /bin/true" \
-    -n "lade run stored" "$LADE run debian -- /bin/true" >/dev/null
+# Interleaved (one run of each per round): the machine's drift hits all three alike.
+python3 "${INTERLEAVE:-$BENCH_DIR/interleave.py}" --warmup 3 --runs "$RUNS" --json run.json \
+    "lade run FILE=$LADE run $W/lade.sqfs -- /bin/true" \
+    "ch-run FILE=ch-run $W/lade.sqfs -- /bin/true" \
+    "lade run stored=$LADE run debian -- /bin/true" >/dev/null
 
 # --- 3. files opened in the image's storage -------------------------------------------------
 # The metadata load a parallel filesystem holding the image sees, for one run of a small

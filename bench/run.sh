@@ -3,12 +3,13 @@
 #   - lade run IMG -- /bin/true      (user+mount namespace, overlayfs over the layer trees)
 #   - ch-run DIR -- /bin/true        (Charliecloud, on the same image unpacked to a directory)
 #   - unshare -Urm /bin/true         (the floor: just the namespaces)
-# side by side with hyperfine, three times over (REPEAT=3): each repetition measures the
-# three commands one after another, and the best median of each is compared (medians, since
-# on a shared machine a few runs that wait for the CPU move a mean a lot). Target: lade <=
-# 0.9x ch-run (issue 16). Check `uptime` first: the numbers move with load.
+# interleaved (bench/interleave.py: one run of each command per round, RUNS rounds, so a
+# drift of the machine's speed hits all three alike), three times over (REPEAT=3); the best
+# median of each is compared (medians, since on a shared machine a few runs that wait for the
+# CPU move a mean a lot). Target: lade <= 0.9x ch-run (issue 16). Check `uptime` first: the
+# numbers move with load.
 #
-#   bash bench/run.sh     as root: installs hyperfine, charliecloud-runtime, umoci, skopeo,
+#   bash bench/run.sh     as root: installs charliecloud-runtime, umoci, skopeo,
 #                         busybox-static; builds lade (release); re-runs itself as an
 #                         ordinary user ($LADE_BENCH_USER, default lade-test)
 #
@@ -26,7 +27,7 @@ REPEAT=${REPEAT:-3}
 if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     need=()
-    for p in hyperfine charliecloud-runtime umoci skopeo busybox-static util-linux; do
+    for p in python3 charliecloud-runtime umoci skopeo busybox-static util-linux; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -37,6 +38,7 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$BENCH_DIR"
     install -m 0755 "$REPO/target/release/lade" "$BENCH_DIR/lade"
     install -m 0755 "$SELF" "$BENCH_DIR/run.sh"
+    install -m 0755 "$REPO/bench/interleave.py" "$BENCH_DIR/interleave.py"
     install -m 0644 "$REPO/tests/fixtures/make-images.sh" "$BENCH_DIR/make-images.sh"
     chown -R "$BENCH_USER:" "$BENCH_DIR"
     exec runuser -u "$BENCH_USER" -- env -i PATH=/usr/bin:/bin HOME="$(getent passwd "$BENCH_USER" | cut -d: -f6)" \
@@ -65,10 +67,11 @@ echo "kernel: $(uname -r); cores: $(nproc)"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for i in $(seq "$REPEAT"); do
-    hyperfine -N --warmup 20 --runs "$RUNS" --export-json "result-$i.json" \
-        -n lade "$LADE run bench-img -- /bin/true" \
-        -n ch-run "ch-run $BENCH_DIR/flat -- /bin/true" \
-        -n unshare "unshare -Urm /bin/true" >/dev/null
+    python3 "${INTERLEAVE:-$BENCH_DIR/interleave.py}" --warmup 20 --runs "$RUNS" \
+        --json "result-$i.json" \
+        "lade=$LADE run bench-img -- /bin/true" \
+        "ch-run=ch-run $BENCH_DIR/flat -- /bin/true" \
+        "unshare=unshare -Urm /bin/true" >/dev/null
 done
 
 REPEAT=$REPEAT python3 - <<'PY'

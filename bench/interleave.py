@@ -7,7 +7,11 @@ work, ext4's recently-deleted scans, writeback), so a drift lands on one command
 other and moves a ratio of two ~2.5 ms start-ups by more than the difference being measured.
 Interleaving gives every command the same machine, run by run.
 
-Usage: interleave.py [--runs N] [--warmup N] [--json FILE] NAME=COMMAND ...
+A pause after every run (--gap, milliseconds) lets what a command leaves to the kernel after
+it exits (a mount namespace torn down, a FUSE server reaped) finish before the next command
+starts, so that no command's deferred work is timed as part of another's.
+
+Usage: interleave.py [--runs N] [--warmup N] [--gap MS] [--json FILE] NAME=COMMAND ...
 Each COMMAND is split like a shell would (no shell is started: `posix_spawn` + `waitpid`,
 the time between them is what is measured, as `hyperfine -N` does). Standard output and
 error go to /dev/null. A command that fails stops the benchmark. Prints, and writes as JSON,
@@ -38,6 +42,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=20.0)
     parser.add_argument("--json")
     parser.add_argument("commands", nargs="+", metavar="NAME=COMMAND")
     args = parser.parse_args()
@@ -59,6 +64,7 @@ def main():
     for round_ in range(args.warmup + args.runs):
         for name, argv in commands:
             t = spawn_and_wait(argv, actions)
+            time.sleep(args.gap / 1e3)
             if round_ >= args.warmup:
                 times[name].append(t)
     results = [

@@ -21,14 +21,13 @@
 //! cost ch-run does not have (it forks its server, already linked): on the 2-core test
 //! machine a dynamically linked program takes 1.1 ms to start (`/bin/true`) and
 //! `squashfuse` 1.4 ms, and the first answer comes about 1.6 ms after the spawn. Measured
-//! whole on the Debian file (2026-12-08), `lade run FILE -- /bin/true` takes 11.6 ms to
-//! ch-run's 11.8 ms (medians of 30, `bench/cluster.sh`; 0.975-0.987x in 3x100 runs
-//! interleaved with ch-run, 1.02-1.07x on a busier machine; means 1.03x, lade having a
-//! slow tail): most of what the start costs is won back by binding straight onto the FUSE
-//! mount ([`crate::run`]'s `file_root`: 68 FUSE requests through a whole-image overlay
-//! became about 50) and by leaving the mount namespace's teardown to the server
-//! ([`super::supervise`]). Linking libsquashfuse as ch-run does is what would remove the
-//! rest.
+//! whole on the Debian file (2026-12-08, `bench/cluster.sh`: 100 rounds interleaved with
+//! ch-run, 20 ms apart), `lade run FILE -- /bin/true` takes 0.93-0.96x ch-run's time, by
+//! medians and by means (it took 1.08x before): what the start costs is won back by binding
+//! straight onto the FUSE mount ([`crate::run`]'s `file_root`: 68 FUSE requests through a
+//! whole-image overlay became about 40, as ch-run's), by leaving the mount namespace's
+//! teardown to the server ([`super::supervise`]) and by lade's own faster start. Linking
+//! libsquashfuse as ch-run does is what would remove the rest.
 //!
 //! The high-level `squashfuse` rather than the low-level `squashfuse_ll` (faster per
 //! request: a warm `chroot MOUNT /bin/true` takes 2.4 ms on it against 2.9 ms), because

@@ -25,7 +25,7 @@
 //! ch-run, 20 ms apart), `lade run FILE -- /bin/true` takes 0.93-0.96x ch-run's time, by
 //! medians and by means (it took 1.08x before): what the start costs is won back by binding
 //! straight onto the FUSE mount ([`crate::run`]'s `file_root`: 68 FUSE requests through a
-//! whole-image overlay became about 40, as ch-run's), by leaving the mount namespace's
+//! whole-image overlay became about 50; ch-run sends 40), by leaving the mount namespace's
 //! teardown to the server ([`super::supervise`]) and by lade's own faster start. Linking
 //! libsquashfuse as ch-run does is what would remove the rest.
 //!

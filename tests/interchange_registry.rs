@@ -13,7 +13,7 @@ use std::process::Stdio;
 use common::*;
 use support::proxy::{Logged, Proxy};
 use support::registry::{Auth, Registry};
-use support::{insecure, skopeo_digest_insecure};
+use support::{insecure, skopeo_digest_insecure, skopeo_inspect_insecure};
 
 fn dump(log: &[Logged]) -> String {
     log.iter()
@@ -275,13 +275,7 @@ fn remote_list_and_inspect_in_json() {
     .ok()
     .stdout;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let mut c = std::process::Command::new("skopeo");
-    c.args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{image}"),
-    ]);
-    let theirs: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
+    let theirs = skopeo_inspect_insecure(&image);
     assert_eq!(v["local"], serde_json::Value::Null);
     assert_eq!(v["remote"]["available"], "yes");
     assert_eq!(v["remote"]["digest"], theirs["Digest"]);

@@ -43,17 +43,24 @@ pub fn insecure(lade: &Lade, args: &[&str]) -> Run {
     lade.run(all)
 }
 
-/// skopeo's digest of `docker://REFERENCE` on a plain-HTTP registry: a third party's view of
+/// `skopeo inspect docker://REFERENCE` on a plain-HTTP registry: a third party's view of
 /// what lade pushed or copied there.
-pub fn skopeo_digest_insecure(reference: &str) -> String {
+pub fn skopeo_inspect_insecure(reference: &str) -> serde_json::Value {
     let mut c = std::process::Command::new("skopeo");
     c.args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{reference}"),
     ]);
-    let v: serde_json::Value = serde_json::from_str(&run_cmd(c).ok().stdout).unwrap();
-    v["Digest"].as_str().unwrap().to_string()
+    serde_json::from_str(&run_cmd(c).ok().stdout).unwrap()
+}
+
+/// skopeo's digest of `docker://REFERENCE` on a plain-HTTP registry.
+pub fn skopeo_digest_insecure(reference: &str) -> String {
+    skopeo_inspect_insecure(reference)["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Starts the OCI layout `dst` with a copy of every blob of the layout `src` (no index.json

@@ -86,9 +86,12 @@ impl LayerStore {
     /// Layer `key`'s directory in the first store that has the layer, the user's first; the
     /// user's when none has it.
     fn find(&self, key: &str) -> PathBuf {
-        self.dirs
-            .find(key, |d| d.join(INFO).is_file())
-            .unwrap_or_else(|| self.own(key))
+        self.present(key).unwrap_or_else(|| self.own(key))
+    }
+
+    /// Layer `key`'s directory in the first store that has the layer, if one has it.
+    fn present(&self, key: &str) -> Option<PathBuf> {
+        self.dirs.find(key, |d| d.join(INFO).is_file())
     }
 
     /// Layer `key`'s directory in the user's store: the only place trees are written.
@@ -154,7 +157,7 @@ impl LayerStore {
     ) -> std::result::Result<Vec<PathBuf>, &'k str> {
         top_most_once(keys)
             .map(|k| {
-                let dir = self.dirs.find(k, |d| d.join(INFO).is_file()).ok_or(k)?;
+                let dir = self.present(k).ok_or(k)?;
                 Ok(dir.join(TREE))
             })
             .collect()
@@ -162,7 +165,7 @@ impl LayerStore {
 
     /// Whether any store (the user's or a read-only one) has layer `key`.
     pub fn has(&self, key: &str) -> bool {
-        self.find(key).join(INFO).is_file()
+        self.present(key).is_some()
     }
 
     fn has_own(&self, key: &str) -> bool {

@@ -458,9 +458,7 @@ fn sif_images_pulled_over_oras_run_by_name_and_by_reference() {
 fn stored_sifs_are_listed_checked_and_deleted() {
     let lade = base_store();
     let reg = Registry::anonymous();
-    let work = lade.path("work");
-    fs::create_dir_all(&work).unwrap();
-    let sif = work.join("tool.sif");
+    let sif = lade.path("tool.sif");
     fake_sif(&sif, "payload-for-list");
     let bytes = fs::read(&sif).unwrap();
     let (size, digest) = (bytes.len() as u64, sha256(&bytes));

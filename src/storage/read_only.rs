@@ -120,21 +120,18 @@ impl Dirs {
     }
 }
 
-/// A stored single-file image (SIF) and which store holds it.
+/// A stored object (an image's or a SIF's record) and which store holds it.
 #[derive(Debug, Clone)]
-pub struct ListedSingleFile {
-    pub record: SingleFile,
+pub struct InStore<T> {
+    pub record: T,
     /// The read-only store it is in; `None`: the user's store.
     pub read_only_store: Option<PathBuf>,
 }
 
 /// A stored image and which store holds it.
-#[derive(Debug, Clone)]
-pub struct ListedImage {
-    pub record: ImageRecord,
-    /// The read-only store it is in; `None`: the user's store.
-    pub read_only_store: Option<PathBuf>,
-}
+pub type ListedImage = InStore<ImageRecord>;
+/// A stored single-file image (SIF) and which store holds it.
+pub type ListedSingleFile = InStore<SingleFile>;
 
 impl Storage {
     /// Adds the read-only stores `roots` to look objects up in after this one, checking each
@@ -161,24 +158,11 @@ impl Storage {
     /// store's that no earlier store names, sorted by name within each store. Unreadable
     /// records are errors in the list, as in [`ImageStore::list`].
     pub fn list_all_images(&self) -> Result<Vec<std::result::Result<ListedImage, Error>>> {
-        let own = self.images().list()?;
-        let others = self.read_only.iter().map(|root| {
-            images_of(root)
-                .list()
-                .map(|list| (Some(root.clone()), list))
-        });
-        let listed = first_of_each_name(std::iter::once(Ok((None, own))).chain(others), |r| {
-            r.name.as_str()
-        })?;
-        Ok(listed
-            .into_iter()
-            .map(|r| {
-                r.map(|(record, read_only_store)| ListedImage {
-                    record,
-                    read_only_store,
-                })
-            })
-            .collect())
+        self.first_of_each_name(
+            self.images().list()?,
+            |root| images_of(root).list(),
+            |r| &r.name,
+        )
     }
 
     /// Every single-file image (SIF) a name lookup can find, by store as
@@ -187,24 +171,42 @@ impl Storage {
     pub fn list_all_single_files(
         &self,
     ) -> Result<Vec<std::result::Result<ListedSingleFile, Error>>> {
-        let own = self.single_files().entries()?;
-        let others = self.read_only.iter().map(|root| {
-            single_files_of(root)
-                .entries()
-                .map(|list| (Some(root.clone()), list))
-        });
-        let listed = first_of_each_name(std::iter::once(Ok((None, own))).chain(others), |r| {
-            r.name.as_str()
-        })?;
-        Ok(listed
-            .into_iter()
-            .map(|r| {
-                r.map(|(record, read_only_store)| ListedSingleFile {
-                    record,
-                    read_only_store,
-                })
-            })
-            .collect())
+        self.first_of_each_name(
+            self.single_files().entries()?,
+            |root| single_files_of(root).entries(),
+            |r| &r.name,
+        )
+    }
+
+    /// `own` (the user's store's entries), then each read-only store's (`of_store`), less
+    /// those whose name (`name`) an earlier store has: what a lookup by name finds, with the
+    /// store it finds it in. Errors (records that do not parse) stay in their store's place.
+    fn first_of_each_name<T>(
+        &self,
+        own: Vec<Result<T>>,
+        of_store: impl Fn(&Path) -> Result<Vec<Result<T>>>,
+        name: impl Fn(&T) -> &str,
+    ) -> Result<Vec<Result<InStore<T>>>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let others = self
+            .read_only
+            .iter()
+            .map(|root| of_store(root).map(|list| (Some(root.clone()), list)));
+        for listed in std::iter::once(Ok((None, own))).chain(others) {
+            let (store, entries) = listed?;
+            for entry in entries {
+                match entry {
+                    Ok(v) if !seen.insert(name(&v).to_string()) => {}
+                    Ok(record) => out.push(Ok(InStore {
+                        record,
+                        read_only_store: store.clone(),
+                    })),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `name` is found only in a read-only store; which one, if so.
@@ -219,31 +221,6 @@ impl Storage {
         }
         Ok(None)
     }
-}
-
-/// An entry and the read-only store it is in (`None`: the user's).
-type InStore<T> = (T, Option<PathBuf>);
-
-/// Each store's entries, the user's store first, less those whose name (`name`) an earlier
-/// store has: what a lookup by name finds, with the store it finds it in. Errors (records that
-/// do not parse) stay in the list, in their store's place.
-fn first_of_each_name<T>(
-    stores: impl Iterator<Item = Result<(Option<PathBuf>, Vec<Result<T>>)>>,
-    name: impl Fn(&T) -> &str,
-) -> Result<Vec<Result<InStore<T>>>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for listed in stores {
-        let (store, entries) = listed?;
-        for entry in entries {
-            match entry {
-                Ok(v) if !seen.insert(name(&v).to_string()) => {}
-                Ok(v) => out.push(Ok((v, store.clone()))),
-                Err(e) => out.push(Err(e)),
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The single-file images of the read-only store `root` alone, to read.

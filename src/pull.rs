@@ -223,7 +223,7 @@ pub fn pull(
                 registry: registry.clone(),
             },
         )?;
-        crate::attach::copy::copy_attachments(&*att, &*stored, &digest)?;
+        crate::attach::copy::copy_attachments(&*att, &*stored, &digest, progress)?;
     }
     Ok((name, image))
 }

@@ -7,17 +7,21 @@ use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
-use crate::transport::Context;
+use crate::transport::registry::RegistrySource;
 use crate::transport::registry::referrers::{ReferrersMode, Repository};
+use crate::transport::{Context, ImageDestination, ImageSource};
 
 pub struct RegistryAttachments {
     repo: Repository,
+    /// The repository's blobs as streams (resumed with `Range` like an image's layers).
+    source: RegistrySource,
 }
 
 impl RegistryAttachments {
     pub fn open(reference: &Reference, ctx: &Context) -> Result<RegistryAttachments> {
         Ok(RegistryAttachments {
             repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
+            source: RegistrySource::open(reference, &ctx.registry, ctx.storage.clone())?,
         })
     }
 }
@@ -49,6 +53,14 @@ impl Attachments for RegistryAttachments {
 
     fn blob(&self, expected: &Expected) -> Result<Vec<u8>> {
         self.repo.blob(expected)
+    }
+
+    fn blob_source(&self) -> Result<&dyn ImageSource> {
+        Ok(&self.source)
+    }
+
+    fn blob_destination(&self) -> Result<&dyn ImageDestination> {
+        Ok(self.repo.pusher()?)
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {

@@ -105,6 +105,15 @@ impl Dirs {
             .map(|d| d.join(relative.as_ref()))
             .find(|p| present(p))
     }
+
+    /// `relative` in every directory, the user's first, whether it exists or not: for
+    /// records merged across the stores.
+    pub(super) fn all(&self, relative: impl AsRef<Path>) -> Vec<PathBuf> {
+        std::iter::once(&self.own)
+            .chain(&self.read_only)
+            .map(|d| d.join(relative.as_ref()))
+            .collect()
+    }
 }
 
 /// A stored image and which store holds it.

@@ -21,6 +21,7 @@ use oci_spec::image::Descriptor;
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
+use crate::reference::Reference;
 use crate::transport::{Context, ImageDestination, ImageLocation, ImageSource};
 
 /// An image's place, for reading and writing what is attached to it.
@@ -58,7 +59,7 @@ pub trait Attachments {
 /// read when asked).
 pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> {
     Ok(match loc {
-        ImageLocation::Registry(r) => Box::new(registry::RegistryAttachments::open(r, ctx)?),
+        ImageLocation::Registry(r) => Box::new(registry::RegistryAttachments::open(r, ctx, None)?),
         ImageLocation::OciLayout { dir, name } => {
             Box::new(layout::LayoutAttachments::open(dir, name.clone())?)
         }
@@ -84,6 +85,21 @@ pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> 
             ));
         }
     })
+}
+
+/// Opens the attachments of the image `reference` names in a registry, whose manifest
+/// `named` the caller has read already (`pull --verify-key`, which then copies it): it is not
+/// fetched again.
+pub fn open_registry_read(
+    reference: &Reference,
+    ctx: &Context,
+    named: RawManifest,
+) -> Result<Box<dyn Attachments>> {
+    Ok(Box::new(registry::RegistryAttachments::open(
+        reference,
+        ctx,
+        Some(named),
+    )?))
 }
 
 /// cosign's tag-schema tag for `subject` with `suffix` (`sig`, `att`, `sbom`).

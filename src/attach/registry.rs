@@ -15,13 +15,21 @@ pub struct RegistryAttachments {
     repo: Repository,
     /// The repository's blobs as streams (resumed with `Range` like an image's layers).
     source: RegistrySource,
+    /// The manifest the reference names, when the caller read it already.
+    named: Option<RawManifest>,
 }
 
 impl RegistryAttachments {
-    pub fn open(reference: &Reference, ctx: &Context) -> Result<RegistryAttachments> {
+    /// `named`: the manifest `reference` names, if the caller has it (it is not fetched again).
+    pub fn open(
+        reference: &Reference,
+        ctx: &Context,
+        named: Option<RawManifest>,
+    ) -> Result<RegistryAttachments> {
         Ok(RegistryAttachments {
             repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
             source: RegistrySource::open(reference, &ctx.registry, ctx.storage.clone())?,
+            named,
         })
     }
 }
@@ -32,7 +40,10 @@ impl Attachments for RegistryAttachments {
     }
 
     fn subjects(&self) -> Result<Vec<RawManifest>> {
-        Ok(vec![self.repo.named_manifest()?])
+        Ok(vec![match &self.named {
+            Some(m) => m.clone(),
+            None => self.repo.named_manifest()?,
+        }])
     }
 
     fn tagged(&self, tag: &str) -> Result<Option<RawManifest>> {

@@ -244,7 +244,7 @@ mod tests {
             [r_mine.digest().clone(), r_theirs.digest().clone()]
         );
         // Only the user's record was written, listed and removed.
-        assert_eq!(store.subjects().unwrap(), [subject.clone()]);
+        assert_eq!(store.subjects().unwrap(), std::slice::from_ref(&subject));
         store.remove(&subject).unwrap();
         let left = store.get(&subject).unwrap();
         assert_eq!(left.tags["s.sig"], sig_theirs);

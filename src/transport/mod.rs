@@ -10,6 +10,7 @@ pub mod oci_archive;
 pub mod oci_layout;
 pub mod registry;
 pub mod squashfs;
+mod staged;
 pub mod store;
 
 use std::fmt;

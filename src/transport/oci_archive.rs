@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::oci_layout::OciLayoutDestination;
 use super::staged::{Staged, StagingDir, parent_dir};
@@ -15,7 +14,6 @@ use super::{CopiedImage, ImageDestination, ImageSource, layout};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::RawManifest;
-use crate::storage::Storage;
 
 pub struct OciArchiveSource {
     file: PathBuf,
@@ -128,11 +126,7 @@ pub struct OciArchiveDestination {
 }
 
 impl OciArchiveDestination {
-    pub fn create(
-        file: &Path,
-        name: Option<String>,
-        _storage: Option<Arc<Storage>>,
-    ) -> Result<Self> {
+    pub fn create(file: &Path, name: Option<String>) -> Result<Self> {
         let what = format!("oci-archive:{}", file.display());
         let staging = StagingDir::new(&parent_dir(file), file, &what)?;
         let layout = OciLayoutDestination::create(staging.path(), name.clone())?;

@@ -138,9 +138,8 @@ impl OciArchiveDestination {
         })
     }
 
-    /// The layout's files and directories, each directory before what it holds, in a fixed
-    /// order (so the same image makes the same tar): paths in the archive, and whether each is
-    /// a directory.
+    /// The layout's files and directories (true), each directory before what it holds, in a
+    /// fixed order so that the same image makes the same tar.
     fn entries(&self) -> Result<Vec<(String, bool)>> {
         // Directory entries too: extractors (skopeo's among them) otherwise create the
         // directories themselves and then fail to chown them when unprivileged.

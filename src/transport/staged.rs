@@ -1,8 +1,7 @@
-//! What the destinations that write through another one share, so that each states only what
-//! differs: `oci-archive:` and `docker-archive:` stage an OCI layout beside their file and
-//! write the tar on commit, `squashfs:` writes into the store and makes its file from the
-//! layer trees. [`Staged`] hands every blob and manifest to the inner destination as it comes
-//! (streamed, copied nowhere else); [`StagingDir`] is the archives' work area.
+//! Destinations that write through another one and differ only in their last step:
+//! `oci-archive:` and `docker-archive:` stage an OCI layout beside their file and write the tar,
+//! `squashfs:` writes into the store and makes its file from the layer trees. [`Staged`] hands
+//! each blob stream straight to the inner destination; [`StagingDir`] is the archives' work area.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -14,20 +13,17 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::RawManifest;
 use crate::storage::OpenAt;
 
-/// A destination that stages the image in an inner one and makes its result in
-/// [`finish`](Self::finish); it is an [`ImageDestination`] through the implementation below.
+/// What a staged destination says itself; the impl below makes it an [`ImageDestination`].
 pub trait Staged: Send + Sync {
     /// Where blobs and manifests go until the end.
     fn inner(&self) -> &dyn ImageDestination;
     /// How the destination names itself (the result, not the work area).
     fn describe(&self) -> String;
-    /// Whether the result will have the blob without it being staged (an archive added to
-    /// has the blobs of its images). None by default.
+    /// Whether the result has the blob without staging it (an archive added to). No by default.
     fn has_blob_already(&self, _digest: &Digest) -> bool {
         false
     }
-    /// `commit`: makes the result from what was staged. Nothing is visible at the
-    /// destination's name before it succeeds.
+    /// `commit`: makes the result from what was staged; nothing is visible before it succeeds.
     fn finish(&mut self, image: &CopiedImage) -> Result<()>;
 }
 
@@ -38,19 +34,15 @@ impl<T: Staged> ImageDestination for T {
     fn describe(&self) -> String {
         Staged::describe(self)
     }
-
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
         Ok(self.has_blob_already(digest) || self.inner().has_blob(digest)?)
     }
-
     fn expect_image(&self, manifest: &RawManifest) -> Result<()> {
         self.inner().expect_image(manifest)
     }
-
     fn reuse_blob(&self, expected: &Expected, what: &str) -> Result<bool> {
         self.inner().reuse_blob(expected, what)
     }
-
     fn put_blob(
         &self,
         expected: &Expected,
@@ -59,7 +51,6 @@ impl<T: Staged> ImageDestination for T {
     ) -> Result<()> {
         self.inner().put_blob(expected, data, what)
     }
-
     fn put_blob_resumable(
         &self,
         expected: &Expected,
@@ -68,11 +59,9 @@ impl<T: Staged> ImageDestination for T {
     ) -> Result<()> {
         self.inner().put_blob_resumable(expected, open, what)
     }
-
     fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
         self.inner().put_manifest(manifest)
     }
-
     fn commit(&mut self, image: &CopiedImage) -> Result<()> {
         self.finish(image)
     }
@@ -86,14 +75,13 @@ pub fn parent_dir(file: &Path) -> PathBuf {
     }
 }
 
-/// The work area of a destination that writes one file: a hidden directory beside the file
-/// (on its filesystem, so that the finished file is a rename away), removed with everything
-/// in it when dropped, so that a failed or abandoned copy leaves nothing behind.
+/// The work area of a destination that writes one file: a hidden directory beside it (on its
+/// filesystem, so the finished file is a rename away), removed with all in it when dropped.
 pub struct StagingDir(PathBuf);
 
 impl StagingDir {
-    /// A work area in `dir` (which must exist; else the error names `what`) for `file`. The
-    /// directory itself is made by whatever stages into it.
+    /// A work area in `dir` (which must exist; else the error names `what`) for `file`, not
+    /// yet made: what stages into it makes it.
     pub fn new(dir: &Path, file: &Path, what: &str) -> Result<StagingDir> {
         if !dir.is_dir() {
             return Err(Error::invalid(
@@ -115,8 +103,8 @@ impl StagingDir {
         &self.0
     }
 
-    /// The blobs staged in the layout here, as paths in it (`blobs/sha256/HEX`), sorted;
-    /// the temporary files of unfinished writes (`.tmp-…`) left out.
+    /// The blobs staged in the layout here, as sorted paths in it (`blobs/sha256/HEX`), without
+    /// the temporary files (`.tmp-…`) of unfinished writes.
     pub fn blobs(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let blobs = self.0.join("blobs");
@@ -139,9 +127,8 @@ impl StagingDir {
         Ok(out)
     }
 
-    /// Replaces `file` whole or not at all: `write` fills a temporary file beside the work
-    /// area (it is told its path, for errors), which is renamed over `file` only once `write`
-    /// has succeeded; on any error it is removed and `file` is as it was.
+    /// Replaces `file` whole or not at all: `write` fills a temporary file (it is told its path,
+    /// for errors), renamed over `file` once `write` succeeds and else removed.
     pub fn replace(
         &self,
         file: &Path,
@@ -151,7 +138,6 @@ impl StagingDir {
         let result = (|| {
             let mut out = File::create(&tmp).at(&tmp)?;
             write(&mut out, &tmp)?;
-            drop(out);
             fs::rename(&tmp, file).at(file)
         })();
         if result.is_err() {

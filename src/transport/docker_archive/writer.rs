@@ -93,10 +93,6 @@ impl DockerArchiveDestination {
         format!("docker-archive:{}", self.file.display())
     }
 
-    fn staged(&self, path: &str) -> PathBuf {
-        self.staging.path().join(path)
-    }
-
     /// Writes the archive: `old` (the archive now, if any) with the new image added.
     fn write(&self, image: &RawManifest, old: Option<&Tarball>, out: &mut dyn Write) -> Result<()> {
         let what = self.what();
@@ -125,7 +121,7 @@ impl DockerArchiveDestination {
         let plan = Plan::make(old, item, image, &tags, &what)?;
         for path in plan.wanted_new() {
             let there = old.is_some_and(|t| t.has(&path) && !plan.dropped.contains(&path));
-            if !there && !self.staged(&path).is_file() {
+            if !there && !self.staging.path().join(&path).is_file() {
                 return Err(Error::invalid(
                     &what,
                     format!("{path} is missing: the archive changed while copying; copy again"),

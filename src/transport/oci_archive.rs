@@ -138,31 +138,13 @@ impl OciArchiveDestination {
         })
     }
 
-    /// The layout's files and directories (true), each directory before what it holds, in a
-    /// fixed order so that the same image makes the same tar.
-    fn entries(&self) -> Result<Vec<(String, bool)>> {
-        // Directory entries too: extractors (skopeo's among them) otherwise create the
-        // directories themselves and then fail to chown them when unprivileged.
-        let mut entries: Vec<(String, bool)> = vec![
-            ("oci-layout".into(), false),
-            ("index.json".into(), false),
-            ("blobs".into(), true),
-        ];
-        for blob in self.staging.blobs()? {
-            let dir = blob.rsplit_once('/').map_or("", |(dir, _)| dir);
-            if !entries.iter().any(|(path, is_dir)| *is_dir && path == dir) {
-                entries.push((dir.to_string(), true));
-            }
-            entries.push((blob, false));
-        }
-        Ok(entries)
-    }
-
+    /// Writes the layout as a tar, each directory before what it holds, in a fixed order so
+    /// that the same image makes the same tar.
     fn write_archive(&self, out: &mut File, tmp: &Path) -> Result<()> {
         let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
         let uid = u64::from(rustix::process::getuid().as_raw());
         let gid = u64::from(rustix::process::getgid().as_raw());
-        for (rel, is_dir) in self.entries()? {
+        let mut append = |rel: &str, is_dir: bool| -> Result<()> {
             let mut header = tar::Header::new_ustar();
             header.set_mtime(0);
             // The writer's own IDs: extractors chown to them, which an unprivileged
@@ -173,18 +155,29 @@ impl OciArchiveDestination {
                 header.set_size(0);
                 header.set_mode(0o755);
                 header.set_entry_type(tar::EntryType::Directory);
-                builder
-                    .append_data(&mut header, &rel, io::empty())
-                    .at(tmp)?;
-                continue;
+                return builder.append_data(&mut header, rel, io::empty()).at(tmp);
             }
-            let full = self.staging.path().join(&rel);
+            let full = self.staging.path().join(rel);
             let mut src = File::open(&full).at(&full)?;
-            let len = src.metadata().at(&full)?.len();
-            header.set_size(len);
+            header.set_size(src.metadata().at(&full)?.len());
             header.set_mode(0o644);
             header.set_entry_type(tar::EntryType::Regular);
-            builder.append_data(&mut header, &rel, &mut src).at(tmp)?;
+            builder.append_data(&mut header, rel, &mut src).at(tmp)
+        };
+        append("oci-layout", false)?;
+        append("index.json", false)?;
+        // Directory entries too: extractors (skopeo's among them) otherwise create the
+        // directories themselves and then fail to chown them when unprivileged.
+        append("blobs", true)?;
+        let mut last_dir = "";
+        let blobs = self.staging.blobs()?;
+        for blob in &blobs {
+            let dir = blob.rsplit_once('/').map_or("", |(dir, _)| dir);
+            if dir != last_dir {
+                append(dir, true)?;
+                last_dir = dir;
+            }
+            append(blob, false)?;
         }
         builder.into_inner().at(tmp)?.flush().at(tmp)
     }
@@ -196,10 +189,12 @@ impl Staged for OciArchiveDestination {
     }
 
     fn describe(&self) -> String {
-        match &self.name {
-            Some(n) => format!("oci-archive:{}:{n}", self.file.display()),
-            None => format!("oci-archive:{}", self.file.display()),
-        }
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| format!(":{n}"))
+            .unwrap_or_default();
+        format!("oci-archive:{}{name}", self.file.display())
     }
 
     fn finish(&mut self, image: &CopiedImage) -> Result<()> {

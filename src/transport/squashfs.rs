@@ -1,12 +1,11 @@
 //! `squashfs:FILE`: an image written as one SquashFS file, a destination only (reading one
 //! back as an OCI image would need the layers it no longer has; `lade run FILE` runs it).
 //!
-//! It is a staged destination (`staged.rs`) in front of the store's: blobs and layer trees go
-//! where a pull puts them (a layer the store has is neither copied nor unpacked again, so from
-//! a `lade:` source nothing is; a download an earlier pull left half done is continued), and
-//! `commit` writes the file from the layer trees ([`crate::squashfs::export`]) instead of
-//! naming an image. The store keeps the blobs and trees unnamed, for the next export or pull to
-//! reuse and for garbage collection to take.
+//! It is a staged destination (`staged.rs`) over the store's: blobs and layer trees go where a
+//! pull puts them (a layer the store has is neither copied nor unpacked again, so from a `lade:`
+//! source nothing is; a download left half done is continued), and `commit` writes the file
+//! from the layer trees ([`crate::squashfs::export`]) instead of naming an image. The store
+//! keeps the blobs and trees unnamed, for the next export or pull to reuse, or for gc to take.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

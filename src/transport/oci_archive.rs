@@ -189,12 +189,10 @@ impl Staged for OciArchiveDestination {
     }
 
     fn describe(&self) -> String {
-        let name = self
-            .name
-            .as_ref()
-            .map(|n| format!(":{n}"))
-            .unwrap_or_default();
-        format!("oci-archive:{}{name}", self.file.display())
+        match &self.name {
+            Some(n) => format!("oci-archive:{}:{n}", self.file.display()),
+            None => format!("oci-archive:{}", self.file.display()),
+        }
     }
 
     fn finish(&mut self, image: &CopiedImage) -> Result<()> {

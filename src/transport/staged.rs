@@ -128,7 +128,9 @@ impl StagingDir {
     }
 
     /// Replaces `file` whole or not at all: `write` fills a temporary file (it is told its path,
-    /// for errors), renamed over `file` once `write` succeeds and else removed.
+    /// for errors), renamed over `file` once `write` succeeds and its data is on disk (else a
+    /// crash soon after the rename could leave an empty file where the old archive was), and
+    /// else removed.
     pub fn replace(
         &self,
         file: &Path,
@@ -138,6 +140,7 @@ impl StagingDir {
         let result = (|| {
             let mut out = File::create(&tmp).at(&tmp)?;
             write(&mut out, &tmp)?;
+            out.sync_data().at(&tmp)?;
             fs::rename(&tmp, file).at(file)
         })();
         if result.is_err() {

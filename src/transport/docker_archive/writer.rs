@@ -599,9 +599,8 @@ impl Staged for DockerArchiveDestination {
         flock(&dir_handle, FlockOperation::LockExclusive)
             .map_err(|e| Error::io_path(&dir, e.into()))?;
         let old = existing(&self.file, &what)?;
-        self.staging.replace(&self.file, |out, tmp| {
-            self.write(&image.top, old.as_ref(), out)?;
-            out.sync_data().at(tmp)
+        self.staging.replace(&self.file, |out, _| {
+            self.write(&image.top, old.as_ref(), out)
         })
     }
 }

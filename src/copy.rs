@@ -154,26 +154,43 @@ fn copy_one(
     let parsed = manifest.image()?;
     dst.expect_image(manifest)?;
     // The config first (tiny), then the biggest layers: with layers unpacked as they arrive,
-    // starting the longest jobs first keeps both workers busy to the end. A blob listed twice
-    // is copied once.
+    // starting the longest jobs first keeps both workers busy to the end.
     let mut layers: Vec<&Descriptor> = parsed.layers().iter().collect();
     layers.sort_by_key(|d| std::cmp::Reverse(d.size()));
-    let mut todo: Vec<(Expected, String)> = Vec::with_capacity(layers.len() + 1);
-    for d in std::iter::once(parsed.config()).chain(layers) {
-        let expected = manifest::expected(d)?;
+    let blobs = std::iter::once(parsed.config())
+        .chain(layers)
+        .map(manifest::expected)
+        .collect::<Result<Vec<Expected>>>()?;
+    copy_blobs(src, dst, &blobs, opts.parallel, progress)?;
+    dst.put_manifest(manifest)
+}
+
+/// Copies `blobs`, in this order and `parallel` at once, from `src` to `dst` as verified
+/// streams of any size, skipping those the destination has (or can obtain without their
+/// bytes); a blob listed twice is copied once. An image's config and layers, and the blobs of
+/// what is attached to it (`lade copy --all`), go through here.
+pub fn copy_blobs(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    blobs: &[Expected],
+    parallel: usize,
+    progress: &Progress,
+) -> Result<()> {
+    let mut todo: Vec<(&Expected, String)> = Vec::with_capacity(blobs.len());
+    for expected in blobs {
         if todo.iter().any(|(e, _)| e.digest == expected.digest) {
             continue;
         }
         let what = format!("blob {} of {}", expected.digest, src.describe());
         todo.push((expected, what));
     }
-    let outcome = crate::parallel::run_all(&todo, opts.parallel, |(expected, what)| {
+    let outcome = crate::parallel::run_all(&todo, parallel, |(expected, what)| {
         copy_blob(src, dst, expected, what, progress)
     });
-    if let Some(e) = outcome.error {
-        return Err(e);
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    dst.put_manifest(manifest)
 }
 
 fn copy_blob(

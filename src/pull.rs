@@ -223,7 +223,7 @@ pub fn pull(
                 registry: registry.clone(),
             },
         )?;
-        crate::attach::copy::copy_attachments(&*att, &*stored, &digest)?;
+        crate::attach::copy::copy_attachments(&*att, &*stored, &digest, progress)?;
     }
     Ok((name, image))
 }
@@ -239,22 +239,18 @@ fn verify_source(
     key: &p256::ecdsa::VerifyingKey,
     progress: &Progress,
 ) -> Result<(Box<dyn crate::attach::Attachments>, crate::digest::Digest)> {
-    let at = match (src, loc) {
-        (Source::Registry(s), ImageLocation::Registry(r)) => {
-            let digest = match &r.digest {
-                Some(d) => d.clone(),
-                None => s.top_manifest()?.digest,
-            };
-            s.read_digest(digest.clone());
-            ImageLocation::Registry(r.with_digest(digest))
-        }
-        _ => loc.clone(),
-    };
     let ctx = Context {
         storage: Some(storage.clone()),
         registry: registry.clone(),
     };
-    let att = crate::attach::open(&at, &ctx)?;
+    let att = match (src, loc) {
+        // The manifest is read once: checked here, and the very one the copy then reads.
+        (Source::Registry(s), ImageLocation::Registry(r)) => {
+            let top = s.hold_top()?;
+            crate::attach::open_registry_read(&r.with_digest(top.digest.clone()), &ctx, top)?
+        }
+        _ => crate::attach::open(loc, &ctx)?,
+    };
     let result = crate::sign::verify(&*att, key)?;
     let Some(found) = result.verified.first() else {
         return Err(result.failure(&format!("refusing {loc}"), key));

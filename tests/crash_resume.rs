@@ -146,6 +146,43 @@ fn a_pull_killed_mid_blob_continues_where_it_stopped() {
     assert_image_is_big(&lade);
 }
 
+/// `copy` to a SquashFS file stages the image in the store, so it continues a download a
+/// killed pull left, as `pull` does, with a Range request for the rest only.
+#[test]
+fn a_copy_to_squashfs_continues_a_killed_pull() {
+    let (_reg, proxy, layers) = setup();
+    let lade = Lade::new();
+    let (big, big_size) = layers[0].clone();
+    kill_pull_at(&lade, &proxy, &big, big_size / 2);
+    let kept_bytes = kept(&lade, &big);
+    proxy.clear();
+    let file = lade.path("img.sqfs");
+    let mut c = lade.cmd();
+    c.args(["--tls-no-verify", "-v", "copy"])
+        .arg(format!("docker://{}/{IMAGE}", proxy.host()))
+        .arg(format!("squashfs:{}", file.display()));
+    let r = run_cmd(c).ok();
+    assert!(
+        r.stderr
+            .contains(&format!("continuing at byte {kept_bytes}")),
+        "the copy did not continue the kept download:\n{}",
+        r.stderr
+    );
+    let ranged = proxy
+        .log()
+        .iter()
+        .any(|l| l.path.ends_with(&big) && l.range == Some(format!("bytes={kept_bytes}-")));
+    assert!(ranged, "no Range request for the rest:\n{}", proxy.dump());
+    // The file is a whole SquashFS image that unsquashfs can list.
+    let out = std::process::Command::new("unsquashfs")
+        .arg("-l")
+        .arg(&file)
+        .output()
+        .expect("cannot run unsquashfs");
+    assert!(out.status.success(), "unsquashfs -l failed on the copy");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("squashfs-root/bin/busybox"));
+}
+
 #[test]
 fn concurrent_pulls_of_a_blob_being_resumed_do_not_mix() {
     let (_reg, proxy, layers) = setup();

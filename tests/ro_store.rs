@@ -469,3 +469,72 @@ fn a_sif_pulled_into_a_read_only_store_runs_by_name() {
     );
     assert_untouched(shared, &before);
 }
+
+#[test]
+fn signatures_kept_in_a_read_only_store_verify_for_the_user_who_adds_their_own() {
+    use support::trust::{keygen, lade_pw};
+    const PW: &str = "pw";
+    let shared = Lade::new();
+    let keys = shared.path("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (admin_key, admin_pub) = keygen(&shared, &keys, "admin", PW);
+    let (user_key, user_pub) = keygen(&shared, &keys, "user", PW);
+    let [admin_key, admin_pub, user_key, user_pub] =
+        [&admin_key, &admin_pub, &user_key, &user_pub].map(|p| p.to_str().unwrap().to_string());
+    shared.ok(["pull", &fixtures().oci("single"), "signed"]);
+    lade_pw(
+        &shared,
+        PW,
+        &["sign", "--bundle", "--key", &admin_key, "lade:signed"],
+    )
+    .ok();
+    let before = freeze(&shared);
+    let user = Using::new(&shared);
+    let ro = shared.storage.to_str().unwrap();
+    let verify = |key: &str| user.run(&["verify", "--key", key, "lade:signed"]);
+
+    // The admin's signature and bundle verify for the user; the user's key finds nothing yet.
+    let out = verify(&admin_pub).ok().stdout;
+    assert!(
+        out.contains("cosign signature") && out.contains("sigstore bundle"),
+        "{out}"
+    );
+    let err = verify(&user_pub).fails_one_line();
+    assert!(err.contains("no signature verifies"), "{err}");
+
+    // The user signs too: written to the user's store, beside the admin's signature.
+    lade_pw(
+        &user.own,
+        PW,
+        &[
+            "--ro-storage",
+            ro,
+            "sign",
+            "--key",
+            &user_key,
+            "lade:signed",
+        ],
+    )
+    .ok();
+    assert!(user.own.storage.join("attachments").is_dir());
+    // A collection in the user's store keeps the user's signature of the admin's image.
+    user.ok(&["pull", &fixtures().oci("multi"), "other"]);
+    user.ok(&["delete", "other"]);
+    for key in [&admin_pub, &user_pub] {
+        let out = verify(key).ok().stdout;
+        assert!(out.contains("cosign signature"), "{out}");
+    }
+    // And `copy --all` takes both along, the admin's bundle with them.
+    let layout = user.own.path("layout");
+    let oci = format!("oci:{}:x", layout.display());
+    user.ok(&["copy", "--all", "lade:signed", &oci]);
+    for key in [&admin_pub, &user_pub] {
+        user.ok(&["verify", "--key", key, &oci]);
+    }
+    assert!(
+        user.ok(&["verify", "--key", &admin_pub, &oci])
+            .contains("sigstore bundle")
+    );
+    user.ok(&["fsck"]);
+    assert_untouched(&shared, &before);
+}

@@ -238,6 +238,148 @@ fn concurrent_attaches_lose_no_fallback_index_entry() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), N);
 }
 
+/// Bytes no compressor or deduplication makes small, `n` of them.
+fn incompressible(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The blob `digest` of an OCI layout, hashed here (not by lade).
+fn layout_blob_digest(layout: &Path, digest: &str) -> String {
+    let (alg, hex) = digest.split_once(':').unwrap();
+    sha256(&fs::read(layout.join("blobs").join(alg).join(hex)).unwrap())
+}
+
+#[test]
+fn copy_all_streams_attachments_of_any_size_and_skips_what_is_there() {
+    let reg = Registry::anonymous();
+    let proxy = Proxy::start(reg.port);
+    let lade = Lade::new();
+    push_single(&reg, "lab/big:1");
+    let subject = format!("{}/lab/big:1", proxy.host());
+    let hex = &support::layout_digest(&fixtures().layout(), "single")[7..];
+    let work = lade.path("work");
+    fs::create_dir_all(&work).unwrap();
+    // A referrer (lade's attach, through the fallback index) and a tag-schema SBOM (pushed by
+    // oras-py), each bigger than the 4 MiB lade reads into memory.
+    let big = incompressible(20 << 20, 1);
+    let sbom = incompressible(6 << 20, 2);
+    fs::write(work.join("big.bin"), &big).unwrap();
+    fs::write(work.join("sbom.spdx"), &sbom).unwrap();
+    let (big_digest, sbom_digest) = (sha256(&big), sha256(&sbom));
+    insecure(
+        &lade,
+        &[
+            "artifact",
+            "attach",
+            "--subject",
+            &subject,
+            "--artifact-type",
+            "application/vnd.example.big",
+            work.join("big.bin").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let sbom_tag = format!("sha256-{hex}.sbom");
+    oras_py(
+        &work,
+        &[
+            "push",
+            &reg.image(&format!("lab/big:{sbom_tag}")),
+            "sbom.spdx",
+        ],
+    )
+    .ok();
+
+    // registry → oci: layout: both blobs whole, as hashed here.
+    let layout = lade.path("layout");
+    let oci = format!("oci:{}:x", layout.display());
+    let r = insecure(
+        &lade,
+        &["copy", "--all", &format!("docker://{subject}"), &oci],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains("1 other tags, 1 referrers"),
+        "{}",
+        r.stderr
+    );
+    for d in [&big_digest, &sbom_digest] {
+        assert_eq!(&layout_blob_digest(&layout, d), d);
+    }
+    // Again: nothing is fetched that the layout has (no GET of either big blob).
+    proxy.clear();
+    insecure(
+        &lade,
+        &["copy", "--all", &format!("docker://{subject}"), &oci],
+    )
+    .ok();
+    let refetched: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| {
+            l.method == "GET" && (l.path.ends_with(&big_digest) || l.path.ends_with(&sbom_digest))
+        })
+        .collect();
+    assert!(refetched.is_empty(), "{}", proxy.dump());
+
+    // registry → store, store → another repository; oras-py reads the copies back.
+    insecure(
+        &lade,
+        &["copy", "--all", &format!("docker://{subject}"), "lade:big"],
+    )
+    .ok();
+    for d in [&big_digest, &sbom_digest] {
+        let stored = lade.storage.join("blobs/sha256").join(&d[7..]);
+        assert_eq!(&sha256(&fs::read(stored).unwrap()), d);
+    }
+    let copy = reg.image("lab/copy:1");
+    insecure(
+        &lade,
+        &["copy", "--all", "lade:big", &format!("docker://{copy}")],
+    )
+    .ok();
+    let index: serde_json::Value = serde_json::from_slice(&registry_get(
+        &reg,
+        &format!("/v2/lab/copy/manifests/sha256-{hex}"),
+        support::OCI_INDEX,
+    ))
+    .unwrap();
+    let referrer = index["manifests"][0]["digest"].as_str().unwrap();
+    for (target, file, want) in [
+        (reg.image(&format!("lab/copy@{referrer}")), "big.bin", &big),
+        (
+            reg.image(&format!("lab/copy:{sbom_tag}")),
+            "sbom.spdx",
+            &sbom,
+        ),
+    ] {
+        let out = lade.path(format!("py-{file}"));
+        fs::create_dir_all(&out).unwrap();
+        oras_py(&work, &["pull", &target, out.to_str().unwrap()]).ok();
+        assert!(fs::read(out.join(file)).unwrap() == *want, "{file} differs");
+    }
+
+    // A corrupt source blob is refused, in one line naming it.
+    let (alg, big_hex) = big_digest.split_once(':').unwrap();
+    let path = layout.join("blobs").join(alg).join(big_hex);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[10 << 20] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let other = Lade::new();
+    let err = other
+        .run(["copy", "--all", &oci, "lade:corrupt"])
+        .fails_one_line();
+    assert!(err.contains(big_hex), "{err}");
+}
+
 /// A SIF file laid out as the format's reference implementation writes one, holding `body`
 /// as its partition (not a root filesystem: moving a SIF does not look inside).
 fn fake_sif(path: &Path, body: &str) {

@@ -613,3 +613,50 @@ fn copy_all_brings_signatures_and_stored_and_layout_images_sign() {
     .ok();
     lade_pw(&lade, PW, &["verify", "--key", p, &c]).ok();
 }
+
+#[test]
+fn pull_verify_key_fetches_the_image_manifest_once() {
+    use support::proxy::Proxy;
+    let reg = Registry::anonymous();
+    let proxy = Proxy::start(reg.port);
+    let lade = Lade::new();
+    let dir = lade.path("keys");
+    fs::create_dir_all(&dir).unwrap();
+    let (k, p) = keygen(&lade, &dir, "k", PW);
+    let signed = push_single(&reg, "lab/signed:1");
+    lade_pw(&lade, PW, &["sign", "--key", k.to_str().unwrap(), &signed]).ok();
+    let digest = support::layout_digest(&fixtures().layout(), "single");
+    let through_proxy = format!("{}/lab/signed:1", proxy.host());
+    for (reference, name) in [
+        (through_proxy.clone(), "by-tag"),
+        (format!("{}/lab/signed@{digest}", proxy.host()), "by-digest"),
+    ] {
+        // A fresh store each time: a stored manifest would be read from there.
+        let fresh = Lade::new();
+        proxy.clear();
+        lade_pw(
+            &fresh,
+            PW,
+            &[
+                "pull",
+                "--verify-key",
+                p.to_str().unwrap(),
+                &reference,
+                name,
+            ],
+        )
+        .ok();
+        // The image's manifest, by tag or by digest: read once for the check and the copy.
+        let gets: Vec<_> = proxy
+            .log()
+            .into_iter()
+            .filter(|l| {
+                (l.method == "GET" || l.method == "HEAD")
+                    && (l.path == "/v2/lab/signed/manifests/1"
+                        || l.path == format!("/v2/lab/signed/manifests/{digest}"))
+            })
+            .collect();
+        assert_eq!(gets.len(), 1, "{name}:\n{}", proxy.dump());
+        assert_eq!(stored_digest(&fresh, name), digest);
+    }
+}

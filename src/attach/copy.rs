@@ -1,12 +1,16 @@
 //! Copying what is attached to an image along with it (`lade copy --all`, and `lade pull
 //! --verify-key`, which keeps the signatures it checked): cosign's tag-schema manifests
 //! (`.sig` signatures merged into the destination's, `.att` and `.sbom` copied) and every
-//! referrer, with their blobs.
+//! referrer, with their blobs. Blobs go as the image's layers do ([`crate::copy::copy_blobs`]):
+//! streamed and verified, of any size, and only those the destination lacks; only what must
+//! be parsed (manifests) is read into memory.
 
 use super::{Attachments, referrer_descriptor, tag_for};
+use crate::copy::CopyOptions;
 use crate::digest::{Digest, Expected};
 use crate::error::Result;
 use crate::manifest::{self, RawManifest};
+use crate::progress::Progress;
 use crate::sign::simple_signing;
 
 /// cosign's tag-schema suffixes.
@@ -25,6 +29,7 @@ pub fn copy_attachments(
     src: &dyn Attachments,
     dst: &dyn Attachments,
     subject: &Digest,
+    progress: &Progress,
 ) -> Result<Copied> {
     let mut out = Copied::default();
     for suffix in SUFFIXES {
@@ -33,9 +38,9 @@ pub fn copy_attachments(
             continue;
         };
         if suffix == "sig" {
-            out.signatures += merge_signatures(src, dst, &m, &tag, subject)?;
+            out.signatures += merge_signatures(src, dst, &m, &tag, subject, progress)?;
         } else {
-            copy_blobs(src, dst, &m)?;
+            copy_blobs(src, dst, &m, progress)?;
             dst.put_tagged(&m, &tag, subject)?;
             out.tags += 1;
         }
@@ -50,7 +55,7 @@ pub fn copy_attachments(
             continue;
         }
         let m = src.manifest(&manifest::expected(&desc)?)?;
-        copy_blobs(src, dst, &m)?;
+        copy_blobs(src, dst, &m, progress)?;
         dst.add_referrer(&m, &referrer_descriptor(&m)?, subject)?;
         out.referrers += 1;
     }
@@ -65,12 +70,17 @@ fn merge_signatures(
     m: &RawManifest,
     tag: &str,
     subject: &Digest,
+    progress: &Progress,
 ) -> Result<usize> {
+    let layers = simple_signing::layers(m)?;
+    let payloads = layers
+        .iter()
+        .map(|l| manifest::expected(&l.desc))
+        .collect::<Result<Vec<Expected>>>()?;
+    stream_blobs(src, dst, &payloads, progress)?;
     let mut current = dst.tagged(tag)?;
     let mut added = 0;
-    for layer in simple_signing::layers(m)? {
-        let payload = src.blob(&manifest::expected(&layer.desc)?)?;
-        dst.put_blob(&payload)?;
+    for layer in layers {
         if let Some((next, config)) =
             simple_signing::with_signature(current.as_ref(), layer.desc.clone())?
         {
@@ -87,13 +97,35 @@ fn merge_signatures(
     Ok(added)
 }
 
-/// Copies a manifest's config and layers (small blobs: signatures, bundles, SBOMs).
-fn copy_blobs(src: &dyn Attachments, dst: &dyn Attachments, m: &RawManifest) -> Result<()> {
+/// Copies a manifest's config and layers, of any size.
+fn copy_blobs(
+    src: &dyn Attachments,
+    dst: &dyn Attachments,
+    m: &RawManifest,
+    progress: &Progress,
+) -> Result<()> {
     let parsed = m.image()?;
-    for d in std::iter::once(parsed.config()).chain(parsed.layers()) {
-        let expected: Expected = manifest::expected(d)?;
-        let bytes = src.blob(&expected)?;
-        dst.put_blob(&bytes)?;
+    let blobs = std::iter::once(parsed.config())
+        .chain(parsed.layers())
+        .map(manifest::expected)
+        .collect::<Result<Vec<Expected>>>()?;
+    stream_blobs(src, dst, &blobs, progress)
+}
+
+fn stream_blobs(
+    src: &dyn Attachments,
+    dst: &dyn Attachments,
+    blobs: &[Expected],
+    progress: &Progress,
+) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    crate::copy::copy_blobs(
+        src.blob_source()?,
+        dst.blob_destination()?,
+        blobs,
+        CopyOptions::default().parallel,
+        progress,
+    )
 }

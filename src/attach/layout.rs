@@ -3,6 +3,7 @@
 //! keeps them).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
@@ -16,6 +17,9 @@ use crate::transport::{CopiedImage, ImageDestination, ImageSource, MAX_MANIFEST_
 pub struct LayoutAttachments {
     dir: PathBuf,
     name: Option<String>,
+    source: OnceLock<OciLayoutSource>,
+    /// Where blobs go (untagged: tags are written by [`Self::put`]).
+    destination: OnceLock<OciLayoutDestination>,
 }
 
 impl LayoutAttachments {
@@ -23,6 +27,14 @@ impl LayoutAttachments {
         Ok(LayoutAttachments {
             dir: dir.to_path_buf(),
             name,
+            source: OnceLock::new(),
+            destination: OnceLock::new(),
+        })
+    }
+
+    fn destination(&self) -> Result<&OciLayoutDestination> {
+        super::opened(&self.destination, || {
+            OciLayoutDestination::create(&self.dir, None)
         })
     }
 
@@ -101,8 +113,18 @@ impl Attachments for LayoutAttachments {
         )
     }
 
+    fn blob_source(&self) -> Result<&dyn ImageSource> {
+        Ok(super::opened(&self.source, || {
+            OciLayoutSource::open(&self.dir, self.name.as_deref())
+        })?)
+    }
+
+    fn blob_destination(&self) -> Result<&dyn ImageDestination> {
+        Ok(self.destination()?)
+    }
+
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
-        let dst = OciLayoutDestination::create(&self.dir, None)?;
+        let dst = self.destination()?;
         let digest = Digest::sha256_of(bytes);
         let expected = Expected {
             digest: digest.clone(),

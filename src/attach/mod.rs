@@ -14,12 +14,15 @@ mod layout;
 mod registry;
 mod store;
 
+use std::sync::OnceLock;
+
 use oci_spec::image::Descriptor;
 
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
-use crate::transport::{Context, ImageLocation};
+use crate::reference::Reference;
+use crate::transport::{Context, ImageDestination, ImageLocation, ImageSource};
 
 /// An image's place, for reading and writing what is attached to it.
 pub trait Attachments {
@@ -32,8 +35,15 @@ pub trait Attachments {
     fn tagged(&self, tag: &str) -> Result<Option<RawManifest>>;
     /// A manifest by digest.
     fn manifest(&self, expected: &Expected) -> Result<RawManifest>;
-    /// A small blob (payloads, bundles, configs), verified.
+    /// A small blob read to be parsed (payloads, bundles, configs), verified; capped at
+    /// [`crate::transport::registry::referrers::MAX_SMALL_BLOB`]. Blobs merely copied go
+    /// through [`blob_source`](Self::blob_source) instead, of any size.
     fn blob(&self, expected: &Expected) -> Result<Vec<u8>>;
+    /// The place's blobs as an image source (streams of any size), for copying them.
+    fn blob_source(&self) -> Result<&dyn ImageSource>;
+    /// The place as a destination of blobs (verified on the way in; nothing is named
+    /// through it), for copying them.
+    fn blob_destination(&self) -> Result<&dyn ImageDestination>;
     /// Stores a small blob; returns its digest.
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest>;
     /// Stores a manifest (its blobs stored first) under a tag-schema tag for `subject`.
@@ -49,7 +59,7 @@ pub trait Attachments {
 /// read when asked).
 pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> {
     Ok(match loc {
-        ImageLocation::Registry(r) => Box::new(registry::RegistryAttachments::open(r, ctx)?),
+        ImageLocation::Registry(r) => Box::new(registry::RegistryAttachments::open(r, ctx, None)?),
         ImageLocation::OciLayout { dir, name } => {
             Box::new(layout::LayoutAttachments::open(dir, name.clone())?)
         }
@@ -75,6 +85,21 @@ pub fn open(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Attachments>> 
             ));
         }
     })
+}
+
+/// Opens the attachments of the image `reference` names in a registry, whose manifest
+/// `named` the caller has read already (`pull --verify-key`, which then copies it): it is not
+/// fetched again.
+pub fn open_registry_read(
+    reference: &Reference,
+    ctx: &Context,
+    named: RawManifest,
+) -> Result<Box<dyn Attachments>> {
+    Ok(Box::new(registry::RegistryAttachments::open(
+        reference,
+        ctx,
+        Some(named),
+    )?))
 }
 
 /// cosign's tag-schema tag for `subject` with `suffix` (`sig`, `att`, `sbom`).
@@ -109,4 +134,15 @@ pub fn referrer_descriptor(m: &RawManifest) -> Result<Descriptor> {
 pub fn subject_of(m: &RawManifest) -> Option<Digest> {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).ok()?;
     v["subject"]["digest"].as_str()?.parse().ok()
+}
+
+/// The value in `cell`, made by `make` the first time it is asked for (a failure is returned
+/// and the next call tries again): sources and destinations are opened only when a copy needs
+/// them, since opening one reads or creates something.
+fn opened<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = make()?;
+    Ok(cell.get_or_init(|| v))
 }

@@ -7,17 +7,29 @@ use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
-use crate::transport::Context;
+use crate::transport::registry::RegistrySource;
 use crate::transport::registry::referrers::{ReferrersMode, Repository};
+use crate::transport::{Context, ImageDestination, ImageSource};
 
 pub struct RegistryAttachments {
     repo: Repository,
+    /// The repository's blobs as streams (resumed with `Range` like an image's layers).
+    source: RegistrySource,
+    /// The manifest the reference names, when the caller read it already.
+    named: Option<RawManifest>,
 }
 
 impl RegistryAttachments {
-    pub fn open(reference: &Reference, ctx: &Context) -> Result<RegistryAttachments> {
+    /// `named`: the manifest `reference` names, if the caller has it (it is not fetched again).
+    pub fn open(
+        reference: &Reference,
+        ctx: &Context,
+        named: Option<RawManifest>,
+    ) -> Result<RegistryAttachments> {
         Ok(RegistryAttachments {
             repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
+            source: RegistrySource::open(reference, &ctx.registry, ctx.storage.clone())?,
+            named,
         })
     }
 }
@@ -28,7 +40,10 @@ impl Attachments for RegistryAttachments {
     }
 
     fn subjects(&self) -> Result<Vec<RawManifest>> {
-        Ok(vec![self.repo.named_manifest()?])
+        Ok(vec![match &self.named {
+            Some(m) => m.clone(),
+            None => self.repo.named_manifest()?,
+        }])
     }
 
     fn tagged(&self, tag: &str) -> Result<Option<RawManifest>> {
@@ -49,6 +64,14 @@ impl Attachments for RegistryAttachments {
 
     fn blob(&self, expected: &Expected) -> Result<Vec<u8>> {
         self.repo.blob(expected)
+    }
+
+    fn blob_source(&self) -> Result<&dyn ImageSource> {
+        Ok(&self.source)
+    }
+
+    fn blob_destination(&self) -> Result<&dyn ImageDestination> {
+        Ok(self.repo.pusher()?)
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {

@@ -1,6 +1,6 @@
 //! Attachments of an image in the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use oci_spec::image::Descriptor;
 
@@ -10,10 +10,14 @@ use crate::error::Result;
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
 use crate::storage::Storage;
+use crate::transport::store::{StoreDestination, StoreSource};
+use crate::transport::{ImageDestination, ImageSource};
 
 pub struct StoreAttachments {
     storage: Arc<Storage>,
     name: Reference,
+    source: OnceLock<StoreSource>,
+    destination: OnceLock<StoreDestination>,
 }
 
 impl StoreAttachments {
@@ -21,6 +25,8 @@ impl StoreAttachments {
         Ok(StoreAttachments {
             storage,
             name: name.clone(),
+            source: OnceLock::new(),
+            destination: OnceLock::new(),
         })
     }
 
@@ -75,6 +81,19 @@ impl Attachments for StoreAttachments {
         let bytes = self.storage.blobs().read_to_vec(&expected.digest)?;
         crate::transport::registry::referrers::check_bytes(&bytes, expected, "stored blob")?;
         Ok(bytes)
+    }
+
+    fn blob_source(&self) -> Result<&dyn ImageSource> {
+        Ok(super::opened(&self.source, || {
+            StoreSource::open(self.storage.clone(), &self.name)
+        })?)
+    }
+
+    fn blob_destination(&self) -> Result<&dyn ImageDestination> {
+        // Unnamed: it stores blobs and unpacks nothing (it is told of no image).
+        Ok(super::opened(&self.destination, || {
+            Ok(StoreDestination::unnamed(self.storage.clone()))
+        })?)
     }
 
     fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {

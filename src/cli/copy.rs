@@ -72,7 +72,7 @@ fn copy_attachments(
     }
     let from = lade::attach::open(src, ctx)?;
     let to = lade::attach::open(dst, ctx)?;
-    let done = lade::attach::copy::copy_attachments(&*from, &*to, digest)?;
+    let done = lade::attach::copy::copy_attachments(&*from, &*to, digest, c.progress)?;
     c.progress.info(&format!(
         "attachments: {} new signatures, {} other tags, {} referrers",
         done.signatures, done.tags, done.referrers

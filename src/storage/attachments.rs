@@ -10,6 +10,13 @@
 //! of every manifest it keeps ([`mark_live`]) and forgets those of manifests it removes.
 //! Updates are serialised by an exclusive `flock` on the directory, so concurrent signers of one
 //! stored image both land.
+//!
+//! With read-only stores ([`super::read_only`]) a subject's attachments are those of its record
+//! in every store: a tag from the first store that has it (the user's first), referrers from
+//! all of them. So the signatures an admin keeps with a shared image verify for the user, and
+//! a signature the user adds (the admin's `.sig` manifest with one more layer, in the user's
+//! store) takes the place of the admin's tag for the user. Every write, lock and removal is the
+//! user's record's only.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -40,33 +47,55 @@ impl Attached {
 }
 
 pub struct AttachmentStore {
-    dir: PathBuf,
+    dirs: super::Dirs,
 }
 
 impl AttachmentStore {
-    pub(super) fn new(dir: PathBuf) -> AttachmentStore {
-        AttachmentStore { dir }
+    pub(super) fn new(dirs: super::Dirs) -> AttachmentStore {
+        AttachmentStore { dirs }
     }
 
+    fn file_name(subject: &Digest) -> String {
+        format!("{}-{}.json", subject.algorithm().name(), subject.hex())
+    }
+
+    /// The user's record of `subject`: the only one written or removed.
     fn path(&self, subject: &Digest) -> PathBuf {
-        self.dir.join(format!(
-            "{}-{}.json",
-            subject.algorithm().name(),
-            subject.hex()
-        ))
+        self.dirs.own().join(Self::file_name(subject))
     }
 
+    /// What is attached to `subject` in any store: the user's record, then each read-only
+    /// store's, merged (see the module's comment).
     pub fn get(&self, subject: &Digest) -> Result<Attached> {
+        let mut merged = Attached::default();
+        for path in self.dirs.all(Self::file_name(subject)) {
+            let Some(a) = crate::fsutil::read_json_if_exists::<Attached>(&path)? else {
+                continue;
+            };
+            for (tag, digest) in a.tags {
+                merged.tags.entry(tag).or_insert(digest);
+            }
+            for d in a.referrers {
+                if !merged.referrers.iter().any(|m| m.digest() == d.digest()) {
+                    merged.referrers.push(d);
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The user's own record of `subject`.
+    fn get_own(&self, subject: &Digest) -> Result<Attached> {
         Ok(crate::fsutil::read_json_if_exists(&self.path(subject))?.unwrap_or_default())
     }
 
-    /// Changes the attachments of `subject` under an exclusive lock (other writers wait).
+    /// Changes the user's record of `subject` under an exclusive lock (other writers wait).
     pub fn update(&self, subject: &Digest, change: impl FnOnce(&mut Attached)) -> Result<()> {
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
-        let handle = File::open(&self.dir).at(&self.dir)?;
-        flock(&handle, FlockOperation::LockExclusive)
-            .map_err(|e| Error::io_path(&self.dir, e.into()))?;
-        let mut a = self.get(subject)?;
+        let dir = self.dirs.own();
+        fs::create_dir_all(dir).at(dir)?;
+        let handle = File::open(dir).at(dir)?;
+        flock(&handle, FlockOperation::LockExclusive).map_err(|e| Error::io_path(dir, e.into()))?;
+        let mut a = self.get_own(subject)?;
         change(&mut a);
         let path = self.path(subject);
         if a.is_empty() {
@@ -77,9 +106,9 @@ impl AttachmentStore {
         crate::fsutil::write_atomic(&path, &json)
     }
 
-    /// Every subject with attachments.
+    /// Every subject with attachments in the user's store.
     pub fn subjects(&self) -> Result<Vec<Digest>> {
-        Ok(crate::fsutil::json_files(&self.dir)?
+        Ok(crate::fsutil::json_files(self.dirs.own())?
             .into_iter()
             .filter_map(|(stem, _)| {
                 let (alg, hex) = stem.split_once('-')?;
@@ -95,13 +124,22 @@ impl AttachmentStore {
 
 /// Garbage collection's hook: marks, for every live manifest, its attached manifests and their
 /// blobs (and what is attached to those, transitively), and forgets the attachments of
-/// manifests that are not live. Unreadable attachment records keep nothing and are left alone.
+/// manifests that are not live. A manifest of an image in a read-only store counts as live: the
+/// user's signatures of the admin's image stay. Unreadable attachment records keep nothing
+/// and are left alone.
 pub fn mark_live(storage: &super::Storage, live: &mut HashSet<Digest>) -> Result<()> {
     let store = storage.attachments();
     let subjects = store.subjects()?;
+    let read_only: HashSet<Digest> = storage
+        .list_all_images()?
+        .into_iter()
+        .flatten()
+        .filter(|l| l.read_only_store.is_some())
+        .flat_map(|l| std::iter::once(l.record.manifest).chain(l.record.index))
+        .collect();
     let mut todo: Vec<Digest> = subjects
         .iter()
-        .filter(|s| live.contains(s))
+        .filter(|s| live.contains(s) || read_only.contains(s))
         .cloned()
         .collect();
     let mut seen: HashSet<Digest> = HashSet::new();
@@ -132,9 +170,86 @@ pub fn mark_live(storage: &super::Storage, live: &mut HashSet<Digest>) -> Result
         }
     }
     for s in subjects {
-        if !live.contains(&s) {
+        if !live.contains(&s) && !read_only.contains(&s) {
             store.remove(&s)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LockMode, Storage};
+
+    /// The descriptor of a (referrer) manifest that differs with `seed`.
+    fn referrer(seed: &[u8]) -> Descriptor {
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": {"mediaType": "x", "digest": Digest::sha256_of(seed).to_string(), "size": 1},
+            "layers": [],
+        });
+        RawManifest::new(m.to_string().into_bytes(), None, None, "test")
+            .unwrap()
+            .descriptor()
+    }
+
+    #[test]
+    fn records_merge_across_stores_and_only_the_users_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (theirs, mine) = (tmp.path().join("theirs"), tmp.path().join("mine"));
+        let subject = Digest::sha256_of(b"subject");
+        let (sig_theirs, sig_mine, att) = (
+            Digest::sha256_of(b"sig-a"),
+            Digest::sha256_of(b"sig-b"),
+            Digest::sha256_of(b"att"),
+        );
+        let (r_theirs, r_mine) = (referrer(b"a"), referrer(b"b"));
+        {
+            let admin = Storage::open(&theirs, LockMode::None).unwrap();
+            admin
+                .attachments()
+                .update(&subject, |a| {
+                    a.tags.insert("s.sig".into(), sig_theirs.clone());
+                    a.tags.insert("s.att".into(), att.clone());
+                    a.referrers.push(r_theirs.clone());
+                })
+                .unwrap();
+        }
+        let user = Storage::open(&mine, LockMode::None)
+            .unwrap()
+            .with_read_only(vec![theirs.clone()])
+            .unwrap();
+        let store = user.attachments();
+        assert_eq!(store.get(&subject).unwrap().tags["s.sig"], sig_theirs);
+        store
+            .update(&subject, |a| {
+                a.tags.insert("s.sig".into(), sig_mine.clone());
+                a.referrers.push(r_mine.clone());
+                a.referrers.push(r_theirs.clone());
+            })
+            .unwrap();
+        let merged = store.get(&subject).unwrap();
+        // The user's tag wins; the admin's other tag shows; each referrer once, the user's first.
+        assert_eq!(merged.tags["s.sig"], sig_mine);
+        assert_eq!(merged.tags["s.att"], att);
+        let digests: Vec<_> = merged
+            .referrers
+            .iter()
+            .map(|d| d.digest().clone())
+            .collect();
+        assert_eq!(
+            digests,
+            [r_mine.digest().clone(), r_theirs.digest().clone()]
+        );
+        // Only the user's record was written, listed and removed.
+        assert_eq!(store.subjects().unwrap(), std::slice::from_ref(&subject));
+        store.remove(&subject).unwrap();
+        let left = store.get(&subject).unwrap();
+        assert_eq!(left.tags["s.sig"], sig_theirs);
+        assert!(store.subjects().unwrap().is_empty());
+        let admin = Storage::open(&theirs, LockMode::None).unwrap();
+        assert_eq!(admin.attachments().get(&subject).unwrap().tags.len(), 2);
+    }
 }

@@ -47,8 +47,8 @@
 //! tells that its owner is gone).
 //!
 //! Other users' stores can be added read-only (`--ro-storage`, `read_only.rs`): `blobs()`,
-//! `layers()`, `images()`, `cache_records()` and `single_files()` look in them after this
-//! one, and never write, list or remove there; nothing else does.
+//! `layers()`, `images()`, `cache_records()`, `single_files()` and `attachments()` look in them
+//! after this one, and never write, list or remove there; nothing else does.
 //!
 //! What uses the store as a whole lives here too: [`gc`] (`lade delete` and collection),
 //! [`fsck`] and [`undelete`]. They read the build cache's records as the store holds them
@@ -251,7 +251,7 @@ impl Storage {
     }
 
     pub fn attachments(&self) -> attachments::AttachmentStore {
-        attachments::AttachmentStore::new(self.root.join("attachments"))
+        attachments::AttachmentStore::new(self.dirs("attachments"))
     }
 
     pub fn single_files(&self) -> single_files::SingleFiles {

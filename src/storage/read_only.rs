@@ -113,10 +113,16 @@ impl Dirs {
         relative: impl AsRef<Path>,
         present: impl Fn(&Path) -> bool,
     ) -> Option<PathBuf> {
+        self.all(relative).find(|p| present(p))
+    }
+
+    /// `relative` in every directory, the user's first, whether it exists or not (for
+    /// records merged across the stores).
+    pub(super) fn all(&self, relative: impl AsRef<Path>) -> impl Iterator<Item = PathBuf> + '_ {
+        let relative = relative.as_ref().to_path_buf();
         std::iter::once(&self.own)
             .chain(&self.read_only)
-            .map(|d| d.join(relative.as_ref()))
-            .find(|p| present(p))
+            .map(move |d| d.join(&relative))
     }
 }
 

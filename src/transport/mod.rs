@@ -10,6 +10,7 @@ pub mod oci_archive;
 pub mod oci_layout;
 pub mod registry;
 pub mod squashfs;
+mod staged;
 pub mod store;
 
 use std::fmt;
@@ -360,14 +361,9 @@ pub fn open_destination(loc: &ImageLocation, ctx: &Context) -> Result<Box<dyn Im
         ImageLocation::OciLayout { dir, name } => {
             Box::new(oci_layout::OciLayoutDestination::create(dir, name.clone())?)
         }
-        ImageLocation::OciArchive { file, name } => {
-            let storage = ctx.storage.clone();
-            Box::new(oci_archive::OciArchiveDestination::create(
-                file,
-                name.clone(),
-                storage,
-            )?)
-        }
+        ImageLocation::OciArchive { file, name } => Box::new(
+            oci_archive::OciArchiveDestination::create(file, name.clone())?,
+        ),
         ImageLocation::DockerArchive { file, name } => Box::new(
             docker_archive::DockerArchiveDestination::create(file, name.clone())?,
         ),

@@ -4,17 +4,16 @@
 //! member to its offset, and blobs are then read in place.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::oci_layout::OciLayoutDestination;
+use super::staged::{Staged, StagingDir, parent_dir};
 use super::{CopiedImage, ImageDestination, ImageSource, layout};
-use crate::digest::{Digest, Expected};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::RawManifest;
-use crate::storage::Storage;
 
 pub struct OciArchiveSource {
     file: PathBuf,
@@ -122,35 +121,15 @@ impl ImageSource for OciArchiveSource {
 pub struct OciArchiveDestination {
     file: PathBuf,
     name: Option<String>,
-    staging: PathBuf,
+    staging: StagingDir,
     layout: OciLayoutDestination,
 }
 
 impl OciArchiveDestination {
-    pub fn create(
-        file: &Path,
-        name: Option<String>,
-        _storage: Option<Arc<Storage>>,
-    ) -> Result<Self> {
-        let parent = match file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !parent.is_dir() {
-            return Err(Error::invalid(
-                format!("oci-archive:{}", file.display()),
-                format!("directory {} does not exist", parent.display()),
-            ));
-        }
-        let staging = parent.join(format!(
-            ".{}.lade-staging.{}.{:08x}",
-            file.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let layout = OciLayoutDestination::create(&staging, name.clone())?;
+    pub fn create(file: &Path, name: Option<String>) -> Result<Self> {
+        let what = format!("oci-archive:{}", file.display());
+        let staging = StagingDir::new(&parent_dir(file), file, &what)?;
+        let layout = OciLayoutDestination::create(staging.path(), name.clone())?;
         Ok(OciArchiveDestination {
             file: file.to_path_buf(),
             name,
@@ -159,85 +138,56 @@ impl OciArchiveDestination {
         })
     }
 
-    fn write_archive(&self) -> Result<()> {
-        let tmp = self.staging.with_extension("tar");
-        let result = (|| {
-            let out = File::create(&tmp).at(&tmp)?;
-            let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
-            // Directory entries too: extractors (skopeo's among them) otherwise create the
-            // directories themselves and then fail to chown them when unprivileged.
-            let mut entries: Vec<(PathBuf, bool)> = vec![
-                (PathBuf::from("oci-layout"), false),
-                (PathBuf::from("index.json"), false),
-                (PathBuf::from("blobs"), true),
-            ];
-            let blobs = self.staging.join("blobs");
-            let mut blob_dirs: Vec<_> = fs::read_dir(&blobs).at(&blobs)?.flatten().collect();
-            blob_dirs.sort_by_key(|e| e.file_name());
-            for dir in blob_dirs {
-                entries.push((PathBuf::from("blobs").join(dir.file_name()), true));
-                let mut files: Vec<_> = fs::read_dir(dir.path())
-                    .at(&dir.path())?
-                    .flatten()
-                    .collect();
-                files.sort_by_key(|e| e.file_name());
-                for f in files {
-                    if f.file_name().to_string_lossy().starts_with('.') {
-                        continue;
-                    }
-                    entries.push((
-                        PathBuf::from("blobs")
-                            .join(dir.file_name())
-                            .join(f.file_name()),
-                        false,
-                    ));
-                }
+    /// Writes the layout as a tar, each directory before what it holds, in a fixed order so
+    /// that the same image makes the same tar.
+    fn write_archive(&self, out: &mut File, tmp: &Path) -> Result<()> {
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+        let uid = u64::from(rustix::process::getuid().as_raw());
+        let gid = u64::from(rustix::process::getgid().as_raw());
+        let mut append = |rel: &str, is_dir: bool| -> Result<()> {
+            let mut header = tar::Header::new_ustar();
+            header.set_mtime(0);
+            // The writer's own IDs: extractors chown to them, which an unprivileged
+            // reader can do only for its own IDs.
+            header.set_uid(uid);
+            header.set_gid(gid);
+            if is_dir {
+                header.set_size(0);
+                header.set_mode(0o755);
+                header.set_entry_type(tar::EntryType::Directory);
+                return builder.append_data(&mut header, rel, io::empty()).at(tmp);
             }
-            let uid = u64::from(rustix::process::getuid().as_raw());
-            let gid = u64::from(rustix::process::getgid().as_raw());
-            for (rel, is_dir) in entries {
-                let mut header = tar::Header::new_ustar();
-                header.set_mtime(0);
-                // The writer's own IDs: extractors chown to them, which an unprivileged
-                // reader can do only for its own IDs.
-                header.set_uid(uid);
-                header.set_gid(gid);
-                if is_dir {
-                    header.set_size(0);
-                    header.set_mode(0o755);
-                    header.set_entry_type(tar::EntryType::Directory);
-                    builder
-                        .append_data(&mut header, &rel, io::empty())
-                        .at(&tmp)?;
-                    continue;
-                }
-                let full = self.staging.join(&rel);
-                let mut src = File::open(&full).at(&full)?;
-                let len = src.metadata().at(&full)?.len();
-                header.set_size(len);
-                header.set_mode(0o644);
-                header.set_entry_type(tar::EntryType::Regular);
-                builder.append_data(&mut header, &rel, &mut src).at(&tmp)?;
+            let full = self.staging.path().join(rel);
+            let mut src = File::open(&full).at(&full)?;
+            header.set_size(src.metadata().at(&full)?.len());
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, rel, &mut src).at(tmp)
+        };
+        append("oci-layout", false)?;
+        append("index.json", false)?;
+        // Directory entries too: extractors (skopeo's among them) otherwise create the
+        // directories themselves and then fail to chown them when unprivileged.
+        append("blobs", true)?;
+        let mut last_dir = "";
+        let blobs = self.staging.blobs()?;
+        for blob in &blobs {
+            let dir = blob.rsplit_once('/').map_or("", |(dir, _)| dir);
+            if dir != last_dir {
+                append(dir, true)?;
+                last_dir = dir;
             }
-            let mut writer = builder.into_inner().at(&tmp)?;
-            writer.flush().at(&tmp)?;
-            drop(writer);
-            fs::rename(&tmp, &self.file).at(&self.file)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            append(blob, false)?;
         }
-        result
+        builder.into_inner().at(tmp)?.flush().at(tmp)
     }
 }
 
-impl Drop for OciArchiveDestination {
-    fn drop(&mut self) {
-        let _ = crate::fsutil::remove_all(&self.staging);
+impl Staged for OciArchiveDestination {
+    fn inner(&self) -> &dyn ImageDestination {
+        &self.layout
     }
-}
 
-impl ImageDestination for OciArchiveDestination {
     fn describe(&self) -> String {
         match &self.name {
             Some(n) => format!("oci-archive:{}:{n}", self.file.display()),
@@ -245,25 +195,9 @@ impl ImageDestination for OciArchiveDestination {
         }
     }
 
-    fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        self.layout.has_blob(digest)
-    }
-
-    fn put_blob(
-        &self,
-        expected: &Expected,
-        data: &mut (dyn Read + Send),
-        what: &str,
-    ) -> Result<()> {
-        self.layout.put_blob(expected, data, what)
-    }
-
-    fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
-        self.layout.put_manifest(manifest)
-    }
-
-    fn commit(&mut self, image: &CopiedImage) -> Result<()> {
+    fn finish(&mut self, image: &CopiedImage) -> Result<()> {
         self.layout.commit(image)?;
-        self.write_archive()
+        self.staging
+            .replace(&self.file, |out, tmp| self.write_archive(out, tmp))
     }
 }

@@ -1,21 +1,20 @@
 //! `squashfs:FILE`: an image written as one SquashFS file, a destination only (reading one
 //! back as an OCI image would need the layers it no longer has; `lade run FILE` runs it).
 //!
-//! It is an [`ImageDestination`] in front of the store's: blobs and layer trees go where a
-//! pull puts them (a layer the store has is neither copied nor unpacked again, so from a
-//! `lade:` source nothing is), and `commit` writes the file from the layer trees
-//! ([`crate::squashfs::export`]) instead of naming an image. The store keeps the blobs and
-//! trees unnamed, for the next export or pull to reuse and for garbage collection to take.
+//! It is a staged destination (`staged.rs`) over the store's: blobs and layer trees go where a
+//! pull puts them (a layer the store has is neither copied nor unpacked again, so from a `lade:`
+//! source nothing is; a download left half done is continued), and `commit` writes the file
+//! from the layer trees ([`crate::squashfs::export`]) instead of naming an image. The store
+//! keeps the blobs and trees unnamed, for the next export or pull to reuse, or for gc to take.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::CopiedImage;
+use super::staged::Staged;
 use super::store::StoreDestination;
-use super::{CopiedImage, ImageDestination};
-use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Kind, RawManifest};
+use crate::manifest::{self, Kind};
 use crate::progress::Progress;
 use crate::squashfs::export::{self, Export};
 use crate::storage::Storage;
@@ -44,33 +43,16 @@ impl SquashFsDestination {
     }
 }
 
-impl ImageDestination for SquashFsDestination {
+impl Staged for SquashFsDestination {
+    fn inner(&self) -> &dyn super::ImageDestination {
+        &self.store
+    }
+
     fn describe(&self) -> String {
         format!("squashfs:{}", self.file.display())
     }
 
-    fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        self.store.has_blob(digest)
-    }
-
-    fn expect_image(&self, manifest: &RawManifest) -> Result<()> {
-        self.store.expect_image(manifest)
-    }
-
-    fn put_blob(
-        &self,
-        expected: &Expected,
-        data: &mut (dyn Read + Send),
-        what: &str,
-    ) -> Result<()> {
-        self.store.put_blob(expected, data, what)
-    }
-
-    fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
-        self.store.put_manifest(manifest)
-    }
-
-    fn commit(&mut self, image: &CopiedImage) -> Result<()> {
+    fn finish(&mut self, image: &CopiedImage) -> Result<()> {
         if image.top.kind != Kind::Image {
             return Err(Error::unsupported(
                 self.describe(),

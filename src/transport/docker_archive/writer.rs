@@ -16,11 +16,12 @@ use super::{
     ArchiveRef, MANIFEST_JSON, MAX_CONFIG, MAX_MANIFEST_JSON, ManifestItem, checked_path,
     parse_manifest_json, repo_tag,
 };
-use crate::digest::{Digest, Expected};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Kind, OCI_INDEX, OCI_LAYOUT_REF_NAME, RawManifest};
 use crate::reference::Reference;
 use crate::transport::oci_layout::OciLayoutDestination;
+use crate::transport::staged::{Staged, StagingDir, parent_dir};
 use crate::transport::{CopiedImage, ImageDestination, MAX_MANIFEST_BYTES, layout};
 
 /// The annotation Docker and containerd give an image's full name in `index.json`.
@@ -34,7 +35,7 @@ pub struct DockerArchiveDestination {
     name: Option<Reference>,
     /// Tags for the image when the destination names none (the source's own names).
     default_names: Vec<Reference>,
-    staging: PathBuf,
+    staging: StagingDir,
     layout: OciLayoutDestination,
     /// The archive as it was when opened: blobs it has need not be copied.
     before: Option<Tarball>,
@@ -65,26 +66,13 @@ impl DockerArchiveDestination {
         } else {
             parent_dir(file)
         };
-        if !dir.is_dir() {
-            return Err(Error::invalid(
-                &what,
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
+        let staging = StagingDir::new(&dir, file, &what)?;
         let before = if to_stdout {
             None
         } else {
             existing(file, &what)?
         };
-        let staging = dir.join(format!(
-            ".{}.lade-staging.{}.{:08x}",
-            file.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let layout = OciLayoutDestination::create(&staging, None)?;
+        let layout = OciLayoutDestination::create(staging.path(), None)?;
         Ok(DockerArchiveDestination {
             file: file.to_path_buf(),
             name,
@@ -103,10 +91,6 @@ impl DockerArchiveDestination {
 
     fn what(&self) -> String {
         format!("docker-archive:{}", self.file.display())
-    }
-
-    fn staged(&self, path: &str) -> PathBuf {
-        self.staging.join(path)
     }
 
     /// Writes the archive: `old` (the archive now, if any) with the new image added.
@@ -137,7 +121,7 @@ impl DockerArchiveDestination {
         let plan = Plan::make(old, item, image, &tags, &what)?;
         for path in plan.wanted_new() {
             let there = old.is_some_and(|t| t.has(&path) && !plan.dropped.contains(&path));
-            if !there && !self.staged(&path).is_file() {
+            if !there && !self.staging.path().join(&path).is_file() {
                 return Err(Error::invalid(
                     &what,
                     format!("{path} is missing: the archive changed while copying; copy again"),
@@ -145,13 +129,6 @@ impl DockerArchiveDestination {
             }
         }
         plan.write_tar(old, &self.staging, out, &what)
-    }
-}
-
-fn parent_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -378,7 +355,7 @@ impl Plan {
     fn write_tar(
         &self,
         old: Option<&Tarball>,
-        staging: &Path,
+        staging: &StagingDir,
         out: &mut dyn Write,
         what: &str,
     ) -> Result<()> {
@@ -420,9 +397,9 @@ impl Plan {
                 }
             }
         }
-        for path in staged_blobs(staging)? {
+        for path in staging.blobs()? {
             if written.insert(path.clone()) {
-                let full = staging.join(&path);
+                let full = staging.path().join(&path);
                 let mut f = File::open(&full).at(&full)?;
                 let len = f.metadata().at(&full)?.len();
                 w.file(&path, len, &mut f)?;
@@ -498,29 +475,6 @@ fn manifest_of(tar: &Tarball, desc: &Descriptor, it: &ManifestItem, what: &str) 
         }
     }
     Some(())
-}
-
-/// The blobs staged in the layout at `staging`, as archive paths (`blobs/sha256/HEX`).
-fn staged_blobs(staging: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let blobs = staging.join("blobs");
-    let Some(algs) = crate::fsutil::read_dir_if_exists(&blobs)? else {
-        return Ok(out);
-    };
-    for alg in algs.flatten() {
-        let dir = alg.path();
-        for f in fs::read_dir(&dir).at(&dir)?.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                out.push(format!(
-                    "blobs/{}/{name}",
-                    alg.file_name().to_string_lossy()
-                ));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// A tar writer that gives every file its directories first, and the same fixed metadata to
@@ -609,13 +563,11 @@ impl<'a> TarWriter<'a> {
     }
 }
 
-impl Drop for DockerArchiveDestination {
-    fn drop(&mut self) {
-        let _ = crate::fsutil::remove_all(&self.staging);
+impl Staged for DockerArchiveDestination {
+    fn inner(&self) -> &dyn ImageDestination {
+        &self.layout
     }
-}
 
-impl ImageDestination for DockerArchiveDestination {
     fn describe(&self) -> String {
         match &self.name {
             Some(n) => format!("{}:{}", self.what(), n.familiar()),
@@ -623,28 +575,13 @@ impl ImageDestination for DockerArchiveDestination {
         }
     }
 
-    fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let in_old = self
-            .before
+    fn has_blob_already(&self, digest: &Digest) -> bool {
+        self.before
             .as_ref()
-            .is_some_and(|t| t.has(&layout::blob_path(digest)));
-        Ok(in_old || self.layout.has_blob(digest)?)
+            .is_some_and(|t| t.has(&layout::blob_path(digest)))
     }
 
-    fn put_blob(
-        &self,
-        expected: &Expected,
-        data: &mut (dyn Read + Send),
-        what: &str,
-    ) -> Result<()> {
-        self.layout.put_blob(expected, data, what)
-    }
-
-    fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
-        self.layout.put_manifest(manifest)
-    }
-
-    fn commit(&mut self, image: &CopiedImage) -> Result<()> {
+    fn finish(&mut self, image: &CopiedImage) -> Result<()> {
         let what = self.what();
         if image.top.kind != Kind::Image {
             return Err(Error::unsupported(
@@ -662,16 +599,8 @@ impl ImageDestination for DockerArchiveDestination {
         flock(&dir_handle, FlockOperation::LockExclusive)
             .map_err(|e| Error::io_path(&dir, e.into()))?;
         let old = existing(&self.file, &what)?;
-        let tmp = self.staging.with_extension("tar");
-        let result = (|| {
-            let mut out = File::create(&tmp).at(&tmp)?;
-            self.write(&image.top, old.as_ref(), &mut out)?;
-            out.sync_data().at(&tmp)?;
-            fs::rename(&tmp, &self.file).at(&self.file)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        self.staging.replace(&self.file, |out, _| {
+            self.write(&image.top, old.as_ref(), out)
+        })
     }
 }

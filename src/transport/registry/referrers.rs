@@ -123,7 +123,9 @@ impl Repository {
         format!("/v2/{}/{rest}", self.reference.repository)
     }
 
-    fn pusher(&self) -> Result<&RegistryDestination> {
+    /// The repository as a push destination (opened on first use, then kept: one
+    /// authentication for every blob and manifest written).
+    pub fn pusher(&self) -> Result<&RegistryDestination> {
         if let Some(p) = self.pusher.get() {
             return Ok(p);
         }

@@ -47,7 +47,8 @@ enum Top {
     Tag,
     /// A manifest digest: the reference's own, or one its tag was resolved to elsewhere.
     Digest(Digest),
-    /// The manifest the tag named when [`RegistrySource::resolve_tag`] asked.
+    /// A manifest read already: the one the tag named when [`RegistrySource::resolve_tag`]
+    /// asked, or the top one [`RegistrySource::hold_top`] read.
     Resolved(RawManifest),
 }
 
@@ -103,6 +104,15 @@ impl RegistrySource {
     /// stored there; the source is still described by its reference.
     pub fn read_digest(&mut self, digest: Digest) {
         self.top = Top::Digest(digest);
+    }
+
+    /// Reads the top manifest now, as the copy would (the tag, or the digest it is pinned
+    /// to), and keeps it as the one the copy reads: a caller that checks it first (`pull
+    /// --verify-key`) and the copy then see one manifest, fetched once.
+    pub fn hold_top(&mut self) -> Result<RawManifest> {
+        let m = self.top_manifest()?;
+        self.top = Top::Resolved(m.clone());
+        Ok(m)
     }
 
     fn tag(&self) -> &str {

@@ -155,6 +155,7 @@ fn json_formats_carry_the_documented_fields() {
     let listed = json(&lade.ok(["list", "--format", "json"]));
     let rec = &listed.as_array().unwrap()[0];
     assert_eq!(rec["name"], "docker.io/library/one:latest");
+    assert_eq!(rec["kind"], "image");
     assert_eq!(rec["platform"], "linux/amd64");
     assert_eq!(rec["source"], f.oci("single").as_str());
     assert!(rec["manifest"].as_str().unwrap().starts_with("sha256:"));
@@ -193,6 +194,7 @@ fn json_formats_carry_the_documented_fields() {
     assert!(gc["summary"]["cache_only_bytes"].is_u64());
     let gestalt = json(&lade.ok(["gestalt", "--format", "json"]));
     assert_eq!(gestalt["storage-path"], lade.storage.to_str().unwrap());
+    assert_eq!(gestalt["ro-storage"], serde_json::json!([]));
     assert_eq!(
         gestalt["storage-version"],
         lade.ok(["gestalt", "storage-version"]).trim()

@@ -409,6 +409,64 @@ fn a_sif_pulled_into_a_read_only_store_runs_by_name() {
     assert_eq!(r.status.code(), Some(5), "{}", r.stderr);
     assert_eq!(r.stdout, "hello from a SIF\n");
     assert!(user.own_entries("blobs/sha256").is_empty());
+
+    // Listed as the admin's, in every form; not the user's to delete.
+    let dir = shared.storage.display().to_string();
+    let line = user
+        .ok(&["list"])
+        .lines()
+        .find(|l| l.starts_with("runme:latest [sif, "))
+        .map(str::to_string);
+    let line = line.unwrap_or_default();
+    assert!(line.ends_with(&format!("]  [read-only: {dir}]")), "{line}");
+    let long = user.ok(&["list", "-l"]);
+    assert!(
+        long.lines().any(|l| l.starts_with("runme:latest ")
+            && l.contains(" [sif] ")
+            && l.ends_with(&format!("{oras}  [read-only: {dir}]"))),
+        "{long}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&user.ok(&["list", "--format", "json"])).unwrap();
+    let sif = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "sif")
+        .unwrap();
+    assert_eq!(sif["name"], "docker.io/library/runme:latest");
+    assert_eq!(sif["store"]["read_only"], true);
+    assert_eq!(sif["store"]["path"], dir.as_str());
+    let details = user.ok(&["list", "runme"]);
+    assert!(
+        details.contains(&format!(
+            "in local storage:    yes, read-only store {dir}\n"
+        )),
+        "{details}"
+    );
+    for pattern in ["runme", "run*"] {
+        let e = user.run(&["delete", pattern]).fails_one_line();
+        assert!(
+            e.ends_with(&format!(
+                "SIF runme:latest: is in the read-only store {dir}, which lade never changes"
+            )),
+            "{e}"
+        );
+    }
+    // gestalt names the read-only stores in use, in each form.
+    let gestalt = user.ok(&["gestalt"]);
+    assert!(
+        gestalt.contains(&format!("\nro-storage       {dir}\n")),
+        "{gestalt}"
+    );
+    assert_eq!(user.ok(&["gestalt", "ro-storage"]), format!("{dir}\n"));
+    let gestalt: serde_json::Value =
+        serde_json::from_str(&user.ok(&["gestalt", "--format", "json"])).unwrap();
+    assert_eq!(gestalt["ro-storage"], serde_json::json!([dir]));
+    assert_eq!(
+        user.own.ok(["gestalt", "--format", "json", "ro-storage"]),
+        "[]\n"
+    );
     assert_untouched(shared, &before);
 }
 

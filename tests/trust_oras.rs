@@ -590,3 +590,141 @@ fn sif_images_pulled_over_oras_run_by_name_and_by_reference() {
     let out = fresh.ok(["run", &target, "--", "/bin/cat", "/hello"]);
     assert_eq!(out, "hello from a SIF\n");
 }
+
+/// The management commands see stored SIFs: `list` in its text, long and JSON forms (and for
+/// one name), beside an image of the same name, which `run NAME` runs first; `fsck` checks
+/// their files; `delete` takes them by glob, and the collection after it frees a file once no
+/// record names it, after which `run NAME` says the name is unknown. A deleted SIF is not
+/// kept for `undelete` (nothing but its record keeps its file).
+#[test]
+fn stored_sifs_are_listed_checked_and_deleted() {
+    let lade = base_store();
+    let reg = Registry::anonymous();
+    let sif = lade.path("tool.sif");
+    fake_sif(&sif, "payload-for-list");
+    let bytes = fs::read(&sif).unwrap();
+    let (size, digest) = (bytes.len() as u64, sha256(&bytes));
+    let oras = format!("oras://{}", reg.image("lab/tool:1.0"));
+    insecure(&lade, &["copy", sif.to_str().unwrap(), &oras]).ok();
+    insecure(&lade, &["pull", &oras, "tool"]).ok();
+    // The same file under the name of the stored image `base`.
+    insecure(&lade, &["pull", &oras, "base"]).ok();
+    drop(reg);
+
+    // Text: images first, then SIFs, marked; the one an image hides says how it runs.
+    let human = indicatif::HumanBytes(size).to_string();
+    assert_eq!(
+        lade.ok(["list"]),
+        format!(
+            "base:latest (amd64)\n\
+             base:latest [sif, {human}]  [image base:latest runs first; this SIF: lade run oras://base:latest]\n\
+             tool:latest [sif, {human}]\n"
+        )
+    );
+    let long = lade.ok(["list", "-l"]);
+    let tool_line = long
+        .lines()
+        .find(|l| l.starts_with("tool:latest "))
+        .unwrap();
+    let columns: Vec<&str> = tool_line.split_whitespace().collect();
+    assert_eq!(columns[1], "[sif]", "{long}");
+    assert_eq!(columns[2], &digest[..19], "{long}");
+    assert_eq!(columns.last(), Some(&oras.as_str()), "{long}");
+    assert_eq!(long.lines().count(), 3, "{long}");
+
+    // JSON: images as they were (with kind), then the SIFs' records.
+    let listed: serde_json::Value =
+        serde_json::from_str(&lade.ok(["list", "--format", "json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0]["kind"], "image");
+    assert_eq!(listed[0]["name"], "docker.io/library/base:latest");
+    assert!(listed[0]["layers"].is_array() && listed[0]["config"].is_string());
+    let sifs: Vec<&serde_json::Value> = listed.iter().filter(|e| e["kind"] == "sif").collect();
+    assert_eq!(sifs.len(), 2);
+    for (entry, name, shadowed) in [(sifs[0], "base", true), (sifs[1], "tool", false)] {
+        assert_eq!(entry["name"], format!("docker.io/library/{name}:latest"));
+        assert_eq!(entry["size"], size);
+        assert_eq!(entry["blob"], digest.as_str());
+        assert_eq!(entry["source"], oras.as_str());
+        assert_eq!(entry["shadowed_by_image"], shadowed);
+        assert_eq!(entry["store"]["read_only"], false);
+        assert_eq!(entry["store"]["path"], lade.storage.to_str().unwrap());
+    }
+    let one: serde_json::Value =
+        serde_json::from_str(&lade.ok(["list", "--format", "json", "tool"])).unwrap();
+    assert_eq!(&one, sifs[1]);
+    let both: serde_json::Value =
+        serde_json::from_str(&lade.ok(["list", "--format", "json", "base"])).unwrap();
+    assert_eq!(both["kind"], "image");
+    assert_eq!(&both["same_name_sif"], sifs[0]);
+    // One SIF in detail, without asking a registry (it is gone) about `docker://tool`.
+    let details = lade.ok(["list", "tool"]);
+    assert!(
+        details.starts_with("details of SIF:      tool:latest\n"),
+        "{details}"
+    );
+    assert!(
+        details.contains(&format!("size:                {human} ({size} bytes)\n")),
+        "{details}"
+    );
+    assert!(
+        details.contains(&format!("file digest:         {digest}\n")),
+        "{details}"
+    );
+    assert!(!details.contains("remotely"), "{details}");
+
+    let fsck: serde_json::Value =
+        serde_json::from_str(&lade.ok(["fsck", "--format", "json"])).unwrap();
+    assert_eq!(
+        (fsck["sifs_checked"].as_u64(), &fsck["clean"]),
+        (Some(2), &serde_json::json!(true))
+    );
+    // A file of another size than its record says (cut short behind lade's back).
+    let file = lade
+        .storage
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    let cut = lade.path("cut");
+    fs::copy(&file, &cut).unwrap();
+    let mut perms = fs::metadata(&file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(&file, perms.clone()).unwrap();
+    fs::write(&file, &bytes[..100]).unwrap();
+    let r = lade.run(["fsck"]);
+    assert!(!r.success(), "{}", r.stdout);
+    let out = r.stdout;
+    assert!(out.contains(&format!("SIF docker.io/library/tool:latest: its file, blob {digest}, is 100 bytes; the record says {size}")), "{out}");
+    fs::copy(&cut, &file).unwrap();
+    lade.fsck_ok();
+
+    // Deleted by glob; the file stays while the other record names it.
+    assert_eq!(lade.ok(["delete", "to*"]), "deleted SIF tool:latest\n");
+    assert!(file.exists());
+    let err = lade
+        .run(["run", "tool", "--", "/bin/true"])
+        .fails_one_line();
+    assert!(err.contains("tool:latest"), "{err}");
+    // A name that matches nothing, as for images.
+    let err = lade.run(["delete", "tool"]).fails_one_line();
+    assert!(err.contains("no image matches 'tool'"), "{err}");
+    let err = lade.run(["undelete", "tool"]).fails_one_line();
+    assert!(err.contains("not among the deleted images"), "{err}");
+    // A name both an image and a SIF have: both go, and the file with the last record.
+    assert_eq!(
+        lade.ok(["delete", "base"]),
+        "deleted base:latest\ndeleted SIF base:latest\n"
+    );
+    assert!(!file.exists(), "the SIF's file is still in blobs/");
+    assert_eq!(
+        fs::read_dir(lade.storage.join("single-files"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(lade.ok(["list"]), "");
+    let err = lade
+        .run(["run", "base", "--", "/bin/true"])
+        .fails_one_line();
+    assert!(err.contains("base:latest"), "{err}");
+}

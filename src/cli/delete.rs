@@ -1,4 +1,5 @@
-//! `lade delete`: local images by glob, and `docker://REF`s from their registries.
+//! `lade delete`: local images and single-file images (SIFs) by glob, and `docker://REF`s
+//! from their registries.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use lade::storage::LockMode;
 
 #[derive(Args)]
 pub struct DeleteArgs {
-    /// Image names or shell globs of them (quoted), or docker://REF; repeatable
+    /// Image or SIF names or shell globs of them (quoted), or docker://REF; repeatable
     #[arg(required = true)]
     globs: Vec<String>,
 }
@@ -64,7 +65,11 @@ pub fn run(args: DeleteArgs, c: &Common) -> Result<ExitCode> {
         Err(e) => {
             eprintln!(
                 "lade: error: deleted {}, but removing what they used failed: {}",
-                deleted.join(", "),
+                deleted
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 one_line(&e)
             );
             Ok(ExitCode::FAILURE)

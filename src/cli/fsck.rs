@@ -42,6 +42,7 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
             "trees_checked": report.trees_checked,
             "trees_compared": !args.quick,
             "images_checked": report.images_checked,
+            "sifs_checked": report.single_files_checked,
             "clean": report.is_clean(),
             "problems": report.problems,
             "repaired": report.repaired,
@@ -66,8 +67,13 @@ pub fn run(args: FsckArgs, c: &Common) -> Result<ExitCode> {
     } else {
         format!("{} layer trees", report.trees_checked)
     };
+    // SIFs are counted where there are any: most stores have none.
+    let sifs = match report.single_files_checked {
+        0 => String::new(),
+        n => format!(", {n} SIFs"),
+    };
     println!(
-        "checked {} blobs, {trees}, {} images: {}",
+        "checked {} blobs, {trees}, {} images{sifs}: {}",
         report.blobs_checked,
         report.images_checked,
         if report.is_clean() {

@@ -1,10 +1,13 @@
-//! `lade list`: the store's images, one image in detail (with what its registry offers), or
-//! a repository's tags. The printing is the command line's; the facts come from the library.
+//! `lade list`: the store's images and single-file images (SIFs, see `list_sif.rs`), one of
+//! them in detail (an image with what its registry offers), or a repository's tags. The
+//! printing is the command line's; the facts come from the library.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::list_sif::ShownSif;
 use super::{Common, Format, one_line};
 use lade::error::{Error, Result};
 use lade::reference::Reference;
@@ -21,7 +24,8 @@ pub struct ListArgs {
     /// List the tags of IMAGE_REF's repository in its registry
     #[arg(long, requires = "image_ref")]
     tags: bool,
-    /// Image to show (in the store, or docker://REF in its registry) [default: list the store]
+    /// Image or SIF to show (in the store, or docker://REF in its registry) [default: list the
+    /// store]
     image_ref: Option<String>,
 }
 
@@ -52,12 +56,17 @@ pub fn run(args: ListArgs, c: &Common) -> Result<ExitCode> {
     if let (Some(r), true, Format::Json) = (one, ask_remote, args.format) {
         return super::list_remote::print_json(&storage, r, &c.registry());
     }
-    list(&storage, args.long, args.format, one)?;
+    let sif = list(&storage, args.long, args.format, one)?;
     if let Some(r) = one
         && args.format == Format::Text
     {
         let name = Reference::parse(r)?;
         let record = storage.images().get(&name)?;
+        // A SIF alone was shown in full: it came over `oras://`, and the registry's image of
+        // its name is another thing.
+        if record.is_none() && sif.is_some() {
+            return Ok(ExitCode::SUCCESS);
+        }
         // A local image the registry has nothing to say about (from oci:, a build, an
         // import, or pulled under another name) is not worth a request, nor a network
         // error when the registry is unreachable.
@@ -74,6 +83,11 @@ pub fn run(args: ListArgs, c: &Common) -> Result<ExitCode> {
                 println!("host architecture:   {}", lade::platform::host_arch());
             }
             _ => list_remote(&name, &c.registry()),
+        }
+        // The image runs by the name; the SIF of the same name after it.
+        if let Some(sif) = sif {
+            println!();
+            sif.print_details();
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -130,24 +144,46 @@ fn list_remote(name: &Reference, opts: &lade::transport::registry::Options) {
     }
 }
 
-fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Result<()> {
+/// Prints the listing, or the details of `one`: of its image, else of its SIF. Returns the SIF
+/// `one` names, if any, for the caller to show after the image's remote facts.
+fn list(
+    storage: &Storage,
+    long: bool,
+    format: Format,
+    one: Option<&str>,
+) -> Result<Option<ShownSif>> {
     let images = storage.images();
     if let Some(r) = one {
         let name = Reference::parse(r)?;
-        if format == Format::Json {
-            // A missing image is an error, not `null`: scripts read the exit status.
-            let listed = ListedImage {
-                record: images.require(&name)?,
-                read_only_store: storage.read_only_holder(&name)?,
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&listed_json(storage, &listed)?)
-                    .map_err(|e| Error::json("list", e))?
-            );
-            return Ok(());
-        }
+        let sif = super::list_sif::named(storage, &name)?;
         let record = images.get(&name)?;
+        if format == Format::Json {
+            let json = match (record, &sif) {
+                (Some(record), _) => {
+                    let listed = ListedImage {
+                        record,
+                        read_only_store: storage.read_only_holder(&name)?,
+                    };
+                    let mut v = listed_json(storage, &listed)?;
+                    if let (Some(sif), Some(map)) = (&sif, v.as_object_mut()) {
+                        map.insert("same_name_sif".into(), sif.json(storage)?);
+                    }
+                    v
+                }
+                (None, Some(sif)) => sif.json(storage)?,
+                // A missing image is an error, not `null`: scripts read the exit status.
+                (None, None) => {
+                    images.require(&name)?;
+                    return Ok(None);
+                }
+            };
+            super::print_json(&json)?;
+            return Ok(None);
+        }
+        if record.is_none() && sif.is_some() {
+            sif.iter().for_each(ShownSif::print_details);
+            return Ok(sif);
+        }
         println!("details of image:    {}", name.familiar());
         println!("full reference:      {name}");
         match record {
@@ -175,7 +211,7 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
                 println!("source:              {}", rec.source);
             }
         }
-        return Ok(());
+        return Ok(sif);
     }
     let mut listed = Vec::new();
     for r in storage.list_all_images()? {
@@ -184,16 +220,17 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             Err(e) => eprintln!("lade: warning: {e}"),
         }
     }
+    let sifs = super::list_sif::all(storage)?;
     if format == Format::Json {
-        let records: Vec<serde_json::Value> = listed
+        let mut records: Vec<serde_json::Value> = listed
             .iter()
             .map(|l| listed_json(storage, l))
             .collect::<Result<_>>()?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&records).map_err(|e| Error::json("list", e))?
-        );
-        return Ok(());
+        for sif in &sifs {
+            records.push(sif.json(storage)?);
+        }
+        super::print_json(&records)?;
+        return Ok(None);
     }
     for l in listed {
         let rec = &l.record;
@@ -206,11 +243,7 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             .as_deref()
             .map(|p| p.strip_prefix("linux/").unwrap_or(p).to_string())
             .unwrap_or_else(|| "unknown".into());
-        // Only images of read-only stores say where they are: the rest are the user's.
-        let store = match &l.read_only_store {
-            Some(dir) => format!("  [read-only: {}]", dir.display()),
-            None => String::new(),
-        };
+        let store = store_note(l.read_only_store.as_deref());
         if long {
             println!(
                 "{name:40} {arch:10} {} {:>3} layers  {}{store}",
@@ -222,22 +255,46 @@ fn list(storage: &Storage, long: bool, format: Format, one: Option<&str>) -> Res
             println!("{name} ({arch}){store}");
         }
     }
-    Ok(())
+    for sif in sifs {
+        if long {
+            println!("{}", sif.long_line());
+        } else {
+            println!("{}", sif.line());
+        }
+    }
+    Ok(None)
 }
 
-/// An image as `list --format json` shows it: its record as stored, and `store`: the
-/// storage directory it is in, and whether that is a read-only one.
-fn listed_json(storage: &Storage, listed: &ListedImage) -> Result<serde_json::Value> {
-    let store = match &listed.read_only_store {
+/// `  [read-only: DIR]` for what a read-only store holds; nothing for the user's own.
+pub(super) fn store_note(read_only_store: Option<&Path>) -> String {
+    match read_only_store {
+        Some(dir) => format!("  [read-only: {}]", dir.display()),
+        None => String::new(),
+    }
+}
+
+/// `store` in `list --format json`: the storage directory an entry is in, and whether that is
+/// a read-only one.
+pub(super) fn store_json(storage: &Storage, read_only_store: Option<&Path>) -> serde_json::Value {
+    match read_only_store {
         Some(dir) => serde_json::json!({"path": dir, "read_only": true}),
         None => serde_json::json!({
-            "path": std::path::Path::new(storage.location_arg()),
+            "path": Path::new(storage.location_arg()),
             "read_only": false,
         }),
-    };
+    }
+}
+
+/// An image as `list --format json` shows it: its record as stored, `kind: "image"` (beside
+/// SIFs' `"sif"`), and `store` ([`store_json`]).
+fn listed_json(storage: &Storage, listed: &ListedImage) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(&listed.record).map_err(|e| Error::json("list", e))?;
     if let Some(map) = v.as_object_mut() {
-        map.insert("store".into(), store);
+        map.insert("kind".into(), "image".into());
+        map.insert(
+            "store".into(),
+            store_json(storage, listed.read_only_store.as_deref()),
+        );
     }
     Ok(v)
 }

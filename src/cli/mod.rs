@@ -14,6 +14,7 @@ mod inspect;
 mod key;
 mod list;
 mod list_remote;
+mod list_sif;
 mod login;
 mod pull;
 mod push;
@@ -125,7 +126,8 @@ pub enum Command {
     Fsck(fsck::FsckArgs),
     /// Delete everything in the storage directory
     Reset,
-    /// Print configuration and features: storage-path, storage-version, arch, version
+    /// Print configuration and features: storage-path, ro-storage, storage-version, arch,
+    /// version
     Gestalt(gestalt::GestaltArgs),
     /// Build an image from a Dockerfile, unprivileged, with a build cache
     Build(build::BuildArgs),

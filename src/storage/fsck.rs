@@ -7,13 +7,17 @@
 //! - layer trees: their description, and (unless `--quick`) their content against a fresh
 //!   unpack of their blob (`layer_check.rs`);
 //! - image records: readable, and naming blobs and trees that are stored;
-//! - build cache records: readable, and naming stored layers.
+//! - build cache records: readable, and naming stored layers;
+//! - single-file image (SIF) records: readable, and naming a stored file of the size they
+//!   record and the manifest it came in (the file's content is checked with the blobs).
 //!
 //! `--repair` makes the store usable again without losing anything it cannot get back: a
 //! corrupt blob is removed (a pull fetches it again); a damaged tree is replaced by the fresh
 //! unpack of its blob, or removed when there is none (a pull unpacks it again); an image
-//! that names missing objects is removed; an unreadable image record is moved aside to
-//! `lost+found/images/`, and the report says where.
+//! that names missing objects is removed, and so is a SIF's record whose file is missing or
+//! of another size (a pull brings either back); an unreadable image record is moved aside to
+//! `lost+found/images/`, and the report says where. An unreadable SIF record is reported and
+//! left as it is: it is the only thing that keeps its file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,6 +42,8 @@ pub struct FsckReport {
     /// Trees whose content was compared with their blob (none with `--quick`).
     pub trees_compared: usize,
     pub images_checked: usize,
+    /// Single-file images' records (see `single_files.rs`).
+    pub single_files_checked: usize,
     pub problems: Vec<String>,
     pub repaired: Vec<String>,
 }
@@ -55,6 +61,7 @@ pub fn fsck(storage: &Storage, opts: FsckOptions) -> Result<FsckReport> {
     check_trees(storage, opts, &bad_blobs, &mut report)?;
     check_images(storage, opts, &mut report)?;
     check_build_cache(storage, opts.repair, &mut report)?;
+    check_single_files(storage, opts.repair, &mut report)?;
     Ok(report)
 }
 
@@ -415,6 +422,134 @@ fn check_build_cache(storage: &Storage, repair: bool, report: &mut FsckReport) -
     Ok(())
 }
 
+/// Every SIF record must parse and name its file, stored with the size it records, and the
+/// manifest it came in: collection keeps both (see [`super::gc`]). A record naming what is not
+/// there cannot run, so repairing removes it (a pull brings it back).
+fn check_single_files(storage: &Storage, repair: bool, report: &mut FsckReport) -> Result<()> {
+    let single_files = storage.single_files();
+    let blobs = storage.blobs();
+    for entry in single_files.entries()? {
+        let record = match entry {
+            Ok(record) => record,
+            Err(e) => {
+                report.problems.push(format!("SIF record: {e}"));
+                continue;
+            }
+        };
+        report.single_files_checked += 1;
+        let problem = if !blobs.has(&record.blob) {
+            Some(format!("its file, blob {}, is missing", record.blob))
+        } else if !blobs.has(&record.manifest) {
+            Some(format!(
+                "its manifest, blob {}, is missing",
+                record.manifest
+            ))
+        } else {
+            let path = blobs.path(&record.blob);
+            let size = std::fs::metadata(&path)
+                .map_err(|e| crate::error::Error::io_path(&path, e))?
+                .len();
+            (size != record.size).then(|| {
+                format!(
+                    "its file, blob {}, is {size} bytes; the record says {}",
+                    record.blob, record.size
+                )
+            })
+        };
+        let Some(problem) = problem else {
+            continue;
+        };
+        report
+            .problems
+            .push(format!("SIF {}: {problem}", record.name));
+        if repair && let Ok(name) = crate::reference::Reference::parse(&record.name) {
+            single_files.remove(&name)?;
+            report.repaired.push(format!(
+                "removed unusable SIF {} (pull it again: lade pull {} {})",
+                record.name,
+                record.source,
+                name.familiar()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn short(key: &str) -> &str {
     key.get(..12).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LockMode;
+    use crate::storage::single_files::SingleFile;
+
+    /// A store holding one SIF record whose file is `file` (stored) but that says `size`.
+    fn store_with_sif(dir: &std::path::Path, file: &[u8], size: u64) -> Storage {
+        let storage = Storage::open(dir, LockMode::None).unwrap();
+        let blob = storage.blobs().put_bytes(file).unwrap();
+        let manifest = storage.blobs().put_bytes(b"{}").unwrap();
+        let record = SingleFile {
+            name: "docker.io/library/tool:1".into(),
+            blob,
+            size,
+            manifest,
+            source: "oras://example.org/tool:1".into(),
+        };
+        storage.single_files().put(&record).unwrap();
+        storage
+    }
+
+    #[test]
+    fn a_sif_record_must_name_its_file_at_the_size_it_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = store_with_sif(&tmp.path().join("good"), b"sif-bytes", 9);
+        let report = fsck(&good, FsckOptions::default()).unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert_eq!(report.single_files_checked, 1);
+
+        let bad = store_with_sif(&tmp.path().join("bad"), b"sif-bytes", 10);
+        let report = fsck(&bad, FsckOptions::default()).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("is 9 bytes; the record says 10"),
+            "{:?}",
+            report.problems
+        );
+        assert!(!bad.single_files().list().unwrap().is_empty());
+        let opts = FsckOptions {
+            repair: true,
+            quick: false,
+        };
+        let report = fsck(&bad, opts).unwrap();
+        assert!(report.repaired[0].contains("lade pull oras://example.org/tool:1 tool:1"));
+        assert!(bad.single_files().list().unwrap().is_empty());
+        assert!(fsck(&bad, FsckOptions::default()).unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_sif_record_whose_file_is_gone_is_a_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = store_with_sif(tmp.path(), b"sif-bytes", 9);
+        let blob = storage.single_files().list().unwrap()[0].blob.clone();
+        storage.blobs().remove(&blob).unwrap();
+        let report = fsck(&storage, FsckOptions::default()).unwrap();
+        assert_eq!(
+            report.problems,
+            vec![format!(
+                "SIF docker.io/library/tool:1: its file, blob {blob}, is missing"
+            )]
+        );
+        std::fs::write(tmp.path().join("single-files/broken.json"), "{\"name\": 1}").unwrap();
+        let report = fsck(&storage, FsckOptions::default()).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with("SIF record: ") && p.contains("broken.json")),
+            "{:?}",
+            report.problems
+        );
+    }
 }

@@ -33,53 +33,92 @@ use crate::error::{Error, Result};
 use crate::manifest::{Kind, RawManifest};
 use crate::reference::Reference;
 
-/// Deletes every image whose name (full or familiar) matches `pattern`, a shell glob as in
-/// `ch-image delete 'foo*'`. Returns the names deleted; no match is an error, and so is an
-/// unreadable image record (nothing is deleted then: collection could not follow).
-pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> {
+/// What `lade delete` removed: an image, or a single-file image (a SIF's record; its file
+/// goes with the collection that follows). Shown as the familiar name, a SIF's with `SIF `
+/// before it, so that an image and a SIF of the same name read apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletedName {
+    Image(String),
+    SingleFile(String),
+}
+
+impl std::fmt::Display for DeletedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeletedName::Image(name) => f.write_str(name),
+            DeletedName::SingleFile(name) => write!(f, "SIF {name}"),
+        }
+    }
+}
+
+/// A `lade delete` argument: a shell glob as in `ch-image delete 'foo*'`, matched against a
+/// stored name in full and in its familiar form; a plain reference also matches its
+/// normalised forms (alpine = docker.io/library/alpine:latest).
+struct NamePattern {
+    glob: globset::GlobMatcher,
+    exact: Option<Reference>,
+}
+
+impl NamePattern {
+    fn new(pattern: &str) -> Result<NamePattern> {
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| Error::invalid(format!("pattern '{pattern}'"), e.to_string()))?
+            .compile_matcher();
+        Ok(NamePattern {
+            glob,
+            exact: Reference::parse(pattern).ok(),
+        })
+    }
+
+    /// Whether the name a record holds (`stored`, a full reference) matches.
+    fn matches(&self, stored: &str) -> bool {
+        self.glob.is_match(stored)
+            || Reference::parse(stored)
+                .is_ok_and(|n| self.glob.is_match(n.familiar()) || self.exact.as_ref() == Some(&n))
+    }
+}
+
+/// Deletes every image and every single-file image (SIF) of the user's whose name matches
+/// `pattern` ([`NamePattern`]). Returns what it deleted; no match is an error, and so is an
+/// unreadable image record (nothing is deleted then: collection could not follow). Deleted
+/// images are remembered for `lade undelete` ([`remember_deleted`]); a SIF is not: nothing
+/// but its record keeps its file, which the collection after a delete removes, as it forgets
+/// a pulled image no build uses (pull it again).
+pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<DeletedName>> {
     refuse_unreadable_records(storage)?;
-    let glob = GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map_err(|e| Error::invalid(format!("pattern '{pattern}'"), e.to_string()))?
-        .compile_matcher();
-    // A plain reference also matches its normalised forms (alpine = docker.io/library/alpine:latest).
-    let exact = Reference::parse(pattern).ok();
+    let pattern_matches = NamePattern::new(pattern)?;
     let images = storage.images();
     let mut deleted = Vec::new();
     for record in images.list()?.into_iter().flatten() {
         let Ok(name) = record.reference() else {
             continue;
         };
-        let hit = glob.is_match(&record.name)
-            || glob.is_match(name.familiar())
-            || exact.as_ref().is_some_and(|e| *e == name);
-        if hit {
+        if pattern_matches.matches(&record.name) {
             remember_deleted(storage, &record, &name)?;
             if images.remove(&name)? {
-                deleted.push(name.familiar());
+                deleted.push(DeletedName::Image(name.familiar()));
             }
         }
     }
+    let single_files = storage.single_files();
+    for record in single_files.list()? {
+        let Ok(name) = Reference::parse(&record.name) else {
+            continue;
+        };
+        if pattern_matches.matches(&record.name) && single_files.remove(&name)? {
+            deleted.push(DeletedName::SingleFile(name.familiar()));
+        }
+    }
     if deleted.is_empty() {
-        // Images of read-only stores are never the user's to delete.
-        let read_only = storage.list_all_images()?.into_iter().flatten().find(|l| {
-            l.read_only_store.is_some()
-                && (glob.is_match(&l.record.name)
-                    || l.record
-                        .reference()
-                        .is_ok_and(|n| glob.is_match(n.familiar()) || exact.as_ref() == Some(&n)))
-        });
-        if let Some(l) = read_only {
-            let name = l
-                .record
-                .reference()
-                .map_or(l.record.name.clone(), |n| n.familiar());
+        // What read-only stores hold is never the user's to delete.
+        if let Some((what, store)) = read_only_match(storage, &pattern_matches)? {
             return Err(Error::invalid(
-                format!("image {name}"),
+                what,
                 format!(
                     "is in the read-only store {}, which lade never changes",
-                    l.read_only_store.unwrap_or_default().display()
+                    store.display()
                 ),
             ));
         }
@@ -88,6 +127,33 @@ pub fn delete_matching(storage: &Storage, pattern: &str) -> Result<Vec<String>> 
         )));
     }
     Ok(deleted)
+}
+
+/// The first image, else single-file image, of a read-only store that `pattern` matches: what
+/// it is (`image NAME`, `SIF NAME`) and the store.
+fn read_only_match(
+    storage: &Storage,
+    pattern: &NamePattern,
+) -> Result<Option<(String, std::path::PathBuf)>> {
+    let images = storage
+        .list_all_images()?
+        .into_iter()
+        .flatten()
+        .map(|l| ("image", l.record.name, l.read_only_store));
+    let single_files = storage
+        .list_all_single_files()?
+        .into_iter()
+        .flatten()
+        .map(|l| ("SIF", l.record.name, l.read_only_store));
+    Ok(images
+        .chain(single_files)
+        .find_map(|(kind, name, store)| match store {
+            Some(store) if pattern.matches(&name) => {
+                let familiar = Reference::parse(&name).map_or(name, |n| n.familiar());
+                Some((format!("{kind} {familiar}"), store))
+            }
+            _ => None,
+        }))
 }
 
 /// Remembers image `record` for `lade undelete`, with its cache states if it was built here,
@@ -245,5 +311,88 @@ fn mark_record(storage: &Storage, record: &ImageRecord, live: &mut HashSet<Diges
                 live.insert(d);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LockMode;
+    use crate::storage::single_files::SingleFile;
+
+    #[test]
+    fn a_pattern_matches_full_familiar_and_normalised_names() {
+        let p = |pattern: &str| NamePattern::new(pattern).unwrap();
+        let tool = "docker.io/library/tool:1.0";
+        assert!(p("tool:1.0").matches(tool));
+        assert!(p("tool:*").matches(tool));
+        assert!(p("docker.io/library/tool:1.0").matches(tool));
+        assert!(p("*").matches(tool));
+        assert!(!p("tool").matches(tool), "tool means tool:latest");
+        assert!(p("tool").matches("docker.io/library/tool:latest"));
+        assert!(p("127.0.0.1:5000/lab/*").matches("127.0.0.1:5000/lab/x:1"));
+        assert!(!p("other*").matches(tool));
+        let e = NamePattern::new("a[").err().unwrap().to_string();
+        assert!(e.contains("pattern 'a['"), "{e}");
+    }
+
+    /// A SIF record in `storage` named `name`, its file holding `bytes`.
+    fn put_sif(storage: &Storage, name: &str, bytes: &[u8]) -> SingleFile {
+        let record = SingleFile {
+            name: name.into(),
+            blob: storage.blobs().put_bytes(bytes).unwrap(),
+            size: bytes.len() as u64,
+            manifest: storage.blobs().put_bytes(name.as_bytes()).unwrap(),
+            source: format!("oras://example.org/{name}"),
+        };
+        storage.single_files().put(&record).unwrap();
+        record
+    }
+
+    #[test]
+    fn deleting_a_sif_removes_its_record_and_collection_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(tmp.path(), LockMode::None).unwrap();
+        let gone = put_sif(&storage, "docker.io/library/tool:1", b"one");
+        let kept = put_sif(&storage, "docker.io/library/other:1", b"two");
+        assert_eq!(
+            delete_matching(&storage, "to*").unwrap(),
+            vec![DeletedName::SingleFile("tool:1".into())]
+        );
+        assert_eq!(
+            DeletedName::SingleFile("tool:1".into()).to_string(),
+            "SIF tool:1"
+        );
+        let report = collect_garbage(&storage).unwrap();
+        assert_eq!(report.blobs_removed, 2, "the file and its manifest");
+        assert!(!storage.blobs().has(&gone.blob) && !storage.blobs().has(&gone.manifest));
+        assert!(storage.blobs().has(&kept.blob) && storage.blobs().has(&kept.manifest));
+        // Nothing left to match: the error images get.
+        let e = delete_matching(&storage, "tool:1").unwrap_err();
+        assert!(matches!(e, Error::ImageNotFound(_)), "{e}");
+        assert!(e.to_string().contains("no image matches 'tool:1'"), "{e}");
+    }
+
+    #[test]
+    fn a_read_only_stores_sif_is_refused_by_name_and_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let theirs = tmp.path().join("theirs");
+        let record = {
+            let admin = Storage::open(&theirs, LockMode::None).unwrap();
+            put_sif(&admin, "docker.io/library/tool:1", b"one")
+        };
+        let user = Storage::open(&tmp.path().join("mine"), LockMode::None)
+            .unwrap()
+            .with_read_only(vec![theirs.clone()])
+            .unwrap();
+        let e = delete_matching(&user, "tool:*").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "SIF tool:1: is in the read-only store {}, which lade never changes",
+                theirs.display()
+            )
+        );
+        assert!(user.single_files().get(&"tool:1".parse().unwrap()).unwrap() == Some(record));
     }
 }

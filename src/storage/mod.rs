@@ -82,7 +82,10 @@ pub use image_links::{Deleted, DeletedImages, ImageLink, ImageLinks};
 pub use images::{ImageRecord, ImageStore, LayerRef};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use lock::LockMode;
-pub use read_only::{ListedImage, resolve_paths as resolve_read_only_paths};
+pub use read_only::{
+    ListedImage, ListedSingleFile, distinct as distinct_read_only,
+    resolve_paths as resolve_read_only_paths,
+};
 pub use run_dirs::{BuildTmp, FlatImages, MountPointLayers};
 pub use trash::Trash;
 

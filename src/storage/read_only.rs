@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::single_files::{SingleFile, SingleFiles};
 use super::{FORMAT_VERSION, ImageRecord, ImageStore, Storage, Trash};
 use crate::error::{Error, IoContext, Result};
 
@@ -41,6 +42,18 @@ pub fn resolve_paths(option: &[PathBuf]) -> Result<Vec<PathBuf>> {
         out.push(part);
     }
     Ok(out)
+}
+
+/// The read-only stores a store at `own` uses when given `roots`: in their order, each once,
+/// never `own` itself (`lade gestalt` shows them; [`Storage::with_read_only`] opens them).
+pub fn distinct(own: &Path, roots: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for root in roots {
+        if root != own && !out.contains(&root) {
+            out.push(root);
+        }
+    }
+    out
 }
 
 /// Checks that `root` is a lade store of this format, reading nothing but its `VERSION`.
@@ -113,21 +126,26 @@ impl Dirs {
     }
 }
 
-/// A stored image and which store holds it.
+/// A stored object (an image's or a SIF's record) and which store holds it.
 #[derive(Debug, Clone)]
-pub struct ListedImage {
-    pub record: ImageRecord,
+pub struct InStore<T> {
+    pub record: T,
     /// The read-only store it is in; `None`: the user's store.
     pub read_only_store: Option<PathBuf>,
 }
+
+/// A stored image and which store holds it.
+pub type ListedImage = InStore<ImageRecord>;
+/// A stored single-file image (SIF) and which store holds it.
+pub type ListedSingleFile = InStore<SingleFile>;
 
 impl Storage {
     /// Adds the read-only stores `roots` to look objects up in after this one, checking each
     /// (`check`); a store named twice, or naming this store itself, counts once.
     pub fn with_read_only(mut self, roots: Vec<PathBuf>) -> Result<Storage> {
-        for root in roots {
-            check(&root)?;
-            if root != self.root && !self.read_only.contains(&root) {
+        for root in distinct(&self.root, roots) {
+            if !self.read_only.contains(&root) {
+                check(&root)?;
                 self.read_only.push(root);
             }
         }
@@ -146,24 +164,51 @@ impl Storage {
     /// store's that no earlier store names, sorted by name within each store. Unreadable
     /// records are errors in the list, as in [`ImageStore::list`].
     pub fn list_all_images(&self) -> Result<Vec<std::result::Result<ListedImage, Error>>> {
+        self.first_of_each_name(
+            self.images().list()?,
+            |root| images_of(root).list(),
+            |r| &r.name,
+        )
+    }
+
+    /// Every single-file image (SIF) a name lookup can find, by store as
+    /// [`list_all_images`](Self::list_all_images) lists images. Records that do not parse
+    /// are errors in the list.
+    pub fn list_all_single_files(
+        &self,
+    ) -> Result<Vec<std::result::Result<ListedSingleFile, Error>>> {
+        self.first_of_each_name(
+            self.single_files().entries()?,
+            |root| single_files_of(root).entries(),
+            |r| &r.name,
+        )
+    }
+
+    /// `own` (the user's store's entries), then each read-only store's (`of_store`), less
+    /// those whose name (`name`) an earlier store has: what a lookup by name finds, with the
+    /// store it finds it in. Errors (records that do not parse) stay in their store's place.
+    fn first_of_each_name<T>(
+        &self,
+        own: Vec<Result<T>>,
+        of_store: impl Fn(&Path) -> Result<Vec<Result<T>>>,
+        name: impl Fn(&T) -> &str,
+    ) -> Result<Vec<Result<InStore<T>>>> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        let own = self.images().list()?;
-        let others = self.read_only.iter().map(|root| {
-            images_of(root)
-                .list()
-                .map(|list| (Some(root.clone()), list))
-        });
+        let others = self
+            .read_only
+            .iter()
+            .map(|root| of_store(root).map(|list| (Some(root.clone()), list)));
         for listed in std::iter::once(Ok((None, own))).chain(others) {
-            let (store, records) = listed?;
-            for r in records {
-                let r = r.map(|record| ListedImage {
-                    record,
-                    read_only_store: store.clone(),
-                });
-                match r {
-                    Ok(l) if !seen.insert(l.record.name.clone()) => {}
-                    r => out.push(r),
+            let (store, entries) = listed?;
+            for entry in entries {
+                match entry {
+                    Ok(v) if !seen.insert(name(&v).to_string()) => {}
+                    Ok(record) => out.push(Ok(InStore {
+                        record,
+                        read_only_store: store.clone(),
+                    })),
+                    Err(e) => out.push(Err(e)),
                 }
             }
         }
@@ -182,6 +227,11 @@ impl Storage {
         }
         Ok(None)
     }
+}
+
+/// The single-file images of the read-only store `root` alone, to read.
+fn single_files_of(root: &Path) -> SingleFiles {
+    SingleFiles::new(Dirs::new(root.join("single-files"), Vec::new()))
 }
 
 /// The images of the read-only store `root` alone, to read (it has no trash or lost+found:
@@ -252,13 +302,37 @@ mod tests {
                 .unwrap(),
             theirs.join("blobs")
         );
-        // Collection and listing see the user's store only.
+        // Collection and listing see the user's store only; listing all, every store.
+        let all: Vec<ListedSingleFile> = user
+            .list_all_single_files()
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].record, record);
+        assert_eq!(all[0].read_only_store.as_deref(), Some(theirs.as_path()));
         assert!(user.single_files().list().unwrap().is_empty());
         assert!(user.single_files().live().unwrap().is_empty());
         assert!(user.blobs().list().unwrap().is_empty());
         // Removing is the user's only: the read-only store's record stays.
         assert!(!user.single_files().remove(&name).unwrap());
         assert!(user.single_files().get(&name).unwrap().is_some());
+        // The user's record of the same name hides the read-only store's.
+        let mine_too = SingleFile { size: 4, ..record };
+        user.single_files().put(&mine_too).unwrap();
+        let all = user.list_all_single_files().unwrap();
+        assert_eq!(all.len(), 1);
+        let first = all[0].as_ref().unwrap();
+        assert_eq!((first.record.size, &first.read_only_store), (4, &None));
+    }
+
+    #[test]
+    fn the_stores_in_use_are_each_named_once_and_never_the_users_own() {
+        let [own, a, b] = ["/s/own", "/s/a", "/s/b"].map(PathBuf::from);
+        let given = [&a, &own, &b, &a, &b].map(|p| p.clone());
+        assert_eq!(distinct(&own, given), vec![a, b]);
+        assert!(distinct(&own, [own.clone()]).is_empty());
     }
 
     #[test]

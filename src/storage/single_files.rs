@@ -73,11 +73,22 @@ impl SingleFiles {
 
     /// Every record of the user's that parses (sorted by name).
     pub fn list(&self) -> Result<Vec<SingleFile>> {
-        let mut out: Vec<SingleFile> = crate::fsutil::json_files(self.dirs.own())?
+        Ok(self.entries()?.into_iter().flatten().collect())
+    }
+
+    /// Every record file of the user's: the records sorted by name, then those that cannot
+    /// be read or parsed, with why (a file removed meanwhile is not one).
+    pub fn entries(&self) -> Result<Vec<std::result::Result<SingleFile, Error>>> {
+        let mut files = crate::fsutil::json_files(self.dirs.own())?;
+        files.sort();
+        let mut out: Vec<std::result::Result<SingleFile, Error>> = files
             .into_iter()
-            .filter_map(|(_, path)| crate::fsutil::read_json_if_exists(&path).ok().flatten())
+            .filter_map(|(_, path)| crate::fsutil::read_json_if_exists(&path).transpose())
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| match (a, b) {
+            (Ok(a), Ok(b)) => a.name.cmp(&b.name),
+            (a, b) => a.is_err().cmp(&b.is_err()),
+        });
         Ok(out)
     }
 

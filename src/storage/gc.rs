@@ -180,19 +180,34 @@ pub struct GcReport {
     pub deleted_forgotten: usize,
 }
 
-/// An error naming the first image record that cannot be read, if any: collection must not
-/// start then.
+/// An error naming the first image or SIF record that cannot be read, if any: collection
+/// must not start then.
 pub fn refuse_unreadable_records(storage: &Storage) -> Result<()> {
-    match storage.images().unreadable()?.into_iter().next() {
-        None => Ok(()),
-        Some((path, e)) => Err(Error::invalid(
+    if let Some((path, e)) = storage.images().unreadable()?.into_iter().next() {
+        return Err(Error::invalid(
             format!("image record {}", path.display()),
             format!(
                 "unreadable ({e}); lade cannot tell what it keeps, so nothing was removed; \
                  `lade fsck --repair` moves it aside"
             ),
-        )),
+        ));
     }
+    // A SIF record is all that keeps its file: one that cannot be read stops collection too.
+    if let Some(Err(e)) = storage
+        .single_files()
+        .entries()?
+        .into_iter()
+        .find(|r| r.is_err())
+    {
+        return Err(Error::invalid(
+            "a SIF record",
+            format!(
+                "unreadable ({e}); lade cannot tell what it keeps, so nothing was removed; \
+                 remove the record (its file is then collected) or pull the SIF again"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `lade build-cache --gc`: forgets deleted images `lade import` made, so that collection
@@ -371,6 +386,27 @@ mod tests {
         let e = delete_matching(&storage, "tool:1").unwrap_err();
         assert!(matches!(e, Error::ImageNotFound(_)), "{e}");
         assert!(e.to_string().contains("no image matches 'tool:1'"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_sif_record_stops_collection() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(tmp.path(), LockMode::None).unwrap();
+        let sif = put_sif(&storage, "docker.io/library/tool:1", b"one");
+        let records = tmp.path().join("single-files");
+        let file = std::fs::read_dir(&records)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&file, b"{ not json").unwrap();
+        let e = collect_garbage(&storage).unwrap_err().to_string();
+        assert!(
+            e.contains("SIF record") && e.contains("nothing was removed"),
+            "{e}"
+        );
+        assert!(storage.blobs().has(&sif.blob), "the file was collected");
     }
 
     #[test]

@@ -102,6 +102,22 @@ fn assert_image_is_big(lade: &Lade) {
     assert_same_tree(&want, &out, &opts);
 }
 
+/// The command `r` said it continued blob `digest` at `kept_bytes`, and asked the registry
+/// for the rest only.
+fn assert_continued(r: &Run, proxy: &Proxy, digest: &str, kept_bytes: u64) {
+    assert!(
+        r.stderr
+            .contains(&format!("continuing at byte {kept_bytes}")),
+        "the command did not say it continued:\n{}",
+        r.stderr
+    );
+    let ranged = proxy
+        .log()
+        .iter()
+        .any(|l| l.path.ends_with(digest) && l.range == Some(format!("bytes={kept_bytes}-")));
+    assert!(ranged, "no Range request for the rest:\n{}", proxy.dump());
+}
+
 #[test]
 fn a_pull_killed_mid_blob_continues_where_it_stopped() {
     let (_reg, proxy, layers) = setup();
@@ -116,17 +132,7 @@ fn a_pull_killed_mid_blob_continues_where_it_stopped() {
 
     proxy.clear();
     let r = run_cmd(pull_cmd(&lade, &proxy)).ok();
-    assert!(
-        r.stderr
-            .contains(&format!("continuing at byte {kept_bytes}")),
-        "the pull did not say it continued:\n{}",
-        r.stderr
-    );
-    let ranged = proxy
-        .log()
-        .iter()
-        .any(|l| l.path.ends_with(&big) && l.range == Some(format!("bytes={kept_bytes}-")));
-    assert!(ranged, "no Range request for the rest:\n{}", proxy.dump());
+    assert_continued(&r, &proxy, &big, kept_bytes);
     let second = blob_bytes_served(&proxy);
     let total = first + second;
     eprintln!(
@@ -162,17 +168,7 @@ fn a_copy_to_squashfs_continues_a_killed_pull() {
         .arg(format!("docker://{}/{IMAGE}", proxy.host()))
         .arg(format!("squashfs:{}", file.display()));
     let r = run_cmd(c).ok();
-    assert!(
-        r.stderr
-            .contains(&format!("continuing at byte {kept_bytes}")),
-        "the copy did not continue the kept download:\n{}",
-        r.stderr
-    );
-    let ranged = proxy
-        .log()
-        .iter()
-        .any(|l| l.path.ends_with(&big) && l.range == Some(format!("bytes={kept_bytes}-")));
-    assert!(ranged, "no Range request for the rest:\n{}", proxy.dump());
+    assert_continued(&r, &proxy, &big, kept_bytes);
     // The file is a whole SquashFS image that unsquashfs can list.
     let out = std::process::Command::new("unsquashfs")
         .arg("-l")

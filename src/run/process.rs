@@ -11,7 +11,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Host variables that describe the user's session rather than the host's software, so they
 /// make sense inside any image; everything else of the host stays outside.
-const PASS_THROUGH: &[&str] = &[
+pub const PASS_THROUGH: &[&str] = &[
     "HOME",
     "USER",
     "LOGNAME",

@@ -27,6 +27,9 @@ pub use probe::ImageFile;
 pub const CONFIG_PATH: &str = "ch/lade-image-config.json";
 /// The image's environment as `KEY=VALUE` lines, `ch-run --set-env`'s default file.
 pub const ENVIRONMENT_PATH: &str = "ch/environment";
+/// Apptainer's and Singularity's metadata directory in an image they built: `env/*.sh`,
+/// `runscript`, `actions/`, `labels.json`.
+pub const APPTAINER_METADATA_DIR: &str = ".singularity.d";
 
 /// Finds a helper program on `PATH`, for a clear error naming the package when it is missing.
 pub(crate) fn find_program(name: &str, package: &str) -> crate::Result<std::path::PathBuf> {

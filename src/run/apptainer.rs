@@ -99,7 +99,7 @@ done
 
 /// `apptainer exec`: the command, looked up on the PATH the scripts made.
 const EXEC: &str = r#"if ! command -v "$1" >/dev/null 2>&1; then
-    printf "lade: command '%s' not found in the image %s (PATH=%s)\n" "$1" "$APPTAINER_CONTAINER" "$PATH" >&2
+    printf "lade: error: command '%s' not found in the image %s (PATH=%s)\n" "$1" "$APPTAINER_CONTAINER" "$PATH" >&2
     exit 127
 fi
 exec "$@"
@@ -111,7 +111,7 @@ const RUN: &str = r#"if [ -x /.singularity.d/runscript ]; then
 elif [ -x /apptainer ]; then
     exec /apptainer "$@"
 fi
-echo "lade: no runscript in the image $APPTAINER_CONTAINER (/.singularity.d/runscript), running /bin/sh" >&2
+echo "lade: warning: no runscript in the image $APPTAINER_CONTAINER (/.singularity.d/runscript), running /bin/sh" >&2
 exec /bin/sh "$@"
 "#;
 
@@ -318,8 +318,9 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(127));
         assert!(
-            String::from_utf8_lossy(&out.stderr)
-                .starts_with("lade: command 'no-such-command' not found in the image /x.sif")
+            String::from_utf8_lossy(&out.stderr).starts_with(
+                "lade: error: command 'no-such-command' not found in the image /x.sif"
+            )
         );
     }
 

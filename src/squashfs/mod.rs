@@ -13,7 +13,8 @@
 //! and `ch-run` bind onto (as `ch-convert` adds them) where the image lacks them, and in
 //! [`CONFIG_PATH`] the image's OCI config, byte for byte, which `lade run` applies as it
 //! does a stored image's; [`ENVIRONMENT_PATH`] holds its `Env` in the form
-//! `ch-run --set-env` reads.
+//! `ch-run --set-env` reads. A file Apptainer built holds `/.singularity.d/` instead
+//! ([`APPTAINER_METADATA_DIR`]), which `lade run` follows (`crate::run`'s `apptainer`).
 
 pub mod export;
 pub mod probe;

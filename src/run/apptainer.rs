@@ -98,10 +98,13 @@ done
 "#;
 
 /// `apptainer exec`: the command, looked up on the PATH the scripts made.
-const EXEC: &str = r#"if ! command -v "$1" >/dev/null 2>&1; then
+const EXEC: &str = r#"case "$1" in
+*/*) [ -e "$1" ] ;;
+*) command -v "$1" >/dev/null 2>&1 ;;
+esac || {
     printf "lade: error: command '%s' not found in the image %s (PATH=%s)\n" "$1" "$APPTAINER_CONTAINER" "$PATH" >&2
     exit 127
-fi
+}
 exec "$@"
 "#;
 
@@ -159,10 +162,19 @@ pub fn process_spec(file: &Path, user: &UserChoices) -> Result<ProcessSpec> {
             ));
         }
     }
+    let unset = user
+        .unset_env
+        .iter()
+        .map(|pattern| {
+            globset::Glob::new(pattern)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| Error::invalid(format!("--unset-env '{pattern}'"), e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     for (k, v) in &user.set_env {
         if is_variable_name(k) {
             script.push_str(&format!("export {k}={}\n", quote(v)));
-        } else {
+        } else if !unset.iter().any(|g| g.is_match(k)) {
             // No script can set such a name: it passes through the shell untouched.
             env.retain(|(key, _)| key != k);
             env.push((k.clone(), v.clone()));
@@ -175,9 +187,6 @@ pub fn process_spec(file: &Path, user: &UserChoices) -> Result<ProcessSpec> {
         script.push_str(&format!("export {k}_ENVIRONMENT={}\n", quote(v)));
     }
     for pattern in &user.unset_env {
-        // lade's own check of the pattern, for the same error as for other images.
-        globset::Glob::new(pattern)
-            .map_err(|e| Error::invalid(format!("--unset-env '{pattern}'"), e.to_string()))?;
         script.push_str(&format!("__lade_pattern={}\n", quote(pattern)));
         script.push_str(UNSET_MATCHING);
     }
@@ -284,11 +293,22 @@ mod tests {
         assert!(!script.contains("not-a-name"));
     }
 
+    /// Runs `spec` with `shell` (a command line) in place of the image's `/bin/sh`.
+    fn run_with(shell: &[&str], spec: &ProcessSpec) -> std::process::Output {
+        std::process::Command::new(shell[0])
+            .args(&shell[1..])
+            .args(&spec.argv[1..])
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
     #[test]
-    fn the_script_runs_in_a_posix_shell() {
-        // The script with a command, through the host's sh: no env scripts (no
-        // /.singularity.d on the host), so it checks the shell syntax, the quoting and the
-        // unset patterns.
+    fn the_script_runs_in_the_shells_images_have() {
+        // Without env scripts (no /.singularity.d on the host): the shell syntax, the quoting,
+        // the unset patterns and the missing-command check, in dash (Debian's and Ubuntu's
+        // /bin/sh), bash (Red Hat's) and busybox (Alpine's), those of them this host has.
         let mut u = user(&["sh", "-c", "echo \"$A|${B-unset}|${KEEP-gone}\""]);
         u.set_env = vec![
             ("A".into(), "it's $(x)".into()),
@@ -297,31 +317,40 @@ mod tests {
         ];
         u.unset_env = vec!["B*".into()];
         let spec = process_spec(Path::new("/x.sif"), &u).unwrap();
-        let out = std::process::Command::new("/bin/sh")
-            .args(&spec.argv[1..])
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "it's $(x)|unset|k\n",
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let missing = process_spec(Path::new("/x.sif"), &user(&["no-such-command"])).unwrap();
-        let out = std::process::Command::new("/bin/sh")
-            .args(&missing.argv[1..])
-            .env_clear()
-            .envs(missing.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(127));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).starts_with(
-                "lade: error: command 'no-such-command' not found in the image /x.sif"
-            )
-        );
+        let missing_path = process_spec(Path::new("/x.sif"), &user(&["/no/such"])).unwrap();
+        let shells: [&[&str]; 3] = [&["dash"], &["bash", "--posix"], &["busybox", "sh"]];
+        let mut ran = 0;
+        for shell in shells {
+            let found = std::process::Command::new(shell[0])
+                .args(&shell[1..])
+                .args(["-c", "true"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !found {
+                continue;
+            }
+            ran += 1;
+            let out = run_with(shell, &spec);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "it's $(x)|unset|k\n",
+                "{shell:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for (spec, name) in [(&missing, "no-such-command"), (&missing_path, "/no/such")] {
+                let out = run_with(shell, spec);
+                assert_eq!(out.status.code(), Some(127), "{shell:?}");
+                let expected =
+                    format!("lade: error: command '{name}' not found in the image /x.sif");
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).starts_with(&expected),
+                    "{shell:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        assert!(ran > 0, "no POSIX shell found");
     }
 
     #[test]

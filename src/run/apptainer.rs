@@ -238,14 +238,8 @@ fn quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::process::tests::user;
     use super::*;
-
-    fn user(command: &[&str]) -> UserChoices {
-        UserChoices {
-            command: command.iter().map(|c| c.to_string()).collect(),
-            ..Default::default()
-        }
-    }
 
     /// The paths in the script are absolute, so the env scripts themselves are sourced only
     /// inside images, in the integration tests (tests/cluster_run.rs).
@@ -276,14 +270,12 @@ mod tests {
     #[test]
     fn values_are_quoted_and_odd_names_pass_through() {
         let mut u = user(&["true"]);
-        u.set_env = vec![
-            ("A".into(), "it's $(x)".into()),
-            ("not-a-name".into(), "v".into()),
-        ];
-        u.host_env = vec![
-            ("LANG".into(), "C.UTF-8".into()),
-            ("LD_PRELOAD".into(), "evil.so".into()),
-        ];
+        for (k, v) in [("A", "it's $(x)"), ("not-a-name", "v")] {
+            u.set_env.push((k.into(), v.into()));
+        }
+        for (k, v) in [("LANG", "C.UTF-8"), ("LD_PRELOAD", "evil.so")] {
+            u.host_env.push((k.into(), v.into()));
+        }
         let spec = process_spec(Path::new("/x.sif"), &u).unwrap();
         let script = &spec.argv[2];
         assert!(script.contains(r"export A='it'\''s $(x)'"), "{script}");

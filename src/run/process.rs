@@ -159,7 +159,7 @@ pub fn parse_set_env(arg: &str) -> Result<Vec<(String, String)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn img(ep: &[&str], cmd: &[&str]) -> ImageDefaults {
@@ -171,7 +171,8 @@ mod tests {
         }
     }
 
-    fn user(cmd: &[&str]) -> UserChoices {
+    /// The choices of `lade run IMAGE -- CMD...` with no option (also for [`super::apptainer`]).
+    pub(in crate::run) fn user(cmd: &[&str]) -> UserChoices {
         UserChoices {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             ..Default::default()

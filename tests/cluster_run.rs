@@ -558,6 +558,19 @@ fn broken_apptainer_images_are_clear_errors() {
     }
     assert_no_server_left(&sif);
 
+    // No runscript: Apptainer's fallback, /bin/sh (here reading the empty standard input),
+    // said on stderr.
+    let dir = apptainer_dir(&lade.scratch, "no-runscript-root");
+    fs::remove_file(dir.join(".singularity.d/runscript")).unwrap();
+    let sqfs = lade.path("no-runscript.sqfs");
+    mksquashfs(&dir, &sqfs);
+    let r = lade.run(["run", sqfs.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("no runscript in the image") && r.stderr.contains(sqfs.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+
     // An env script that is not valid shell: the shell's error names it, and nothing runs.
     let dir = apptainer_dir(&lade.scratch, "bad-script-root");
     put(

@@ -21,7 +21,8 @@
 //! programs (the system's `python` instead of the image's conda one) with other libraries.
 //!
 //! The environment, in Apptainer's order: the scripts run with HOME, the default PATH and
-//! Apptainer's variables (below) only, as Apptainer clears the host's before sourcing; then
+//! Apptainer's variables (below) only, as Apptainer clears the host's (but HOME) before
+//! sourcing; then
 //! the host's pass-through variables come back where the scripts set none (Apptainer restores
 //! every host variable; lade passes only those of [`super::process`]'s list, as for every
 //! image); then `--set-env` (Apptainer's `--env`, which it injects after `99-base.sh`), then
@@ -102,7 +103,7 @@ const EXEC: &str = r#"case "$1" in
 */*) [ -e "$1" ] ;;
 *) command -v "$1" >/dev/null 2>&1 ;;
 esac || {
-    printf "lade: error: command '%s' not found in the image %s (PATH=%s)\n" "$1" "$APPTAINER_CONTAINER" "$PATH" >&2
+    printf "lade: error: command '%s' not found in the image %s (PATH=%s)\n" "$1" @FILE@ "$PATH" >&2
     exit 127
 }
 exec "$@"
@@ -114,7 +115,7 @@ const RUN: &str = r#"if [ -x /.singularity.d/runscript ]; then
 elif [ -x /apptainer ]; then
     exec /apptainer "$@"
 fi
-echo "lade: warning: no runscript in the image $APPTAINER_CONTAINER (/.singularity.d/runscript), running /bin/sh" >&2
+echo "lade: warning: no runscript in the image "@FILE@" (/.singularity.d/runscript), running /bin/sh" >&2
 exec /bin/sh "$@"
 "#;
 
@@ -180,17 +181,19 @@ pub fn process_spec(file: &Path, user: &UserChoices) -> Result<ProcessSpec> {
             env.push((k.clone(), v.clone()));
         }
     }
-    for (k, v) in [
-        ("APPTAINER", ENVIRONMENT_FILE),
-        ("SINGULARITY", ENVIRONMENT_FILE),
-    ] {
-        script.push_str(&format!("export {k}_ENVIRONMENT={}\n", quote(v)));
+    for prefix in ["APPTAINER", "SINGULARITY"] {
+        script.push_str(&format!(
+            "export {prefix}_ENVIRONMENT={}\n",
+            quote(ENVIRONMENT_FILE)
+        ));
     }
     for pattern in &user.unset_env {
         script.push_str(&format!("__lade_pattern={}\n", quote(pattern)));
         script.push_str(UNSET_MATCHING);
     }
-    script.push_str(if action == "run" { RUN } else { EXEC });
+    // The file named literally: `--unset-env` may have removed APPTAINER_CONTAINER.
+    let command = if action == "run" { RUN } else { EXEC };
+    script.push_str(&command.replace("@FILE@", &quote(&container)));
 
     let mut argv = vec![
         SHELL.to_string(),
@@ -249,7 +252,7 @@ mod tests {
         assert_eq!(spec.argv[0], "/bin/sh");
         assert_eq!(spec.argv[1], "-c");
         assert_eq!(&spec.argv[3..], ["lade exec", "python", "-V"]);
-        assert!(spec.argv[2].ends_with(EXEC));
+        assert!(spec.argv[2].ends_with("exec \"$@\"\n"));
         let get = |k: &str| {
             spec.env
                 .iter()
@@ -264,7 +267,7 @@ mod tests {
 
         let spec = process_spec(Path::new("/data/x.sif"), &user(&[])).unwrap();
         assert_eq!(&spec.argv[3..], ["lade run"]);
-        assert!(spec.argv[2].ends_with(RUN));
+        assert!(spec.argv[2].ends_with("exec /bin/sh \"$@\"\n"));
     }
 
     #[test]

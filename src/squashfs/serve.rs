@@ -260,3 +260,33 @@ fn read_metadata(root: &Path, what: &str) -> Result<Metadata> {
     let config = crate::manifest::parse_config(&bytes, &format!("{what}: /{CONFIG_PATH}"))?;
     Ok(Metadata::Lade(ImageDefaults::from_config(&config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lade_config_wins_then_apptainer_metadata() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::None);
+        // A symbolic link would be followed on the host: not Apptainer's directory.
+        std::os::unix::fs::symlink("/", r.join(APPTAINER_METADATA_DIR)).unwrap();
+        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::None);
+        std::fs::remove_file(r.join(APPTAINER_METADATA_DIR)).unwrap();
+        std::fs::create_dir(r.join(APPTAINER_METADATA_DIR)).unwrap();
+        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::Apptainer);
+        let config = r.join(CONFIG_PATH);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &config,
+            r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},
+               "rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let Metadata::Lade(defaults) = read_metadata(r, "f").unwrap() else {
+            panic!("lade's config should win over /.singularity.d");
+        };
+        assert_eq!(defaults.cmd, ["sh"]);
+    }
+}

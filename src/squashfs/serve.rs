@@ -267,15 +267,17 @@ mod tests {
 
     #[test]
     fn lade_config_wins_then_apptainer_metadata() {
-        let root = tempfile::tempdir().unwrap();
+        let of = |root: &Path| read_metadata(root, "f").unwrap();
+        let (root, no_metadata) = (tempfile::tempdir().unwrap(), Metadata::None);
         let r = root.path();
-        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::None);
+        let apptainer_dir = r.join(APPTAINER_METADATA_DIR);
+        assert_eq!(of(r), no_metadata);
         // A symbolic link would be followed on the host: not Apptainer's directory.
-        std::os::unix::fs::symlink("/", r.join(APPTAINER_METADATA_DIR)).unwrap();
-        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::None);
-        std::fs::remove_file(r.join(APPTAINER_METADATA_DIR)).unwrap();
-        std::fs::create_dir(r.join(APPTAINER_METADATA_DIR)).unwrap();
-        assert_eq!(read_metadata(r, "f").unwrap(), Metadata::Apptainer);
+        std::os::unix::fs::symlink("/", &apptainer_dir).unwrap();
+        assert_eq!(of(r), no_metadata);
+        std::fs::remove_file(&apptainer_dir).unwrap();
+        std::fs::create_dir(&apptainer_dir).unwrap();
+        assert_eq!(of(r), Metadata::Apptainer);
         let config = r.join(CONFIG_PATH);
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
         std::fs::write(
@@ -284,7 +286,7 @@ mod tests {
                "rootfs":{"type":"layers","diff_ids":[]}}"#,
         )
         .unwrap();
-        let Metadata::Lade(defaults) = read_metadata(r, "f").unwrap() else {
+        let Metadata::Lade(defaults) = of(r) else {
             panic!("lade's config should win over /.singularity.d");
         };
         assert_eq!(defaults.cmd, ["sh"]);

@@ -338,3 +338,251 @@ fn sleepers() -> usize {
         })
         .count()
 }
+
+/// Writes `text` at `rel` under `root` with `mode`, making its directory.
+fn put(root: &Path, rel: &str, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The busybox root laid out as `apptainer build` lays out an image built from a Docker image
+/// (`ENV PATH=/opt/tool/bin:/usr/bin:/bin LANG=en_US.UTF-8 TOOL_HOME=/opt/tool`) and a def
+/// file (`%environment` computing a value, `%runscript`). The env scripts hold the working
+/// lines of Apptainer's templates (apptainer/apptainer at 917d665,
+/// internal/pkg/build/sources/{01-base,90-environment,99-base,99-runtimevars}.sh, and the
+/// Docker environment as `insertEnv` in conveyorPacker_oci.go writes it), without their
+/// license headers. `/.singularity.d/actions/exec` is not executable and would fail if run:
+/// Apptainer has not run an image's action scripts since Singularity 3.6, and lade does not
+/// either (src/run/apptainer.rs).
+fn apptainer_dir(scratch: &Scratch, name: &str) -> PathBuf {
+    let dir = scratch.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(busybox_dir(scratch).join("."))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::remove_dir_all(scratch.join("busybox-root")).unwrap();
+    let env = ".singularity.d/env";
+    put(&dir, &format!("{env}/01-base.sh"), "#!/bin/sh\n", 0o755);
+    put(
+        &dir,
+        &format!("{env}/10-docker2singularity.sh"),
+        "#!/bin/sh\nexport PATH=\"/opt/tool/bin:/usr/bin:/bin\"\n\
+         export LANG=\"${LANG:-\"en_US.UTF-8\"}\"\n\
+         export TOOL_HOME=\"${TOOL_HOME:-\"/opt/tool\"}\"\n",
+        0o755,
+    );
+    put(
+        &dir,
+        &format!("{env}/90-environment.sh"),
+        "#!/bin/sh\n# Custom environment shell code should follow\n\n\
+         export TOOL_DATA=\"$TOOL_HOME/data-$(cat /opt/tool/VERSION)\"\n\
+         export PATH=\"$TOOL_HOME/extra:$PATH\"\n",
+        0o755,
+    );
+    put(
+        &dir,
+        &format!("{env}/99-base.sh"),
+        "#!/bin/sh\nif [ -z \"${LD_LIBRARY_PATH:-}\" ]; then\n    \
+         LD_LIBRARY_PATH=\"/.singularity.d/libs\"\nelse\n    \
+         LD_LIBRARY_PATH=\"$LD_LIBRARY_PATH:/.singularity.d/libs\"\nfi\n\n\
+         if [ -z \"${PS1:-}\" ]; then\n    PS1=\"Apptainer> \"\nfi\n\
+         export LD_LIBRARY_PATH PS1\n",
+        0o755,
+    );
+    put(
+        &dir,
+        &format!("{env}/99-runtimevars.sh"),
+        "#!/bin/sh\nif [ -n \"${SING_USER_DEFINED_PATH:-}\" ]; then\n\t\
+         PATH=\"${SING_USER_DEFINED_PATH}\"\nfi\nunset SING_USER_DEFINED_PATH\nexport PATH\n",
+        0o755,
+    );
+    put(
+        &dir,
+        ".singularity.d/runscript",
+        "#!/bin/sh\n\necho \"runscript of $APPTAINER_NAME with $# arguments: $*\"\n\
+         exec tool \"$@\"\n",
+        0o755,
+    );
+    put(
+        &dir,
+        ".singularity.d/actions/run",
+        "#!/bin/sh\nfor script in /.singularity.d/env/*.sh; do\n    \
+         if [ -f \"$script\" ]; then\n        . \"$script\"\n    fi\ndone\n\n\
+         if test -x \"/.singularity.d/runscript\"; then\n    \
+         exec \"/.singularity.d/runscript\" \"$@\"\nfi\n",
+        0o755,
+    );
+    put(&dir, ".singularity.d/actions/exec", "exit 99\n", 0o644);
+    put(&dir, "opt/tool/VERSION", "1.2\n", 0o644);
+    put(
+        &dir,
+        "opt/tool/bin/tool",
+        "#!/bin/sh\necho \"tool: $TOOL_DATA; args: $*\"\n",
+        0o755,
+    );
+    dir
+}
+
+#[test]
+fn apptainer_images_run_as_apptainer_runs_them() {
+    let lade = Lade::new();
+    let dir = apptainer_dir(&lade.scratch, "apptainer-root");
+    let sqfs = lade.path("tool.sqfs");
+    mksquashfs(&dir, &sqfs);
+    let sif = lade.path("tool.sif");
+    sif_of(&sqfs, &sif);
+    let bind = lade.path("bound");
+    fs::create_dir_all(&bind).unwrap();
+    fs::write(bind.join("note"), "from the host\n").unwrap();
+    let uid = rustix::process::getuid().as_raw();
+    for file in [&sif, &sqfs] {
+        let image = file.to_str().unwrap();
+        let name = file.file_name().unwrap().to_str().unwrap();
+        // apptainer exec: the env scripts in order, the Docker PATH completed with the
+        // default's directories, the def file's computed values; the command found on it.
+        let out = lade.ok([
+            "run",
+            image,
+            "--",
+            "sh",
+            "-c",
+            "echo $PATH; echo $TOOL_DATA; echo $LANG; echo $LD_LIBRARY_PATH; \
+             echo $APPTAINER_CONTAINER $SINGULARITY_NAME $APPTAINER_COMMAND; \
+             echo $APPTAINER_ENVIRONMENT; tool x",
+        ]);
+        assert_eq!(
+            out,
+            format!(
+                "/opt/tool/extra:/opt/tool/bin:/usr/bin:/bin:/usr/local/sbin:/usr/local/bin:\
+                 /usr/sbin:/sbin\n/opt/tool/data-1.2\nen_US.UTF-8\n/.singularity.d/libs\n\
+                 {image} {name} exec\n/.singularity.d/env/91-environment.sh\n\
+                 tool: /opt/tool/data-1.2; args: x\n"
+            ),
+            "{image}"
+        );
+        // apptainer run: the runscript, with no arguments ...
+        let out = lade.ok(["run", image]);
+        assert_eq!(
+            out,
+            format!("runscript of {name} with 0 arguments: \ntool: /opt/tool/data-1.2; args: \n"),
+            "{image}"
+        );
+        // ... or with some, as `-- /.singularity.d/runscript ARGS`.
+        let out = lade.ok(["run", image, "--", "/.singularity.d/runscript", "a", "b c"]);
+        assert_eq!(
+            out,
+            format!(
+                "runscript of {name} with 2 arguments: a b c\n\
+                 tool: /opt/tool/data-1.2; args: a b c\n"
+            ),
+            "{image}"
+        );
+        // lade's options: --set-env wins over the image, --unset-env removes what the
+        // scripts set, --uid, -b, --cd; the root stays read-only.
+        let out = lade.ok([
+            "run",
+            "--uid",
+            "0",
+            "--cd",
+            "/opt",
+            "--set-env",
+            "TOOL_DATA=mine",
+            "--unset-env",
+            "LD_*",
+            "-b",
+            &format!("{}:/mnt/host", bind.display()),
+            image,
+            "--",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $TOOL_DATA ${LD_LIBRARY_PATH:-unset}; cat /mnt/host/note; \
+             touch /opt/new 2>/dev/null || echo read-only",
+        ]);
+        assert_eq!(
+            out, "0\n/opt\nmine unset\nfrom the host\nread-only\n",
+            "{image}"
+        );
+        let out = lade.ok(["run", image, "--", "id", "-u"]);
+        assert_eq!(out, format!("{uid}\n"));
+        // A command the image's PATH does not have: one line, exit 127 as Apptainer's.
+        let r = lade.run(["run", image, "--", "no-such-command"]);
+        assert_eq!(r.status.code(), Some(127), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("command 'no-such-command' not found in the image")
+                && r.stderr.contains(image),
+            "{}",
+            r.stderr
+        );
+        assert_no_server_left(file);
+    }
+    // A file without /.singularity.d runs as before: no image environment, no default
+    // command.
+    let f = files();
+    let plain = f.sif.to_str().unwrap();
+    let out = f.lade.ok(["run", plain, "--", "sh", "-c", "echo $PATH"]);
+    assert_eq!(
+        out,
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    let e = f.lade.run(["run", plain]).fails_one_line();
+    assert!(e.contains("no command given"), "{e}");
+}
+
+#[test]
+fn broken_apptainer_images_are_clear_errors() {
+    let lade = Lade::new();
+    // No /bin/sh to run the env scripts with: one line naming the file and what is missing.
+    let dir = apptainer_dir(&lade.scratch, "no-shell-root");
+    fs::remove_file(dir.join("bin/sh")).unwrap();
+    let sqfs = lade.path("no-shell.sqfs");
+    mksquashfs(&dir, &sqfs);
+    let sif = lade.path("no-shell.sif");
+    sif_of(&sqfs, &sif);
+    for args in [vec![], vec!["--", "/bin/busybox", "true"]] {
+        let image = sif.to_str().unwrap();
+        let e = lade
+            .run(["run", image].into_iter().chain(args))
+            .fails_one_line();
+        assert!(
+            e.contains(image) && e.contains("Apptainer image") && e.contains("no /bin/sh"),
+            "{e}"
+        );
+    }
+    assert_no_server_left(&sif);
+
+    // No runscript: Apptainer's fallback, /bin/sh (here reading the empty standard input),
+    // said on stderr.
+    let dir = apptainer_dir(&lade.scratch, "no-runscript-root");
+    fs::remove_file(dir.join(".singularity.d/runscript")).unwrap();
+    let sqfs = lade.path("no-runscript.sqfs");
+    mksquashfs(&dir, &sqfs);
+    let r = lade.run(["run", sqfs.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("no runscript in the image") && r.stderr.contains(sqfs.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+
+    // An env script that is not valid shell: the shell's error names it, and nothing runs.
+    let dir = apptainer_dir(&lade.scratch, "bad-script-root");
+    put(
+        &dir,
+        ".singularity.d/env/50-broken.sh",
+        "if then fi (\n",
+        0o755,
+    );
+    let sqfs = lade.path("bad-script.sqfs");
+    mksquashfs(&dir, &sqfs);
+    let r = lade.run(["run", sqfs.to_str().unwrap(), "--", "echo", "ran"]);
+    assert_ne!(r.status.code(), Some(0));
+    assert!(!r.stdout.contains("ran"), "{}", r.stdout);
+    assert!(r.stderr.contains("50-broken.sh"), "{}", r.stderr);
+}

@@ -46,7 +46,8 @@ pub struct RunArgs {
     /// NAME`); a name that is not a stored image or SIF is the directory of that name (as
     /// ch-run)
     image: String,
-    /// Command and arguments [default: the image's Entrypoint and Cmd]
+    /// Command and arguments [default: the image's Entrypoint and Cmd, or the runscript of a
+    /// file Apptainer built, whose commands run as with `apptainer exec`]
     #[arg(last = true)]
     command: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! assembles the image root, pivots into it and replaces itself with the user's command: no
 //! daemon, no supervisor, no setuid helper (the model of Charliecloud's ch-run).
 
+mod apptainer;
 pub mod container_path;
 mod file_root;
 pub mod mountpoints;
@@ -16,6 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::squashfs::serve::Metadata;
 use crate::storage::Storage;
 pub use plan::RunImage;
 use process::UserChoices;
@@ -97,12 +99,21 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
     // A single-file image is mounted inside the namespace, on the container's tmpfs; its
     // FUSE server lives as long as the container (see the fork before `pivot` below).
     let mut served = None;
+    // An Apptainer image's command is its shell running lade's action script.
+    let mut apptainer_image = None;
     if let Some(file) = &plan.file {
         rootfs::mount_scratch(&scratch)?;
         let at = scratch.join(SINGLE_FILE_ROOT);
         std::fs::create_dir(&at).ctx(|| at.display().to_string())?;
         let s = crate::squashfs::serve::serve(file, &at, uid, gid)?;
-        spec = Some(process::process_spec(s.defaults(), &opts.user)?);
+        spec = Some(match s.metadata() {
+            Metadata::Lade(defaults) => process::process_spec(defaults, &opts.user)?,
+            Metadata::None => process::process_spec(&Default::default(), &opts.user)?,
+            Metadata::Apptainer => {
+                apptainer_image = Some(file.path.as_path());
+                apptainer::process_spec(&file.path, &opts.user)?
+            }
+        });
         lowers = vec![s.root().to_path_buf()];
         served = Some(s);
     }
@@ -142,6 +153,9 @@ pub fn run(storage: &Storage, opts: &RunOptions) -> Result<Infallible> {
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .exec();
+    if let Some(file) = apptainer_image {
+        return Err(apptainer::shell_error(file, &err));
+    }
     let path = spec
         .env
         .iter()

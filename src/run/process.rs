@@ -11,7 +11,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Host variables that describe the user's session rather than the host's software, so they
 /// make sense inside any image; everything else of the host stays outside.
-const PASS_THROUGH: &[&str] = &[
+pub const PASS_THROUGH: &[&str] = &[
     "HOME",
     "USER",
     "LOGNAME",
@@ -159,7 +159,7 @@ pub fn parse_set_env(arg: &str) -> Result<Vec<(String, String)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn img(ep: &[&str], cmd: &[&str]) -> ImageDefaults {
@@ -171,7 +171,8 @@ mod tests {
         }
     }
 
-    fn user(cmd: &[&str]) -> UserChoices {
+    /// The choices of `lade run IMAGE -- CMD...` with no option (also for [`super::apptainer`]).
+    pub(in crate::run) fn user(cmd: &[&str]) -> UserChoices {
         UserChoices {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             ..Default::default()

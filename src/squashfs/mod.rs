@@ -13,7 +13,8 @@
 //! and `ch-run` bind onto (as `ch-convert` adds them) where the image lacks them, and in
 //! [`CONFIG_PATH`] the image's OCI config, byte for byte, which `lade run` applies as it
 //! does a stored image's; [`ENVIRONMENT_PATH`] holds its `Env` in the form
-//! `ch-run --set-env` reads.
+//! `ch-run --set-env` reads. A file Apptainer built holds `/.singularity.d/` instead
+//! ([`APPTAINER_METADATA_DIR`]), which `lade run` follows (`crate::run`'s `apptainer`).
 
 pub mod export;
 pub mod probe;
@@ -27,6 +28,9 @@ pub use probe::ImageFile;
 pub const CONFIG_PATH: &str = "ch/lade-image-config.json";
 /// The image's environment as `KEY=VALUE` lines, `ch-run --set-env`'s default file.
 pub const ENVIRONMENT_PATH: &str = "ch/environment";
+/// Apptainer's and Singularity's metadata directory in an image they built: `env/*.sh`,
+/// `runscript`, `actions/`, `labels.json`.
+pub const APPTAINER_METADATA_DIR: &str = ".singularity.d";
 
 /// Finds a helper program on `PATH`, for a clear error naming the package when it is missing.
 pub(crate) fn find_program(name: &str, package: &str) -> crate::Result<std::path::PathBuf> {

@@ -47,7 +47,7 @@ use std::process::{Child, Command, Stdio};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, mount};
 
-use super::{CONFIG_PATH, ImageFile};
+use super::{APPTAINER_METADATA_DIR, CONFIG_PATH, ImageFile};
 use crate::error::{Error, Result};
 use crate::run::process::ImageDefaults;
 
@@ -60,8 +60,20 @@ const SERVER_FUSE_FD: i32 = 3;
 pub struct Served {
     root: PathBuf,
     server: Option<Child>,
-    defaults: ImageDefaults,
+    metadata: Metadata,
     file: PathBuf,
+}
+
+/// What the file says about running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metadata {
+    /// lade's export: the image config in [`CONFIG_PATH`].
+    Lade(ImageDefaults),
+    /// No lade config, but Apptainer's (and Singularity's) `/.singularity.d/`: its
+    /// environment scripts and runscript say how to run it ([`crate::run`]'s `apptainer`).
+    Apptainer,
+    /// Neither (a plain `mksquashfs` of a directory).
+    None,
 }
 
 impl Served {
@@ -70,10 +82,10 @@ impl Served {
         &self.root
     }
 
-    /// Env, Entrypoint, Cmd and WorkingDir from the config inside the file; none for a file
-    /// lade did not write (a plain `mksquashfs` of a directory, a SIF).
-    pub fn defaults(&self) -> &ImageDefaults {
-        &self.defaults
+    /// What the file holds that says how to run it: lade's image config (Env, Entrypoint,
+    /// Cmd and WorkingDir), Apptainer's metadata directory, or neither.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     pub(super) fn file(&self) -> &Path {
@@ -152,7 +164,7 @@ pub fn serve(file: &ImageFile, at: &Path, uid: u32, gid: u32) -> Result<Served> 
     let mut served = Served {
         root: at.to_path_buf(),
         server: None,
-        defaults: ImageDefaults::default(),
+        metadata: Metadata::None,
         file: file.path.clone(),
     };
     // The first access waits for the server to answer; it fails once the server has exited
@@ -178,7 +190,7 @@ pub fn serve(file: &ImageFile, at: &Path, uid: u32, gid: u32) -> Result<Served> 
     // What the server says from now on goes nowhere: its errors reach the container as EIO.
     drop(child.stderr.take());
     served.server = Some(child);
-    served.defaults = read_defaults(at, &what)?;
+    served.metadata = read_metadata(at, &what)?;
     Ok(served)
 }
 
@@ -225,18 +237,58 @@ fn server_pre_exec(fuse_fd: i32, parent: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The config lade's export put in the file, if it is there.
-fn read_defaults(root: &Path, what: &str) -> Result<ImageDefaults> {
+/// The config lade's export put in the file, if it is there; else whether Apptainer's
+/// metadata directory is (a real directory at the root: a symbolic link there would be
+/// followed on the host, not in the image).
+fn read_metadata(root: &Path, what: &str) -> Result<Metadata> {
     let path = root.join(CONFIG_PATH);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(ImageDefaults::default());
+            let apptainer = std::fs::symlink_metadata(root.join(APPTAINER_METADATA_DIR))
+                .is_ok_and(|m| m.is_dir());
+            return Ok(if apptainer {
+                Metadata::Apptainer
+            } else {
+                Metadata::None
+            });
         }
         Err(e) => {
             return Err(Error::io(format!("{what}: reading /{CONFIG_PATH}"), e));
         }
     };
     let config = crate::manifest::parse_config(&bytes, &format!("{what}: /{CONFIG_PATH}"))?;
-    Ok(ImageDefaults::from_config(&config))
+    Ok(Metadata::Lade(ImageDefaults::from_config(&config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lade_config_wins_then_apptainer_metadata() {
+        let of = |root: &Path| read_metadata(root, "f").unwrap();
+        let (root, no_metadata) = (tempfile::tempdir().unwrap(), Metadata::None);
+        let r = root.path();
+        let apptainer_dir = r.join(APPTAINER_METADATA_DIR);
+        assert_eq!(of(r), no_metadata);
+        // A symbolic link would be followed on the host: not Apptainer's directory.
+        std::os::unix::fs::symlink("/", &apptainer_dir).unwrap();
+        assert_eq!(of(r), no_metadata);
+        std::fs::remove_file(&apptainer_dir).unwrap();
+        std::fs::create_dir(&apptainer_dir).unwrap();
+        assert_eq!(of(r), Metadata::Apptainer);
+        let config = r.join(CONFIG_PATH);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &config,
+            r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},
+               "rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let Metadata::Lade(defaults) = of(r) else {
+            panic!("lade's config should win over /.singularity.d");
+        };
+        assert_eq!(defaults.cmd, ["sh"]);
+    }
 }

@@ -355,16 +355,23 @@ impl Client {
     /// do not exist, to hide which private ones do.
     pub fn not_authorized(&self, what: &str, status: StatusCode) -> Error {
         if status == StatusCode::UNAUTHORIZED && self.login.basic_sent() {
-            let who = self.login.user().unwrap_or_default();
+            let who = self.login.who().unwrap_or_default();
             return Error::invalid(
                 what,
                 format!(
-                    "the registry refused the password of user '{who}' (HTTP 401 to basic \
+                    "the registry refused the password of {who} (HTTP 401 to basic \
                      authentication); check the user name and password"
                 ),
             );
         }
-        let hint = if self.login.authenticated() {
+        let hint = if self.login.stored_in_use() {
+            // Anonymous access was refused, then the stored login's too.
+            let who = self.login.who().unwrap_or_default();
+            format!(
+                "; check the name and that {who} may read it (tried after anonymous access \
+                 was refused)"
+            )
+        } else if self.login.authenticated() {
             let who = self
                 .login
                 .user()

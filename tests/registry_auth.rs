@@ -181,6 +181,16 @@ fn auth_json(user: &str, pass: &str, key: &str) -> String {
     format!(r#"{{"auths": {{"{key}": {{"auth": "{auth}"}}}}}}"#)
 }
 
+/// A hand-written `~/.docker/config.json` holding `user:pass` for `host`.
+fn write_docker_config(home: &Scratch, user: &str, pass: &str, host: &str) {
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    fs::write(
+        home.join(".docker/config.json"),
+        auth_json(user, pass, host),
+    )
+    .unwrap();
+}
+
 #[test]
 fn credentials_from_login_files() {
     let t = token_setup(token::Config::default());
@@ -190,12 +200,7 @@ fn credentials_from_login_files() {
 
     // ~/.docker/config.json
     let home = Scratch::new("home");
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auth_json(USER, PASS, &host),
-    )
-    .unwrap();
+    write_docker_config(&home, USER, PASS, &host);
     let r = run_with(
         &lade,
         &home,
@@ -534,6 +539,25 @@ fn assert_strictly_anonymous_refusal(lade: &Lade, home: &Scratch, opts: &[&str],
     }
 }
 
+/// A stored login's credentials refused: one line saying `why`, naming `user` and the login
+/// `file`, never the `secret`.
+fn assert_refusal_names_user_and_file(
+    r: Run,
+    secret: &str,
+    why: &str,
+    user: &str,
+    file: &std::path::Path,
+) {
+    assert_no_secret(&r, secret);
+    let err = r.fails_one_line();
+    assert!(
+        err.contains(why)
+            && err.contains(&format!("'{user}'"))
+            && err.contains(&*file.to_string_lossy()),
+        "{err}"
+    );
+}
+
 #[test]
 fn stored_logins_serve_refused_reads_bearer() {
     let t = token_setup(token::Config::default());
@@ -632,24 +656,12 @@ fn stored_logins_serve_refused_reads_bearer() {
         &[],
         &["-q", "--tls-no-verify", "pull", &private],
     );
-    assert_no_secret(&r, "stale-Pass");
-    let err = r.fails_one_line();
-    assert!(
-        err.contains("authentication failed")
-            && err.contains(&format!("'{USER}'"))
-            && err.contains(&*file.to_string_lossy()),
-        "{err}"
-    );
+    assert_refusal_names_user_and_file(r, "stale-Pass", "authentication failed", USER, &file);
     assert!(t.ts.requests().iter().any(|r| r.refused));
 
     // A hand-written ~/.docker/config.json entry serves as well.
     fs::remove_file(&file).unwrap();
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auth_json(USER, PASS, &host),
-    )
-    .unwrap();
+    write_docker_config(&home, USER, PASS, &host);
     let r = run_with(
         &lade,
         &home,
@@ -663,11 +675,9 @@ fn stored_logins_serve_refused_reads_bearer() {
 #[test]
 fn stored_logins_serve_refused_reads_basic() {
     let reg = basic_tls();
+    let (host, name) = (reg.host(), reg.image("team/app:1"));
     let ca = reg.tls.as_ref().unwrap().ca.to_str().unwrap().to_string();
-    let lade = Lade::new();
-    let home = Scratch::new("home");
-    let host = reg.host();
-    let name = reg.image("team/app:1");
+    let (lade, home) = (Lade::new(), Scratch::new("home"));
     let tls = ["--tls-ca-file", ca.as_str()];
     login(&lade, &home, &tls, BOB, BOB_PASS, &host);
     let file = home.join(".config/containers/auth.json");
@@ -686,22 +696,10 @@ fn stored_logins_serve_refused_reads_basic() {
     // Wrong stored credentials: one line naming the user and the file.
     fs::write(&file, auth_json(BOB, "Wr0ng-st0red", &host)).unwrap();
     let r = pull(&["-q", "pull", &name, "w"]);
-    assert_no_secret(&r, "Wr0ng-st0red");
-    let err = r.fails_one_line();
-    assert!(
-        err.contains("refused the password")
-            && err.contains(&format!("'{BOB}'"))
-            && err.contains(&*file.to_string_lossy()),
-        "{err}"
-    );
+    assert_refusal_names_user_and_file(r, "Wr0ng-st0red", "refused the password", BOB, &file);
 
     // A hand-written ~/.docker/config.json entry.
     fs::remove_file(&file).unwrap();
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auth_json(BOB, BOB_PASS, &host),
-    )
-    .unwrap();
+    write_docker_config(&home, BOB, BOB_PASS, &host);
     pull(&["pull", &name, "d"]).ok();
 }

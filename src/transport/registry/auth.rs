@@ -53,6 +53,22 @@ pub(super) enum Sent {
     Fresh,
 }
 
+/// What the requests to a registry carried, for the message when it refuses one.
+#[derive(Default)]
+pub(super) struct Refusal {
+    /// `--auth`'s authenticated mode.
+    pub authenticated: bool,
+    /// A stored login's credentials went, anonymous access having been refused.
+    pub stored_login: bool,
+    /// The registry asked for basic authentication and has the credentials: a 401 then
+    /// means it refused them (Distribution's htpasswd has no per-repository rights).
+    pub basic_sent: bool,
+    /// The user name of the credentials last used.
+    pub user: Option<String>,
+    /// `user 'NAME' (credentials from WHERE)` of the credentials last used.
+    pub who: Option<String>,
+}
+
 /// What one authentication round concluded.
 pub(super) enum AuthOutcome {
     /// Credentials or a token are in place: send the request again.
@@ -107,32 +123,25 @@ impl Login {
         self.authenticated() || st.stored_in_use
     }
 
-    /// Whether a stored login's credentials are in use, anonymous access having been refused.
-    pub(super) fn stored_in_use(&self) -> bool {
-        self.lock().is_ok_and(|st| st.stored_in_use)
+    /// What the requests carried, for the message of a refusal.
+    pub(super) fn refusal(&self) -> Refusal {
+        match self.lock() {
+            Ok(st) => self.refusal_in(&st),
+            Err(_) => Refusal::default(),
+        }
     }
 
-    /// Whether the registry asked for basic authentication and has the credentials: a 401
-    /// then means it refused them (Distribution's htpasswd has no per-repository rights).
-    pub(super) fn basic_sent(&self) -> bool {
-        self.lock()
-            .is_ok_and(|st| st.basic && st.credentials.is_some() && self.sends_credentials(&st))
-    }
-
-    /// The user name of the credentials last used, if any.
-    pub(super) fn user(&self) -> Option<String> {
-        self.last_user
-            .lock()
-            .ok()
-            .and_then(|u| u.as_ref().map(|(name, _)| name.clone()))
-    }
-
-    /// `user 'NAME' (credentials from WHERE)` for the credentials last used, for messages.
-    pub(super) fn who(&self) -> Option<String> {
-        self.last_user.lock().ok().and_then(|u| {
-            u.as_ref()
-                .map(|(name, origin)| format!("user '{name}' (credentials from {origin})"))
-        })
+    /// [`refusal`](Self::refusal) while `st` is held (by a token request): the state's lock
+    /// is not taken again, which would deadlock.
+    fn refusal_in(&self, st: &AuthState) -> Refusal {
+        let last = self.last_user.lock().ok().and_then(|u| u.clone());
+        Refusal {
+            authenticated: self.authenticated(),
+            stored_login: st.stored_in_use,
+            basic_sent: st.basic && st.credentials.is_some() && self.sends_credentials(st),
+            user: last.as_ref().map(|(name, _)| name.clone()),
+            who: last.map(|(name, origin)| format!("user '{name}' (credentials from {origin})")),
+        }
     }
 
     fn remember_user(&self, c: &Credentials) {
@@ -394,11 +403,11 @@ impl Login {
                         c.origin
                     ),
                 ),
-                _ => client.not_authorized(&what, status),
+                _ => client::refusal_error(&what, status, &self.refusal_in(st)),
             });
         }
         if !status.is_success() {
-            return Err(client.status_error(&what, resp));
+            return Err(client.status_error_with(&what, resp, &self.refusal_in(st)));
         }
         let body = client::read_small(resp, &what)?;
         let parsed: TokenResponse =

@@ -672,6 +672,31 @@ fn stored_logins_serve_refused_reads_bearer() {
     assert!(r.stderr.contains(".docker/config.json"), "{}", r.stderr);
 }
 
+/// A token service that refuses anonymous requests outright (401, not a token without
+/// access): the stored login is tried on that refusal too, and only then.
+#[test]
+fn stored_logins_serve_a_token_service_refusing_anonymous() {
+    let t = token_setup(token::Config {
+        refuse_anonymous: true,
+        ..token::Config::default()
+    });
+    let (lade, home) = (Lade::new(), Scratch::new("home"));
+    let public = t.reg.image("public/app:1");
+    assert_strictly_anonymous_refusal(&lade, &home, &["--tls-no-verify"], &public);
+    login(
+        &lade,
+        &home,
+        &["--tls-no-verify"],
+        USER,
+        PASS,
+        &t.reg.host(),
+    );
+    t.ts.clear();
+    run_with(&lade, &home, &[], &["--tls-no-verify", "pull", &public]).ok();
+    let users: Vec<_> = t.ts.requests().into_iter().map(|r| r.user).collect();
+    assert_eq!(users, [None, Some(USER.to_string())]);
+}
+
 #[test]
 fn stored_logins_serve_refused_reads_basic() {
     let reg = basic_tls();

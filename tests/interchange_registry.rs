@@ -170,8 +170,9 @@ fn base64_of(s: &str) -> String {
 }
 
 /// A credential helper named in Docker's config.json (`credHelpers`) is asked with `get`,
-/// speaking the helper protocol; `lade login` with a `credsStore` stores through it, and
-/// `logout` erases. The helper is a small shell script logging each call (never the secret).
+/// speaking the helper protocol, for a push and (refused anonymously) for a pull; `lade login`
+/// with a `credsStore` stores through it, and `logout` erases. The helper is a small shell
+/// script logging each call (never the secret).
 #[test]
 fn docker_credential_helpers_are_run() {
     let (reg, ca, lade, runtime, home) = login_setup();
@@ -217,6 +218,14 @@ esac
     let calls = fs::read_to_string(&log).unwrap();
     assert!(calls.contains(&format!("get {}", reg.host())), "{calls}");
     assert!(!calls.contains(PASS));
+    // A read needs no --auth: refused anonymously, it asks the same helper.
+    fs::remove_file(&log).unwrap();
+    let mut c = bare(&lade, &runtime, &home, &ca);
+    c.env("PATH", &path)
+        .args(["pull", &reg.image("helped/app:1"), "helped"]);
+    run_cmd(c).ok();
+    let calls = fs::read_to_string(&log).unwrap();
+    assert!(calls.contains(&format!("get {}", reg.host())), "{calls}");
     // login through a credsStore: the secret goes to the helper, the file lists the registry.
     fs::remove_file(&log).unwrap();
     let config = home.join("other-config.json");

@@ -181,6 +181,16 @@ fn auth_json(user: &str, pass: &str, key: &str) -> String {
     format!(r#"{{"auths": {{"{key}": {{"auth": "{auth}"}}}}}}"#)
 }
 
+/// A hand-written `~/.docker/config.json` holding `user:pass` for `host`.
+fn write_docker_config(home: &Scratch, user: &str, pass: &str, host: &str) {
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    fs::write(
+        home.join(".docker/config.json"),
+        auth_json(user, pass, host),
+    )
+    .unwrap();
+}
+
 #[test]
 fn credentials_from_login_files() {
     let t = token_setup(token::Config::default());
@@ -190,12 +200,7 @@ fn credentials_from_login_files() {
 
     // ~/.docker/config.json
     let home = Scratch::new("home");
-    fs::create_dir_all(home.join(".docker")).unwrap();
-    fs::write(
-        home.join(".docker/config.json"),
-        auth_json(USER, PASS, &host),
-    )
-    .unwrap();
+    write_docker_config(&home, USER, PASS, &host);
     let r = run_with(
         &lade,
         &home,
@@ -496,4 +501,230 @@ fn interactive_prompt_does_not_echo() {
         assert_no_secret(&r, BOB_PASS);
         assert!(r.success(), "pull failed:\n{}\n{}", r.stdout, r.stderr);
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stored logins: reads that a registry refuses anonymously retry with a login file's
+// credentials, without --auth; never with --no-auth or LADE_AUTH=no.
+
+/// `lade login -u USER --password-stdin REGISTRY` with `password` on standard input.
+fn login(lade: &Lade, home: &Scratch, opts: &[&str], user: &str, password: &str, host: &str) {
+    use std::io::Write as _;
+    let mut c = lade_cmd(lade, home);
+    c.args(opts)
+        .args(["login", "-u", user, "--password-stdin", host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lade login failed: {err}");
+}
+
+/// `--no-auth`, and `LADE_AUTH=no`: reads stay strictly anonymous, so the registry's refusal
+/// is the error, with its hint, whatever the login files hold.
+fn assert_strictly_anonymous_refusal(lade: &Lade, home: &Scratch, opts: &[&str], name: &str) {
+    for (flag, env) in [(Some("--no-auth"), None), (None, Some(("LADE_AUTH", "no")))] {
+        let mut args = vec!["-q"];
+        args.extend(flag);
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["pull", name]);
+        let err = run_with(lade, home, env.as_slice(), &args).fails_one_line();
+        assert!(
+            err.contains("not found or not authorized") && err.contains("--auth"),
+            "{flag:?} {env:?}: {err}"
+        );
+    }
+}
+
+/// A stored login's credentials refused: one line saying `why`, naming `user` and the login
+/// `file`, never the `secret`.
+fn assert_refusal_names_user_and_file(
+    r: Run,
+    secret: &str,
+    why: &str,
+    user: &str,
+    file: &std::path::Path,
+) {
+    assert_no_secret(&r, secret);
+    let err = r.fails_one_line();
+    assert!(
+        err.contains(why)
+            && err.contains(&format!("'{user}'"))
+            && err.contains(&*file.to_string_lossy()),
+        "{err}"
+    );
+}
+
+#[test]
+fn stored_logins_serve_refused_reads_bearer() {
+    let t = token_setup(token::Config::default());
+    let lade = Lade::new();
+    let home = Scratch::new("home");
+    let host = t.reg.host();
+    let public = t.reg.image("public/app:1");
+    let private = t.reg.image("private/app:1");
+    let tls = ["--tls-no-verify"];
+    // With no XDG_RUNTIME_DIR, `lade login` writes ~/.config/containers/auth.json.
+    login(&lade, &home, &tls, USER, PASS, &host);
+    let file = home.join(".config/containers/auth.json");
+    assert!(file.exists());
+
+    // Anonymous first; the token service refuses the private scope to that (an anonymous token
+    // without access), so the stored login is tried, and named.
+    t.ts.clear();
+    let r = run_with(
+        &lade,
+        &home,
+        &[],
+        &["-v", "--tls-no-verify", "pull", &private],
+    );
+    assert_no_secret(&r, PASS);
+    let r = r.ok();
+    let reqs = t.ts.requests();
+    assert!(
+        reqs.first().is_some_and(|r| r.user.is_none())
+            && reqs.iter().any(|r| r.user.as_deref() == Some(USER)),
+        "{reqs:?}"
+    );
+    assert!(
+        r.stderr.contains("refused anonymous access")
+            && r.stderr.contains(&*file.to_string_lossy()),
+        "{}",
+        r.stderr
+    );
+    // Every read goes through the same client: inspect, list of a remote, copy.
+    let spec = format!("docker://{private}");
+    run_with(&lade, &home, &[], &["--tls-no-verify", "inspect", &spec]).ok();
+    let r = run_with(&lade, &home, &[], &["--tls-no-verify", "list", &private]).ok();
+    assert!(
+        r.stdout.contains("available remotely:  yes"),
+        "{}",
+        r.stdout
+    );
+    let oci = format!("oci:{}:x", lade.path("copied").display());
+    run_with(&lade, &home, &[], &["--tls-no-verify", "copy", &spec, &oci]).ok();
+    let context = home.join("context");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(context.join("Dockerfile"), format!("FROM {private}\n")).unwrap();
+    let context = context.to_str().unwrap();
+    // (A store of its own, so that FROM must pull.)
+    let fresh = Lade::new();
+    let r = run_with(
+        &fresh,
+        &home,
+        &[],
+        &["-v", "--tls-no-verify", "build", "-t", "b", context],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains("refused anonymous access"),
+        "{}",
+        r.stderr
+    );
+
+    // --no-auth and LADE_AUTH=no: strictly anonymous, as before; no credentials sent.
+    t.ts.clear();
+    assert_strictly_anonymous_refusal(&lade, &home, &tls, &private);
+    let reqs = t.ts.requests();
+    assert!(
+        reqs.iter().all(|r| r.user.is_none() && !r.refused),
+        "{reqs:?}"
+    );
+
+    // Stale credentials stored: a public image still pulls, and they are never sent.
+    fs::write(&file, auth_json(USER, "stale-Pass", &host)).unwrap();
+    t.ts.clear();
+    run_with(
+        &lade,
+        &home,
+        &[],
+        &["--tls-no-verify", "pull", &public, "pub"],
+    )
+    .ok();
+    let reqs = t.ts.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(|r| r.user.is_none() && !r.refused),
+        "{reqs:?}"
+    );
+    // ... and a private one fails in one line naming the user and the file, not the password.
+    let r = run_with(
+        &lade,
+        &home,
+        &[],
+        &["-q", "--tls-no-verify", "pull", &private],
+    );
+    assert_refusal_names_user_and_file(r, "stale-Pass", "authentication failed", USER, &file);
+    assert!(t.ts.requests().iter().any(|r| r.refused));
+
+    // A hand-written ~/.docker/config.json entry serves as well.
+    fs::remove_file(&file).unwrap();
+    write_docker_config(&home, USER, PASS, &host);
+    let r = run_with(
+        &lade,
+        &home,
+        &[],
+        &["-v", "--tls-no-verify", "pull", &private, "d"],
+    )
+    .ok();
+    assert!(r.stderr.contains(".docker/config.json"), "{}", r.stderr);
+}
+
+/// A token service that refuses anonymous requests outright (401, not a token without
+/// access): the stored login is tried on that refusal too, and only then.
+#[test]
+fn stored_logins_serve_a_token_service_refusing_anonymous() {
+    let t = token_setup(token::Config {
+        refuse_anonymous: true,
+        ..token::Config::default()
+    });
+    let (lade, home) = (Lade::new(), Scratch::new("home"));
+    let public = t.reg.image("public/app:1");
+    assert_strictly_anonymous_refusal(&lade, &home, &["--tls-no-verify"], &public);
+    login(
+        &lade,
+        &home,
+        &["--tls-no-verify"],
+        USER,
+        PASS,
+        &t.reg.host(),
+    );
+    t.ts.clear();
+    run_with(&lade, &home, &[], &["--tls-no-verify", "pull", &public]).ok();
+    let users: Vec<_> = t.ts.requests().into_iter().map(|r| r.user).collect();
+    assert_eq!(users, [None, Some(USER.to_string())]);
+}
+
+#[test]
+fn stored_logins_serve_refused_reads_basic() {
+    let reg = basic_tls();
+    let (host, name) = (reg.host(), reg.image("team/app:1"));
+    let ca = reg.tls.as_ref().unwrap().ca.to_str().unwrap().to_string();
+    let (lade, home) = (Lade::new(), Scratch::new("home"));
+    let tls = ["--tls-ca-file", ca.as_str()];
+    login(&lade, &home, &tls, BOB, BOB_PASS, &host);
+    let file = home.join(".config/containers/auth.json");
+
+    let pull = |args: &[&str]| {
+        let mut all = vec!["--tls-ca-file", ca.as_str()];
+        all.extend_from_slice(args);
+        run_with(&lade, &home, &[], &all)
+    };
+    let r = pull(&["-v", "pull", &name]);
+    assert_no_secret(&r, BOB_PASS);
+    let r = r.ok();
+    assert!(r.stderr.contains(&*file.to_string_lossy()), "{}", r.stderr);
+    assert_strictly_anonymous_refusal(&lade, &home, &tls, &name);
+
+    // Wrong stored credentials: one line naming the user and the file.
+    fs::write(&file, auth_json(BOB, "Wr0ng-st0red", &host)).unwrap();
+    let r = pull(&["-q", "pull", &name, "w"]);
+    assert_refusal_names_user_and_file(r, "Wr0ng-st0red", "refused the password", BOB, &file);
+
+    // A hand-written ~/.docker/config.json entry.
+    fs::remove_file(&file).unwrap();
+    write_docker_config(&home, BOB, BOB_PASS, &host);
+    pull(&["pull", &name, "d"]).ok();
 }

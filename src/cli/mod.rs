@@ -80,11 +80,18 @@ pub struct Global {
     /// Only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Authenticated registry access (credentials from $LADE_USERNAME/$LADE_PASSWORD, login
-    /// files, or a prompt); anonymous otherwise
-    #[arg(long, global = true, env = "LADE_AUTH",
+    /// Authenticated registry access: credentials from $LADE_USERNAME/$LADE_PASSWORD, login
+    /// files or a prompt, sent whenever asked (--auth=no: as --no-auth) [default: reads go
+    /// anonymously, then with a login file's credentials if the registry refuses that]
+    #[arg(long, global = true, env = "LADE_AUTH", value_name = "YES|NO",
+          num_args = 0..=1, require_equals = true, default_missing_value = "yes",
+          overrides_with = "no_auth", hide_possible_values = true,
           value_parser = clap::builder::BoolishValueParser::new())]
-    pub auth: bool,
+    pub auth: Option<bool>,
+    /// Strictly anonymous reads, as ch-image's without --auth: never a stored login's
+    /// credentials (push still authenticates)
+    #[arg(long, global = true, overrides_with = "auth")]
+    pub no_auth: bool,
     /// Ask for the registry password every time one is needed (one-time passwords)
     #[arg(long, global = true)]
     pub password_many: bool,
@@ -161,6 +168,18 @@ impl Global {
     pub const ENV_VARS: [&str; 2] = ["LADE_AUTH", "LADE_TLS_CA_FILE"];
 }
 
+impl Global {
+    /// `--no-auth` wins over `$LADE_AUTH` (the command line over the environment); of
+    /// `--auth` and `--no-auth` on the command line, the last one counts.
+    fn auth_mode(&self) -> registry::AuthMode {
+        match (self.no_auth, self.auth) {
+            (true, _) | (false, Some(false)) => registry::AuthMode::Anonymous,
+            (false, Some(true)) => registry::AuthMode::Authenticated,
+            (false, None) => registry::AuthMode::AnonymousThenLogins,
+        }
+    }
+}
+
 impl Default for Global {
     fn default() -> Global {
         Global {
@@ -170,7 +189,8 @@ impl Default for Global {
             arch: "host".to_string(),
             verbose: 0,
             quiet: false,
-            auth: false,
+            auth: None,
+            no_auth: false,
             password_many: false,
             tls_no_verify: false,
             tls_ca_file: None,
@@ -209,7 +229,7 @@ impl Common<'_> {
         registry::Options {
             tls_no_verify: g.tls_no_verify,
             ca_file: g.tls_ca_file.clone(),
-            auth: g.auth,
+            auth: g.auth_mode(),
             password_many: g.password_many,
             progress: self.progress.clone(),
             ..Default::default()
@@ -287,4 +307,49 @@ pub fn one_line(e: &Error) -> String {
         source = s.source();
     }
     msg.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::AuthMode;
+
+    /// The mode the command line asks for (the environment is the integration tests').
+    fn mode(args: &[&str]) -> AuthMode {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => cli.global.auth_mode(),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn auth_and_no_auth() {
+        if std::env::var_os("LADE_AUTH").is_some() {
+            return; // It would decide for the options not given.
+        }
+        for (args, expected) in [
+            (&["lade", "pull", "x"][..], AuthMode::AnonymousThenLogins),
+            // A bare --auth takes no value: the word after it stays the image (a pull with
+            // no image would not parse).
+            (&["lade", "pull", "--auth", "no"], AuthMode::Authenticated),
+            (&["lade", "--auth", "pull", "x"], AuthMode::Authenticated),
+            (
+                &["lade", "--auth=yes", "pull", "x"],
+                AuthMode::Authenticated,
+            ),
+            (&["lade", "--auth=no", "pull", "x"], AuthMode::Anonymous),
+            (&["lade", "pull", "--no-auth", "x"], AuthMode::Anonymous),
+            (
+                &["lade", "--auth", "--no-auth", "pull", "x"],
+                AuthMode::Anonymous,
+            ),
+            (
+                &["lade", "--no-auth", "--auth", "pull", "x"],
+                AuthMode::Authenticated,
+            ),
+        ] {
+            assert_eq!(mode(args), expected, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["lade", "--auth=maybe", "pull", "x"]).is_err());
+    }
 }

@@ -1,8 +1,9 @@
 //! A token service for Distribution's `auth: token:` set-up, written for the tests: it
 //! answers `GET /token?service=S&scope=repository:NAME:ACTIONS` with a JWT signed RS256 by a
 //! key made here with openssl (the certificate travels in the `x5c` header; the registry
-//! trusts it through `rootcertbundle`). Anonymous clients may pull `public/*`; users that
-//! give the right password (HTTP basic) may pull and push everything.
+//! trusts it through `rootcertbundle`). Anonymous clients may pull `public/*` (or nothing, with
+//! `refuse_anonymous`); users that give the right password (HTTP basic) may pull and push
+//! everything.
 
 use std::fs;
 use std::io::Write;
@@ -36,6 +37,9 @@ pub struct Config {
     pub expires_in: u64,
     /// Answer with `access_token` instead of `token` (as OAuth2 servers do).
     pub access_token_field: bool,
+    /// Refuse (401) every request without credentials, as services with no anonymous access
+    /// do, instead of granting anonymous clients `public/*`.
+    pub refuse_anonymous: bool,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             users: vec![("alice".into(), "s3cret-Pa55".into())],
             expires_in: 300,
             access_token_field: false,
+            refuse_anonymous: false,
         }
     }
 }
@@ -183,7 +188,7 @@ fn serve(mut conn: TcpStream, sh: &Shared) {
         refused,
         scopes: scopes.clone(),
     });
-    if refused {
+    if refused || (user.is_none() && sh.config.refuse_anonymous) {
         http::respond(
             &mut conn,
             401,

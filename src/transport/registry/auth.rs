@@ -2,6 +2,12 @@
 //! to send, and what to do about a 401): bearer tokens per scope from the realm a challenge
 //! names, anonymous or with the user's credentials, renewed before they expire; or basic
 //! authentication. Credentials are looked up only when a registry wants them.
+//!
+//! Which credentials, and when, is [`AuthMode`]'s: with `--auth` the user's are sent whenever
+//! the registry asks; by default requests go anonymously first, and only when the registry
+//! refuses that (a 401 or 403 to the anonymous token request, a 401 after an anonymous token,
+//! a basic challenge) are they sent once more with a stored login's credentials, if a login
+//! file holds any for the registry ([`Login::use_stored_login`]); with `--no-auth`, never.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -10,10 +16,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
-use super::Options;
 use super::challenge::{self, Challenge};
 use super::client::{self, Client};
 use super::credentials::{self, Credentials, Secret};
+use super::{AuthMode, Options};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -31,6 +37,10 @@ struct AuthState {
     basic: bool,
     tokens: HashMap<String, Token>,
     credentials: Option<Credentials>,
+    /// The login files were looked in for a stored login (once: they do not change).
+    stored_looked_up: bool,
+    /// Anonymous access was refused and `credentials` are a stored login's, sent from now on.
+    stored_in_use: bool,
 }
 
 /// What a request carried.
@@ -41,6 +51,22 @@ pub(super) enum Sent {
     Cached,
     /// A token got for this very request.
     Fresh,
+}
+
+/// What the requests to a registry carried, for the message when it refuses one.
+#[derive(Default)]
+pub(super) struct Refusal {
+    /// `--auth`'s authenticated mode.
+    pub authenticated: bool,
+    /// A stored login's credentials went, anonymous access having been refused.
+    pub stored_login: bool,
+    /// The registry asked for basic authentication and has the credentials: a 401 then
+    /// means it refused them (Distribution's htpasswd has no per-repository rights).
+    pub basic_sent: bool,
+    /// The user name of the credentials last used.
+    pub user: Option<String>,
+    /// `user 'NAME' (credentials from WHERE)` of the credentials last used.
+    pub who: Option<String>,
 }
 
 /// What one authentication round concluded.
@@ -58,13 +84,13 @@ pub(super) struct Login {
     /// The registry as references name it, for login files.
     registry: String,
     insecure: bool,
-    authenticated: bool,
+    mode: AuthMode,
     password_many: bool,
     env: credentials::Env,
     state: Mutex<AuthState>,
-    /// The user name of the credentials last used, for messages (its own lock, so that
-    /// errors can be made while `state` is held).
-    last_user: Mutex<Option<String>>,
+    /// The user name and origin of the credentials last used, for messages (its own lock, so
+    /// that errors can be made while `state` is held).
+    last_user: Mutex<Option<(String, credentials::Origin)>>,
     progress: Progress,
 }
 
@@ -74,7 +100,7 @@ impl Login {
             host: api_host.to_string(),
             registry: registry.to_string(),
             insecure: opts.tls_no_verify,
-            authenticated: opts.auth,
+            mode: opts.auth,
             password_many: opts.password_many,
             env: opts
                 .env
@@ -88,19 +114,40 @@ impl Login {
 
     /// Authenticated mode (`--auth`): credentials are sent when asked for.
     pub(super) fn authenticated(&self) -> bool {
-        self.authenticated
+        self.mode == AuthMode::Authenticated
     }
 
-    /// Whether the registry asked for basic authentication and has the credentials: a 401
-    /// then means it refused them (Distribution's htpasswd has no per-repository rights).
-    pub(super) fn basic_sent(&self) -> bool {
-        self.lock()
-            .is_ok_and(|st| st.basic && st.credentials.is_some() && self.authenticated)
+    /// Whether credentials go with requests: always in authenticated mode, else once a
+    /// stored login is in use.
+    fn sends_credentials(&self, st: &AuthState) -> bool {
+        self.authenticated() || st.stored_in_use
     }
 
-    /// The user name of the credentials last used, if any.
-    pub(super) fn user(&self) -> Option<String> {
-        self.last_user.lock().ok().and_then(|u| u.clone())
+    /// What the requests carried, for the message of a refusal.
+    pub(super) fn refusal(&self) -> Refusal {
+        match self.lock() {
+            Ok(st) => self.refusal_in(&st),
+            Err(_) => Refusal::default(),
+        }
+    }
+
+    /// [`refusal`](Self::refusal) while `st` is held (by a token request): the state's lock
+    /// is not taken again, which would deadlock.
+    fn refusal_in(&self, st: &AuthState) -> Refusal {
+        let last = self.last_user.lock().ok().and_then(|u| u.clone());
+        Refusal {
+            authenticated: self.authenticated(),
+            stored_login: st.stored_in_use,
+            basic_sent: st.basic && st.credentials.is_some() && self.sends_credentials(st),
+            user: last.as_ref().map(|(name, _)| name.clone()),
+            who: last.map(|(name, origin)| format!("user '{name}' (credentials from {origin})")),
+        }
+    }
+
+    fn remember_user(&self, c: &Credentials) {
+        if let Ok(mut u) = self.last_user.lock() {
+            *u = Some((c.username.clone(), c.origin.clone()));
+        }
     }
 
     /// The `Authorization` value for a request needing `scope`, if one is known or can be got
@@ -175,10 +222,15 @@ impl Login {
             // asks for another scope (or realm); otherwise the refusal stands. A token from
             // earlier requests may have expired early or been revoked: get a new one.
             st.tokens.remove(scope);
+            let mut scopes: Vec<&str> = vec![scope];
             if sent == Sent::Fresh && !changed && asked == scope {
+                // An anonymous token was refused: a stored login may do better, once.
+                if !self.sends_credentials(&st) && self.use_stored_login(&mut st, scope)? {
+                    self.fetch_token(client, &mut st, &scopes, scope)?;
+                    return Ok(AuthOutcome::Retry);
+                }
                 return Ok(AuthOutcome::GiveUp);
             }
-            let mut scopes: Vec<&str> = vec![scope];
             for s in asked.split(' ').filter(|s| !s.is_empty()) {
                 if !scopes.contains(&s) {
                     scopes.push(s);
@@ -188,21 +240,24 @@ impl Login {
             return Ok(AuthOutcome::Retry);
         }
         if challenges.iter().any(is_basic) {
-            if !self.authenticated {
-                return Ok(AuthOutcome::GiveUp);
-            }
             if sent != Sent::Nothing && st.basic {
                 // The credentials were refused.
-                if self.password_many {
+                if self.password_many && self.authenticated() {
                     st.credentials = None;
                 }
                 return Ok(AuthOutcome::GiveUp);
             }
-            st.basic = true;
-            if st.credentials.is_none() {
-                let c = self.credentials(scope_repository(scope))?;
-                st.credentials = Some(c);
+            match self.mode {
+                AuthMode::Authenticated => {
+                    if st.credentials.is_none() {
+                        let c = self.credentials(scope_repository(scope))?;
+                        st.credentials = Some(c);
+                    }
+                }
+                AuthMode::AnonymousThenLogins if self.use_stored_login(&mut st, scope)? => {}
+                _ => return Ok(AuthOutcome::GiveUp),
             }
+            st.basic = true;
             return Ok(AuthOutcome::Retry);
         }
         Ok(AuthOutcome::GiveUp)
@@ -239,15 +294,43 @@ impl Login {
         let c = credentials::find(&self.env, &self.registry, repository, &mut |n| {
             progress.note(&n)
         })?;
-        if let Ok(mut u) = self.last_user.lock() {
-            *u = Some(c.username.clone());
-        }
+        self.remember_user(&c);
         Ok(c)
+    }
+
+    /// The registry refused anonymous access for `scope`: by default, the credentials a
+    /// stored login holds for it are sent from now on. Looked up once per run (on the first
+    /// refusal), so that a public image never reads a login file and stale credentials never
+    /// reach a registry that did not ask. Whether there are any to try.
+    fn use_stored_login(&self, st: &mut AuthState, scope: &str) -> Result<bool> {
+        if self.mode != AuthMode::AnonymousThenLogins || st.stored_looked_up {
+            return Ok(false);
+        }
+        st.stored_looked_up = true;
+        let progress = &self.progress;
+        let found = credentials::find_stored(
+            &self.env,
+            &self.registry,
+            scope_repository(scope),
+            &mut |n| progress.note(&n),
+        )?;
+        let Some(c) = found else {
+            return Ok(false);
+        };
+        self.progress.note(&format!(
+            "{} refused anonymous access; trying again as user '{}' with the credentials from {}",
+            self.registry, c.username, c.origin
+        ));
+        self.remember_user(&c);
+        st.credentials = Some(c);
+        st.stored_in_use = true;
+        Ok(true)
     }
 
     /// Gets a token for `scopes` and files it under `key`. In authenticated mode the token
     /// request carries the user's credentials (asked for again each time with
-    /// `--password-many`).
+    /// `--password-many`); by default it goes anonymously, and if the token service refuses
+    /// that, once more with a stored login's.
     fn fetch_token(
         &self,
         client: &Client,
@@ -273,10 +356,12 @@ impl Login {
                 q.append_pair("scope", s);
             }
         }
-        let basic = if self.authenticated {
+        let basic = if self.authenticated() {
             if self.password_many || st.credentials.is_none() {
                 st.credentials = Some(self.credentials(scope_repository(key))?);
             }
+            st.credentials.as_ref().map(Credentials::basic_header)
+        } else if st.stored_in_use {
             st.credentials.as_ref().map(Credentials::basic_header)
         } else {
             None
@@ -300,11 +385,16 @@ impl Login {
         let resp = client.send_retrying(&build, &what)?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            if self.password_many {
+            if basic.is_none() && self.use_stored_login(st, key)? {
+                // Looked up once only, so this recurses at most once.
+                drop(resp);
+                return self.fetch_token(client, st, scopes, key);
+            }
+            if self.password_many && self.authenticated() {
                 st.credentials = None;
             }
             return Err(match &st.credentials {
-                Some(c) if self.authenticated => Error::invalid(
+                Some(c) if self.sends_credentials(st) => Error::invalid(
                     &what,
                     format!(
                         "authentication failed (HTTP {}) for user '{}' (credentials from {})",
@@ -313,11 +403,11 @@ impl Login {
                         c.origin
                     ),
                 ),
-                _ => client.not_authorized(&what, status),
+                _ => client::refusal_error(&what, status, &self.refusal_in(st)),
             });
         }
         if !status.is_success() {
-            return Err(client.status_error(&what, resp));
+            return Err(client.status_error_with(&what, resp, &self.refusal_in(st)));
         }
         let body = client::read_small(resp, &what)?;
         let parsed: TokenResponse =

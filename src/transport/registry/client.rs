@@ -18,7 +18,7 @@ use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::Options;
-use super::auth::{AuthOutcome, Login, Sent};
+use super::auth::{AuthOutcome, Login, Refusal, Sent};
 use super::credentials::Secret;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -354,59 +354,92 @@ impl Client {
     /// The error for a 401, 403 or 400 on a read: registries answer these for images that
     /// do not exist, to hide which private ones do.
     pub fn not_authorized(&self, what: &str, status: StatusCode) -> Error {
-        if status == StatusCode::UNAUTHORIZED && self.login.basic_sent() {
-            let who = self.login.user().unwrap_or_default();
-            return Error::invalid(
-                what,
-                format!(
-                    "the registry refused the password of user '{who}' (HTTP 401 to basic \
-                     authentication); check the user name and password"
-                ),
-            );
-        }
-        let hint = if self.login.authenticated() {
-            let who = self
-                .login
-                .user()
-                .map(|u| format!(" as user '{u}'"))
-                .unwrap_or_default();
-            format!("; check the name and that you may read it{who}")
-        } else {
-            "; check the name, or if the image is private, authenticate with --auth".to_string()
-        };
-        Error::invalid(
-            what,
-            format!(
-                "not found or not authorized (HTTP {}: registries answer so for missing images \
-                 too){hint}",
-                status.as_u16()
-            ),
-        )
+        refusal_error(what, status, &self.login.refusal())
     }
 
     /// The error for any other unexpected status, with the registry's own error code.
     pub fn status_error(&self, what: &str, resp: Response) -> Error {
         let status = resp.status();
-        if matches!(status.as_u16(), 400 | 401 | 403) {
+        if is_refusal(status) {
             return self.not_authorized(what, status);
         }
-        let detail = read_small(resp, what)
-            .ok()
-            .and_then(|b| registry_error(&b))
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        if status == StatusCode::NOT_FOUND {
-            return Error::ImageNotFound(format!("{what} (HTTP 404{detail})"));
+        other_status_error(what, resp)
+    }
+
+    /// [`status_error`](Self::status_error) with what the requests carried given (by a token
+    /// request, which holds the login state).
+    pub(super) fn status_error_with(&self, what: &str, resp: Response, sent: &Refusal) -> Error {
+        let status = resp.status();
+        if is_refusal(status) {
+            return refusal_error(what, status, sent);
         }
-        Error::invalid(
+        other_status_error(what, resp)
+    }
+}
+
+/// 400, 401 and 403: what registries answer for images that do not exist, too.
+fn is_refusal(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 401 | 403)
+}
+
+/// The error for a status other than a refusal, with the registry's own error code.
+fn other_status_error(what: &str, resp: Response) -> Error {
+    let status = resp.status();
+    let detail = read_small(resp, what)
+        .ok()
+        .and_then(|b| registry_error(&b))
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    if status == StatusCode::NOT_FOUND {
+        return Error::ImageNotFound(format!("{what} (HTTP 404{detail})"));
+    }
+    Error::invalid(
+        what,
+        format!(
+            "HTTP {} {}{detail}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+    )
+}
+
+/// The error for a 401, 403 or 400 on a read (registries answer these for images that do not
+/// exist, to hide which private ones do), saying what the requests carried.
+pub(super) fn refusal_error(what: &str, status: StatusCode, sent: &Refusal) -> Error {
+    let who = sent.who.as_deref().unwrap_or_default();
+    if status == StatusCode::UNAUTHORIZED && sent.basic_sent {
+        return Error::invalid(
             what,
             format!(
-                "HTTP {} {}{detail}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
+                "the registry refused the password of {who} (HTTP 401 to basic \
+                 authentication); check the user name and password"
             ),
-        )
+        );
     }
+    let hint = if sent.stored_login {
+        // Anonymous access was refused, then the stored login's too.
+        format!(
+            "; check the name and that {who} may read it (tried after anonymous access was \
+             refused)"
+        )
+    } else if sent.authenticated {
+        let who = sent
+            .user
+            .as_ref()
+            .map(|u| format!(" as user '{u}'"))
+            .unwrap_or_default();
+        format!("; check the name and that you may read it{who}")
+    } else {
+        "; check the name, or if the image is private, authenticate with --auth".to_string()
+    };
+    Error::invalid(
+        what,
+        format!(
+            "not found or not authorized (HTTP {}: registries answer so for missing images \
+             too){hint}",
+            status.as_u16()
+        ),
+    )
 }
 
 pub(super) fn sensitive(s: &Secret) -> HeaderValue {

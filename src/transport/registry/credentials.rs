@@ -9,6 +9,9 @@
 //!    `credsStore`, is asked when it has no entry: see [`super::cred_helper`]);
 //! 3. a prompt on the terminal, the password never echoed.
 //!
+//! Without `--auth`, reads that a registry refuses anonymously retry with the login files'
+//! credentials only ([`find_stored`]); with `--no-auth` (`LADE_AUTH=no`) they never do.
+//!
 //! Secrets live only in memory, in [`Secret`], which never prints itself and is zeroed on drop;
 //! nothing here writes them anywhere (`lade login` does, see [`super::login`]).
 
@@ -158,16 +161,32 @@ pub fn find(
     if let Some(c) = from_environment(env, registry)? {
         return Ok(c);
     }
-    for file in env.login_files() {
-        if let Some(c) = from_login_file(&file, registry, repository, notes)? {
-            notes(format!(
-                "using credentials for {registry} from {}",
-                file.display()
-            ));
-            return Ok(c);
-        }
+    if let Some(c) = find_stored(env, registry, repository, notes)? {
+        notes(format!(
+            "using credentials for {registry} from {}",
+            c.origin
+        ));
+        return Ok(c);
     }
     prompt(registry, None)
+}
+
+/// The credentials a login (`lade login`, `podman login`, `docker login`) stored for
+/// `registry` and `repository`: the login files' and the credential helpers they name, never
+/// the environment's or a prompt's (those are authenticated mode's, as in ch-image). What
+/// reads retry with when a registry refuses anonymous access.
+pub fn find_stored(
+    env: &Env,
+    registry: &str,
+    repository: &str,
+    notes: &mut dyn FnMut(String),
+) -> Result<Option<Credentials>> {
+    for file in env.login_files() {
+        if let Some(c) = from_login_file(&file, registry, repository, notes)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 fn from_environment(env: &Env, registry: &str) -> Result<Option<Credentials>> {
@@ -532,6 +551,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("user:password") && !e.contains("nocolon"), "{e}");
+    }
+
+    #[test]
+    fn stored_logins_only_from_login_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join(".docker");
+        std::fs::create_dir_all(&docker).unwrap();
+        let mut env = Env {
+            username: Some("from-env".into()),
+            password: Some("pw".into()),
+            home: Some(dir.path().to_path_buf()),
+            ..Env::default()
+        };
+        let mut notes = |_: String| {};
+        assert!(find_stored(&env, "r", "x", &mut notes).unwrap().is_none());
+        let json = format!(r#"{{"auths": {{"r": {{"auth": "{}"}}}}}}"#, b64("stored:p"));
+        std::fs::write(docker.join("config.json"), json).unwrap();
+        let c = find_stored(&env, "r", "x", &mut notes).unwrap().unwrap();
+        assert_eq!(c.username, "stored");
+        assert_eq!(c.origin, Origin::LoginFile(docker.join("config.json")));
+        // $REGISTRY_AUTH_FILE comes first, as for --auth.
+        let first = dir.path().join("first.json");
+        let json = format!(r#"{{"auths": {{"r": {{"auth": "{}"}}}}}}"#, b64("first:p"));
+        std::fs::write(&first, json).unwrap();
+        env.registry_auth_file = Some(first);
+        let c = find_stored(&env, "r", "x", &mut notes).unwrap().unwrap();
+        assert_eq!(c.username, "first");
+        assert!(
+            find_stored(&env, "other", "x", &mut notes)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

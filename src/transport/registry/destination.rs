@@ -20,10 +20,10 @@ use reqwest::blocking::Response;
 use reqwest::header;
 use reqwest::{Method, StatusCode};
 
-use super::Options;
 use super::client::{self, Client};
 use super::known_blobs;
 use super::upload::{self, Upload};
+use super::{AuthMode, Options};
 use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
@@ -62,7 +62,7 @@ impl RegistryDestination {
         storage: Option<Arc<Storage>>,
     ) -> Result<RegistryDestination> {
         let opts = Options {
-            auth: true,
+            auth: AuthMode::Authenticated,
             ..opts.clone()
         };
         let progress = opts.progress.clone();

@@ -13,10 +13,10 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use zeroize::Zeroize;
 
-use super::Options;
 use super::client::Client;
 use super::cred_helper;
 use super::credentials::{self, Credentials, Env, Secret};
+use super::{AuthMode, Options};
 use crate::error::{Error, IoContext, Result};
 
 /// A `REGISTRY[/NAMESPACE]` argument as a login file key: no scheme, Docker Hub's names as
@@ -67,7 +67,7 @@ pub fn file_to_write(authfile: Option<&Path>, env: &Env) -> Result<PathBuf> {
 /// saving anything: a token service or a basic-auth registry must accept them.
 pub fn verify(target: &Target, creds: &Credentials, opts: &Options) -> Result<()> {
     let opts = Options {
-        auth: true,
+        auth: AuthMode::Authenticated,
         password_many: false,
         env: Some(Env {
             username: Some(creds.username.clone()),

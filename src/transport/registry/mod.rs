@@ -65,8 +65,8 @@ pub struct Options {
     pub tls_no_verify: bool,
     /// `--tls-ca-file`: PEM certificates to trust besides the system's and Mozilla's.
     pub ca_file: Option<PathBuf>,
-    /// `--auth` / `LADE_AUTH=yes`: authenticated mode (anonymous otherwise).
-    pub auth: bool,
+    /// When credentials are sent (`--auth`, `--no-auth`, `LADE_AUTH`).
+    pub auth: AuthMode,
     /// `--password-many`: ask for the password every time one is needed.
     pub password_many: bool,
     /// Where credentials are looked up; `None`: this process's environment.
@@ -74,12 +74,27 @@ pub struct Options {
     pub progress: Progress,
 }
 
+/// When reads send credentials. Push (and remote delete) always authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// `--no-auth` / `LADE_AUTH=no`: never, as ch-image without `--auth`.
+    Anonymous,
+    /// The default: anonymous first; when the registry refuses that, once more with the
+    /// credentials a login file (or the credential helper it names) holds for the registry, as
+    /// Podman, skopeo and Docker use them. Never `$LADE_USERNAME` or a prompt.
+    #[default]
+    AnonymousThenLogins,
+    /// `--auth` / `LADE_AUTH=yes`: ch-image's authenticated mode, credentials from the
+    /// environment, the login files or a prompt, sent whenever the registry asks.
+    Authenticated,
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             tls_no_verify: false,
             ca_file: None,
-            auth: false,
+            auth: AuthMode::default(),
             password_many: false,
             env: None,
             progress: Progress::silent(),

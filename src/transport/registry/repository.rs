@@ -7,7 +7,7 @@ use reqwest::{Method, header};
 
 use super::client::{self, Client};
 use super::source::RegistrySource;
-use super::{MANIFEST_ACCEPT, Options};
+use super::{AuthMode, MANIFEST_ACCEPT, Options};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::Kind;
@@ -167,7 +167,7 @@ pub(super) fn next_link(value: &str) -> Option<String> {
 /// manifest deleted, which removes every tag naming it; the caller is told so.
 pub fn delete_remote(reference: &Reference, opts: &Options) -> Result<String> {
     let opts = Options {
-        auth: true,
+        auth: AuthMode::Authenticated,
         ..opts.clone()
     };
     let client = Client::for_reference(reference, &opts)?;

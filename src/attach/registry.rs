@@ -1,5 +1,7 @@
 //! Attachments in a registry repository.
 
+use std::sync::{Arc, OnceLock};
+
 use oci_spec::image::Descriptor;
 
 use super::Attachments;
@@ -7,14 +9,19 @@ use crate::digest::{Digest, Expected};
 use crate::error::{Error, Result};
 use crate::manifest::RawManifest;
 use crate::reference::Reference;
-use crate::transport::registry::RegistrySource;
+use crate::storage::Storage;
 use crate::transport::registry::referrers::{ReferrersMode, Repository};
+use crate::transport::registry::{Options, RegistrySource};
 use crate::transport::{Context, ImageDestination, ImageSource};
 
 pub struct RegistryAttachments {
     repo: Repository,
-    /// The repository's blobs as streams (resumed with `Range` like an image's layers).
-    source: RegistrySource,
+    reference: Reference,
+    registry: Options,
+    storage: Option<Arc<Storage>>,
+    /// The repository's blobs as streams (resumed with `Range` like an image's layers), opened
+    /// only by a copy: signing and verifying read small blobs through `repo` alone.
+    source: OnceLock<RegistrySource>,
     /// The manifest the reference names, when the caller read it already.
     named: Option<RawManifest>,
 }
@@ -28,7 +35,10 @@ impl RegistryAttachments {
     ) -> Result<RegistryAttachments> {
         Ok(RegistryAttachments {
             repo: Repository::open(reference, &ctx.registry, ctx.storage.clone())?,
-            source: RegistrySource::open(reference, &ctx.registry, ctx.storage.clone())?,
+            reference: reference.clone(),
+            registry: ctx.registry.clone(),
+            storage: ctx.storage.clone(),
+            source: OnceLock::new(),
             named,
         })
     }
@@ -67,7 +77,9 @@ impl Attachments for RegistryAttachments {
     }
 
     fn blob_source(&self) -> Result<&dyn ImageSource> {
-        Ok(&self.source)
+        Ok(super::opened(&self.source, || {
+            RegistrySource::open(&self.reference, &self.registry, self.storage.clone())
+        })?)
     }
 
     fn blob_destination(&self) -> Result<&dyn ImageDestination> {

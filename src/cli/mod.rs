@@ -166,9 +166,7 @@ pub enum Command {
 impl Global {
     /// The environment variables that set global options.
     pub const ENV_VARS: [&str; 2] = ["LADE_AUTH", "LADE_TLS_CA_FILE"];
-}
 
-impl Global {
     /// `--no-auth` wins over `$LADE_AUTH` (the command line over the environment); of
     /// `--auth` and `--no-auth` on the command line, the last one counts.
     fn auth_mode(&self) -> registry::AuthMode {

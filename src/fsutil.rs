@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -57,15 +57,23 @@ pub fn remove_all(path: &Path) -> Result<()> {
         .map_err(|e| Error::io_path(path, e.into()))
 }
 
+/// A hidden name in `dir` for work towards `file` (`.FILE.TAG.PID.RANDOM`), unique to this
+/// process and call, renamed over `file` or removed when done: hidden, so that listings of
+/// records (`json_files`) never take it for one.
+pub fn hidden_sibling(dir: &Path, file: &Path, tag: &str) -> PathBuf {
+    dir.join(format!(
+        ".{}.{tag}.{}.{:08x}",
+        file.file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy()),
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
 /// Writes `bytes` to `path` atomically: a temporary sibling, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{:08x}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = hidden_sibling(dir, path, "tmp");
     let result = (|| {
         let mut f = fs::File::create(&tmp).at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;

@@ -89,14 +89,11 @@ impl StagingDir {
                 format!("directory {} does not exist", dir.display()),
             ));
         }
-        Ok(StagingDir(dir.join(format!(
-            ".{}.lade-staging.{}.{:08x}",
-            file.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id(),
-            rand::random::<u32>()
-        ))))
+        Ok(StagingDir(crate::fsutil::hidden_sibling(
+            dir,
+            file,
+            "lade-staging",
+        )))
     }
 
     pub fn path(&self) -> &Path {

@@ -202,14 +202,7 @@ fn write_private(file: &Path, map: &serde_json::Map<String, serde_json::Value>) 
     let mut bytes = serde_json::to_vec_pretty(map)
         .map_err(|e| Error::json(format!("login file {}", file.display()), e))?;
     bytes.push(b'\n');
-    let tmp = dir.join(format!(
-        ".{}.lade-tmp.{}.{:08x}",
-        file.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = crate::fsutil::hidden_sibling(&dir, file, "lade-tmp");
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
